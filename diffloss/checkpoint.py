@@ -1,0 +1,114 @@
+"""Model folders and training checkpoints, written atomically.
+
+Every saved model is a folder: ``config.json`` + ``model.safetensors`` + ``card.json`` (DESIGN.md). Writes go to a
+temporary file in the same directory, are fsync'd, then renamed over the target, so a run killed at any moment
+leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+CARD_FILE = "card.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or model folder is missing, torn or of the wrong kind; the message says which file and why."""
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write JSON so that readers never see half a file."""
+    _atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+
+
+def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """safetensors ``save_file`` made atomic; tensors are made contiguous CPU copies first."""
+    flat = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    _atomic_write(Path(path), lambda tmp: save_file(flat, str(tmp), metadata=metadata))
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors file with an error that names the file when it is missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from err
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"missing {path.name} in {path.parent}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err})") from err
+
+
+def save_model_folder(
+    folder: str | Path,
+    state_dict: dict[str, torch.Tensor],
+    config: dict[str, Any],
+    card: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Save weights + config (+ card) the way every model in ``pretrained/`` is stored.
+
+    ``dtype`` (e.g. ``torch.float16``) stores floating-point weights smaller; loading casts back to float32.
+    """
+    folder = Path(folder)
+    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in state_dict.items()}
+    atomic_save_tensors(folder / MODEL_FILE, tensors)
+    atomic_write_json(folder / CONFIG_FILE, config)
+    if card is not None:
+        atomic_write_json(folder / CARD_FILE, card)
+    return folder
+
+
+def load_model_folder(folder: str | Path, expected_kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any] | None]:
+    """Load ``(state_dict, config, card)``; float weights come back as float32.
+
+    ``expected_kind`` checks ``config["kind"]`` so that pointing the restorer loader at a prior (or the
+    reverse) fails with a message instead of a shape error deep inside ``load_state_dict``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"model folder not found: {folder}")
+    config = read_json(folder / CONFIG_FILE)
+    if expected_kind is not None and config.get("kind") != expected_kind:
+        raise CheckpointError(
+            f"{folder} holds a {config.get('kind', 'unknown')!r} model, expected {expected_kind!r}"
+        )
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_tensors(folder / MODEL_FILE).items()}
+    card_path = folder / CARD_FILE
+    card = read_json(card_path) if card_path.is_file() else None
+    return state, config, card

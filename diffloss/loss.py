@@ -1,0 +1,211 @@
+"""DiffLoss: fidelity + gamma * (L_nat + lambda * L_sem), measured through a frozen diffusion prior.
+
+- L_nat: restored z and ground truth x are noised with THE SAME eps and t; the squared distance between the
+  prior's two noise predictions says how differently the prior "reads" them (naturalness).
+- L_sem: the squared distance between the two mid-block (h-space) feature maps (semantics).
+
+The ground-truth branch runs without grad (it is a target, as in a perceptual loss); the restored branch keeps
+its graph so both terms send a gradient through the frozen prior into the restorer. The authors' released code
+ran both branches under ``torch.no_grad()``: the terms were logged but never trained anything. ``detach_prior``
+reproduces that on purpose, for teaching; a test proves its gradient is exactly zero.
+
+Every call can also report each term's share of the gradient on the restored image, because a weight on its own
+says little: at the released weights the DiffLoss terms were ~0.06 % of the loss here and changed nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from diffloss.prior import DiffusionPrior
+
+Fidelity = Literal["mse", "l1", "charbonnier"]
+TERMS = ("fidelity", "nat", "sem")
+
+
+@dataclass(frozen=True)
+class DiffLossConfig:
+    """Weights and sampling of the DiffLoss terms.
+
+    ``gamma`` scales the whole prior term, ``lam`` the semantic term inside it. The fidelity loss is computed on
+    [0, 1] images; the prior terms on its own [-1, 1] input scale (as the released code did).
+    """
+
+    gamma: float = 0.05
+    lam: float = 0.1
+    fidelity: Fidelity = "mse"
+    charbonnier_eps: float = 1e-3
+    t_min: int = 0
+    t_max: int | None = None  # None: the last timestep of the prior's schedule (the released code's range)
+    fixed_t: int | None = None  # overrides the range: every sample uses this t
+    detach_prior: bool = False  # reproduce the released code's no_grad mistake (no gradient from the prior)
+    report_grad_share: bool = True  # measure each term's gradient norm on the restored image
+    track_when_off: bool = True  # with gamma == 0 still compute L_nat/L_sem (no grad) so curves are comparable
+
+    @classmethod
+    def released(cls, **overrides: object) -> "DiffLossConfig":
+        """The released code's effective weights: 1e-3 on the noise term and 1e-6 on the h term."""
+        return replace(cls(gamma=1e-3, lam=1e-3), **overrides)
+
+    @classmethod
+    def off(cls, **overrides: object) -> "DiffLossConfig":
+        """Fidelity only (the L2 arm); the prior terms are still tracked for the log unless turned off."""
+        return replace(cls(gamma=0.0), **overrides)
+
+    def validate(self, num_timesteps: int) -> tuple[int, int]:
+        """Check the weights and return the inclusive timestep range."""
+        for name in ("gamma", "lam"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.fixed_t is not None:
+            lo = hi = self.fixed_t
+        else:
+            lo, hi = self.t_min, num_timesteps - 1 if self.t_max is None else self.t_max
+        if not 0 <= lo <= hi < num_timesteps:
+            raise ValueError(f"timestep range [{lo}, {hi}] must lie within [0, {num_timesteps - 1}] with min <= max")
+        return lo, hi
+
+
+@dataclass
+class LossTerms:
+    """The loss of one batch, term by term, plus what each term contributes to the gradient."""
+
+    total: torch.Tensor
+    fidelity: torch.Tensor
+    nat: torch.Tensor
+    sem: torch.Tensor
+    t: torch.Tensor
+    grad_norms: dict[str, float] | None = None  # ||d(weighted term)/d restored|| for fidelity, nat, sem
+    _restored: torch.Tensor | None = field(default=None, repr=False)
+    _grad: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def grad_share(self) -> dict[str, float] | None:
+        """Each term's gradient norm over the sum of the three: what the weights really do."""
+        if self.grad_norms is None:
+            return None
+        total = sum(self.grad_norms.values())
+        return {k: (v / total if total > 0 else 0.0) for k, v in self.grad_norms.items()}
+
+    def backward(self) -> None:
+        """Backpropagate the total into the restorer.
+
+        When the per-term gradients on the restored image were measured, their sum *is* the gradient of the total,
+        so only the restorer part of the graph is traversed again (no second pass through the prior).
+        """
+        if self._grad is not None and self._restored is not None:
+            self._restored.backward(self._grad)
+        else:
+            self.total.backward()
+
+    def as_floats(self) -> dict[str, float]:
+        """Plain numbers for logs and tables: loss terms, then ``share_*`` when measured."""
+        out = {name: float(getattr(self, name).detach()) for name in ("total", "fidelity", "nat", "sem")}
+        for name, share in (self.grad_share or {}).items():
+            out[f"share_{name}"] = share
+        return out
+
+
+def fidelity_loss(restored: torch.Tensor, gt: torch.Tensor, kind: Fidelity = "mse", eps: float = 1e-3) -> torch.Tensor:
+    """The restorer's usual loss; Charbonnier is a smooth L1 that many restoration papers use."""
+    if kind == "mse":
+        return F.mse_loss(restored, gt)
+    if kind == "l1":
+        return F.l1_loss(restored, gt)
+    if kind == "charbonnier":
+        return torch.sqrt((restored - gt) ** 2 + eps**2).mean()
+    raise ValueError(f"unknown fidelity loss {kind!r}; choose mse, l1 or charbonnier")
+
+
+def sample_timesteps(n: int, lo: int, hi: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One integer t per sample, uniform on [lo, hi] inclusive (drawn on the CPU so seeds match across devices)."""
+    return torch.randint(lo, hi + 1, (n,), generator=generator)
+
+
+def prior_distances(
+    prior: DiffusionPrior, restored: torch.Tensor, gt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+    detach: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_nat, L_sem) for one shared (t, eps): the heart of DiffLoss, kept separate so the app can call it too."""
+    with torch.no_grad():
+        target = prior.predict(prior.add_noise(gt, t, eps), t)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
+        pred = prior.predict(prior.add_noise(restored, t, eps), t)
+    nat = F.mse_loss(pred.eps.float(), target.eps.float())
+    sem = F.mse_loss(pred.h.float(), target.h.float())
+    return nat, sem
+
+
+class DiffLoss:
+    """``loss(restored, gt) -> LossTerms``. Holds a frozen prior and a config; owns no trainable weights."""
+
+    def __init__(self, prior: DiffusionPrior, config: DiffLossConfig | None = None) -> None:
+        self.prior = prior
+        self.config = config or DiffLossConfig()
+        self.t_range = self.config.validate(prior.num_timesteps)
+
+    def __call__(
+        self, restored: torch.Tensor, gt: torch.Tensor, generator: torch.Generator | None = None,
+        t: torch.Tensor | int | None = None,
+    ) -> LossTerms:
+        if restored.shape != gt.shape:
+            raise ValueError(f"restored {tuple(restored.shape)} and ground truth {tuple(gt.shape)} differ in shape")
+        cfg = self.config
+        n = restored.shape[0]
+        if t is None:
+            t = sample_timesteps(n, *self.t_range, generator=generator)
+        t = torch.as_tensor(t).long().reshape(-1).expand(n).to(restored.device)
+        fid = fidelity_loss(restored, gt, cfg.fidelity, cfg.charbonnier_eps)
+        zero = fid.new_zeros(())
+        use_prior = cfg.gamma > 0 or cfg.track_when_off
+        if use_prior:
+            eps = torch.randn(gt.shape, generator=generator).to(gt.device, gt.dtype)
+            detach = cfg.detach_prior or cfg.gamma == 0
+            nat, sem = prior_distances(self.prior, restored, gt.detach(), t, eps, detach=detach)
+        else:
+            nat, sem = zero, zero
+        weighted = {"fidelity": fid, "nat": cfg.gamma * nat, "sem": cfg.gamma * cfg.lam * sem}
+        total = weighted["fidelity"] + weighted["nat"] + weighted["sem"]
+        terms = LossTerms(total=total, fidelity=fid, nat=nat, sem=sem, t=t)
+        if cfg.report_grad_share and restored.requires_grad and torch.is_grad_enabled():
+            self._measure_gradients(terms, weighted, restored)
+        return terms
+
+    @staticmethod
+    def _measure_gradients(terms: LossTerms, weighted: dict[str, torch.Tensor], restored: torch.Tensor) -> None:
+        """Gradient of each weighted term on the restored image; their sum is kept for ``LossTerms.backward``."""
+        norms: dict[str, float] = {}
+        total_grad = torch.zeros_like(restored)
+        for name in TERMS:
+            term = weighted[name]
+            if not term.requires_grad:
+                norms[name] = 0.0
+                continue
+            (grad,) = torch.autograd.grad(term, restored, retain_graph=True, allow_unused=True)
+            if grad is None:
+                norms[name] = 0.0
+                continue
+            norms[name] = float(grad.float().norm())
+            total_grad += grad
+        terms.grad_norms = norms
+        terms._restored = restored
+        terms._grad = total_grad
+
+
+def weight_for_share(norm_fidelity: float, norm_term: float, share: float) -> float:
+    """The weight w that gives a term ``share`` of the gradient: w*n / (n_fid + w*n) = share.
+
+    Used to calibrate gamma and lambda on validation data instead of guessing: a weight is meaningful only
+    relative to the gradient scale of the prior it multiplies.
+    """
+    if not 0 < share < 1:
+        raise ValueError(f"share must be in (0, 1), got {share}")
+    if norm_term <= 0:
+        raise ValueError("the term has no gradient to weight (is the prior detached?)")
+    return share * norm_fidelity / ((1 - share) * norm_term)

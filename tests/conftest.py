@@ -1,0 +1,22 @@
+"""Shared test fixtures. Tests that need ../shared/datasets skip with a reason when it is absent (a user's clone)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = Path(os.environ.get("DIFFLOSS_DATASETS", REPO.parent / "shared" / "datasets"))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def datasets_root() -> Path:
+    """Root of the benchmark images; skip the test when this clone has none."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"benchmark data not found at {SHARED_DATASETS} (set DIFFLOSS_DATASETS to use another folder)")
+    return SHARED_DATASETS

@@ -1,0 +1,122 @@
+"""The prior: loads like any diffusers model, stays frozen, works at any size, and purifies."""
+
+import shutil
+
+import pytest
+import torch
+
+from diffloss.prior import PRIOR_PRESETS, DiffusionPrior, PriorLoadError
+from tests.helpers import tiny_prior
+
+
+@pytest.fixture(scope="module")
+def saved_prior(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prior")
+    prior = tiny_prior()
+    prior.save_pretrained(folder)
+    return prior, folder
+
+
+def test_loads_from_a_model_folder_and_predicts_identically(saved_prior):
+    prior, folder = saved_prior
+    loaded = DiffusionPrior.from_pretrained(folder)
+    x_t, t = torch.randn(2, 3, 16, 16), torch.tensor([3, 70])
+    assert torch.equal(loaded.predict(x_t, t).eps, prior.predict(x_t, t).eps)
+    assert loaded.num_timesteps == 100
+
+
+def test_loads_from_a_pipeline_folder(saved_prior, tmp_path):
+    prior, folder = saved_prior
+    prior.unet.save_pretrained(tmp_path / "unet")
+    prior.scheduler.save_pretrained(tmp_path / "scheduler")
+    loaded = DiffusionPrior.from_pretrained(tmp_path)
+    assert loaded.parameter_count() == prior.parameter_count()
+
+
+def test_missing_folder_names_the_path(tmp_path):
+    with pytest.raises(PriorLoadError, match="not found"):
+        DiffusionPrior.from_pretrained(tmp_path / "nowhere")
+
+
+def test_offline_hub_id_gives_a_clear_error(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PriorLoadError, match="google/ddpm-ema-church-256.*hub"):
+        DiffusionPrior.from_pretrained("google/ddpm-ema-church-256")
+
+
+def test_folder_without_scheduler_is_refused(saved_prior, tmp_path):
+    _, folder = saved_prior
+    shutil.copytree(folder, tmp_path / "p")
+    (tmp_path / "p" / "scheduler_config.json").unlink()
+    with pytest.raises(PriorLoadError, match="scheduler_config.json"):
+        DiffusionPrior.from_pretrained(tmp_path / "p")
+
+
+def test_restorer_folder_is_not_a_prior(tmp_path):
+    (tmp_path / "config.json").write_text('{"kind": "restorer"}')
+    with pytest.raises(PriorLoadError, match="UNet2DModel"):
+        DiffusionPrior.from_pretrained(tmp_path)
+
+
+def test_prior_is_frozen():
+    prior = tiny_prior()
+    assert not prior.unet.training
+    assert all(not p.requires_grad for p in prior.unet.parameters())
+
+
+def test_gradient_reaches_the_input_but_not_the_weights():
+    prior = tiny_prior()
+    x = torch.rand(1, 3, 16, 16, requires_grad=True)
+    out = prior.predict(prior.add_noise(x, 50, torch.randn(1, 3, 16, 16)), 50)
+    (out.eps.square().mean() + out.h.square().mean()).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in prior.unet.parameters())
+
+
+def test_add_noise_uses_the_model_scale():
+    prior = tiny_prior()
+    x, eps = torch.rand(1, 3, 8, 8), torch.randn(1, 3, 8, 8)
+    a = prior.alphas_cumprod[40]
+    assert torch.allclose(prior.add_noise(x, 40, eps), a.sqrt() * (2 * x - 1) + (1 - a).sqrt() * eps)
+
+
+@pytest.mark.parametrize("preset,size,expected", [
+    ("tiny", (17, 23), (32, 9, 12)),
+    ("small", (40, 33), (128, 5, 5)),
+])
+def test_any_size_and_h_shape(preset, size, expected):
+    torch.manual_seed(0)
+    prior = PRIOR_PRESETS[preset].build()
+    out = prior.predict(torch.randn(2, 3, *size), 10)
+    assert out.eps.shape == (2, 3, *size)
+    assert out.h.shape == (2, *expected) == (2, *prior.h_shape(*size))
+
+
+def test_tiny_images_are_padded_without_error():
+    prior = tiny_prior()
+    assert prior.predict(torch.randn(1, 3, 1, 1), 0).eps.shape == (1, 3, 1, 1)
+
+
+def test_timesteps_out_of_range_are_refused():
+    prior = tiny_prior()
+    with pytest.raises(ValueError, match=r"\[0, 99\]"):
+        prior.predict(torch.randn(1, 3, 8, 8), 100)
+
+
+def test_view_returns_displayable_images():
+    prior = tiny_prior()
+    v = prior.view(torch.rand(2, 3, 16, 16), torch.tensor([5, 90]), torch.randn(2, 3, 16, 16))
+    for img in (v.x_t, v.x0_hat):
+        assert img.shape == (2, 3, 16, 16) and img.min() >= 0 and img.max() <= 1
+    assert v.h.shape == (2, 32, 8, 8)
+
+
+def test_purify_at_t0_barely_changes_the_image_and_is_seeded():
+    prior = tiny_prior()
+    x = torch.rand(1, 3, 16, 16)
+    assert (prior.purify(x, 0, 1) - x).abs().max() < 0.05
+    a = prior.purify(x, 60, 4, torch.Generator().manual_seed(1))
+    b = prior.purify(x, 60, 4, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
