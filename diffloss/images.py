@@ -1,0 +1,171 @@
+"""The one place where images cross between files/PIL/numpy and tensors.
+
+Everything else in the library sees float32 tensors in [0, 1], (3, H, W) or (N, 3, H, W). Uploads and benchmark
+files come in every colour mode PIL knows (16-bit greyscale, palette with transparency, CMYK, float TIFF, rotated
+phone JPEGs), so the conversion rules live here once: alpha is composited over white (what a viewer shows),
+16-bit data keeps its precision, and a file that cannot be decoded raises ImageLoadError naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+ImageSource = str | Path | bytes | Image.Image
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_SWAPPED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that rotate by 90 degrees
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageLoadError(ValueError):
+    """A file or upload is not a decodable image; the message names the file and the problem."""
+
+
+def _describe(source: ImageSource) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    return f"<PIL image {getattr(source, 'mode', '?')}>"
+
+
+def _float_scale(arr: np.ndarray) -> float:
+    """Float TIFFs carry no range; assume [0,1], else the 8- or 16-bit range their maximum suggests."""
+    peak = float(np.nanmax(arr)) if arr.size else 0.0
+    if peak <= 1.0:
+        return 1.0
+    return 255.0 if peak <= 255.0 else 65535.0
+
+
+def _to_array(img: Image.Image, name: str) -> np.ndarray:
+    """HxWx3 float32 in [0,1] from any PIL mode, keeping 16-bit precision."""
+    mode = img.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        # 16-bit greyscale: divide by 65535, never squeeze through 8 bits (that clips everything above 255).
+        grey = np.asarray(img).astype(np.float32) / 65535.0
+        return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2)
+    if mode == "F":
+        grey = np.nan_to_num(np.asarray(img, dtype=np.float32))
+        grey = np.clip(grey / _float_scale(grey), 0.0, 1.0)
+        return np.repeat(grey[..., None], 3, axis=2)
+    try:
+        if mode in _ALPHA_MODES or "transparency" in img.info:
+            rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+            alpha = rgba[..., 3:4]
+            return rgba[..., :3] * alpha + (1.0 - alpha)  # over white, as a viewer shows it
+        return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    except (ValueError, OSError) as exc:
+        raise ImageLoadError(f"{name}: cannot convert colour mode {mode!r} to RGB ({exc})") from exc
+
+
+def _from_pil_named(img: Image.Image, name: str) -> torch.Tensor:
+    arr = _to_array(img, name)
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous().to(torch.float32)
+
+
+def from_pil(img: Image.Image) -> torch.Tensor:
+    """(3,H,W) float32 in [0,1] from a PIL image of any mode (no EXIF rotation: load_image does that)."""
+    return _from_pil_named(img, _describe(img))
+
+
+def _limit_side(t: torch.Tensor, max_side: int | None) -> torch.Tensor:
+    if max_side is None or max(t.shape[-2:]) <= max_side:
+        return t
+    if max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+    h, w = t.shape[-2:]
+    scale = max_side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    # Antialiased bicubic in float, so 16-bit images keep their precision through the resize.
+    small = F.interpolate(t[None], size=size, mode="bicubic", antialias=True, align_corners=False)
+    return small[0].clamp(0.0, 1.0)
+
+
+def load_image(source: ImageSource, max_side: int | None = None) -> torch.Tensor:
+    """(3,H,W) float32 in [0,1] from a path, raw bytes or PIL image, upright as a viewer shows it.
+
+    max_side: downscale (antialiased) so the longer side is at most this, so a 12-megapixel upload does not
+    become a 12-megapixel tensor. Raises ImageLoadError for corrupt, truncated or non-image input and
+    FileNotFoundError for a path that does not exist.
+    """
+    name = _describe(source)
+    if isinstance(source, Image.Image):
+        return _limit_side(_from_pil_named(ImageOps.exif_transpose(source), name), max_side)
+    if isinstance(source, (str, Path)) and not Path(source).exists():
+        raise FileNotFoundError(f"image file not found: {source}")
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        with Image.open(fp) as img:
+            if max_side is not None and img.format == "JPEG":
+                img.draft(None, (max_side, max_side))  # decode at 1/2..1/8 scale: never below max_side
+            img.load()  # decode now, so truncation surfaces here with the file's name
+            upright = ImageOps.exif_transpose(img)
+            tensor = _from_pil_named(upright, name)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"{name}: image is too large to decode safely ({exc})") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageLoadError(f"{name}: not a readable image ({exc})") from exc
+    return _limit_side(tensor, max_side)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) as displayed (after EXIF rotation), read from the header only: cheap for whole folders."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            # A PNG's getexif() decodes the whole file to look for an eXIf chunk after the pixels; only
+            # trust one found in the header, which keeps checking a folder of PNGs a header-only job.
+            header_only = img.format == "PNG" and "exif" not in img.info
+            orientation = 1 if header_only else img.getexif().get(_EXIF_ORIENTATION, 1)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file not found: {path}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageLoadError(f"{path}: not a readable image ({exc})") from exc
+    return (h, w) if orientation in _SWAPPED_ORIENTATIONS else (w, h)
+
+
+def to_uint8_numpy(t: torch.Tensor) -> np.ndarray:
+    """HxWx3 uint8 from a (3,H,W) or (1,3,H,W) tensor: clamped to [0,1] and rounded (NaN becomes 0)."""
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] != 3:
+        raise ValueError(f"expected an image tensor of shape (3,H,W) or (1,3,H,W), got {tuple(t.shape)}")
+    t = torch.nan_to_num(t.detach().to("cpu", torch.float32), nan=0.0).clamp(0.0, 1.0)
+    return (t * 255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def to_pil(t: torch.Tensor) -> Image.Image:
+    """RGB PIL image from a (3,H,W) or (1,3,H,W) tensor in [0,1]."""
+    return Image.fromarray(to_uint8_numpy(t))
+
+
+def save_image(t: torch.Tensor, path: str | Path) -> Path:
+    """Write a (3,H,W) or (1,3,H,W) tensor as an 8-bit PNG (lossless, so saved results can be measured)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_pil(t).save(path, format="PNG")
+    return path
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in folder, sorted by file name (hidden files such as macOS '._x.png' skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    ]
+    return sorted(files, key=lambda p: p.name)

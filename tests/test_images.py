@@ -1,0 +1,151 @@
+"""Images enter as whatever a user uploads and leave as (3,H,W) floats in [0,1], upright and in RGB."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffloss.images import (
+    ImageLoadError,
+    from_pil,
+    image_size,
+    list_images,
+    load_image,
+    save_image,
+    to_pil,
+    to_uint8_numpy,
+)
+
+
+def _png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_16bit_png_keeps_its_precision(tmp_path):
+    grad = np.full((8, 32), 30000, dtype=np.uint16)
+    grad[1] = np.arange(32, dtype=np.uint16) + 30000  # steps of 1/65535: lost if squeezed through 8 bits
+    path = tmp_path / "deep.png"
+    Image.fromarray(grad).save(path)
+    assert Image.open(path).mode.startswith("I")  # really stored as 16-bit
+
+    t = load_image(path)
+    assert t.shape == (3, 8, 32) and t.dtype == torch.float32
+    assert t[0, 0, 0].item() == pytest.approx(30000 / 65535, abs=1e-6)
+    assert torch.allclose(t[:, 1], torch.from_numpy(grad[1] / 65535).float().expand(3, -1), atol=1e-6)
+    assert torch.equal(t[0], t[1]) and torch.equal(t[1], t[2])
+
+
+def test_rgba_is_composited_over_white():
+    rgba = np.zeros((2, 3, 4), dtype=np.uint8)
+    rgba[0, 0] = (0, 0, 0, 0)  # fully transparent black -> white
+    rgba[0, 1] = (255, 0, 0, 255)  # opaque red stays red
+    rgba[0, 2] = (0, 0, 0, 128)  # half-transparent black -> mid grey
+    t = load_image(_png_bytes(Image.fromarray(rgba, "RGBA")))
+    assert t.shape == (3, 2, 3)
+    assert torch.allclose(t[:, 0, 0], torch.ones(3))
+    assert torch.allclose(t[:, 0, 1], torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(t[:, 0, 2], torch.full((3,), 1 - 128 / 255), atol=1e-6)
+
+
+def test_palette_with_transparency_is_composited_over_white():
+    img = Image.new("P", (4, 4), 0)
+    img.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
+    img.putpixel((1, 1), 1)
+    img.info["transparency"] = 0
+    t = load_image(_png_bytes(img, transparency=0))
+    assert torch.allclose(t[:, 0, 0], torch.ones(3))
+    assert torch.allclose(t[:, 1, 1], torch.tensor([0.0, 1.0, 0.0]))
+
+
+@pytest.mark.parametrize("mode", ["L", "1", "LA"])
+def test_greyscale_gives_three_identical_channels(mode):
+    grey = Image.fromarray(np.tile(np.arange(0, 256, 16, dtype=np.uint8), (4, 1))).convert(mode)
+    t = load_image(_png_bytes(grey))
+    assert t.shape == (3, 4, 16)
+    assert torch.equal(t[0], t[1]) and torch.equal(t[1], t[2])
+    assert t.max() > 0.5  # not all black
+
+
+def test_cmyk_and_float_tiff_load_as_rgb():
+    cmyk = Image.new("CMYK", (5, 4), (0, 255, 255, 0))  # pure red in CMYK
+    t = load_image(_png_bytes(cmyk, "JPEG", quality=100))
+    assert t.shape == (3, 4, 5)
+    assert t[0].mean() > 0.9 and t[1].mean() < 0.1
+
+    values = np.linspace(0, 1, 20, dtype=np.float32).reshape(4, 5)
+    t = load_image(_png_bytes(Image.fromarray(values, "F"), "TIFF"))
+    assert torch.allclose(t[0], torch.from_numpy(values), atol=1e-6)
+
+
+def test_exif_rotated_jpeg_comes_out_upright(tmp_path):
+    stored = np.zeros((20, 40, 3), dtype=np.uint8)  # 40 wide, 20 high as stored
+    stored[:, :20] = (255, 0, 0)  # left half red
+    stored[:, 20:] = (0, 0, 255)  # right half blue
+    img = Image.fromarray(stored)
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "phone.jpg"
+    img.save(path, exif=exif, quality=95)
+
+    t = load_image(path)
+    assert t.shape == (3, 40, 20)  # portrait after rotation
+    assert image_size(path) == (20, 40)  # header-only size agrees
+    top, bottom = t[:, :15].mean(dim=(1, 2)), t[:, 25:].mean(dim=(1, 2))
+    assert top[0] > 0.8 and top[2] < 0.2  # the red left half is now on top
+    assert bottom[2] > 0.8 and bottom[0] < 0.2
+
+
+def test_corrupt_and_truncated_files_raise_image_load_error_naming_the_file(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"this is not an image at all")
+    with pytest.raises(ImageLoadError, match="broken.png"):
+        load_image(bad)
+
+    good = _png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ImageLoadError, match="cut.png"):
+        load_image(cut)
+    with pytest.raises(ImageLoadError):
+        load_image(b"\x89PNG not really")
+    with pytest.raises(FileNotFoundError, match="nowhere.png"):
+        load_image(tmp_path / "nowhere.png")
+
+
+def test_max_side_downscales_longer_side_and_never_upscales():
+    img = Image.new("RGB", (200, 100), (10, 200, 30))
+    small = load_image(img, max_side=50)
+    assert small.shape == (3, 25, 50)
+    assert torch.allclose(small[:, 5, 5], torch.tensor([10, 200, 30]) / 255, atol=2e-3)
+    assert load_image(img, max_side=500).shape == (3, 100, 200)
+    jpeg = load_image(_png_bytes(img, "JPEG"), max_side=30)  # JPEG draft decoding path
+    assert jpeg.shape == (3, 15, 30)
+
+
+def test_to_pil_round_trip_and_save(tmp_path):
+    t = torch.rand(3, 6, 7, generator=torch.Generator().manual_seed(0))
+    arr = to_uint8_numpy(t[None])
+    assert arr.shape == (6, 7, 3) and arr.dtype == np.uint8
+    assert (from_pil(to_pil(t)) - t).abs().max() <= 0.5 / 255 + 1e-6
+
+    out = to_uint8_numpy(torch.tensor([-1.0, 0.5, 2.0]).view(3, 1, 1))
+    assert out.tolist() == [[[0, 128, 255]]]  # clamped and rounded
+    with pytest.raises(ValueError, match="shape"):
+        to_pil(torch.rand(4, 5, 5))
+
+    path = save_image(t, tmp_path / "sub" / "x.png")
+    assert torch.equal(load_image(path), from_pil(to_pil(t)))
+
+
+def test_list_images_sorted_filtered_and_missing_folder(tmp_path):
+    for name in ["b.PNG", "a.jpg", "notes.txt", ".hidden.png", "c.tiff"]:
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.PNG", "c.tiff"]
+    with pytest.raises(FileNotFoundError, match="missing_dir"):
+        list_images(tmp_path / "missing_dir")
