@@ -22,11 +22,16 @@ CONFIG_FILE = "config.json"
 CARD_FILE = "card.json"
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint or model folder is missing, torn or of the wrong kind; the message says which file and why."""
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write(tmp)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -36,21 +41,31 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; saved models should be readable like any file
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file so that readers never see half of it."""
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
 def atomic_write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Write JSON so that readers never see half a file."""
-    _atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+    atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
 
 
 def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """safetensors ``save_file`` made atomic; tensors are made contiguous CPU copies first."""
     flat = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    _atomic_write(Path(path), lambda tmp: save_file(flat, str(tmp), metadata=metadata))
+    atomic_write(Path(path), lambda tmp: save_file(flat, str(tmp), metadata=metadata))
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:

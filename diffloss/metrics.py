@@ -1,0 +1,166 @@
+"""Full-reference metrics (PSNR, SSIM, LPIPS) with their conventions stated once, plus one call for all of them.
+
+Numbers in papers differ mostly by convention (RGB or Y, border crop, SSIM window), so the conventions live in one
+string, :data:`CONVENTIONS`, that every report and the UI print next to the numbers. PSNR and SSIM are computed by
+scikit-image so that they match a widely used reference rather than our own re-derivation.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+SSIM_SIGMA = 1.5  # Wang et al. 2004: Gaussian window, sigma 1.5 (skimage truncates it to 11x11)
+
+CONVENTIONS = (
+    "PSNR/SSIM on RGB in [0,1] (data_range=1, crop_border=0, no Y conversion) by scikit-image; "
+    "SSIM: Gaussian window sigma 1.5 (11x11), population covariance, averaged over channels; "
+    "identical images give PSNR=inf; NIQE: ours (Mittal et al. 2013), Y channel, 96px patches, lower is better; "
+    "LPIPS: AlexNet v0.1, lower is better"
+)
+
+# BT.601 luma as in BasicSR's rgb2ycbcr (studio swing: Y in [16,235]/255 for RGB in [0,1]).
+_Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
+_Y_OFFSET = 16.0 / 255.0
+
+LpipsFn = Callable[[object, object], float]
+
+
+def as_hwc(img: torch.Tensor | np.ndarray) -> np.ndarray:
+    """One image as a float64 ``HxWx3`` (or ``HxW``) numpy array.
+
+    Accepts torch ``(3,H,W)`` / ``(1,3,H,W)`` and numpy ``HxWx3`` / ``HxW``; a batch of several images is refused
+    because every metric here is per image (averaging happens in the caller, where it is visible).
+    """
+    if isinstance(img, torch.Tensor):
+        t = img.detach().to("cpu", torch.float64)
+        if t.dim() == 4:
+            if t.shape[0] != 1:
+                raise ValueError(f"expected one image, got a batch of shape {tuple(t.shape)}")
+            t = t[0]
+        if t.dim() == 3:
+            if t.shape[0] not in (1, 3):
+                raise ValueError(f"expected a (3,H,W) tensor, got shape {tuple(t.shape)}")
+            arr = t.permute(1, 2, 0).numpy()
+            return arr[..., 0] if arr.shape[-1] == 1 else arr
+        if t.dim() == 2:
+            return t.numpy()
+        raise ValueError(f"expected a (3,H,W) or (1,3,H,W) tensor, got shape {tuple(t.shape)}")
+    arr = np.asarray(img)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"expected a float image in [0,1], got dtype {arr.dtype} (divide uint8 images by 255)")
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3):
+        return arr.astype(np.float64)
+    raise ValueError(f"expected an HxWx3 array, got shape {arr.shape}")
+
+
+def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of an ``HxWx3`` RGB array in [0,1], in [0,1] (BasicSR's ``rgb2ycbcr(..., y_only=True)``).
+
+    Grey ``HxW`` input is returned as it is: it already is a single channel.
+    """
+    if rgb.ndim == 2:
+        return rgb
+    return rgb @ _Y_WEIGHTS + _Y_OFFSET
+
+
+def _prepare(pred, gt, crop_border: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+    a, b = as_hwc(pred), as_hwc(gt)
+    if a.shape != b.shape:
+        raise ValueError(f"prediction and ground truth differ in shape: pred {a.shape} vs gt {b.shape} (HxWxC)")
+    if y_channel:
+        a, b = rgb_to_y(a), rgb_to_y(b)
+    if crop_border < 0:
+        raise ValueError(f"crop_border must be >= 0, got {crop_border}")
+    if crop_border:
+        if 2 * crop_border >= min(a.shape[:2]):
+            raise ValueError(f"crop_border={crop_border} leaves nothing of a {a.shape[0]}x{a.shape[1]} image")
+        a = a[crop_border:-crop_border, crop_border:-crop_border]
+        b = b[crop_border:-crop_border, crop_border:-crop_border]
+    return a, b
+
+
+def psnr(pred, gt, data_range: float = 1.0, crop_border: int = 0, y_channel: bool = False) -> float:
+    """PSNR in dB; ``inf`` for identical images (skimage's limit, returned without a divide-by-zero warning)."""
+    a, b = _prepare(pred, gt, crop_border, y_channel)
+    if np.array_equal(a, b):
+        return math.inf
+    return float(peak_signal_noise_ratio(b, a, data_range=data_range))
+
+
+def ssim(pred, gt, data_range: float = 1.0, crop_border: int = 0, y_channel: bool = False) -> float:
+    """SSIM (Wang et al. 2004 settings: Gaussian sigma 1.5, population covariance), mean over channels."""
+    a, b = _prepare(pred, gt, crop_border, y_channel)
+    return float(
+        structural_similarity(
+            b,
+            a,
+            data_range=data_range,
+            channel_axis=-1 if a.ndim == 3 else None,
+            gaussian_weights=True,
+            sigma=SSIM_SIGMA,
+            use_sample_covariance=False,
+        )
+    )
+
+
+def load_lpips(net: str = "alex") -> tuple[LpipsFn | None, str]:
+    """``(fn, "")`` when LPIPS and all its weights load offline, else ``(None, reason)``.
+
+    LPIPS needs the ``lpips`` package (its linear heads ship inside it) and torchvision's ImageNet backbone in the
+    torch hub cache. Constructing it with a missing backbone would download it, so the cache is checked first:
+    a missing metric is reported as missing, never downloaded and never replaced by a made-up number.
+    """
+    try:
+        import lpips  # noqa: F401  (imports torchvision)
+    except Exception as err:  # ImportError, or torchvision failing to load beside this torch
+        return None, f"LPIPS unavailable: the lpips package cannot be imported ({type(err).__name__}: {err})"
+    backbone_files = {"alex": "alexnet-owt-", "vgg": "vgg16-", "squeeze": "squeezenet1_1-"}
+    prefix = backbone_files.get(net)
+    if prefix is None:
+        return None, f"LPIPS unavailable: unknown backbone {net!r} (alex, vgg or squeeze)"
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    if not any(cache.glob(prefix + "*.pth")):
+        return None, f"LPIPS unavailable: {net} backbone weights not in {cache} and downloading is not allowed"
+    try:
+        model = lpips.LPIPS(net=net, verbose=False).eval()
+    except Exception as err:
+        return None, f"LPIPS unavailable: the model failed to load offline ({type(err).__name__}: {err})"
+
+    def lpips_fn(pred, gt) -> float:
+        a = torch.from_numpy(as_hwc(pred)).permute(2, 0, 1)[None].float()
+        b = torch.from_numpy(as_hwc(gt)).permute(2, 0, 1)[None].float()
+        if a.shape != b.shape:
+            raise ValueError(f"prediction and ground truth differ in shape: pred {tuple(a.shape)} vs gt {tuple(b.shape)}")
+        with torch.no_grad():
+            return float(model(a * 2 - 1, b * 2 - 1).item())  # LPIPS expects [-1,1]
+
+    return lpips_fn, ""
+
+
+def compute_metrics(pred, gt=None, lpips_fn: LpipsFn | None = None, niqe_model=None) -> dict[str, float | None]:
+    """All metrics of one image: ``psnr``, ``ssim``, ``lpips`` need ``gt`` (None without it); ``niqe`` never does.
+
+    ``niqe`` is None when the image is too small for NIQE or has no texture to measure (see :mod:`diffloss.niqe`);
+    ``lpips`` is None when no LPIPS function is given (see :func:`load_lpips` for why it may be missing).
+    """
+    from diffloss.niqe import NIQEUndefined, niqe  # local: niqe.py imports the colour helpers above
+
+    out: dict[str, float | None] = {"psnr": None, "ssim": None, "niqe": None, "lpips": None}
+    if gt is not None:
+        out["psnr"] = psnr(pred, gt)
+        out["ssim"] = ssim(pred, gt)
+        if lpips_fn is not None:
+            out["lpips"] = float(lpips_fn(pred, gt))
+    try:
+        out["niqe"] = niqe(pred, niqe_model)
+    except NIQEUndefined:
+        out["niqe"] = None
+    return out
