@@ -152,8 +152,9 @@ class DiffLoss:
 
     def __call__(
         self, restored: torch.Tensor, gt: torch.Tensor, generator: torch.Generator | None = None,
-        t: torch.Tensor | int | None = None,
+        t: torch.Tensor | int | None = None, measure_grad_share: bool | None = None,
     ) -> LossTerms:
+        """All terms for a batch; ``measure_grad_share`` overrides the config (training measures on log steps)."""
         if restored.shape != gt.shape:
             raise ValueError(f"restored {tuple(restored.shape)} and ground truth {tuple(gt.shape)} differ in shape")
         cfg = self.config
@@ -173,7 +174,8 @@ class DiffLoss:
         weighted = {"fidelity": fid, "nat": cfg.gamma * nat, "sem": cfg.gamma * cfg.lam * sem}
         total = weighted["fidelity"] + weighted["nat"] + weighted["sem"]
         terms = LossTerms(total=total, fidelity=fid, nat=nat, sem=sem, t=t)
-        if cfg.report_grad_share and restored.requires_grad and torch.is_grad_enabled():
+        measure = cfg.report_grad_share if measure_grad_share is None else measure_grad_share
+        if measure and restored.requires_grad and torch.is_grad_enabled():
             self._measure_gradients(terms, weighted, restored)
         return terms
 

@@ -1,0 +1,43 @@
+"""Calibration solves for the weights that give each prior term the requested share of the gradient."""
+
+import pytest
+import torch
+
+from diffloss.calibrate import calibrate, weights_for_shares
+from diffloss.loss import DiffLoss, DiffLossConfig
+from diffloss.nets import Restorer, RestorerConfig
+from tests.helpers import tiny_prior
+
+
+def test_weights_reproduce_the_requested_shares():
+    norms = {"fidelity": 2.0, "nat": 0.5, "sem": 4.0}
+    gamma, lam = weights_for_shares(norms, 0.2, 0.1)
+    weighted = {"fidelity": 2.0, "nat": gamma * 0.5, "sem": gamma * lam * 4.0}
+    total = sum(weighted.values())
+    assert weighted["nat"] / total == pytest.approx(0.2)
+    assert weighted["sem"] / total == pytest.approx(0.1)
+
+
+def test_impossible_shares_are_refused():
+    with pytest.raises(ValueError, match="sum to less than 1"):
+        weights_for_shares({"fidelity": 1, "nat": 1, "sem": 1}, 0.6, 0.5)
+
+
+def test_calibrated_weights_give_the_shares_on_the_same_data():
+    torch.manual_seed(0)
+    prior = tiny_prior()
+    restorer = Restorer(RestorerConfig(task="noise", width=8)).eval()
+    images = [torch.rand(3, 32, 32) for _ in range(2)]
+    cal = calibrate(prior, restorer, "noise", images, nat_share=0.3, sem_share=0.1, crop=32)
+    assert cal.gamma > 0 and cal.lam > 0 and cal.images == 2
+    # one image: measured shares at the calibrated weights match the targets
+    single = calibrate(prior, restorer, "noise", images[:1], nat_share=0.3, sem_share=0.1, crop=32)
+    from diffloss import degrade
+
+    pair = degrade.make_pair("noise", images[0], 0)
+    with torch.no_grad():
+        restored = restorer(pair.net_input).clamp(0, 1)
+    terms = DiffLoss(prior, DiffLossConfig(gamma=single.gamma, lam=single.lam))(
+        restored.requires_grad_(True), images[0][None], torch.Generator().manual_seed(0))
+    assert terms.grad_share["nat"] == pytest.approx(0.3, rel=1e-3)
+    assert terms.grad_share["sem"] == pytest.approx(0.1, rel=1e-3)

@@ -1,0 +1,189 @@
+"""The training loop: fair arms, exact resume, clean stops, NaN detection, atomic checkpoints, DDP on CPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffloss import checkpoint, train
+from diffloss.images import save_image
+from diffloss.loss import DiffLossConfig
+from diffloss.nets import load_restorer
+from diffloss.prior import DiffusionPrior
+from tests.helpers import tiny_prior
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def clean_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("clean")
+    g = torch.Generator().manual_seed(0)
+    for i in range(3):
+        base = torch.rand(3, 6, 8, generator=g)
+        img = torch.nn.functional.interpolate(base[None], size=(48, 64), mode="bilinear", align_corners=False)[0]
+        save_image(img, folder / f"img{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def prior_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("prior")
+    tiny_prior().save_pretrained(folder)
+    return folder
+
+
+def restorer_cfg(out: Path, clean_dir: Path, prior_dir: Path, diffloss: bool = True, steps: int = 4, **loop) -> train.RestorerTrainConfig:
+    return train.RestorerTrainConfig(
+        task="noise", clean=[str(clean_dir)], crop=32, width=8, prior=str(prior_dir), diffloss=diffloss,
+        loss=DiffLossConfig(gamma=0.5, lam=0.5),
+        loop=train.LoopConfig(out=str(out), steps=steps, batch_size=2, lr=1e-3, warmup=1, log_every=1,
+                              save_every=2, threads=1, **loop),
+    )
+
+
+def _final_state(out: Path) -> dict[str, torch.Tensor]:
+    return checkpoint.load_tensors(out / "checkpoint" / train.CHECKPOINT_NAME)
+
+
+def test_prior_training_writes_a_loadable_prior_with_a_card(clean_dir, tmp_path):
+    cfg = train.PriorTrainConfig(clean=[str(clean_dir)], preset="tiny", crop=16,
+                                 loop=train.LoopConfig(out=str(tmp_path), steps=3, batch_size=2, warmup=1, log_every=1, threads=1))
+    events = list(train.train_prior(cfg))
+    assert [e.kind for e in events][-1] == "done"
+    prior = DiffusionPrior.from_pretrained(tmp_path / "model")
+    assert prior.num_timesteps == 100
+    card = json.loads((tmp_path / "model" / "card.json").read_text())
+    for key in ("command", "data", "steps", "wall_time_s", "device", "final_loss"):
+        assert key in card
+    assert card["steps"] == 3 and card["data"]["images"] == 3 and card["final_loss"] > 0
+
+
+def test_restorer_run_logs_every_term_and_exports(clean_dir, prior_dir, tmp_path):
+    events = list(train.train_restorer(restorer_cfg(tmp_path, clean_dir, prior_dir)))
+    steps = [e for e in events if e.kind == "step"]
+    assert len(steps) == 4 and events[-1].kind == "done"
+    with open(tmp_path / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    for key in ("total", "fidelity", "nat", "sem", "share_fidelity", "share_nat", "share_sem", "lr"):
+        assert all(r[key] != "" for r in rows), key
+    assert float(rows[-1]["share_nat"]) > 0
+    model = load_restorer(tmp_path / "model")
+    assert model.config.task == "noise"
+
+
+def test_both_arms_see_the_same_batches_and_noise(clean_dir, prior_dir, tmp_path, monkeypatch):
+    from diffloss import data
+
+    seen: dict[bool, list] = {True: [], False: []}
+    original = data.SyntheticPairSampler.batch
+    arm = {"on": True}
+
+    def spy(self, batch_size, seed):
+        batch = original(self, batch_size, seed)
+        seen[arm["on"]].append(batch.gt.clone())
+        return batch
+
+    monkeypatch.setattr(data.SyntheticPairSampler, "batch", spy)
+    for diffloss in (True, False):
+        arm["on"] = diffloss
+        list(train.train_restorer(restorer_cfg(tmp_path / str(diffloss), clean_dir, prior_dir, diffloss=diffloss, steps=3)))
+    assert len(seen[True]) == len(seen[False]) == 3
+    assert all(torch.equal(a, b) for a, b in zip(seen[True], seen[False]))
+    on, off = _final_state(tmp_path / "True"), _final_state(tmp_path / "False")
+    assert any(not torch.equal(on[k], off[k]) for k in on if k.startswith("model."))  # only the loss differed
+
+
+def test_stop_and_resume_gives_the_same_weights_as_one_run(clean_dir, prior_dir, tmp_path):
+    list(train.train_restorer(restorer_cfg(tmp_path / "straight", clean_dir, prior_dir, steps=4)))
+    gen = train.train_restorer(restorer_cfg(tmp_path / "resumed", clean_dir, prior_dir, steps=4))
+    for event in gen:
+        if event.kind == "step" and event.step == 1:
+            gen.close()  # the app's Stop button: the loop saves where it stopped
+            break
+    stopped = _final_state(tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "model").exists()
+    list(train.train_restorer(restorer_cfg(tmp_path / "resumed", clean_dir, prior_dir, steps=4)))
+    a, b = _final_state(tmp_path / "straight"), _final_state(tmp_path / "resumed")
+    assert set(a) == set(b)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert any(not torch.equal(stopped[k], b[k]) for k in stopped if k.startswith("model."))
+    with open(tmp_path / "resumed" / "log.csv") as handle:
+        assert [int(r["step"]) for r in csv.DictReader(handle)] == [1, 2, 3, 4]
+
+
+def test_time_limit_stops_with_a_checkpoint(clean_dir, prior_dir, tmp_path):
+    events = list(train.train_restorer(restorer_cfg(tmp_path, clean_dir, prior_dir, steps=50, time_limit_min=0.0)))
+    assert events[-1].kind == "stopped" and "resume" in events[-1].message
+
+
+def test_nan_loss_stops_with_a_clear_message(clean_dir, prior_dir, tmp_path, monkeypatch):
+    from diffloss import data
+
+    original = data.SyntheticPairSampler.batch
+
+    def poisoned(self, batch_size, seed):
+        batch = original(self, batch_size, seed)
+        batch.gt[0, 0, 0, 0] = float("nan")
+        return batch
+
+    monkeypatch.setattr(data.SyntheticPairSampler, "batch", poisoned)
+    with pytest.raises(train.TrainingDiverged, match=r"loss became nan at step 0.*no checkpoint"):
+        list(train.train_restorer(restorer_cfg(tmp_path, clean_dir, prior_dir)))
+
+
+def test_a_crash_while_saving_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
+    path = tmp_path / "c.safetensors"
+    checkpoint.atomic_save_tensors(path, {"w": torch.ones(3)})
+    import diffloss.checkpoint as ck
+
+    def dying_save(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a fi")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(ck, "save_file", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.atomic_save_tensors(path, {"w": torch.zeros(3)})
+    assert torch.equal(checkpoint.load_tensors(path)["w"], torch.ones(3))
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_init_from_a_restorer_of_another_task_is_refused(clean_dir, prior_dir, tmp_path):
+    from diffloss.nets import Restorer, RestorerConfig, save_restorer
+
+    save_restorer(Restorer(RestorerConfig(task="haze", width=8)), tmp_path / "haze")
+    cfg = replace(restorer_cfg(tmp_path / "run", clean_dir, prior_dir), init=str(tmp_path / "haze"))
+    with pytest.raises(ValueError, match="'haze' restorer, not 'noise'"):
+        train.train_restorer(cfg)
+
+
+def test_learning_rate_warms_up_then_decays():
+    loop = train.LoopConfig(steps=100, lr=1.0, warmup=10, min_lr_ratio=0.1)
+    lrs = [train.learning_rate(s, loop) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[99] == pytest.approx(0.1, abs=1e-3) and all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+
+
+def test_torchrun_two_cpu_ranks_hold_identical_weights(clean_dir, prior_dir, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "diffloss.train", "restorer", "--task", "noise", "--diffloss", "on", "--clean", str(clean_dir),
+           "--prior", str(prior_dir), "--crop", "32", "--width", "8", "--steps", "2", "--batch", "2",
+           "--log-every", "1", "--threads", "1", "--device", "cpu", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = json.loads((out / "model" / "card.json").read_text())
+    assert card["world_size"] == 2
+    sums = card["rank_weight_checksums"]
+    assert len(sums) == 2 and sums[0] == sums[1]
