@@ -1,0 +1,245 @@
+"""What the Inspect view computes: the middle of the DiffLoss flow, opened up for one pair of images.
+
+Why a module of its own: the app has to *teach* what the loss sees (x_t, the two noise predictions, the one-step
+x0 estimates, the h maps, how the terms depend on t, where their gradient lands on the restored image), and every
+number it shows must be the number DiffLoss trains with. So each function here goes through the same pieces the
+loss uses (``prior.view``, ``loss.prior_distances``, ``DiffLoss``) and draws nothing; ``viz`` turns the results
+into pictures.
+
+Seed convention (shared with ``DiffLoss`` when it is given ``t``): ``g = torch.Generator().manual_seed(seed)``,
+then ``eps = torch.randn((1, 3, H, W), generator=g)`` on the CPU. So ``inspect_pair(..., t, seed).l_nat`` equals
+``DiffLoss(prior, cfg)(a, b, generator=torch.Generator().manual_seed(seed), t=t).nat``, and one seed of
+``loss_curves`` at one t is that same number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from diffloss.loss import DiffLoss, DiffLossConfig, prior_distances
+from diffloss.prior import DiffusionPrior
+
+DEFAULT_CURVE_POINTS = 12
+
+
+def _as_batch(x: torch.Tensor, name: str) -> torch.Tensor:
+    """One image as (1,3,H,W): the Inspect view looks at a single pair at a time."""
+    if x.dim() == 3:
+        x = x[None]
+    if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != 3:
+        raise ValueError(f"{name} must be one RGB image, (3,H,W) or (1,3,H,W); got {tuple(x.shape)}")
+    return x
+
+
+def _as_pair(a: torch.Tensor, b: torch.Tensor, prior: DiffusionPrior) -> tuple[torch.Tensor, torch.Tensor]:
+    if a.shape != b.shape:
+        raise ValueError(f"the two images differ in shape: a {tuple(a.shape)} vs b {tuple(b.shape)}")
+    dev = prior.device
+    return _as_batch(a, "a").detach().to(dev, torch.float32), _as_batch(b, "b").detach().to(dev, torch.float32)
+
+
+def seeded_noise(shape: Sequence[int], seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The shared eps for a seed, drawn on the CPU (as DiffLoss does) so a seed means the same noise everywhere."""
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randn(tuple(shape), generator=g).to(device)
+
+
+# ------------------------------------------------------------------------------------------------ one pair
+@dataclass(frozen=True)
+class PairInspection:
+    """Everything the prior sees of a pair (a = restored or degraded, b = ground truth) at one (t, eps).
+
+    Images are (3,H,W): x_t and x0 in [0,1] for display; eps, eps_hat and their difference on the model's scale.
+    h maps keep their batch axis, (1,C,h,w). ``l_nat``/``l_sem`` are exactly DiffLoss's unweighted terms.
+    """
+
+    t: int
+    seed: int
+    eps: torch.Tensor
+    x_t_a: torch.Tensor
+    x_t_b: torch.Tensor
+    eps_hat_a: torch.Tensor
+    eps_hat_b: torch.Tensor
+    eps_hat_diff: torch.Tensor  # eps_hat_a - eps_hat_b: what L_nat squares and averages
+    x0_a: torch.Tensor
+    x0_b: torch.Tensor
+    h_a: torch.Tensor
+    h_b: torch.Tensor
+    h_error: torch.Tensor  # (h, w): mean over channels of (h_a - h_b)^2, where L_sem comes from
+    l_nat: float
+    l_sem: float
+
+
+@torch.no_grad()
+def inspect_pair(prior: DiffusionPrior, a: torch.Tensor, b: torch.Tensor, t: int, seed: int) -> PairInspection:
+    """Noise a and b with the same eps at t and show what the prior makes of each (see the module's seed rule)."""
+    a, b = _as_pair(a, b, prior)
+    eps = seeded_noise(a.shape, seed, a.device)
+    tt = torch.full((1,), int(t), dtype=torch.long, device=a.device)
+    # Separate forwards for a and b: identical inputs then give bit-identical outputs (a zero error map).
+    va, vb = prior.view(a, tt, eps), prior.view(b, tt, eps)
+    nat, sem = prior_distances(prior, a, b, tt, eps, detach=True)
+    return PairInspection(
+        t=int(t), seed=int(seed), eps=eps[0],
+        x_t_a=va.x_t[0], x_t_b=vb.x_t[0],
+        eps_hat_a=va.eps_hat[0], eps_hat_b=vb.eps_hat[0], eps_hat_diff=(va.eps_hat - vb.eps_hat)[0],
+        x0_a=va.x0_hat[0], x0_b=vb.x0_hat[0],
+        h_a=va.h, h_b=vb.h, h_error=(va.h.float() - vb.h.float()).pow(2).mean(dim=1)[0],
+        l_nat=float(nat), l_sem=float(sem),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ L(t) curves
+@dataclass(frozen=True)
+class CurveStats:
+    """One term for one pair: ``samples`` is (len(timesteps), len(seeds)); mean and std over seeds per t."""
+
+    samples: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray  # population std (ddof=0), so a single seed gives 0 rather than NaN
+
+    @classmethod
+    def from_samples(cls, samples: np.ndarray) -> "CurveStats":
+        return cls(samples=samples, mean=samples.mean(axis=1), std=samples.std(axis=1))
+
+
+@dataclass(frozen=True)
+class LossCurves:
+    """L_nat(t) and L_sem(t) for each named pair: which timesteps carry the signal, and how noisy it is."""
+
+    timesteps: list[int]
+    seeds: list[int]
+    nat: dict[str, CurveStats]
+    sem: dict[str, CurveStats]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.nat)
+
+
+def default_timesteps(num_timesteps: int, count: int = DEFAULT_CURVE_POINTS) -> list[int]:
+    """About ``count`` timesteps evenly spread over the whole schedule [0, T-1]."""
+    return sorted({int(v) for v in torch.linspace(0, num_timesteps - 1, count).round().long().tolist()})
+
+
+def _per_sample_distances(
+    prior: DiffusionPrior, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_nat, L_sem) per sample, one forward for both images: ``prior_distances`` without the batch mean.
+
+    ``prior_distances`` averages over the batch (right for training); the curves need one number per (t, seed)
+    from a batched forward, so the same squared distance is reduced per sample here (a test checks they agree).
+    """
+    k = a.shape[0]
+    t2 = torch.cat([t, t])
+    out = prior.predict(prior.add_noise(torch.cat([a, b]), t2, torch.cat([eps, eps])), t2)
+    e, h = out.eps.float(), out.h.float()
+    nat = (e[:k] - e[k:]).pow(2).flatten(1).mean(dim=1)
+    sem = (h[:k] - h[k:]).pow(2).flatten(1).mean(dim=1)
+    return nat, sem
+
+
+@torch.no_grad()
+def loss_curves(
+    prior: DiffusionPrior, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    timesteps: Sequence[int] | None = None, seeds: Sequence[int] = (0, 1, 2), batch_size: int = 8,
+) -> LossCurves:
+    """L_nat(t), L_sem(t) for each (a, b) pair, mean and std over seeds (seed rule as in ``inspect_pair``).
+
+    All (t, seed) combinations of a pair go through the prior in chunks of ``batch_size`` samples, with a and
+    b of a chunk in one forward, so a 12 x 3 curve costs ~5 forwards, not 72.
+    """
+    if not pairs:
+        raise ValueError("loss_curves needs at least one named (a, b) pair")
+    if not seeds:
+        raise ValueError("loss_curves needs at least one seed")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    steps = default_timesteps(prior.num_timesteps) if timesteps is None else [int(v) for v in timesteps]
+    combos = [(t, s) for t in steps for s in seeds]
+    nat_stats, sem_stats = {}, {}
+    for name, (a, b) in pairs.items():
+        a, b = _as_pair(a, b, prior)
+        noise = {s: seeded_noise(a.shape, s, a.device) for s in seeds}
+        nat_parts, sem_parts = [], []
+        for start in range(0, len(combos), batch_size):
+            chunk = combos[start:start + batch_size]
+            t = torch.tensor([c[0] for c in chunk], dtype=torch.long, device=a.device)
+            eps = torch.cat([noise[c[1]] for c in chunk])
+            nat, sem = _per_sample_distances(prior, a.expand(len(chunk), -1, -1, -1),
+                                             b.expand(len(chunk), -1, -1, -1), t, eps)
+            nat_parts.append(nat)
+            sem_parts.append(sem)
+        shape = (len(steps), len(seeds))
+        nat_stats[name] = CurveStats.from_samples(torch.cat(nat_parts).cpu().double().numpy().reshape(shape))
+        sem_stats[name] = CurveStats.from_samples(torch.cat(sem_parts).cpu().double().numpy().reshape(shape))
+    return LossCurves(timesteps=steps, seeds=[int(s) for s in seeds], nat=nat_stats, sem=sem_stats)
+
+
+# ------------------------------------------------------------------------------------------------ gradient
+@dataclass(frozen=True)
+class GradientMap:
+    """Where the prior terms push the restored image: |d gamma*(L_nat + lam*L_sem) / d restored| per pixel.
+
+    ``grad_norms``/``grad_share`` are DiffLoss's own measurement of all three weighted terms (fidelity, nat, sem),
+    so the map and the share the training log reports come from the same call.
+    """
+
+    magnitude: torch.Tensor  # (H, W): L2 over the three channels
+    norm: float  # L2 norm of the whole prior-term gradient
+    grad_norms: dict[str, float]
+    grad_share: dict[str, float]
+    t: int
+    nat: float
+    sem: float
+
+
+def gradient_map(
+    prior: DiffusionPrior, restored: torch.Tensor, gt: torch.Tensor, config: DiffLossConfig, seed: int,
+    t: int | None = None,
+) -> GradientMap:
+    """The prior terms' gradient on ``restored`` for one seeded (t, eps) draw.
+
+    With ``t`` given, eps follows the module's seed rule; otherwise DiffLoss draws t (from ``config``) and then
+    eps from the same seeded generator, as in training. ``config.detach_prior=True`` gives exactly zero: the
+    released code's no_grad bug, made visible.
+    """
+    restored, gt = _as_pair(restored, gt, prior)
+    z = restored.clone().requires_grad_(True)
+    loss = DiffLoss(prior, replace(config, report_grad_share=True))
+    with torch.enable_grad():
+        terms = loss(z, gt, generator=torch.Generator().manual_seed(int(seed)), t=t, measure_grad_share=True)
+        prior_term = config.gamma * (terms.nat + config.lam * terms.sem)
+        grad = None
+        if prior_term.requires_grad:
+            (grad,) = torch.autograd.grad(prior_term, z, allow_unused=True)
+    if grad is None:
+        grad = torch.zeros_like(z)
+    grad = grad.detach()[0].float()
+    return GradientMap(
+        magnitude=grad.norm(dim=0).cpu(), norm=float(grad.norm()),
+        grad_norms=dict(terms.grad_norms or {}), grad_share=dict(terms.grad_share or {}),
+        t=int(terms.t[0]), nat=float(terms.nat.detach()), sem=float(terms.sem.detach()),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ purification
+def purification(
+    prior: DiffusionPrior, images: dict[str, torch.Tensor], t_start: int, steps: int, seed: int,
+) -> dict[str, torch.Tensor]:
+    """DDIM round trip of each image with the same noise (a fresh generator per image, same seed).
+
+    Same-size images thus see the same eps, so differences in the results come from the images, not the noise.
+    Each output keeps its input's shape, (3,H,W) or (N,3,H,W).
+    """
+    out = {}
+    for name, x in images.items():
+        batch = x[None] if x.dim() == 3 else x
+        g = torch.Generator().manual_seed(int(seed))
+        result = prior.purify(batch.detach().to(prior.device, torch.float32), t_start, steps, generator=g)
+        out[name] = result[0] if x.dim() == 3 else result
+    return out
