@@ -51,6 +51,7 @@ class EvalSource:
     limit: int | None = None
     max_side: int | None = None
     base_seed: int = 0
+    include: tuple[str, ...] | None = None  # keep only files whose name starts with one of these (held-out scenes)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -203,7 +204,10 @@ def iter_samples(source: EvalSource, task: str | None = None) -> Iterator[Sample
     """The source's images as :class:`Sample`, in file-name order, at most ``source.limit`` of them."""
     task = source.task if task is None else task
     if source.mode == "paired":
-        pairs = PairedFolder(source.root, max_side=source.max_side)
+        names = None
+        if source.include:
+            names = [p.name for p in list_images(source.root / "lq") if p.name.startswith(source.include)]
+        pairs = PairedFolder(source.root, names=names, max_side=source.max_side)
         for i in range(min(len(pairs), source.limit or len(pairs))):
             item = pairs[i]
             net_input = degrade.prepare_input(task, item["lq"]) if task else item["lq"]
@@ -214,7 +218,8 @@ def iter_samples(source: EvalSource, task: str | None = None) -> Iterator[Sample
                 )
             yield Sample(item["name"], net_input, item["gt"])
         return
-    files = list_images(source.root)[: source.limit]
+    files = [p for p in list_images(source.root) if not source.include or p.name.startswith(source.include)]
+    files = files[: source.limit]
     if not files:
         raise ValueError(f"no images found in {source.root}")
     multiple = degrade.get_task(task).size_multiple

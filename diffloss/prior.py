@@ -223,15 +223,23 @@ class DiffusionPrior:
     ) -> torch.Tensor:
         """Noise to ``t_start`` and walk back to 0 with DDIM: what the prior believes the image should be."""
         eps = torch.randn(x01.shape, generator=generator, device="cpu").to(x01.device, x01.dtype)
-        n = x01.shape[0]
-        x = self.add_noise(x01, t_start, eps)
+        return self._ddim_walk(self.add_noise(x01, t_start, eps), t_start, num_steps)
+
+    def _ddim_walk(self, x: torch.Tensor, t_start: int, num_steps: int) -> torch.Tensor:
+        """Deterministic DDIM from a noised batch at ``t_start`` down to a clean image in [0,1]."""
         steps = schedule.ddim_timesteps(t_start, num_steps)
         for i, t in enumerate(steps):
             t_prev = steps[i + 1] if i + 1 < len(steps) else -1
-            tt = torch.full((n,), t, device=x.device, dtype=torch.long)
-            eps_hat = self.predict(x, tt).eps
-            x = schedule.ddim_step(x, eps_hat, tt, torch.full_like(tt, t_prev), self.alphas_cumprod)
+            tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+            x = schedule.ddim_step(x, self.predict(x, tt).eps, tt, torch.full_like(tt, t_prev), self.alphas_cumprod)
         return schedule.to_unit_range(x).clamp(0, 1)
+
+    @torch.no_grad()
+    def sample(self, n: int, height: int, width: int, num_steps: int = 50,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Unconditional DDIM samples from pure noise: the quickest look at what the prior has learnt."""
+        x = torch.randn((n, 3, height, width), generator=generator).to(self.device)
+        return self._ddim_walk(x, self.num_timesteps - 1, num_steps)
 
 
 @dataclass(frozen=True)

@@ -120,3 +120,10 @@ def test_purify_at_t0_barely_changes_the_image_and_is_seeded():
     a = prior.purify(x, 60, 4, torch.Generator().manual_seed(1))
     b = prior.purify(x, 60, 4, torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+
+
+def test_sample_gives_seeded_images_in_range():
+    prior = tiny_prior()
+    a = prior.sample(2, 16, 16, num_steps=4, generator=torch.Generator().manual_seed(0))
+    b = prior.sample(2, 16, 16, num_steps=4, generator=torch.Generator().manual_seed(0))
+    assert a.shape == (2, 3, 16, 16) and torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
