@@ -433,6 +433,7 @@ def run_loop(job: Job, loop: LoopConfig, device: torch.device, run_config: dict[
     step, elapsed_before = 0, 0.0
     if loop.resume and ckpt_path.is_file():
         step, info = load_run_checkpoint(ckpt_path, model, ema, opt)
+        _check_same_run(ckpt_path, info.get("config", {}), run_config)
         elapsed_before = float(info.get("wall_time_s", 0.0))
     train_model: nn.Module = model
     if distinfo.world_size > 1:
@@ -517,6 +518,21 @@ def run_loop(job: Job, loop: LoopConfig, device: torch.device, run_config: dict[
         }
         job.export(ema_model, final, card)
     yield TrainEvent("done", step, loop.steps, last_values, str(final))
+
+
+def _check_same_run(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint written with other settings (task, arm, weights, data...).
+
+    Only the loop settings (steps, time limit, device, threads, command) may change between resumes: extending a
+    run is fine, silently continuing another experiment is not.
+    """
+    current = json.loads(json.dumps(current))  # tuples -> lists, as stored
+    changed = sorted(k for k in set(saved) | set(current) if k != "loop" and saved.get(k) != current.get(k))
+    if saved and changed:
+        details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        raise checkpoint.CheckpointError(
+            f"{path} belongs to a run with other settings ({details}). Use a new --out, or --no-resume to start over."
+        )
 
 
 def _ema_copy(model: nn.Module, ema: EMA) -> nn.Module:

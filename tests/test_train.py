@@ -187,3 +187,12 @@ def test_torchrun_two_cpu_ranks_hold_identical_weights(clean_dir, prior_dir, tmp
     assert card["world_size"] == 2
     sums = card["rank_weight_checksums"]
     assert len(sums) == 2 and sums[0] == sums[1]
+
+
+def test_resuming_with_other_settings_is_refused(clean_dir, prior_dir, tmp_path):
+    list(train.train_restorer(restorer_cfg(tmp_path, clean_dir, prior_dir, steps=2)))
+    longer = restorer_cfg(tmp_path, clean_dir, prior_dir, steps=3)
+    assert [e.kind for e in train.train_restorer(longer)][-1] == "done"  # extending a run is fine
+    other_arm = restorer_cfg(tmp_path, clean_dir, prior_dir, diffloss=False, steps=4)
+    with pytest.raises(checkpoint.CheckpointError, match="diffloss: True -> False"):
+        list(train.train_restorer(other_arm))
