@@ -1,7 +1,7 @@
-"""DiffLoss Studio, the browser app (layout and event wiring only; the work happens in ``diffloss/``).
+"""DiffLoss Studio, the browser app: layout and event wiring only.
 
-This first page previews the six degradations and what the restorer is fed. The Compare / Inspect / Train
-views come with the app issue; the library they will call is already complete and tested.
+The work lives in ``studio/`` (handlers tested without a browser) and the library in ``diffloss/``.
+Run ``python app.py [--host H] [--port P] [--share]``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ import numpy as np
 
 from diffloss import degrade
 from diffloss.images import ImageLoadError, load_image, to_uint8_numpy
+from studio import handlers as H
+from studio.components import UploadImage
+from studio.models import SHIPPED_PRIOR, get_registry
 
 REPO = Path(__file__).resolve().parent
-MAX_SIDE = 1024
+MAX_SIDE = H.MAX_SIDE
+TASKS = list(degrade.TASKS)
 
 
 def preview_degradation(image_path: str | None, task: str, seed: float) -> tuple[np.ndarray, np.ndarray, str]:
@@ -35,24 +39,181 @@ def preview_degradation(image_path: str | None, task: str, seed: float) -> tuple
     return to_uint8_numpy(clean), to_uint8_numpy(shown), note
 
 
+def _restorer_dropdowns(task: str):
+    labels, l2, dl = H.restorer_choices(task)
+    return gr.update(choices=labels, value=l2), gr.update(choices=labels, value=dl)
+
+
+def _compare(*args):
+    return H.compare(*args).as_tuple()
+
+
+def _inspect(*args):
+    return H.inspect(*args).as_tuple()
+
+
+def _pick_point(image, evt: gr.SelectData):
+    return H.point_fraction(evt.index, image)
+
+
+def _prior_changed(source: str):
+    steps, message = H.prior_timesteps(source)
+    return gr.update(maximum=steps - 1), message
+
+
+def _examples(image: gr.Image) -> None:
+    files = get_registry().example_images()
+    if files:
+        gr.Examples([[str(p)] for p in files], inputs=[image], label="Examples (clean photos: choose 'degrade it for me')")
+    else:
+        gr.Markdown("No example photos in `examples/` yet (not yet): upload one.")
+
+
 def build_demo() -> gr.Blocks:
+    registry = get_registry()
+    prior_default = SHIPPED_PRIOR if registry.has_shipped_prior() else ""
+    first = "noise"
+    labels, l2_default, dl_default = H.restorer_choices(first)
     with gr.Blocks(title="DiffLoss Studio") as demo:
         gr.Markdown(
             "# DiffLoss Studio\nA frozen diffusion model used as a *loss* for image restoration "
-            "(DiffLoss, ACCV 2024). This preview shows the six degradations the restorers learn to undo."
+            "(DiffLoss, ACCV 2024): compare restorers trained with and without it, look inside the loss, train a pair."
         )
-        with gr.Row():
-            with gr.Column():
-                image = gr.Image(type="filepath", label="Clean photo")
-                task = gr.Dropdown(list(degrade.TASKS), value="noise", label="Task")
-                seed = gr.Number(value=0, precision=0, label="Seed")
-                go = gr.Button("Degrade", variant="primary")
-            with gr.Column():
-                clean_out = gr.Image(label="Clean (cropped to the task's size multiple)", format="png")
-                degraded_out = gr.Image(label="What the restorer sees", format="png")
-                note = gr.Markdown()
-        go.click(preview_degradation, [image, task, seed], [clean_out, degraded_out, note])
+        status = gr.Markdown(registry.status())
+        with gr.Tabs():
+            # -------------------------------------------------------------------------------- Compare
+            with gr.Tab("Compare"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        c_task = gr.Dropdown(TASKS, value=first, label="Task")
+                        c_image = UploadImage(label="Photo (upload or pick an example)")
+                        _examples(c_image)
+                        c_mode = gr.Radio(list(H.MODES), value=H.MODES[0], label="The photo is")
+                        c_seed = gr.Number(value=0, precision=0, label="Degradation seed")
+                        c_l2 = gr.Dropdown(labels, value=l2_default, label="L2 arm")
+                        c_dl = gr.Dropdown(labels, value=dl_default, label="DiffLoss arm")
+                        c_refresh = gr.Button("Refresh model list", size="sm")
+                        with gr.Accordion("Zoom (or click the degraded image)", open=False):
+                            c_zx = gr.Slider(0, 1, value=0.5, label="x (fraction of width)")
+                            c_zy = gr.Slider(0, 1, value=0.5, label="y (fraction of height)")
+                            c_zs = gr.Slider(16, 256, value=64, step=8, label="crop size (px)")
+                        c_go = gr.Button("Compare", variant="primary")
+                    with gr.Column(scale=2):
+                        with gr.Row():
+                            c_deg = gr.Image(label="Degraded input", format="png")
+                            c_out_l2 = gr.Image(label="L2 arm", format="png")
+                            c_out_dl = gr.Image(label="DiffLoss arm", format="png")
+                        c_slider = gr.ImageSlider(label="L2 arm | DiffLoss arm", format="png")
+                        c_zoom = gr.Image(label="Zoomed crop", format="png")
+                        c_err = gr.Image(label="Error against ground truth (shared scale)", format="png")
+                        c_metrics = gr.Markdown()
+                        c_notes = gr.Markdown()
+                c_task.change(_restorer_dropdowns, c_task, [c_l2, c_dl])
+                c_refresh.click(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status)
+                c_deg.select(_pick_point, c_deg, [c_zx, c_zy])
+                c_go.click(_compare, [c_image, c_task, c_mode, c_seed, c_l2, c_dl, c_zx, c_zy, c_zs],
+                           [c_deg, c_out_l2, c_out_dl, c_slider, c_zoom, c_err, c_metrics, c_notes],
+                           api_name="compare")
+            # -------------------------------------------------------------------------------- Inspect
+            with gr.Tab("Inspect"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        i_task = gr.Dropdown(TASKS, value=first, label="Task")
+                        i_image = UploadImage(label="Clean photo (degraded with the seed below)")
+                        _examples(i_image)
+                        i_seed_img = gr.Number(value=0, precision=0, label="Degradation seed")
+                        i_rest = gr.Dropdown(labels, value=dl_default, label="Restorer (for 'restored')")
+                        i_pair = gr.Radio(list(H.PAIRS), value=H.PAIRS[0], label="Pair")
+                        i_prior = gr.Textbox(value=prior_default, label="Prior: shipped, a diffusers folder or a hub id")
+                        i_prior_info = gr.Markdown()
+                        i_t = gr.Slider(0, 999, value=200, step=1, label="timestep t")
+                        i_seed = gr.Number(value=0, precision=0, label="Noise seed")
+                        with gr.Row():
+                            i_gamma = gr.Number(value=0.05, label="gamma")
+                            i_lam = gr.Number(value=0.1, label="lambda")
+                        i_bug = gr.Checkbox(value=False, label="Reproduce the released code's no_grad mistake")
+                        i_go = gr.Button("Inspect", variant="primary")
+                    with gr.Column(scale=2):
+                        i_values = gr.Markdown()
+                        i_xt = gr.Image(label="x_t (same noise, same t)", format="png")
+                        i_eps = gr.Image(label="Predicted noise and its difference", format="png")
+                        i_x0 = gr.Image(label="One-step x0 estimates", format="png")
+                        i_pca = gr.Image(label="h-space (mid-block) maps, first 3 principal components", format="png")
+                        i_herr = gr.Image(label="h-space error over the ground truth", format="png")
+                        i_grad = gr.Image(label="Where the prior pushes: |gradient| on the compared image", format="png")
+                with gr.Accordion("L(t) across timesteps", open=False):
+                    i_nseeds = gr.Slider(1, 8, value=3, step=1, label="seeds")
+                    i_curves_go = gr.Button("Plot L_nat(t), L_sem(t)")
+                    i_curves = gr.Image(label="L(t): mean over seeds, band +-1 std", format="png")
+                with gr.Accordion("Purification: DDIM round trip from t", open=False):
+                    i_steps = gr.Slider(1, 50, value=10, step=1, label="DDIM steps")
+                    i_purify_go = gr.Button("Purify")
+                    i_purified = gr.Image(label="Purified", format="png")
+                i_task.change(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
+                i_prior.submit(_prior_changed, i_prior, [i_t, i_prior_info])
+                i_go.click(_inspect, [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_bug,
+                                      i_gamma, i_lam],
+                           [i_xt, i_eps, i_x0, i_pca, i_herr, i_grad, i_values], api_name="inspect")
+                i_curves_go.click(H.inspect_curves, [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds],
+                                  i_curves, api_name="curves")
+                i_purify_go.click(H.inspect_purify, [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed,
+                                                     i_prior, i_steps], i_purified, api_name="purify")
+            # -------------------------------------------------------------------------------- Train
+            with gr.Tab("Train"):
+                caps = H.train_caps()
+                folder = registry.training_folder()
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        t_task = gr.Dropdown(TASKS, value=first, label="Task")
+                        t_steps = gr.Number(value=min(100, caps["steps"]), precision=0,
+                                            label=f"Steps (at most {caps['steps']} here)")
+                        t_batch = gr.Number(value=4, precision=0, label=f"Batch (at most {caps['batch']})")
+                        t_crop = gr.Number(value=64, precision=0, label=f"Crop px (at most {caps['crop']})")
+                        t_lr = gr.Number(value=1e-3, label="Learning rate")
+                        with gr.Row():
+                            t_gamma = gr.Number(value=0.05, label="gamma")
+                            t_lam = gr.Number(value=0.1, label="lambda")
+                        with gr.Row():
+                            t_tmin = gr.Number(value=0, precision=0, label="t min")
+                            t_tmax = gr.Number(value=999, precision=0, label="t max (clipped to the prior)")
+                        t_seed = gr.Number(value=0, precision=0, label="Seed")
+                        t_prior = gr.Textbox(value=prior_default, label="Prior")
+                        t_folder = gr.Textbox(value=str(folder) if folder else "", label="Clean photos folder")
+                        with gr.Row():
+                            t_go = gr.Button("Train both arms", variant="primary")
+                            t_stop = gr.Button("Stop", variant="stop")
+                    with gr.Column(scale=2):
+                        t_status = gr.Markdown("Both arms start from the same weights with the same seed and "
+                                               "batches; only the loss differs.")
+                        t_curves = gr.Image(label="Loss terms (live)", format="png")
+                        t_file = gr.File(label="Download both models (safetensors + card)")
+                t_go.click(H.train_pair, [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax,
+                                          t_seed, t_prior, t_folder],
+                           [t_status, t_curves, t_file], api_name="train", concurrency_limit=1,
+                           ).then(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status)
+                t_stop.click(H.request_stop, None, t_status, api_name="stop")
+            # -------------------------------------------------------------------------------- Degradations
+            with gr.Tab("Degradations"):
+                with gr.Row():
+                    with gr.Column():
+                        image = UploadImage(label="Clean photo")
+                        task = gr.Dropdown(TASKS, value="noise", label="Task")
+                        seed = gr.Number(value=0, precision=0, label="Seed")
+                        go = gr.Button("Degrade", variant="primary")
+                    with gr.Column():
+                        clean_out = gr.Image(label="Clean (cropped to the task's size multiple)", format="png")
+                        degraded_out = gr.Image(label="What the restorer sees", format="png")
+                        note = gr.Markdown()
+                go.click(preview_degradation, [image, task, seed], [clean_out, degraded_out, note])
     return demo
+
+
+def allowed_paths() -> list[str]:
+    """Folders the app may serve files from: examples and runs (downloads)."""
+    registry = get_registry()
+    paths = [registry.runs]
+    paths += [p.parent for p in registry.example_images()[:1]]
+    return [str(p) for p in paths]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
     args = parser.parse_args(argv)
-    build_demo().launch(server_name=args.host, server_port=args.port, share=args.share)
+    build_demo().queue().launch(server_name=args.host, server_port=args.port, share=args.share,
+                                allowed_paths=allowed_paths())
 
 
 if __name__ == "__main__":

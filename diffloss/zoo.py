@@ -191,7 +191,8 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
         for arm in ARMS:
             def train_arm(task: str = task, arm: str = arm, base: Path = base) -> None:
                 calibration = json.loads((base.parent / "calibration.json").read_text())
-                loss = DiffLossConfig(gamma=calibration["gamma"], lam=calibration["lam"])
+                # The L2 arm skips logging L_nat/L_sem (saves prior passes on CPU); its loss is fidelity either way.
+                loss = DiffLossConfig(gamma=calibration["gamma"], lam=calibration["lam"], track_when_off=False)
                 cfg = train.RestorerTrainConfig(
                     task=task, crop=rr.crop, init=str(base / "model"), prior=str(paths.prior_dir()),
                     diffloss=arm == "diffloss", loss=loss,
