@@ -244,13 +244,17 @@ def save_run_checkpoint(path: Path, model: nn.Module, ema: EMA, opt: torch.optim
     checkpoint.atomic_save_tensors(path, tensors, metadata=meta)
 
 
-def load_run_checkpoint(path: Path, model: nn.Module, ema: EMA, opt: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
-    """Restore what ``save_run_checkpoint`` wrote; returns (step, info)."""
+def read_checkpoint_meta(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
-    tensors = checkpoint.load_tensors(path)
     with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
+        return handle.metadata() or {}
+
+
+def load_run_checkpoint(path: Path, model: nn.Module, ema: EMA, opt: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
+    """Restore what ``save_run_checkpoint`` wrote; returns (step, info)."""
+    tensors = checkpoint.load_tensors(path)
+    meta = read_checkpoint_meta(path)
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     except RuntimeError as err:
@@ -450,7 +454,9 @@ def run_loop(job: Job, loop: LoopConfig, device: torch.device, run_config: dict[
 
     def save() -> str:
         if distinfo.is_main:
-            save_run_checkpoint(ckpt_path, model, ema, opt, step, {"wall_time_s": wall(), "config": run_config})
+            info = {"wall_time_s": wall(), "config": run_config, "device": device_description(device),
+                    "world_size": distinfo.world_size}
+            save_run_checkpoint(ckpt_path, model, ema, opt, step, info)
         return str(ckpt_path)
 
     try:
@@ -535,6 +541,63 @@ def _check_same_run(path: Path, saved: dict[str, Any], current: dict[str, Any]) 
         )
 
 
+def export_checkpoint(run_dir: str | Path, dest: str | Path | None = None) -> Path:
+    """The EMA weights of a run's last checkpoint as a model folder, before the run has finished.
+
+    Why: a prior trained on CPU across several sessions is useful long before its last step. The card says
+    ``partial`` with the steps done and planned, so nobody mistakes it for the finished model.
+    """
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoint" / CHECKPOINT_NAME
+    tensors = checkpoint.load_tensors(ckpt)
+    meta = read_checkpoint_meta(ckpt)
+    info = json.loads(meta.get("info", "{}"))
+    config, step = info.get("config", {}), int(meta.get("step", 0))
+    ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    dest = Path(dest) if dest else run_dir / "export"
+    card = {
+        "command": config.get("loop", {}).get("command", ""), "steps": step,
+        "planned_steps": config.get("loop", {}).get("steps"), "partial": step < config.get("loop", {}).get("steps", step),
+        "batch_size": config.get("loop", {}).get("batch_size"), "world_size": info.get("world_size", 1),
+        "wall_time_s": round(float(info.get("wall_time_s", 0.0)), 1),
+        "device": info.get("device", "not recorded by this checkpoint"), "torch": torch.__version__,
+        "final_loss": _recent_logged_loss(run_dir / "log.csv", step),
+        "final_loss_note": "mean of the last 5 logged training losses up to this step",
+        "weights": "EMA of the training weights", "config": config,
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if "preset" in config:
+        from diffloss.prior import PRIOR_PRESETS, DiffusionPrior
+
+        prior = PRIOR_PRESETS[config["preset"]].build()
+        prior.unet.load_state_dict(ema)
+        card["data"] = {"clean": config.get("clean"), "crop": config.get("crop"), "preset": config["preset"],
+                        "parameters": prior.parameter_count()}
+        DiffusionPrior(prior.unet, prior.scheduler, source=str(dest)).save_pretrained(dest)
+        checkpoint.atomic_write_json(dest / checkpoint.CARD_FILE, card)
+        return dest
+    from diffloss import degrade, nets
+
+    if config.get("init"):
+        arch = nets.load_restorer(config["init"]).config
+    else:
+        extra = {"width": config["width"]} if config.get("width") else {}
+        arch = nets.RestorerConfig(task=config["task"], in_channels=degrade.get_task(config["task"]).in_channels, **extra)
+    model = nets.Restorer(arch)
+    model.load_state_dict(ema)
+    card["data"] = {k: config.get(k) for k in ("task", "clean", "paired", "paired_exclude", "init", "prior", "diffloss")}
+    nets.save_restorer(model, dest, card=card)
+    return dest
+
+
+def _recent_logged_loss(log_path: Path, step: int, rows: int = 5) -> float | None:
+    if not log_path.is_file():
+        return None
+    with open(log_path, newline="") as handle:
+        totals = [float(r["total"]) for r in csv.DictReader(handle) if int(r["step"]) <= step]
+    return sum(totals[-rows:]) / len(totals[-rows:]) if totals else None
+
+
 def _ema_copy(model: nn.Module, ema: EMA) -> nn.Module:
     import copy
 
@@ -600,6 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-side", type=int, default=None, help="downscale photos so the longer side is at most this")
     _add_loop_args(p, LoopConfig())
 
+    e = sub.add_parser("export", help="export a run's last checkpoint (EMA) as a model folder, marked partial")
+    e.add_argument("run", help="the run folder (the --out of the training command)")
+    e.add_argument("--to", default=None, help="destination folder (default: RUN/export)")
+
     r = sub.add_parser("restorer", help="train a restorer, with or without DiffLoss")
     r.add_argument("--task", required=True)
     r.add_argument("--diffloss", choices=["on", "off"], required=True)
@@ -644,6 +711,9 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     args = build_parser().parse_args(argv)
+    if args.what == "export":
+        print(f"exported to {export_checkpoint(args.run, args.to)}")
+        return 0
     cfg = config_from_args(args)
     events = train_prior(cfg) if isinstance(cfg, PriorTrainConfig) else train_restorer(cfg)
     is_main = int(os.environ.get("RANK", "0")) == 0

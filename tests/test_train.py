@@ -196,3 +196,33 @@ def test_resuming_with_other_settings_is_refused(clean_dir, prior_dir, tmp_path)
     other_arm = restorer_cfg(tmp_path, clean_dir, prior_dir, diffloss=False, steps=4)
     with pytest.raises(checkpoint.CheckpointError, match="diffloss: True -> False"):
         list(train.train_restorer(other_arm))
+
+
+def test_export_of_a_stopped_run_is_loadable_and_marked_partial(clean_dir, prior_dir, tmp_path):
+    gen = train.train_restorer(restorer_cfg(tmp_path / "run", clean_dir, prior_dir, steps=6))
+    for event in gen:
+        if event.kind == "step" and event.step == 3:
+            gen.close()
+            break
+    dest = train.export_checkpoint(tmp_path / "run")
+    model = load_restorer(dest)
+    card = json.loads((dest / "card.json").read_text())
+    assert card["partial"] is True and card["steps"] == 3 and card["planned_steps"] == 6
+    assert card["device"].startswith("cpu") and card["final_loss"] > 0
+    saved = _final_state(tmp_path / "run")
+    exported = model.state_dict()
+    assert exported and all(torch.equal(exported[k], saved[f"ema.{k}"]) for k in exported)  # the EMA, exactly
+
+
+def test_export_of_a_prior_run(clean_dir, tmp_path):
+    cfg = train.PriorTrainConfig(clean=[str(clean_dir)], preset="tiny", crop=16,
+                                 loop=train.LoopConfig(out=str(tmp_path), steps=4, batch_size=2, warmup=1, log_every=1, threads=1))
+    gen = train.train_prior(cfg)
+    for event in gen:
+        if event.step == 2:
+            gen.close()
+            break
+    dest = train.export_checkpoint(tmp_path, tmp_path / "exported")
+    prior = DiffusionPrior.from_pretrained(dest)
+    assert prior.num_timesteps == 100
+    assert json.loads((dest / "card.json").read_text())["partial"] is True
