@@ -1,0 +1,52 @@
+"""Every weight in pretrained/ loads, has a card, and does its job on a small synthetic sample."""
+
+import json
+
+import pytest
+import torch
+
+from diffloss import degrade, zoo
+from diffloss.metrics import psnr
+from diffloss.nets import load_restorer, restore
+
+SHIPPED = [(task, arm, folder) for task, arms in zoo.shipped_restorers().items() for arm, folder in arms.items()]
+CARD_KEYS = ("command", "data", "steps", "wall_time_s", "device")
+
+
+def _sample_image() -> torch.Tensor:
+    """A smooth synthetic photo-like image (no benchmark data needed in a user's clone)."""
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.rand(1, 3, 6, 6, generator=g)
+    img = torch.nn.functional.interpolate(coarse, size=(96, 96), mode="bicubic", align_corners=False)
+    return img.clamp(0, 1)[0]
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no restorers shipped in pretrained/restorers yet (python -m diffloss.zoo build)")
+@pytest.mark.parametrize("task,arm,folder", SHIPPED, ids=[f"{t}-{a}" for t, a, _ in SHIPPED])
+def test_shipped_restorer_beats_its_input(task, arm, folder):
+    card = json.loads((folder / "card.json").read_text())
+    assert all(key in card for key in CARD_KEYS)
+    model = load_restorer(folder)
+    clean = _sample_image()
+    pair = degrade.make_pair(task, clean, seed=1)
+    out = restore(model, pair.net_input)[0]
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert psnr(out, clean) > psnr(pair.net_input[0, :3], clean)
+
+
+@pytest.mark.skipif(not (zoo.ZooPaths().prior_dir() / "config.json").is_file(), reason="no prior shipped yet")
+def test_shipped_prior_loads_with_its_card_and_samples():
+    from diffloss.prior import DiffusionPrior
+
+    folder = zoo.ZooPaths().prior_dir()
+    prior = DiffusionPrior.from_pretrained(folder)
+    card = json.loads((folder / "card.json").read_text())
+    assert all(key in card for key in CARD_KEYS) and "validation" in card
+    assert (folder / "samples.png").is_file()
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 40 * 2**20
+    assert prior.predict(torch.zeros(1, 3, 16, 16), 10).eps.isfinite().all()
+
+
+def test_pretrained_stays_under_100_mb():
+    total = sum(f.stat().st_size for f in zoo.ZooPaths().pretrained.rglob("*") if f.is_file())
+    assert total < 100 * 2**20
