@@ -6,17 +6,23 @@ Run ``python app.py [--host H] [--port P] [--share]``.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+import os
 
-import gradio as gr
-import numpy as np
+# Idle OpenMP threads sleep instead of spinning: on a small shared CPU (a free Space, a laptop) spinning threads
+# made every torch call many times slower. Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from diffloss import degrade
-from diffloss.images import ImageLoadError, load_image, to_uint8_numpy
-from studio import handlers as H
-from studio.components import UploadImage
-from studio.models import SHIPPED_PRIOR, get_registry
+import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from diffloss import degrade  # noqa: E402
+from diffloss.images import ImageLoadError, load_image, to_uint8_numpy  # noqa: E402
+from studio import handlers as H  # noqa: E402
+from studio.components import UploadImage  # noqa: E402
+from studio.models import SHIPPED_PRIOR, get_registry  # noqa: E402
 
 REPO = Path(__file__).resolve().parent
 MAX_SIDE = H.MAX_SIDE
@@ -61,12 +67,14 @@ def _prior_changed(source: str):
     return gr.update(maximum=steps - 1), message
 
 
-def _examples(image: gr.Image) -> None:
+def _examples(inputs: list, clean_only: bool = False) -> None:
+    """Example rows: clean photos to degrade, real degraded photos to take as they are (see examples/README.md)."""
     files = get_registry().example_images()
-    if files:
-        gr.Examples([[str(p)] for p in files], inputs=[image], label="Examples (clean photos: choose 'degrade it for me')")
-    else:
-        gr.Markdown("No example photos in `examples/` yet (not yet): upload one.")
+    if not files:
+        gr.Markdown("No example photos found (`examples/`): upload one.")
+        return
+    rows = [r for r in H.example_rows(files) if not clean_only or r[2] == H.MODES[0]]
+    gr.Examples([row[: len(inputs)] for row in rows], inputs=inputs, label="Examples (see examples/README.md)")
 
 
 def build_demo() -> gr.Blocks:
@@ -86,9 +94,9 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=1):
                         c_task = gr.Dropdown(TASKS, value=first, label="Task")
-                        c_image = UploadImage(label="Photo (upload or pick an example)")
-                        _examples(c_image)
+                        c_image = UploadImage(type="filepath", image_mode=None, label="Photo (upload or pick an example)")
                         c_mode = gr.Radio(list(H.MODES), value=H.MODES[0], label="The photo is")
+                        _examples([c_image, c_task, c_mode])
                         c_seed = gr.Number(value=0, precision=0, label="Degradation seed")
                         c_l2 = gr.Dropdown(labels, value=l2_default, label="L2 arm")
                         c_dl = gr.Dropdown(labels, value=dl_default, label="DiffLoss arm")
@@ -119,8 +127,8 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=1):
                         i_task = gr.Dropdown(TASKS, value=first, label="Task")
-                        i_image = UploadImage(label="Clean photo (degraded with the seed below)")
-                        _examples(i_image)
+                        i_image = UploadImage(type="filepath", image_mode=None, label="Clean photo (degraded with the seed below)")
+                        _examples([i_image], clean_only=True)
                         i_seed_img = gr.Number(value=0, precision=0, label="Degradation seed")
                         i_rest = gr.Dropdown(labels, value=dl_default, label="Restorer (for 'restored')")
                         i_pair = gr.Radio(list(H.PAIRS), value=H.PAIRS[0], label="Pair")
@@ -131,17 +139,20 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             i_gamma = gr.Number(value=0.05, label="gamma")
                             i_lam = gr.Number(value=0.1, label="lambda")
+                        i_side = gr.Slider(32, H.INSPECT_MAX_SIDE, value=H.INSPECT_SIDE, step=16,
+                                           label="Centre crop (px): larger is slower on a CPU")
                         i_bug = gr.Checkbox(value=False, label="Reproduce the released code's no_grad mistake")
                         i_go = gr.Button("Inspect", variant="primary")
                     with gr.Column(scale=2):
                         i_values = gr.Markdown()
                         i_xt = gr.Image(label="x_t (same noise, same t)", format="png")
-                        i_eps = gr.Image(label="Predicted noise and its difference", format="png")
+                        i_eps = gr.Image(label="Predicted noise (shared scale) and their difference (own scale)", format="png")
                         i_x0 = gr.Image(label="One-step x0 estimates", format="png")
                         i_pca = gr.Image(label="h-space (mid-block) maps, first 3 principal components", format="png")
                         i_herr = gr.Image(label="h-space error over the ground truth", format="png")
                         i_grad = gr.Image(label="Where the prior pushes: |gradient| on the compared image", format="png")
                 with gr.Accordion("L(t) across timesteps", open=False):
+                    gr.Markdown(f"{H.CURVE_POINTS} timesteps x seeds x 2 pairs prior forwards: tens of seconds on a CPU.")
                     i_nseeds = gr.Slider(1, 8, value=3, step=1, label="seeds")
                     i_curves_go = gr.Button("Plot L_nat(t), L_sem(t)")
                     i_curves = gr.Image(label="L(t): mean over seeds, band +-1 std", format="png")
@@ -151,13 +162,14 @@ def build_demo() -> gr.Blocks:
                     i_purified = gr.Image(label="Purified", format="png")
                 i_task.change(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
                 i_prior.submit(_prior_changed, i_prior, [i_t, i_prior_info])
+                demo.load(_prior_changed, i_prior, [i_t, i_prior_info])  # the slider spans the prior's schedule
                 i_go.click(_inspect, [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_bug,
-                                      i_gamma, i_lam],
+                                      i_gamma, i_lam, i_side],
                            [i_xt, i_eps, i_x0, i_pca, i_herr, i_grad, i_values], api_name="inspect")
-                i_curves_go.click(H.inspect_curves, [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds],
+                i_curves_go.click(H.inspect_curves, [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds, i_side],
                                   i_curves, api_name="curves")
                 i_purify_go.click(H.inspect_purify, [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed,
-                                                     i_prior, i_steps], i_purified, api_name="purify")
+                                                     i_prior, i_steps, i_side], i_purified, api_name="purify")
             # -------------------------------------------------------------------------------- Train
             with gr.Tab("Train"):
                 caps = H.train_caps()
@@ -190,13 +202,14 @@ def build_demo() -> gr.Blocks:
                 t_go.click(H.train_pair, [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax,
                                           t_seed, t_prior, t_folder],
                            [t_status, t_curves, t_file], api_name="train", concurrency_limit=1,
-                           ).then(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status)
+                           ).then(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
+                           ).then(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
                 t_stop.click(H.request_stop, None, t_status, api_name="stop")
             # -------------------------------------------------------------------------------- Degradations
             with gr.Tab("Degradations"):
                 with gr.Row():
                     with gr.Column():
-                        image = UploadImage(label="Clean photo")
+                        image = UploadImage(type="filepath", image_mode=None, label="Clean photo")
                         task = gr.Dropdown(TASKS, value="noise", label="Task")
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         go = gr.Button("Degrade", variant="primary")

@@ -1,0 +1,603 @@
+"""The studio's work, one function per button: plain values in (paths, numbers, labels), plain values out.
+
+Images go out as HxWx3 uint8 numpy arrays, text as markdown. Bad input raises ``gr.Error`` with a message a
+person can act on; recoverable oddities (a huge upload downscaled, an image too small for NIQE) come back as
+notes beside the result and as ``gr.Warning`` toasts.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+from diffloss import degrade, nets
+from diffloss.checkpoint import CheckpointError
+from diffloss.images import ImageLoadError, image_size, load_image, to_uint8_numpy
+from diffloss.inspection import default_timesteps, gradient_map, inspect_pair, loss_curves, purification
+from diffloss.loss import DiffLossConfig
+from diffloss.metrics import CONVENTIONS, compute_metrics, load_lpips
+from diffloss.niqe import min_side as niqe_min_side
+from diffloss.prior import PriorLoadError
+from diffloss.viz import heatmap, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image
+from diffloss.viz import grid as image_grid
+from studio.models import Registry, get_registry
+from studio.plots import training_figure
+
+MAX_SIDE = 1024 if not torch.cuda.is_available() else 2048  # longer side of an upload, after downscaling
+MAX_SIDE_SR4_INPUT = MAX_SIDE // 4  # an already-low-res sr4 input is upscaled 4x by the restorer
+MIN_SIDE = 16  # below this a restorer has nothing to work with
+TILE = 512  # restore larger images in overlapping tiles (bounded memory)
+# Inspect works on a centre crop: every view is a few prior forwards (and one backward), and with the "small"
+# prior one 256x256 forward took ~1.1 s on a busy 2-core CPU, so the CPU default is 128 px.
+INSPECT_SIDE = 256 if torch.cuda.is_available() else 128
+INSPECT_MAX_SIDE = 512 if torch.cuda.is_available() else 256
+CURVE_POINTS = 8  # timesteps on the L(t) plot
+MODES = ("degrade it for me", "it is already degraded")
+PAIRS = ("restored vs ground truth", "degraded vs ground truth")
+
+_COLOUR_NOTES = {
+    "L": "greyscale: shown as RGB (three equal channels)",
+    "LA": "greyscale with transparency: composited over white, shown as RGB",
+    "I;16": "16-bit greyscale: kept at 16-bit precision, shown as RGB",
+    "I;16B": "16-bit greyscale: kept at 16-bit precision, shown as RGB",
+    "I": "32-bit integer greyscale: scaled to [0,1], shown as RGB",
+    "F": "floating-point greyscale: scaled to [0,1], shown as RGB",
+    "RGBA": "transparency composited over white",
+    "P": "palette image converted to RGB",
+    "CMYK": "CMYK converted to RGB",
+}
+
+
+def _warn(message: str) -> None:
+    """A toast in the browser; a no-op warning outside a request (tests, scripts)."""
+    try:
+        gr.Warning(message)
+    except Exception:  # noqa: BLE001  (gradio versions differ in what they do outside a request)
+        pass
+
+
+# ------------------------------------------------------------------------------------------------ input
+@dataclass
+class Case:
+    """One image to restore: what is shown as the degraded input, what the net gets, and the truth if known."""
+
+    task: str
+    shown: torch.Tensor  # (3,H,W) degraded input at the output's size (sr4: bicubic upsampled)
+    net_input: torch.Tensor  # (C,H,W)
+    gt: torch.Tensor | None  # (3,H,W) or None for an already-degraded upload
+    notes: list[str] = field(default_factory=list)
+
+
+def describe_upload(path: str | Path) -> list[str]:
+    """Notes on what loading will change about a file (colour mode, EXIF rotation); never raises."""
+    notes = []
+    try:
+        with Image.open(path) as img:
+            mode_note = _COLOUR_NOTES.get(img.mode)
+            if mode_note is None and "transparency" in img.info:
+                mode_note = "transparency composited over white"
+            if mode_note:
+                notes.append(mode_note)
+            orientation = img.getexif().get(0x0112, 1)
+            if orientation not in (None, 1):
+                notes.append(f"EXIF orientation {orientation}: rotated upright as a viewer shows it")
+    except Exception:  # noqa: BLE001  (load_image reports unreadable files with their name)
+        pass
+    return notes
+
+
+def load_upload(path: str | Path | None, max_side: int = MAX_SIDE) -> tuple[torch.Tensor, list[str]]:
+    """(3,H,W) in [0,1] and notes; gr.Error for a missing, corrupt or too small image."""
+    if path is None or str(path) == "":
+        raise gr.Error("Upload an image or pick an example first.")
+    name = Path(path).name
+    try:
+        width, height = image_size(path)
+        image = load_image(path, max_side=max_side)
+    except FileNotFoundError as err:
+        raise gr.Error(f"The file {name} is gone (uploads expire): upload it again.") from err
+    except ImageLoadError as err:
+        raise gr.Error(f"Could not read {name} as an image: {err}") from err
+    notes = describe_upload(path)
+    if max(width, height) > max_side:
+        h, w = image.shape[-2:]
+        notes.append(f"large image {width}x{height} downscaled to {w}x{h} (at most {max_side} px on the longer side)")
+    h, w = image.shape[-2:]
+    if min(h, w) < MIN_SIDE:
+        raise gr.Error(f"{name} is {w}x{h} px: too small to restore (needs at least {MIN_SIDE} px on each side).")
+    return image, notes
+
+
+def prepare_case(path: str | Path | None, task: str, mode: str, seed: int) -> Case:
+    """Load an upload and make (input, net input, ground truth) for a task, degrading it or taking it as it is."""
+    try:
+        spec = degrade.get_task(task)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    if mode not in MODES:
+        raise gr.Error(f"Choose one of: {', '.join(MODES)}.")
+    already = mode == MODES[1]
+    limit = MAX_SIDE_SR4_INPUT if already and task == "sr4" else MAX_SIDE
+    image, notes = load_upload(path, limit)
+    if already:
+        if task == "inpaint":
+            raise gr.Error("Inpainting an already-degraded photo needs a hole mask, which the studio cannot take yet "
+                           "(not yet): choose 'degrade it for me' to get a photo with known holes.")
+        net_input = degrade.prepare_input(task, image)
+        return Case(task, net_input[:3].clamp(0, 1), net_input, None, notes)
+    try:
+        clean = degrade.crop_to_multiple(image, spec.size_multiple)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    pair = degrade.make_pair(task, clean, int(seed))
+    shown = pair.net_input[0, :3].clamp(0, 1)
+    return Case(task, shown, pair.net_input[0], clean, notes)
+
+
+def _centre_crop(x: torch.Tensor, side: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return x[..., top:top + side, left:left + side]
+
+
+# ------------------------------------------------------------------------------------------------ models
+def restorer_choices(task: str, registry: Registry | None = None) -> tuple[list[str], str | None, str | None]:
+    """Dropdown choices for a task and the labels to preselect for the L2 and DiffLoss arms."""
+    reg = registry or get_registry()
+    labels = [e.label for e in reg.restorers(task)]
+    l2, dl = reg.default_pair(task)
+    return labels, l2 or (labels[0] if labels else None), dl or (labels[-1] if labels else None)
+
+
+def _restorer(label: str | None, task: str, arm_name: str, registry: Registry) -> nets.Restorer:
+    if not label:
+        raise gr.Error(
+            f"No restorer chosen for the {arm_name} (and none found for task '{task}'). No shipped restorers yet: "
+            "train a pair in the Train tab, or build the pretrained zoo (see the README)."
+        )
+    entry = registry.find(label, task)
+    if entry is None:
+        raise gr.Error(f"'{label}' is not a restorer for task '{task}' (press Refresh to update the list).")
+    try:
+        return registry.load_restorer(entry.path)
+    except CheckpointError as err:
+        raise gr.Error(f"Cannot load {label}: {err}") from err
+
+
+def _prior(source: str | None, registry: Registry):
+    try:
+        return registry.load_prior(source)
+    except PriorLoadError as err:
+        raise gr.Error(f"Prior not loadable: {err}") from err
+
+
+def run_restorer(model: nets.Restorer, net_input: torch.Tensor) -> torch.Tensor:
+    """Restore one image; tiled when it is large so memory stays bounded on a CPU."""
+    if model.config.in_channels != net_input.shape[0]:
+        raise gr.Error(f"This restorer takes {model.config.in_channels} channels but the task gives "
+                       f"{net_input.shape[0]}: pick a restorer trained for this task.")
+    tile = TILE if max(net_input.shape[-2:]) > TILE else None
+    return nets.restore(model, net_input, tile=tile).cpu()
+
+
+# ------------------------------------------------------------------------------------------------ compare
+@functools.lru_cache(maxsize=1)
+def lpips_metric():
+    """(fn, reason): LPIPS loads once per process, offline only (see diffloss.metrics.load_lpips)."""
+    return load_lpips()
+
+
+def _fmt(value: float | None, digits: int, missing: str) -> str:
+    if value is None:
+        return missing
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}"
+
+
+def metrics_table(rows: dict[str, torch.Tensor], gt: torch.Tensor | None) -> str:
+    """Markdown table of PSNR/SSIM/NIQE/LPIPS for each named image, then the conventions line and any gaps."""
+    lp_fn, lp_reason = lpips_metric()
+    h, w = next(iter(rows.values())).shape[-2:]
+    niqe_min = niqe_min_side()
+    niqe_missing = f"n/a (< {niqe_min} px)" if min(h, w) < niqe_min else "n/a (flat image)"
+    lines = ["| image | PSNR (dB) ↑ | SSIM ↑ | NIQE ↓ | LPIPS ↓ |", "| --- | --- | --- | --- | --- |"]
+    for name, img in rows.items():
+        m = compute_metrics(img, gt, lpips_fn=lp_fn)
+        no_ref = "n/a (no ground truth)"
+        lines.append(
+            f"| {name} | {_fmt(m['psnr'], 2, no_ref)} | {_fmt(m['ssim'], 4, no_ref)} | "
+            f"{_fmt(m['niqe'], 2, niqe_missing)} | {_fmt(m['lpips'], 4, no_ref if gt is None else 'unavailable')} |"
+        )
+    notes = [f"Conventions: {CONVENTIONS}."]
+    if min(h, w) < niqe_min:
+        notes.append(f"NIQE needs at least {niqe_min}x{niqe_min} px; this image is {w}x{h}.")
+    if lp_fn is None and gt is not None:
+        notes.append(lp_reason + ".")
+    return "\n".join(lines) + "\n\n" + " ".join(notes)
+
+
+def zoom_crops(images: dict[str, torch.Tensor], x: float, y: float, size: int = 64, scale: int = 3) -> np.ndarray:
+    """The same square of every image around the point (x, y) (fractions of width and height), enlarged.
+
+    Nearest-neighbour enlargement, so what is seen is the pixels themselves, not an interpolation of them.
+    """
+    first = next(iter(images.values()))
+    h, w = first.shape[-2:]
+    side = max(4, min(int(size), h, w))
+    cx, cy = float(np.clip(x, 0, 1)) * w, float(np.clip(y, 0, 1)) * h
+    left = int(np.clip(round(cx - side / 2), 0, w - side))
+    top = int(np.clip(round(cy - side / 2), 0, h - side))
+    crops = []
+    for img in images.values():
+        arr = to_uint8_numpy(img[..., top:top + side, left:left + side])
+        crops.append(np.repeat(np.repeat(arr, scale, axis=0), scale, axis=1))
+    return image_grid(crops, list(images), columns=len(crops))
+
+
+def error_maps(outputs: dict[str, torch.Tensor], gt: torch.Tensor) -> np.ndarray:
+    """|output - gt| (mean over channels) of each arm on one shared colour scale, over the ground truth."""
+    errs = {name: (out - gt).abs().mean(dim=0) for name, out in outputs.items()}
+    vmax = max(float(e.max()) for e in errs.values()) or 1.0
+    maps = [heatmap(e, overlay=gt, vmax=vmax, alpha=0.75) for e in errs.values()]
+    labels = [f"{name}: mean |error| {float(e.mean()):.4f}" for name, e in errs.items()]
+    return image_grid(maps, labels, columns=len(maps))
+
+
+@dataclass
+class CompareResult:
+    degraded: np.ndarray
+    l2: np.ndarray
+    diffloss: np.ndarray
+    slider: tuple[np.ndarray, np.ndarray]
+    zoom: np.ndarray
+    error_map: np.ndarray | None
+    metrics: str
+    notes: str
+
+    def as_tuple(self) -> tuple:
+        return (self.degraded, self.l2, self.diffloss, self.slider, self.zoom, self.error_map, self.metrics, self.notes)
+
+
+def compare(
+    image: str | None, task: str, mode: str, seed: float, l2_label: str | None, dl_label: str | None,
+    zoom_x: float = 0.5, zoom_y: float = 0.5, zoom_size: float = 64, registry: Registry | None = None,
+) -> CompareResult:
+    """Restore one image with the L2 arm and the DiffLoss arm; pictures, error maps and metrics of both."""
+    reg = registry or get_registry()
+    m_l2 = _restorer(l2_label, task, "L2 arm", reg)
+    m_dl = _restorer(dl_label, task, "DiffLoss arm", reg)
+    case = prepare_case(image, task, mode, int(seed or 0))
+    z_l2 = run_restorer(m_l2, case.net_input)
+    z_dl = run_restorer(m_dl, case.net_input)
+    shown = {"degraded input": case.shown, "L2 arm": z_l2, "DiffLoss arm": z_dl}
+    if case.gt is not None:
+        shown["ground truth"] = case.gt
+    zoom = zoom_crops(shown, zoom_x, zoom_y, int(zoom_size))
+    err = error_maps({"L2 arm": z_l2, "DiffLoss arm": z_dl}, case.gt) if case.gt is not None else None
+    table = metrics_table({"degraded input": case.shown, "L2 arm": z_l2, "DiffLoss arm": z_dl}, case.gt)
+    h, w = case.shown.shape[-2:]
+    notes = [f"{task}: {degrade.get_task(task).description} Output {w}x{h} px."] + case.notes
+    if case.gt is None:
+        notes.append("No ground truth (already degraded): PSNR, SSIM, LPIPS and the error map need one.")
+    for note in case.notes:
+        _warn(note)
+    l2_img, dl_img = to_uint8_numpy(z_l2), to_uint8_numpy(z_dl)
+    return CompareResult(
+        degraded=to_uint8_numpy(case.shown), l2=l2_img, diffloss=dl_img, slider=(l2_img, dl_img), zoom=zoom,
+        error_map=err, metrics=table, notes="\n".join(f"- {n}" for n in notes),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ inspect
+@dataclass
+class InspectCase:
+    a: torch.Tensor  # restored or degraded, (3,H,W)
+    b: torch.Tensor  # ground truth
+    restored: torch.Tensor | None
+    degraded: torch.Tensor
+    notes: list[str]
+
+
+def inspect_case(
+    image: str | None, task: str, seed: int, restorer_label: str | None, pair: str, registry: Registry,
+    side: int = INSPECT_SIDE,
+) -> InspectCase:
+    """The pair the prior looks at, on a centre crop of at most ``side`` px (ground truth is needed)."""
+    if pair not in PAIRS:
+        raise gr.Error(f"Choose one of: {', '.join(PAIRS)}.")
+    case = prepare_case(image, task, MODES[0], int(seed))
+    side = max(16, min(int(side or INSPECT_SIDE), INSPECT_MAX_SIDE))
+    gt, shown, net_input = (_centre_crop(x, side) for x in (case.gt, case.shown, case.net_input))
+    notes = list(case.notes)
+    if max(case.gt.shape[-2:]) > side:
+        notes.append(f"Inspect looks at the centre {gt.shape[-1]}x{gt.shape[-2]} px (at most {side} px per side).")
+    # The restored image is needed for its pair, and by the L(t) curves whenever a restorer is chosen.
+    restored = None
+    if pair == PAIRS[0] or (restorer_label and registry.find(restorer_label, task) is not None):
+        restored = run_restorer(_restorer(restorer_label, task, "restored image", registry), net_input)
+    a = restored if pair == PAIRS[0] else shown
+    return InspectCase(a=a, b=gt, restored=restored, degraded=shown, notes=notes)
+
+
+def _check_t(t: float, prior) -> int:
+    last = prior.num_timesteps - 1
+    t = int(t)
+    if not 0 <= t <= last:
+        clamped = min(max(t, 0), last)
+        _warn(f"t={t} is outside this prior's schedule [0, {last}]; using t={clamped}.")
+        return clamped
+    return t
+
+
+@dataclass
+class InspectResult:
+    x_t: np.ndarray
+    eps: np.ndarray
+    x0: np.ndarray
+    h_pca: np.ndarray
+    h_error: np.ndarray
+    gradient: np.ndarray
+    values: str
+
+    def as_tuple(self) -> tuple:
+        return (self.x_t, self.eps, self.x0, self.h_pca, self.h_error, self.gradient, self.values)
+
+
+def inspect(
+    image: str | None, task: str, seed_image: float, restorer_label: str | None, pair: str, t: float, seed: float,
+    prior_source: str | None, released_bug: bool = False, gamma: float = 0.05, lam: float = 0.1,
+    side: float = INSPECT_SIDE, registry: Registry | None = None,
+) -> InspectResult:
+    """What the prior sees of (a, ground truth) at one (t, eps): x_t, eps_hat, x0, h maps, terms, gradient on a."""
+    reg = registry or get_registry()
+    prior = _prior(prior_source, reg)
+    case = inspect_case(image, task, int(seed_image or 0), restorer_label, pair, reg, int(side or INSPECT_SIDE))
+    t = _check_t(t, prior)
+    seed = int(seed or 0)
+    p = inspect_pair(prior, case.a, case.b, t, seed)
+    name_a = "restored" if pair == PAIRS[0] else "degraded"
+    h, w = case.b.shape[-2:]
+    x_t = image_grid([to_image(p.x_t_a), to_image(p.x_t_b)], [f"x_t {name_a}", "x_t GT"], 2)
+    scale = shared_scale(p.eps_hat_a, p.eps_hat_b)
+    eps = image_grid(
+        [signed_to_image(p.eps_hat_a, scale), signed_to_image(p.eps_hat_b, scale), signed_to_image(p.eps_hat_diff)],
+        [f"eps_hat {name_a}", "eps_hat GT", "difference"], 3)
+    x0 = image_grid([to_image(p.x0_a), to_image(p.x0_b)], [f"x0 {name_a}", "x0 GT"], 2)
+    basis = pca_basis(p.h_a, p.h_b)
+    pca = image_grid([pca_rgb(p.h_a, basis, size=(h, w))[0], pca_rgb(p.h_b, basis, size=(h, w))[0]],
+                     [f"h {name_a}", "h GT"], 2)
+    h_err = heatmap(p.h_error, overlay=case.b, mode="bilinear")
+    config = DiffLossConfig(gamma=float(gamma), lam=float(lam), detach_prior=bool(released_bug))
+    try:
+        config.validate(prior.num_timesteps)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    g = gradient_map(prior, case.a, case.b, config, seed, t=t)
+    grad = heatmap(g.magnitude, overlay=case.a)
+    weighted = config.gamma * (p.l_nat + config.lam * p.l_sem)
+    if released_bug:
+        push = (f"Gradient norm **{g.norm:.3g}**: with the released code's `torch.no_grad()` the prior terms are "
+                "computed but send **exactly zero** gradient to the restorer.")
+    else:
+        push = f"Gradient norm of gamma*(L_nat + lambda*L_sem) on the {name_a} image: **{g.norm:.4g}**."
+    shares = ", ".join(f"{k} {v:.1%}" for k, v in g.grad_share.items()) if g.grad_share else "n/a"
+    values = "\n".join([
+        f"t = {t} of {prior.num_timesteps - 1}, seed {seed}, pair: {pair}, prior: `{prior.source}`",
+        "",
+        f"- L_nat = **{p.l_nat:.5g}** (mean squared difference of the two noise predictions)",
+        f"- L_sem = **{p.l_sem:.5g}** (mean squared difference of the two h-space maps)",
+        f"- gamma*(L_nat + lambda*L_sem) = {weighted:.4g} (gamma {config.gamma:g}, lambda {config.lam:g})",
+        f"- {push}",
+        f"- share of the gradient on the image (fidelity/nat/sem): {shares}",
+    ] + [f"- {n}" for n in case.notes])
+    return InspectResult(x_t=x_t, eps=eps, x0=x0, h_pca=pca, h_error=h_err, gradient=grad, values=values)
+
+
+def inspect_curves(
+    image: str | None, task: str, seed_image: float, restorer_label: str | None, prior_source: str | None,
+    seeds: float = 3, side: float = INSPECT_SIDE, registry: Registry | None = None,
+) -> np.ndarray:
+    """L_nat(t), L_sem(t) for restored-vs-GT (when a restorer is chosen) and degraded-vs-GT, mean and band."""
+    reg = registry or get_registry()
+    prior = _prior(prior_source, reg)
+    case = inspect_case(image, task, int(seed_image or 0), restorer_label, PAIRS[1], reg, int(side or INSPECT_SIDE))
+    pairs = {}
+    if case.restored is not None:
+        pairs["restored vs GT"] = (case.restored, case.b)
+    pairs["degraded vs GT"] = (case.degraded, case.b)
+    steps = default_timesteps(prior.num_timesteps, CURVE_POINTS)
+    curves = loss_curves(prior, pairs, timesteps=steps, seeds=tuple(range(max(1, min(int(seeds), 8)))))
+    return loss_curve_figure(curves)
+
+
+def inspect_purify(
+    image: str | None, task: str, seed_image: float, restorer_label: str | None, pair: str, t: float, seed: float,
+    prior_source: str | None, steps: float = 10, side: float = INSPECT_SIDE, registry: Registry | None = None,
+) -> np.ndarray:
+    """The few-step DDIM round trip from t, for the compared image and the ground truth (same noise)."""
+    reg = registry or get_registry()
+    prior = _prior(prior_source, reg)
+    case = inspect_case(image, task, int(seed_image or 0), restorer_label, pair, reg, int(side or INSPECT_SIDE))
+    t = _check_t(t, prior)
+    steps = max(1, min(int(steps), 50))
+    out = purification(prior, {"a": case.a, "gt": case.b}, t, steps, int(seed or 0))
+    name_a = "restored" if pair == PAIRS[0] else "degraded"
+    return image_grid(
+        [to_image(case.a), to_image(out["a"]), to_image(case.b), to_image(out["gt"])],
+        [name_a, f"{name_a} purified from t={t}", "ground truth", f"ground truth purified ({steps} DDIM steps)"], 4)
+
+
+# ------------------------------------------------------------------------------------------------ train
+CPU_CAPS = {"steps": 300, "batch": 8, "crop": 128}
+GPU_CAPS = {"steps": 5000, "batch": 32, "crop": 256}
+_TRAIN_LOCK = threading.Lock()
+_STOP = threading.Event()
+
+
+def train_caps() -> dict[str, int]:
+    return GPU_CAPS if torch.cuda.is_available() else CPU_CAPS
+
+
+def request_stop() -> str:
+    """Ask the running Train job to stop at its next step (it saves a checkpoint and keeps what it has)."""
+    _STOP.set()
+    return "Stopping after the current step..."
+
+
+def _zip_models(run_dir: Path) -> Path:
+    """run_dir/<name>.zip holding l2/model and diffloss/model (safetensors + config + card)."""
+    staging = run_dir / "_download"
+    if staging.exists():
+        shutil.rmtree(staging)
+    for arm in ("l2", "diffloss"):
+        if (run_dir / arm / "model").is_dir():
+            shutil.copytree(run_dir / arm / "model", staging / arm)
+    archive = shutil.make_archive(str(run_dir / run_dir.name), "zip", root_dir=staging)
+    shutil.rmtree(staging)
+    return Path(archive)
+
+
+def _status(history: dict, totals: dict, name: str, notes: list[str], state: str) -> str:
+    parts = [f"**{state}** run `{name}`"]
+    for arm, points in history.items():
+        step, values = points[-1] if points else (0, {})
+        bar = "#" * int(20 * step / max(1, totals[arm])) + "." * (20 - int(20 * step / max(1, totals[arm])))
+        loss = f"total {values['total']:.4g}" if "total" in values else ""
+        parts.append(f"- {arm}: `[{bar}]` step {step}/{totals[arm]} {loss}")
+    return "\n".join(parts + [f"- {n}" for n in notes])
+
+
+def train_pair(
+    task: str, steps: float, batch: float, crop: float, lr: float, gamma: float, lam: float, t_min: float,
+    t_max: float, seed: float, prior_source: str | None, clean_folder: str | None = None, width: int | None = None,
+    name: str | None = None, registry: Registry | None = None,
+) -> Iterator[tuple[str, np.ndarray, str | None]]:
+    """Train the L2 and DiffLoss arms side by side (same start weights, seed, batches); yield (status, curves, zip).
+
+    Closing the generator (the Stop button, or the browser going away) closes both training loops, which save
+    a checkpoint; ``request_stop`` ends the run the same way from another thread. One run at a time.
+    """
+    from diffloss.train import LoopConfig, RestorerTrainConfig, TrainingDiverged, train_restorer
+
+    reg = registry or get_registry()
+    if not _TRAIN_LOCK.acquire(blocking=False):
+        raise gr.Error("A training run is already going (one at a time on this machine): wait for it to finish "
+                       "or press Stop.")
+    gens: dict = {}
+    try:
+        _STOP.clear()
+        caps, notes = train_caps(), []
+        values = {"steps": int(steps), "batch": int(batch), "crop": int(crop)}
+        for key, value in values.items():
+            if value < 1:
+                raise gr.Error(f"{key} must be at least 1, got {value}.")
+            if value > caps[key]:
+                notes.append(f"{key} {value} capped at {caps[key]} on this {'GPU' if caps is GPU_CAPS else 'CPU'}")
+                values[key] = caps[key]
+        for n in notes:
+            _warn(n)
+        try:
+            degrade.get_task(task)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        folder = Path(clean_folder) if clean_folder else reg.training_folder()
+        if folder is None or not folder.is_dir():
+            raise gr.Error("No clean photos to train on: give a folder of clean photos (the benchmark "
+                           "clean/train, or any folder of PNG/JPEG photos).")
+        prior = _prior(prior_source, reg)  # fails early, with the reason, before any work
+        last = prior.num_timesteps - 1
+        lo, hi = int(t_min), min(int(t_max), last)
+        loss = DiffLossConfig(gamma=float(gamma), lam=float(lam), t_min=lo, t_max=hi)
+        try:
+            loss.validate(prior.num_timesteps)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        name = name or f"studio-{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = reg.runs / name
+        totals = {}
+        for arm in ("l2", "diffloss"):
+            loop = LoopConfig(out=str(run_dir / arm), steps=values["steps"], batch_size=values["batch"], lr=float(lr),
+                              warmup=min(50, values["steps"] // 10), seed=int(seed),
+                              log_every=max(1, values["steps"] // 60), save_every=max(10, values["steps"] // 4),
+                              resume=False, command=f"DiffLoss Studio Train tab ({arm} arm)")
+            cfg = RestorerTrainConfig(task=task, clean=[str(folder)], crop=values["crop"], width=width,
+                                      prior=str(prior.source), diffloss=arm == "diffloss", loss=loss, loop=loop)
+            try:
+                gens[arm] = train_restorer(cfg)
+            except (ValueError, RuntimeError, OSError) as err:
+                raise gr.Error(f"Cannot start the {arm} arm: {err}") from err
+            totals[arm] = values["steps"]
+        history: dict[str, list] = {arm: [] for arm in gens}
+        active = dict(gens)
+        yield _status(history, totals, name, notes, "Starting"), training_figure(history), None
+        while active:
+            if _STOP.is_set():
+                for gen in active.values():
+                    gen.close()
+                active.clear()
+                yield _status(history, totals, name, notes + ["stopped: checkpoints saved, no final model"],
+                              "Stopped"), training_figure(history), None
+                return
+            for arm in list(active):
+                try:
+                    event = next(active[arm])
+                except StopIteration:
+                    del active[arm]
+                    continue
+                except TrainingDiverged as err:
+                    raise gr.Error(f"The {arm} arm diverged: {err}") from err
+                if event.kind in ("step", "done") and event.values:
+                    history[arm].append((event.step, dict(event.values)))
+                if event.kind == "stopped":
+                    notes.append(f"{arm}: {event.message}")
+            yield _status(history, totals, name, notes, "Training"), training_figure(history), None
+        archive = _zip_models(run_dir)
+        done = notes + ["both arms saved; they now appear in Compare (press Refresh there)"]
+        yield _status(history, totals, name, done, "Done"), training_figure(history), str(archive)
+    finally:
+        for gen in gens.values():
+            gen.close()  # a no-op for finished loops; saves a checkpoint for interrupted ones
+        _TRAIN_LOCK.release()
+
+
+# ------------------------------------------------------------------------------------------------ small UI helpers
+def point_fraction(index: tuple[int, int] | list[int] | None, image: np.ndarray | None) -> tuple[float, float]:
+    """A click on an image (pixel x, y) as fractions of its width and height, for the zoom sliders."""
+    if index is None or image is None:
+        return 0.5, 0.5
+    h, w = np.asarray(image).shape[:2]
+    return float(np.clip(index[0] / max(1, w), 0, 1)), float(np.clip(index[1] / max(1, h), 0, 1))
+
+
+def example_rows(files: list[Path]) -> list[list[str]]:
+    """[path, task, mode] per example: ``clean_*`` are degraded (noise), ``<task>_*`` are taken as degraded."""
+    rows = []
+    for path in files:
+        prefix = path.name.split("_", 1)[0]
+        if prefix in degrade.TASKS and prefix != "inpaint":
+            rows.append([str(path), prefix, MODES[1]])
+        else:
+            rows.append([str(path), "noise", MODES[0]])
+    return rows
+
+
+def prior_timesteps(source: str | None, registry: Registry | None = None) -> tuple[int, str]:
+    """(T, message) for the prior box: how many timesteps the slider may use, or why the prior does not load."""
+    reg = registry or get_registry()
+    try:
+        prior = reg.load_prior(source)
+    except PriorLoadError as err:
+        return 1000, f"Prior not loadable: {err}"
+    return prior.num_timesteps, f"Prior `{prior.source}`: {prior.num_timesteps} timesteps, {prior.parameter_count() / 1e6:.2f} M parameters."

@@ -1,0 +1,243 @@
+"""What the studio can run: shipped and trained restorers, the prior, examples; each loaded once and cached.
+
+Where things are looked for (all roots configurable, so tests and other clones can point elsewhere):
+
+- shipped restorers: ``pretrained/restorers/<task>/{l2,diffloss}/`` (config.json + model.safetensors + card.json)
+- trained restorers: ``runs/<name>/model`` (one CLI run) and ``runs/<name>/{l2,diffloss}/model`` (a Train-tab pair)
+- the prior: ``pretrained/prior``, or any diffusers UNet2DModel folder or hub id the user types
+- example photos: ``examples/*.png`` (falls back to the benchmark clean/val folder when it is beside the repo)
+
+Loading is cached per (path, file modification time) behind one lock, so two browser tabs asking for the same
+model at once load it once, and a run retrained in place is picked up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from diffloss import nets
+from diffloss.checkpoint import CARD_FILE, CONFIG_FILE, MODEL_FILE, CheckpointError
+from diffloss.images import list_images
+from diffloss.prior import DiffusionPrior, PriorLoadError
+
+REPO = Path(__file__).resolve().parents[1]
+ARMS = ("l2", "diffloss")
+SHIPPED_PRIOR = "shipped prior (pretrained/prior)"
+
+
+@dataclass(frozen=True)
+class RestorerEntry:
+    """One restorer the app can run: a label for the dropdown, its folder, task and arm."""
+
+    label: str
+    path: Path
+    task: str
+    arm: str  # "l2", "diffloss" or "?" when the folder does not say
+    source: str  # "shipped" or "run"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _is_model_folder(folder: Path) -> bool:
+    return (folder / CONFIG_FILE).is_file() and (folder / MODEL_FILE).is_file()
+
+
+def _arm_of(folder: Path, hint: str | None) -> str:
+    """The arm from the card (``data.diffloss``), else from a folder name (``l2``/``diffloss``), else '?'."""
+    card = _read_json(folder / CARD_FILE)
+    flag = card.get("data", {}).get("diffloss") if isinstance(card.get("data"), dict) else None
+    if isinstance(flag, bool):
+        return "diffloss" if flag else "l2"
+    if hint in ARMS:
+        return hint
+    name = folder.name.lower() if folder.name != "model" else folder.parent.name.lower()
+    for arm in ARMS:
+        if name.endswith(arm) or name == arm:
+            return arm
+    return "?"
+
+
+class Registry:
+    """Discovers models under its roots and loads them once (thread-safe)."""
+
+    def __init__(
+        self, pretrained: str | Path = REPO / "pretrained", runs: str | Path = REPO / "runs",
+        examples: str | Path | None = REPO / "examples", device: str | torch.device | None = None,
+    ) -> None:
+        self.pretrained = Path(pretrained)
+        self.runs = Path(runs)
+        self.examples = Path(examples) if examples is not None else None
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._lock = threading.Lock()
+        self._restorers: dict[tuple[str, float], nets.Restorer] = {}
+        self._priors: dict[tuple[str, float], DiffusionPrior] = {}
+
+    # ------------------------------------------------------------------------------------------ discovery
+    @property
+    def shipped_prior_path(self) -> Path:
+        return self.pretrained / "prior"
+
+    def has_shipped_prior(self) -> bool:
+        return (self.shipped_prior_path / "config.json").is_file() or (self.shipped_prior_path / "unet").is_dir()
+
+    def restorers(self, task: str | None = None) -> list[RestorerEntry]:
+        """Shipped restorers first, then trained runs (newest first); only those for ``task`` when given."""
+        found: list[RestorerEntry] = []
+        shipped = self.pretrained / "restorers"
+        if shipped.is_dir():
+            for task_dir in sorted(p for p in shipped.iterdir() if p.is_dir()):
+                for arm in ARMS:
+                    folder = task_dir / arm
+                    if _is_model_folder(folder):
+                        found.append(self._entry(folder, f"shipped {task_dir.name} {arm}", "shipped", arm))
+        if self.runs.is_dir():
+            runs = sorted((p for p in self.runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+            for run in runs:
+                if _is_model_folder(run / "model"):
+                    found.append(self._entry(run / "model", f"run {run.name}", "run", None))
+                for arm in ARMS:
+                    if _is_model_folder(run / arm / "model"):
+                        found.append(self._entry(run / arm / "model", f"run {run.name} {arm}", "run", arm))
+        found = [e for e in found if e.task]
+        return [e for e in found if task is None or e.task == task]
+
+    def _entry(self, folder: Path, label: str, source: str, arm_hint: str | None) -> RestorerEntry:
+        config = _read_json(folder / CONFIG_FILE)
+        arm = _arm_of(folder, arm_hint)
+        if arm_hint is None and arm != "?":
+            label = f"{label} ({arm})"
+        return RestorerEntry(label=label, path=folder, task=str(config.get("task", "")), arm=arm, source=source)
+
+    def find(self, label: str, task: str | None = None) -> RestorerEntry | None:
+        return next((e for e in self.restorers(task) if e.label == label), None)
+
+    def default_pair(self, task: str) -> tuple[str | None, str | None]:
+        """Labels of the L2 and DiffLoss arms to preselect: the first of each arm for the task."""
+        entries = self.restorers(task)
+        l2 = next((e.label for e in entries if e.arm == "l2"), None)
+        dl = next((e.label for e in entries if e.arm == "diffloss"), None)
+        return l2, dl
+
+    def example_images(self) -> list[Path]:
+        folders = [self.examples] if self.examples is not None else []
+        datasets = Path(os.environ.get("DIFFLOSS_DATASETS", REPO.parent / "shared" / "datasets"))
+        folders.append(datasets / "clean" / "val")
+        for folder in folders:
+            if folder is not None and folder.is_dir():
+                images = list_images(folder)
+                if images:
+                    return images[:12]
+        return []
+
+    def training_folder(self) -> Path | None:
+        """Clean photos for the Train tab: the benchmark clean/train beside the repo (None: the user names one).
+
+        The examples are not a fallback: some of them are degraded photos, which must never be taught as clean.
+        """
+        datasets = Path(os.environ.get("DIFFLOSS_DATASETS", REPO.parent / "shared" / "datasets"))
+        folder = datasets / "clean" / "train"
+        return folder if folder.is_dir() and list_images(folder) else None
+
+    def status(self) -> str:
+        """What is installed and, for what is missing, how to get it (markdown, shown at the top of the app)."""
+        lines = []
+        shipped = [e for e in self.restorers() if e.source == "shipped"]
+        runs = [e for e in self.restorers() if e.source == "run"]
+        if shipped:
+            tasks = sorted({e.task for e in shipped})
+            lines.append(f"Shipped restorers: {len(shipped)} ({', '.join(tasks)}).")
+        else:
+            lines.append(
+                f"**No shipped restorers yet** (nothing in `{self.pretrained / 'restorers'}`): train a pair in the "
+                "Train tab, or build the pretrained zoo (`python -m diffloss.train restorer ...`, see the README)."
+            )
+        if runs:
+            lines.append(f"Trained runs in `{self.runs}`: {len(runs)} restorer(s).")
+        if self.has_shipped_prior():
+            lines.append(f"Prior: `{self.shipped_prior_path}`.")
+        else:
+            lines.append(
+                f"**No shipped prior** at `{self.shipped_prior_path}`: Inspect and the DiffLoss arm of Train need one. "
+                "Type any diffusers UNet2DModel folder or hub id in the prior box, or train one with "
+                "`python -m diffloss.train prior --clean FOLDER --out runs/prior` and point the box at "
+                "`runs/prior/model`."
+            )
+        return "\n\n".join(lines)
+
+    # ------------------------------------------------------------------------------------------ loading
+    def load_restorer(self, path: str | Path) -> nets.Restorer:
+        """A restorer folder, loaded once per file version; CheckpointError when it is not loadable."""
+        path = Path(path)
+        weights = path / MODEL_FILE
+        if not weights.is_file():
+            raise CheckpointError(f"no {MODEL_FILE} in {path}")
+        key = (str(path.resolve()), weights.stat().st_mtime)
+        with self._lock:
+            model = self._restorers.get(key)
+            if model is None:
+                model = nets.load_restorer(path, device=self.device)
+                self._restorers[key] = model
+            return model
+
+    def resolve_prior(self, source: str | None) -> str:
+        """The folder or hub id for what the prior box says ('' or the shipped label: the shipped prior)."""
+        text = (source or "").strip()
+        if not text or text == SHIPPED_PRIOR:
+            if not self.has_shipped_prior():
+                raise PriorLoadError(
+                    f"no shipped prior at {self.shipped_prior_path} yet: type a diffusers UNet2DModel folder or hub "
+                    "id in the prior box, or train one (python -m diffloss.train prior ..., see the README)"
+                )
+            return str(self.shipped_prior_path)
+        return text
+
+    def load_prior(self, source: str | None) -> DiffusionPrior:
+        """The prior for a folder / hub id / the shipped one, loaded once; PriorLoadError with the reason otherwise."""
+        resolved = self.resolve_prior(source)
+        path = Path(resolved).expanduser()
+        stamp = 0.0
+        if path.exists():
+            stamp = max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=0.0)
+        key = (str(path.resolve()) if path.exists() else resolved, stamp)
+        with self._lock:
+            prior = self._priors.get(key)
+            if prior is None:
+                try:
+                    prior = DiffusionPrior.from_pretrained(resolved, device=self.device)
+                except PriorLoadError:
+                    raise
+                except Exception as err:  # a hub id offline, a broken file: the UI needs one readable reason
+                    raise PriorLoadError(f"could not load prior {resolved!r}: {type(err).__name__}: {err}") from err
+                self._priors[key] = prior
+            return prior
+
+
+_registry: Registry | None = None
+_registry_lock = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry (created on first use with the repo's folders)."""
+    global _registry
+    with _registry_lock:
+        if _registry is None:
+            _registry = Registry()
+        return _registry
+
+
+def set_registry(registry: Registry | None) -> None:
+    """Replace the process-wide registry (tests point it at tmp folders; None: back to the default)."""
+    global _registry
+    with _registry_lock:
+        _registry = registry

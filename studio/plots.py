@@ -1,0 +1,36 @@
+"""The Train tab's live curves: every loss term of both arms against the step (matplotlib, no pyplot)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from diffloss.viz import figure_to_array
+
+TRAIN_TERMS = (("total", "total loss"), ("fidelity", "fidelity"), ("nat", "L_nat (unweighted)"),
+               ("sem", "L_sem (unweighted)"))
+ARM_COLOURS = {"l2": "C0", "diffloss": "C3"}
+
+
+def training_figure(history: dict[str, list[tuple[int, dict[str, float]]]], size=(10.0, 2.8), dpi: int = 90) -> np.ndarray:
+    """One panel per term; one line per arm. ``history[arm]`` is a list of (step, values) from TrainEvents."""
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    axes = fig.subplots(1, len(TRAIN_TERMS))
+    for ax, (term, title) in zip(axes, TRAIN_TERMS):
+        for arm, points in history.items():
+            xs = [s for s, v in points if term in v and math.isfinite(v[term])]
+            ys = [v[term] for s, v in points if term in v and math.isfinite(v[term])]
+            if xs:
+                ax.plot(xs, ys, color=ARM_COLOURS.get(arm, "C2"), label=arm, linewidth=1.2)
+        positive = [v[term] for pts in history.values() for _, v in pts if v.get(term, 0) > 0]
+        if positive and max(positive) / min(positive) >= 100:
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize="small")
+        ax.set_xlabel("step", fontsize="small")
+        ax.tick_params(labelsize="x-small")
+        ax.grid(alpha=0.3)
+        if any(history.values()):
+            ax.legend(fontsize="x-small")
+    return figure_to_array(fig)

@@ -1,0 +1,64 @@
+"""A tiny studio world in a tmp folder: a tiny prior, a width-8 restorer pair, clean photos, an empty runs folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from diffloss import nets
+from diffloss.images import save_image
+from studio.models import Registry
+from tests.helpers import tiny_prior
+
+
+@dataclass
+class World:
+    root: Path
+    registry: Registry
+    photo: Path  # a 64x48 RGB photo
+    clean: Path  # a folder of three 64x64 clean photos
+
+    def labels(self, task: str = "noise") -> tuple[str, str]:
+        l2, dl = self.registry.default_pair(task)
+        return l2, dl
+
+
+def save_pair(pretrained: Path, task: str = "noise", in_channels: int = 3) -> None:
+    """An L2 and a DiffLoss restorer (width 8, different weights) as the zoo would ship them."""
+    for i, arm in enumerate(("l2", "diffloss")):
+        torch.manual_seed(i)
+        model = nets.Restorer(nets.RestorerConfig(task=task, in_channels=in_channels, width=8))
+        with torch.no_grad():  # the last conv starts at zero; make the arms differ from the input and each other
+            for p in model.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        nets.save_restorer(model, pretrained / "restorers" / task / arm, card={"data": {"diffloss": arm == "diffloss"}})
+
+
+def make_world(root: Path, with_prior: bool = True, with_restorers: bool = True) -> World:
+    pretrained = root / "pretrained"
+    pretrained.mkdir(parents=True)
+    if with_prior:
+        tiny_prior().save_pretrained(pretrained / "prior")
+    if with_restorers:
+        save_pair(pretrained)
+    g = torch.Generator().manual_seed(0)
+    photo = save_image(torch.rand(3, 48, 64, generator=g), root / "photo.png")
+    clean = root / "clean"
+    for i in range(3):
+        save_image(torch.rand(3, 64, 64, generator=g), clean / f"{i}.png")
+    return World(root, Registry(pretrained, root / "runs", examples=clean), photo, clean)
+
+
+def write_png(path: Path, array: np.ndarray, mode: str | None = None, exif_orientation: int | None = None) -> Path:
+    img = Image.fromarray(array, mode=mode) if mode else Image.fromarray(array)
+    kwargs = {}
+    if exif_orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        kwargs["exif"] = exif
+    img.save(path, **kwargs)
+    return path

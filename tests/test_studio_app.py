@@ -1,0 +1,86 @@
+"""The app itself: launched on a free local port and driven over HTTP with gradio_client, as a browser would."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from gradio_client import Client, handle_file
+
+import app
+from studio import handlers as H
+from studio.models import set_registry
+from tests.studio_helpers import make_world
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def client(tmp_path):
+    world = make_world(tmp_path)
+    set_registry(world.registry)
+    demo = app.build_demo()
+    demo.queue().launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True,
+                        allowed_paths=app.allowed_paths())
+    try:
+        yield Client(demo.local_url, verbose=False), world
+    finally:
+        demo.close()
+        set_registry(None)
+
+
+def test_compare_inspect_and_a_short_train_run_over_http(client):
+    c, world = client
+    l2, dl = world.labels()
+    photo = handle_file(str(world.photo))
+    out = c.predict(photo, "noise", H.MODES[0], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
+    degraded, out_l2, out_dl, slider, zoom, err, metrics, notes = out
+    assert str(degraded).endswith(".png") and str(out_l2).endswith(".png")
+    assert all(str(p).endswith(".png") for p in slider)  # PNG, not lossy WebP, so the slider compares truly
+    assert "PSNR" in metrics and "Conventions" in metrics
+    values = c.predict(photo, "noise", 0, dl, H.PAIRS[0], 20, 0, "", True, 0.05, 0.1, 32, api_name="/inspect")[-1]
+    assert "exactly zero" in values
+    status, curves, archive = c.predict("noise", 2, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean),
+                                        api_name="/train")
+    assert status.startswith("**Done**") and str(archive).endswith(".zip")
+    assert [e.arm for e in world.registry.restorers("noise") if e.source == "run"] == ["l2", "diffloss"]
+
+
+def test_a_bad_upload_comes_back_as_an_error_message_not_a_crash(client, tmp_path):
+    c, world = client
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    l2, dl = world.labels()
+    with pytest.raises(Exception, match="Could not read"):
+        c.predict(handle_file(str(bad)), "noise", H.MODES[0], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
+
+
+def test_uploads_reach_the_handler_untouched_so_transparency_is_composited_over_white(client, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    c, world = client
+    path = tmp_path / "alpha.png"
+    Image.fromarray(np.zeros((32, 32, 4), np.uint8)).save(path)  # transparent black: white once composited
+    l2, dl = world.labels()
+    out = c.predict(handle_file(str(path)), "noise", H.MODES[1], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
+    assert np.asarray(Image.open(out[0])).min() == 255
+    assert "transparency composited over white" in out[-1]
+
+
+def test_stop_over_http_ends_a_running_train_job(client):
+    import time
+
+    c, world = client
+    job = c.submit("noise", 300, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean), api_name="/train")
+    deadline = time.time() + 60
+    while len(job.outputs()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert c.predict(api_name="/stop").startswith("Stopping")
+    status = job.result(timeout=60)[0]
+    assert status.startswith("**Stopped**")
+    assert not H._TRAIN_LOCK.locked()

@@ -1,0 +1,186 @@
+"""Compare and Inspect handlers, called directly: every bad input gets a message, never a crash."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from studio import handlers as H
+from tests.studio_helpers import make_world, write_png
+
+
+@pytest.fixture
+def world(tmp_path):
+    return make_world(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ compare
+def test_compare_shows_both_arms_a_slider_a_zoom_an_error_map_and_metrics(world):
+    l2, dl = world.labels()
+    r = H.compare(str(world.photo), "noise", H.MODES[0], 3, l2, dl, 0.2, 0.8, 32, registry=world.registry)
+    assert r.degraded.shape == r.l2.shape == r.diffloss.shape == (48, 64, 3)
+    assert r.slider[0] is r.l2 and r.slider[1] is r.diffloss
+    assert not np.array_equal(r.l2, r.diffloss)
+    assert r.zoom.ndim == 3 and r.error_map.ndim == 3
+    for word in ("PSNR", "SSIM", "NIQE", "LPIPS", "Conventions: PSNR/SSIM on RGB"):
+        assert word in r.metrics
+    assert "n/a (< 192 px)" in r.metrics and "NIQE needs at least 192x192 px" in r.metrics
+    assert len(r.as_tuple()) == 8
+
+
+def test_an_already_degraded_photo_has_no_ground_truth_and_says_so(world):
+    l2, dl = world.labels()
+    r = H.compare(str(world.photo), "noise", H.MODES[1], 0, l2, dl, registry=world.registry)
+    assert r.error_map is None
+    assert "no ground truth" in r.metrics and "No ground truth" in r.notes
+    assert np.array_equal(r.degraded, np.asarray(Image.open(world.photo)))  # taken as it is
+
+
+def test_without_restorers_compare_says_how_to_get_them(tmp_path):
+    world = make_world(tmp_path, with_restorers=False)
+    assert H.restorer_choices("noise", world.registry) == ([], None, None)
+    with pytest.raises(gr.Error, match="No shipped restorers yet: train a pair in the Train tab"):
+        H.compare(str(world.photo), "noise", H.MODES[0], 0, None, None, registry=world.registry)
+
+
+def test_a_restorer_of_another_task_is_refused_with_a_message(world):
+    l2, dl = world.labels()
+    with pytest.raises(gr.Error, match="not a restorer for task 'sr4'"):
+        H.compare(str(world.photo), "sr4", H.MODES[0], 0, l2, dl, registry=world.registry)
+
+
+def test_no_image_asks_for_one(world):
+    with pytest.raises(gr.Error, match="Upload an image"):
+        H.prepare_case(None, "noise", H.MODES[0], 0)
+
+
+def test_a_corrupt_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(gr.Error, match="Could not read broken.png"):
+        H.prepare_case(str(path), "noise", H.MODES[0], 0)
+
+
+def test_a_vanished_upload_is_a_clear_error(tmp_path):
+    with pytest.raises(gr.Error, match="upload it again"):
+        H.prepare_case(str(tmp_path / "gone.png"), "noise", H.MODES[0], 0)
+
+
+def test_a_huge_image_is_downscaled_with_a_notice(tmp_path, monkeypatch):
+    monkeypatch.setattr(H, "MAX_SIDE", 64)  # the real cap is 1024 px; the rule is the same at any size
+    path = write_png(tmp_path / "big.png", np.random.default_rng(0).integers(0, 255, (150, 200, 3), np.uint8))
+    case = H.prepare_case(str(path), "noise", H.MODES[0], 0)
+    assert max(case.gt.shape[-2:]) == 64
+    assert any("large image 200x150 downscaled to 64x48" in n for n in case.notes)
+
+
+def test_an_image_too_small_to_restore_is_refused(tmp_path):
+    path = write_png(tmp_path / "tiny.png", np.zeros((8, 10, 3), np.uint8))
+    with pytest.raises(gr.Error, match="too small to restore"):
+        H.prepare_case(str(path), "noise", H.MODES[0], 0)
+
+
+def test_a_greyscale_image_is_accepted_and_noted(tmp_path):
+    path = write_png(tmp_path / "grey.png", np.full((40, 40), 128, np.uint8))
+    case = H.prepare_case(str(path), "noise", H.MODES[1], 0)
+    assert case.shown.shape == (3, 40, 40) and torch.equal(case.shown[0], case.shown[2])
+    assert any("greyscale" in n for n in case.notes)
+
+
+def test_an_rgba_upload_is_composited_over_white(tmp_path):
+    rgba = np.zeros((32, 32, 4), np.uint8)  # fully transparent black
+    path = write_png(tmp_path / "alpha.png", rgba)
+    case = H.prepare_case(str(path), "noise", H.MODES[1], 0)
+    assert torch.allclose(case.shown, torch.ones_like(case.shown))
+    assert any("transparency" in n for n in case.notes)
+
+
+def test_a_16_bit_png_keeps_its_precision(tmp_path):
+    values = np.full((32, 32), 1000, np.uint16)  # 8-bit conversion would clip this to white
+    path = write_png(tmp_path / "deep.png", values)
+    case = H.prepare_case(str(path), "noise", H.MODES[1], 0)
+    assert abs(float(case.shown.mean()) - 1000 / 65535) < 1e-4
+    assert any("16-bit" in n for n in case.notes)
+
+
+def test_an_exif_rotated_photo_is_shown_upright(tmp_path):
+    path = write_png(tmp_path / "phone.png", np.zeros((32, 48, 3), np.uint8), exif_orientation=6)
+    case = H.prepare_case(str(path), "noise", H.MODES[1], 0)
+    assert tuple(case.shown.shape[-2:]) == (48, 32)
+    assert any("EXIF orientation 6" in n for n in case.notes)
+
+
+def test_an_already_degraded_inpainting_photo_needs_a_mask_not_yet_supported(world):
+    with pytest.raises(gr.Error, match="not yet"):
+        H.prepare_case(str(world.photo), "inpaint", H.MODES[1], 0)
+
+
+def test_sr4_degrades_to_a_quarter_and_shows_the_upscaled_input(world):
+    case = H.prepare_case(str(world.photo), "sr4", H.MODES[0], 0)
+    assert case.shown.shape == case.gt.shape == (3, 48, 64)
+    assert case.net_input.shape == (3, 48, 64)
+
+
+def test_a_click_becomes_zoom_fractions():
+    assert H.point_fraction((32, 12), np.zeros((48, 64, 3))) == (0.5, 0.25)
+    assert H.point_fraction(None, None) == (0.5, 0.5)
+
+
+# ------------------------------------------------------------------------------------------------ inspect
+def test_inspect_shows_every_view_and_the_terms_on_a_centre_crop(world):
+    l2, dl = world.labels()
+    r = H.inspect(str(world.photo), "noise", 0, dl, H.PAIRS[0], 40, 1, "", side=32, registry=world.registry)
+    for img in r.as_tuple()[:6]:
+        assert img.ndim == 3 and img.dtype == np.uint8
+    assert r.gradient.shape == (32, 32, 3) and r.h_error.shape == (32, 32, 3)
+    assert "centre 32x32 px" in r.values
+    assert "L_nat = **" in r.values and "L_sem = **" in r.values
+    assert "Gradient norm of gamma" in r.values
+
+
+def test_the_released_no_grad_mistake_pushes_exactly_zero(world):
+    _, dl = world.labels()
+    r = H.inspect(str(world.photo), "noise", 0, dl, H.PAIRS[0], 40, 1, "", released_bug=True,
+                  registry=world.registry)
+    assert "Gradient norm **0**" in r.values and "exactly zero" in r.values
+    assert r.gradient.shape == (48, 64, 3)
+
+
+def test_degraded_vs_ground_truth_needs_no_restorer(tmp_path):
+    world = make_world(tmp_path, with_restorers=False)
+    r = H.inspect(str(world.photo), "noise", 0, None, H.PAIRS[1], 10, 0, "", registry=world.registry)
+    assert "degraded vs ground truth" in r.values
+
+
+def test_a_timestep_beyond_the_schedule_is_clamped(world):
+    _, dl = world.labels()
+    with pytest.warns(UserWarning, match="outside this prior's schedule"):
+        r = H.inspect(str(world.photo), "noise", 0, dl, H.PAIRS[1], 999, 0, "", registry=world.registry)
+    assert "t = 99 of 99" in r.values  # the tiny prior has 100 steps
+
+
+def test_an_unloadable_prior_is_a_clear_error(world, tmp_path):
+    with pytest.raises(gr.Error, match="Prior not loadable"):
+        H.inspect(str(world.photo), "noise", 0, None, H.PAIRS[1], 10, 0, str(tmp_path / "nope"),
+                  registry=world.registry)
+    with pytest.raises(gr.Error, match="hub"):
+        H.inspect(str(world.photo), "noise", 0, None, H.PAIRS[1], 10, 0, "a/b/c", registry=world.registry)
+    steps, message = H.prior_timesteps(str(tmp_path / "nope"), registry=world.registry)
+    assert "not loadable" in message
+
+
+def test_without_a_shipped_prior_inspect_says_what_to_do(tmp_path):
+    world = make_world(tmp_path, with_prior=False)
+    with pytest.raises(gr.Error, match="no shipped prior"):
+        H.inspect(str(world.photo), "noise", 0, None, H.PAIRS[1], 10, 0, "", registry=world.registry)
+
+
+def test_loss_curves_and_purification_render(world):
+    _, dl = world.labels()
+    curves = H.inspect_curves(str(world.photo), "noise", 0, dl, "", seeds=1, registry=world.registry)
+    assert curves.ndim == 3
+    purified = H.inspect_purify(str(world.photo), "noise", 0, dl, H.PAIRS[0], 30, 0, "", 3, registry=world.registry)
+    assert purified.ndim == 3

@@ -1,0 +1,73 @@
+"""The model registry: what the studio finds, how it says what is missing, and that it loads each model once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from diffloss import nets
+from diffloss.prior import PriorLoadError
+from studio.models import Registry
+from tests.studio_helpers import make_world
+
+
+def test_an_empty_install_says_what_is_missing_and_how_to_get_it(tmp_path):
+    reg = Registry(tmp_path / "pretrained", tmp_path / "runs", examples=None)
+    assert reg.restorers() == []
+    text = reg.status()
+    assert "No shipped restorers yet" in text and "Train tab" in text
+    assert "No shipped prior" in text and "diffloss.train prior" in text
+    with pytest.raises(PriorLoadError, match="no shipped prior"):
+        reg.load_prior("")
+
+
+def test_shipped_pairs_and_trained_runs_are_found_by_task_and_arm(tmp_path):
+    world = make_world(tmp_path)
+    reg = world.registry
+    model = nets.Restorer(nets.RestorerConfig(task="noise", width=8))
+    nets.save_restorer(model, reg.runs / "cli-noise-l2" / "model", card={"data": {"diffloss": False}})
+    nets.save_restorer(model, reg.runs / "pair" / "diffloss" / "model")
+    (reg.runs / "half-written").mkdir()  # no model inside: ignored
+    labels = [e.label for e in reg.restorers("noise")]
+    assert labels[:2] == ["shipped noise l2", "shipped noise diffloss"]
+    assert "run cli-noise-l2 (l2)" in labels and "run pair diffloss" in labels
+    assert reg.restorers("sr4") == []
+    assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise diffloss")
+    assert "Shipped restorers: 2" in reg.status()
+
+
+def test_models_load_once_even_when_asked_from_two_threads(tmp_path):
+    reg = make_world(tmp_path).registry
+    entry = reg.restorers("noise")[0]
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(reg.load_restorer(entry.path))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(m is got[0] for m in got)
+    assert reg.load_prior("") is reg.load_prior(str(reg.shipped_prior_path))
+
+
+def test_an_unloadable_prior_id_is_a_prior_load_error(tmp_path):
+    reg = make_world(tmp_path).registry
+    with pytest.raises(PriorLoadError):
+        reg.load_prior(str(tmp_path / "nowhere"))
+    (tmp_path / "notaprior").mkdir()
+    with pytest.raises(PriorLoadError, match="no UNet2DModel"):
+        reg.load_prior(str(tmp_path / "notaprior"))
+
+
+def test_the_shipped_examples_are_attributed_and_offered_with_the_right_mode():
+    from studio import handlers as H
+    from studio.models import REPO
+
+    files = Registry(examples=REPO / "examples").example_images()
+    readme = (REPO / "examples" / "README.md").read_text()
+    assert len(files) >= 4
+    for path in files:
+        assert f"`{path.name}`" in readme  # every example image names its source
+    rows = {row[0].split("/")[-1]: row[1:] for row in H.example_rows(files)}
+    assert rows["haze_sots_1430_7.png"] == ["haze", H.MODES[1]]
+    assert rows["clean_mcmaster_05.png"] == ["noise", H.MODES[0]]

@@ -1,0 +1,79 @@
+"""The Train tab's handler: both arms from one seed, live events, caps, one run at a time, and Stop that stops."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+from studio import handlers as H
+from tests.studio_helpers import make_world
+
+
+@pytest.fixture
+def world(tmp_path):
+    return make_world(tmp_path, with_restorers=False)
+
+
+def _run(world, name, steps=2, **kw):
+    args = dict(task="noise", steps=steps, batch=1, crop=32, lr=1e-3, gamma=0.05, lam=0.1, t_min=0, t_max=999,
+                seed=0, prior_source="", clean_folder=str(world.clean), width=8, name=name, registry=world.registry)
+    args.update(kw)
+    return H.train_pair(**args)
+
+
+def test_a_short_run_trains_both_arms_streams_curves_and_lands_in_compare(world, monkeypatch):
+    monkeypatch.setattr(H, "CPU_CAPS", {"steps": 3, "batch": 8, "crop": 128})
+    monkeypatch.setattr(H, "GPU_CAPS", {"steps": 3, "batch": 8, "crop": 128})
+    outputs = list(_run(world, "short", steps=50))
+    status, curves, archive = outputs[-1]
+    assert status.startswith("**Done**") and "steps 50 capped at 3" in status
+    assert "l2: `[####################]` step 3/3" in status and "diffloss:" in status
+    assert curves.ndim == 3 and archive.endswith("short.zip")
+    import zipfile
+
+    names = zipfile.ZipFile(archive).namelist()
+    for arm in ("l2", "diffloss"):
+        assert f"{arm}/model.safetensors" in names and f"{arm}/card.json" in names
+    entries = {e.label: e.arm for e in world.registry.restorers("noise")}
+    assert entries == {"run short l2": "l2", "run short diffloss": "diffloss"}
+    assert H.restorer_choices("noise", world.registry)[1:] == ("run short l2", "run short diffloss")
+
+
+def test_stop_ends_the_run_keeps_a_checkpoint_and_frees_the_slot(world):
+    run = _run(world, "stopped", steps=200)
+    first = next(run)
+    assert first[0].startswith("**Starting**")
+    next(run)  # one step of each arm
+    H.request_stop()
+    status, _, archive = next(run)
+    assert status.startswith("**Stopped**") and archive is None
+    with pytest.raises(StopIteration):
+        next(run)
+    arm_dir = world.registry.runs / "stopped" / "l2"
+    assert (arm_dir / "checkpoint" / "last.safetensors").is_file()
+    assert not (arm_dir / "model").exists()
+    assert world.registry.restorers("noise") == []
+    again = _run(world, "after-stop", steps=1)
+    assert next(again)[0].startswith("**Starting**")
+    again.close()
+
+
+def test_one_run_at_a_time_and_closing_the_stream_stops_it(world):
+    run = _run(world, "first", steps=200)
+    next(run)
+    next(run)
+    with pytest.raises(gr.Error, match="already going"):
+        next(_run(world, "second", steps=1))
+    run.close()  # what Gradio does when the browser goes away
+    assert (world.registry.runs / "first" / "diffloss" / "checkpoint" / "last.safetensors").is_file()
+    assert not H._TRAIN_LOCK.locked()
+
+
+def test_bad_settings_are_refused_before_any_work(world, tmp_path):
+    with pytest.raises(gr.Error, match="steps must be at least 1"):
+        next(_run(world, "zero", steps=0))
+    with pytest.raises(gr.Error, match="Prior not loadable"):
+        next(_run(world, "noprior", prior_source=str(tmp_path / "missing")))
+    with pytest.raises(gr.Error, match="No clean photos"):
+        next(_run(world, "nodata", clean_folder=str(tmp_path / "empty")))
+    assert not H._TRAIN_LOCK.locked()
