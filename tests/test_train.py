@@ -226,3 +226,25 @@ def test_export_of_a_prior_run(clean_dir, tmp_path):
     prior = DiffusionPrior.from_pretrained(dest)
     assert prior.num_timesteps == 100
     assert json.loads((dest / "card.json").read_text())["partial"] is True
+
+
+def test_sigterm_stops_the_cli_with_a_checkpoint(clean_dir, prior_dir, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "diffloss.train", "restorer", "--task", "noise", "--diffloss", "off", "--no-track",
+           "--clean", str(clean_dir), "--crop", "32", "--width", "8", "--steps", "100000", "--batch", "2",
+           "--log-every", "1", "--save-every", "100000", "--threads", "1", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "log.csv").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    stdout, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopped at step" in stdout + err
+    step = int(train.read_checkpoint_meta(out / "checkpoint" / train.CHECKPOINT_NAME)["step"])
+    assert step >= 1
