@@ -160,7 +160,7 @@ class Registry:
         else:
             lines.append(
                 f"**No shipped restorers yet** (nothing in `{self.pretrained / 'restorers'}`): train a pair in the "
-                "Train tab, or build the pretrained zoo (`python -m diffloss.train restorer ...`, see the README)."
+                "Train tab, or build the pretrained zoo (`python -m diffloss.zoo build --quick`, see the README)."
             )
         if runs:
             lines.append(f"Trained runs in `{self.runs}`: {len(runs)} restorer(s).")
