@@ -232,7 +232,8 @@ def run_calibration(task: str, base_model: Path, paths: ZooPaths, rr: RestorerRe
 
     prior = DiffusionPrior.from_pretrained(paths.prior_dir())
     images = [load_image(p) for p in list_images(paths.clean_val)[: rr.calibration_images]]
-    result = calibrate(prior, load_restorer(base_model), task, images, rr.nat_share, rr.sem_share, crop=rr.crop)
+    result = calibrate(prior, load_restorer(base_model), task, images, rr.nat_share, rr.sem_share,
+                       crop=rr.arm_crop or rr.crop)  # measured at the crop the arms train on
     return {**asdict(result), "data": str(paths.clean_val), "restorer": str(base_model),
             "note": "weights solved so that L_nat and L_sem carry the target shares of the gradient on validation "
                     "images restored by the L2 base (diffloss.calibrate)"}
