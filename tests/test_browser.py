@@ -1,0 +1,67 @@
+"""End to end in a real browser: Playwright drives Debian's chromium through a comparison and saves a screenshot.
+
+Browsers cannot be downloaded here, so the test uses /usr/bin/chromium (installed by .ci/run); it skips with a
+reason where chromium or the playwright package is missing (a user's clone).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+import app
+from studio.models import set_registry
+from tests.studio_helpers import make_world
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOT = REPO / "artifacts" / "browser" / "compare.png"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def studio_url(tmp_path):
+    world = make_world(tmp_path)
+    set_registry(world.registry)
+    demo = app.build_demo()
+    demo.queue().launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True,
+                        allowed_paths=app.allowed_paths())
+    try:
+        yield demo.local_url, world
+    finally:
+        demo.close()
+        set_registry(None)
+
+
+def test_a_comparison_in_a_real_browser(studio_url):
+    url, world = studio_url
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(url, wait_until="networkidle")
+            assert "DiffLoss Studio" in page.content()
+            page.locator("input[type=file]").first.set_input_files(str(world.photo))
+            page.get_by_role("button", name="Compare", exact=True).click()
+            # the metrics table appears once both arms have run
+            page.get_by_text("Conventions", exact=False).first.wait_for(timeout=90_000)
+            assert page.get_by_text("PSNR", exact=False).first.is_visible()
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()
+    assert SCREENSHOT.stat().st_size > 10_000
