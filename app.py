@@ -20,8 +20,10 @@ import numpy as np  # noqa: E402
 
 from diffloss import degrade  # noqa: E402
 from diffloss.images import ImageLoadError, load_image, to_uint8_numpy  # noqa: E402
+
 from studio import handlers as H  # noqa: E402
 from studio.components import UploadImage  # noqa: E402
+from studio.gpu import on_gpu  # noqa: E402
 from studio.models import SHIPPED_PRIOR, get_registry  # noqa: E402
 
 REPO = Path(__file__).resolve().parent
@@ -119,7 +121,7 @@ def build_demo() -> gr.Blocks:
                 c_task.change(_restorer_dropdowns, c_task, [c_l2, c_dl])
                 c_refresh.click(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status)
                 c_deg.select(_pick_point, c_deg, [c_zx, c_zy])
-                c_go.click(_compare, [c_image, c_task, c_mode, c_seed, c_l2, c_dl, c_zx, c_zy, c_zs],
+                c_go.click(on_gpu("compare")(_compare), [c_image, c_task, c_mode, c_seed, c_l2, c_dl, c_zx, c_zy, c_zs],
                            [c_deg, c_out_l2, c_out_dl, c_slider, c_zoom, c_err, c_metrics, c_notes],
                            api_name="compare")
             # -------------------------------------------------------------------------------- Inspect
@@ -163,12 +165,12 @@ def build_demo() -> gr.Blocks:
                 i_task.change(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
                 i_prior.submit(_prior_changed, i_prior, [i_t, i_prior_info])
                 demo.load(_prior_changed, i_prior, [i_t, i_prior_info])  # the slider spans the prior's schedule
-                i_go.click(_inspect, [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_bug,
+                i_go.click(on_gpu("inspect")(_inspect), [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_bug,
                                       i_gamma, i_lam, i_side],
                            [i_xt, i_eps, i_x0, i_pca, i_herr, i_grad, i_values], api_name="inspect")
-                i_curves_go.click(H.inspect_curves, [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds, i_side],
+                i_curves_go.click(on_gpu("curves")(H.inspect_curves), [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds, i_side],
                                   i_curves, api_name="curves")
-                i_purify_go.click(H.inspect_purify, [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed,
+                i_purify_go.click(on_gpu("purify")(H.inspect_purify), [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed,
                                                      i_prior, i_steps, i_side], i_purified, api_name="purify")
             # -------------------------------------------------------------------------------- Train
             with gr.Tab("Train"):
@@ -199,7 +201,7 @@ def build_demo() -> gr.Blocks:
                                                "batches; only the loss differs.")
                         t_curves = gr.Image(label="Loss terms (live)", format="png")
                         t_file = gr.File(label="Download both models (safetensors + card)")
-                t_go.click(H.train_pair, [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax,
+                t_go.click(on_gpu("train")(H.train_pair), [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax,
                                           t_seed, t_prior, t_folder],
                            [t_status, t_curves, t_file], api_name="train", concurrency_limit=1,
                            ).then(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
