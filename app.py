@@ -20,7 +20,6 @@ import numpy as np  # noqa: E402
 
 from diffloss import degrade  # noqa: E402
 from diffloss.images import ImageLoadError, load_image, to_uint8_numpy  # noqa: E402
-
 from studio import handlers as H  # noqa: E402
 from studio.components import UploadImage  # noqa: E402
 from studio.gpu import on_gpu  # noqa: E402
