@@ -1,0 +1,121 @@
+"""How fast is the studio on this machine? Cold start, Compare, Inspect and the L(t) curve, as a user meets them.
+
+    python bench/studio_speed.py [--threads 2] [--repeats 3] [--json bench/results/studio-cpu.json]
+
+- cold start: a fresh Python process imports the app and loads every shipped weight (restorers and prior);
+- Compare: one 512x512 photo through both arms of a task (the shipped pair, else two randomly initialised
+  restorers of the shipped architecture: time depends on the architecture, not the weights);
+- Inspect: one 256x256 crop at one t (views, h maps, gradient map) with the shipped prior (else a random "small");
+- L(t): the curve plot (handler defaults) on a 128 px crop.
+Each figure is the median of ``--repeats`` runs after one warm-up. Goals (issue 4, 2 CPU cores): cold start < 10 s,
+Compare < 1 s, Inspect < 2 s, L(t) < 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+GOALS = {"cold_start_s": 10.0, "compare_512_s": 1.0, "inspect_256_s": 2.0, "curves_s": 5.0}
+
+COLD_START = """
+import time; t = time.perf_counter()
+import app
+from studio.models import get_registry
+reg = get_registry()
+for entry in reg.restorers():
+    reg.load_restorer(entry.path)
+if reg.has_shipped_prior():
+    reg.load_prior(None)
+print(time.perf_counter() - t)
+"""
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up: first calls pay for lazy imports and allocator growth
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--task", default="noise")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from diffloss import nets
+    from diffloss.images import save_image
+    from diffloss.prior import PRIOR_PRESETS
+    from studio import handlers as H
+    from studio.models import Registry
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    cold = [float(subprocess.run([sys.executable, "-c", COLD_START], cwd=REPO, env=env, capture_output=True,
+                                 text=True, check=True).stdout.strip().splitlines()[-1]) for _ in range(args.repeats)]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        shipped = Registry()
+        l2, dl = shipped.default_pair(args.task)
+        notes = []
+        if l2 is None or dl is None:
+            for arm in ("l2", "diffloss"):
+                nets.save_restorer(nets.Restorer(nets.RestorerConfig(task=args.task)),
+                                   tmp / "pretrained" / "restorers" / args.task / arm)
+            notes.append("no shipped restorers: random ones of the shipped architecture")
+        else:
+            (tmp / "pretrained").mkdir()
+            (tmp / "pretrained" / "restorers").symlink_to(shipped.pretrained / "restorers")
+        if shipped.has_shipped_prior():
+            (tmp / "pretrained" / "prior").symlink_to(shipped.shipped_prior_path)
+        else:
+            torch.manual_seed(0)
+            PRIOR_PRESETS["small"].build().save_pretrained(tmp / "pretrained" / "prior")
+            notes.append("no shipped prior: a random 'small' prior")
+        reg = Registry(tmp / "pretrained", tmp / "runs", examples=None)
+        l2, dl = reg.default_pair(args.task)
+        g = torch.Generator().manual_seed(0)
+        photo = torch.nn.functional.interpolate(torch.rand(1, 3, 32, 32, generator=g), size=(512, 512),
+                                                mode="bicubic", align_corners=False).clamp(0, 1)[0]
+        path = save_image(photo, tmp / "photo.png")
+        compare = timed(lambda: H.compare(str(path), args.task, H.MODES[0], 0, l2, dl, registry=reg), args.repeats)
+        inspect = timed(lambda: H.inspect(str(path), args.task, 0, dl, H.PAIRS[0], 200, 0, None, side=256,
+                                          registry=reg), args.repeats)
+        curves = timed(lambda: H.inspect_curves(str(path), args.task, 0, dl, None, registry=reg), max(1, args.repeats // 2))
+
+    result = {
+        "device": f"cpu, {args.threads} threads", "torch": torch.__version__,
+        "cold_start_s": statistics.median(cold), "compare_512_s": compare, "inspect_256_s": inspect,
+        "curves_s": curves, "goals": GOALS, "notes": notes,
+    }
+    for key, goal in GOALS.items():
+        verdict = "ok" if result[key] < goal else "OVER GOAL"
+        print(f"{key:<16}{result[key]:8.2f} s   goal < {goal:g} s   {verdict}")
+    if notes:
+        print("notes: " + "; ".join(notes))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
