@@ -3,7 +3,7 @@
 Why a module of its own: the app has to *teach* what the loss sees (x_t, the two noise predictions, the one-step
 x0 estimates, the h maps, how the terms depend on t, where their gradient lands on the restored image), and every
 number it shows must be the number DiffLoss trains with. So each function here goes through the same pieces the
-loss uses (``prior.view``, ``loss.prior_distances``, ``DiffLoss``) and draws nothing; ``viz`` turns the results
+loss uses (``prior.view``, ``loss.output_distances``, ``DiffLoss``) and draws nothing; ``viz`` turns the results
 into pictures.
 
 Seed convention (shared with ``DiffLoss`` when it is given ``t``): ``g = torch.Generator().manual_seed(seed)``,
@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from diffloss.loss import DiffLoss, DiffLossConfig, prior_distances
+from diffloss.loss import DiffLoss, DiffLossConfig, output_distances
 from diffloss.prior import DiffusionPrior
 
 DEFAULT_CURVE_POINTS = 12
@@ -82,7 +82,7 @@ def inspect_pair(prior: DiffusionPrior, a: torch.Tensor, b: torch.Tensor, t: int
     tt = torch.full((1,), int(t), dtype=torch.long, device=a.device)
     # Separate forwards for a and b: identical inputs then give bit-identical outputs (a zero error map).
     va, vb = prior.view(a, tt, eps), prior.view(b, tt, eps)
-    nat, sem = prior_distances(prior, a, b, tt, eps, detach=True)
+    nat, sem = output_distances(va.eps_hat, va.h, vb.eps_hat, vb.h)  # DiffLoss's own formula, no second forward
     return PairInspection(
         t=int(t), seed=int(seed), eps=eps[0],
         x_t_a=va.x_t[0], x_t_b=vb.x_t[0],
@@ -213,13 +213,7 @@ def gradient_map(
     loss = DiffLoss(prior, replace(config, report_grad_share=True))
     with torch.enable_grad():
         terms = loss(z, gt, generator=torch.Generator().manual_seed(int(seed)), t=t, measure_grad_share=True)
-        prior_term = config.gamma * (terms.nat + config.lam * terms.sem)
-        grad = None
-        if prior_term.requires_grad:
-            (grad,) = torch.autograd.grad(prior_term, z, allow_unused=True)
-    if grad is None:
-        grad = torch.zeros_like(z)
-    grad = grad.detach()[0].float()
+    grad = (terms.grads["nat"] + terms.grads["sem"])[0].float()  # measured once, inside DiffLoss
     return GradientMap(
         magnitude=grad.norm(dim=0).cpu(), norm=float(grad.norm()),
         grad_norms=dict(terms.grad_norms or {}), grad_share=dict(terms.grad_share or {}),

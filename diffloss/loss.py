@@ -82,6 +82,7 @@ class LossTerms:
     sem: torch.Tensor
     t: torch.Tensor
     grad_norms: dict[str, float] | None = None  # ||d(weighted term)/d restored|| for fidelity, nat, sem
+    grads: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # those gradients themselves
     _restored: torch.Tensor | None = field(default=None, repr=False)
     _grad: torch.Tensor | None = field(default=None, repr=False)
 
@@ -137,9 +138,13 @@ def prior_distances(
         target = prior.predict(prior.add_noise(gt, t, eps), t)
     with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
         pred = prior.predict(prior.add_noise(restored, t, eps), t)
-    nat = F.mse_loss(pred.eps.float(), target.eps.float())
-    sem = F.mse_loss(pred.h.float(), target.h.float())
-    return nat, sem
+    return output_distances(pred.eps, pred.h, target.eps, target.h)
+
+
+def output_distances(eps_a: torch.Tensor, h_a: torch.Tensor, eps_b: torch.Tensor, h_b: torch.Tensor,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_nat, L_sem) from two sets of prior outputs: mean squared distance of the noise predictions and h maps."""
+    return F.mse_loss(eps_a.float(), eps_b.float()), F.mse_loss(h_a.float(), h_b.float())
 
 
 class DiffLoss:
@@ -182,20 +187,16 @@ class DiffLoss:
     @staticmethod
     def _measure_gradients(terms: LossTerms, weighted: dict[str, torch.Tensor], restored: torch.Tensor) -> None:
         """Gradient of each weighted term on the restored image; their sum is kept for ``LossTerms.backward``."""
-        norms: dict[str, float] = {}
-        total_grad = torch.zeros_like(restored)
+        grads: dict[str, torch.Tensor] = {}
         for name in TERMS:
             term = weighted[name]
-            if not term.requires_grad:
-                norms[name] = 0.0
-                continue
-            (grad,) = torch.autograd.grad(term, restored, retain_graph=True, allow_unused=True)
-            if grad is None:
-                norms[name] = 0.0
-                continue
-            norms[name] = float(grad.float().norm())
-            total_grad += grad
-        terms.grad_norms = norms
+            grad = None
+            if term.requires_grad:
+                (grad,) = torch.autograd.grad(term, restored, retain_graph=True, allow_unused=True)
+            grads[name] = torch.zeros_like(restored) if grad is None else grad.detach()
+        total_grad = grads["fidelity"] + grads["nat"] + grads["sem"]
+        terms.grads = grads
+        terms.grad_norms = {name: float(g.float().norm()) for name, g in grads.items()}
         terms._restored = restored
         terms._grad = total_grad
 
