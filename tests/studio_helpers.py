@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -62,3 +65,27 @@ def write_png(path: Path, array: np.ndarray, mode: str | None = None, exif_orien
         kwargs["exif"] = exif
     img.save(path, **kwargs)
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def launched_studio(root: Path) -> Iterator[tuple[str, World]]:
+    """The real app on a free local port, serving a tiny world; yields (url, world) and shuts it down after."""
+    import app
+    from studio.models import set_registry
+
+    world = make_world(root)
+    set_registry(world.registry)
+    demo = app.build_demo()
+    demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                        allowed_paths=app.allowed_paths())
+    try:
+        yield demo.local_url, world
+    finally:
+        demo.close()
+        set_registry(None)

@@ -7,14 +7,11 @@ reason where chromium or the playwright package is missing (a user's clone).
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
-import app
-from studio.models import set_registry
-from tests.studio_helpers import make_world
+from tests.studio_helpers import launched_studio
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,24 +24,10 @@ if not Path(CHROMIUM).is_file():
     pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def studio_url(tmp_path):
-    world = make_world(tmp_path)
-    set_registry(world.registry)
-    demo = app.build_demo()
-    demo.queue().launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True,
-                        allowed_paths=app.allowed_paths())
-    try:
-        yield demo.local_url, world
-    finally:
-        demo.close()
-        set_registry(None)
+    with launched_studio(tmp_path) as running:
+        yield running
 
 
 def test_a_comparison_in_a_real_browser(studio_url):

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from gradio_client import Client, handle_file
 
-import app
 from studio import handlers as H
-from studio.models import set_registry
-from tests.studio_helpers import make_world
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.studio_helpers import launched_studio
 
 
 @pytest.fixture
 def client(tmp_path):
-    world = make_world(tmp_path)
-    set_registry(world.registry)
-    demo = app.build_demo()
-    demo.queue().launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True,
-                        allowed_paths=app.allowed_paths())
-    try:
-        yield Client(demo.local_url, verbose=False), world
-    finally:
-        demo.close()
-        set_registry(None)
+    with launched_studio(tmp_path) as (url, world):
+        yield Client(url, verbose=False), world
 
 
 def test_compare_inspect_and_a_short_train_run_over_http(client):
