@@ -26,7 +26,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
@@ -95,8 +95,6 @@ class RestorerTrainConfig:
 
     def loss_config(self) -> DiffLossConfig:
         """The arm is one field: ``diffloss=False`` zeroes gamma and changes nothing else."""
-        from dataclasses import replace
-
         return self.loss if self.diffloss else replace(self.loss, gamma=0.0)
 
 
@@ -358,16 +356,15 @@ class RestorerJob:
     def __init__(self, cfg: RestorerTrainConfig, device: torch.device) -> None:
         from diffloss import degrade, nets
 
-        task = degrade.get_task(cfg.task)
+        degrade.get_task(cfg.task)  # an unknown task fails here, before any data is loaded
         self.sampler, summary = _restorer_sampler(cfg)
         if cfg.init:
             model = nets.load_restorer(cfg.init, device=device)
             if model.config.task != cfg.task:
                 raise ValueError(f"--init {cfg.init} is a {model.config.task!r} restorer, not {cfg.task!r}")
         else:
-            arch = {"width": cfg.width} if cfg.width else {}
             torch.manual_seed(derive_seed(cfg.loop.seed, "init"))  # both arms start from the same weights
-            model = nets.Restorer(nets.RestorerConfig(task=cfg.task, in_channels=task.in_channels, **arch))
+            model = nets.Restorer(new_restorer_config(cfg.task, cfg.width))
         self.model = model.train().to(device)
         loss_cfg = cfg.loss_config()
         self.prior = None
@@ -399,6 +396,14 @@ class RestorerJob:
         from diffloss import nets
 
         nets.save_restorer(model, folder, card=card)
+
+
+def new_restorer_config(task: str, width: int | None = None):
+    """The architecture of a restorer trained from scratch for ``task`` (None width: the default)."""
+    from diffloss import degrade, nets
+
+    extra = {"width": width} if width else {}
+    return nets.RestorerConfig(task=task, in_channels=degrade.get_task(task).in_channels, **extra)
 
 
 def _restorer_sampler(cfg: RestorerTrainConfig) -> tuple[Any, dict[str, Any]]:
@@ -576,13 +581,12 @@ def export_checkpoint(run_dir: str | Path, dest: str | Path | None = None) -> Pa
         DiffusionPrior(prior.unet, prior.scheduler, source=str(dest)).save_pretrained(dest)
         checkpoint.atomic_write_json(dest / checkpoint.CARD_FILE, card)
         return dest
-    from diffloss import degrade, nets
+    from diffloss import nets
 
     if config.get("init"):
         arch = nets.load_restorer(config["init"]).config
     else:
-        extra = {"width": config["width"]} if config.get("width") else {}
-        arch = nets.RestorerConfig(task=config["task"], in_channels=degrade.get_task(config["task"]).in_channels, **extra)
+        arch = new_restorer_config(config["task"], config.get("width"))
     model = nets.Restorer(arch)
     model.load_state_dict(ema)
     card["data"] = {k: config.get(k) for k in ("task", "clean", "paired", "paired_exclude", "init", "prior", "diffloss")}
@@ -696,8 +700,6 @@ def config_from_args(args: argparse.Namespace) -> PriorTrainConfig | RestorerTra
     if args.what == "prior":
         return PriorTrainConfig(clean=args.clean, preset=args.preset, crop=args.crop, max_side=args.max_side, loop=loop)
     base = DiffLossConfig.released() if args.released_weights else DiffLossConfig(gamma=args.gamma, lam=args.lam)
-    from dataclasses import replace
-
     loss = replace(base, t_min=args.t_min, t_max=args.t_max, fidelity=args.fidelity, detach_prior=args.detach_prior,
                    track_when_off=not args.no_track)
     return RestorerTrainConfig(
