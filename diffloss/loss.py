@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from diffloss.prior import DiffusionPrior
+from diffloss.prior import DiffusionPrior, PriorOutput
 
 Fidelity = Literal["mse", "l1", "charbonnier"]
 TERMS = ("fidelity", "nat", "sem")
@@ -46,6 +46,7 @@ class DiffLossConfig:
     detach_prior: bool = False  # reproduce the released code's no_grad mistake (no gradient from the prior)
     report_grad_share: bool = True  # measure each term's gradient norm on the restored image
     track_when_off: bool = True  # with gamma == 0 still compute L_nat/L_sem (no grad) so curves are comparable
+    prior_crop: int | None = None  # prior terms on one random square sub-crop of this side (None: the whole crop)
 
     @classmethod
     def released(cls, **overrides: object) -> "DiffLossConfig":
@@ -67,6 +68,8 @@ class DiffLossConfig:
             lo = hi = self.fixed_t
         else:
             lo, hi = self.t_min, num_timesteps - 1 if self.t_max is None else self.t_max
+        if self.prior_crop is not None and self.prior_crop < 8:
+            raise ValueError(f"prior_crop must be at least 8 px (the prior downsamples by 8), got {self.prior_crop}")
         if not 0 <= lo <= hi < num_timesteps:
             raise ValueError(f"timestep range [{lo}, {hi}] must lie within [0, {num_timesteps - 1}] with min <= max")
         return lo, hi
@@ -81,6 +84,8 @@ class LossTerms:
     nat: torch.Tensor
     sem: torch.Tensor
     t: torch.Tensor
+    eps: torch.Tensor | None = field(default=None, repr=False)  # the shared noise (None when the prior was off)
+    outputs: tuple[PriorOutput, PriorOutput] | None = field(default=None, repr=False)  # (restored, gt), detached
     grad_norms: dict[str, float] | None = None  # ||d(weighted term)/d restored|| for fidelity, nat, sem
     grads: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # those gradients themselves
     _restored: torch.Tensor | None = field(default=None, repr=False)
@@ -129,22 +134,57 @@ def sample_timesteps(n: int, lo: int, hi: int, generator: torch.Generator | None
     return torch.randint(lo, hi + 1, (n,), generator=generator)
 
 
+def sub_crop(
+    restored: torch.Tensor, gt: torch.Tensor, side: int | None, generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random square of both images (one location per batch), or both unchanged.
+
+    Why: the prior's cost grows with the pixels it sees, the fidelity term's does not need the prior at all; a
+    sub-crop makes DiffLoss several times cheaper per step while the restorer still trains on the full crop.
+    The location comes from ``generator`` (on the CPU), so a seed fixes it; no draw happens when nothing is cut.
+    """
+    h, w = restored.shape[-2:]
+    if side is None or (side >= h and side >= w):
+        return restored, gt
+    ch, cw = min(side, h), min(side, w)
+    top = int(torch.randint(0, h - ch + 1, (1,), generator=generator))
+    left = int(torch.randint(0, w - cw + 1, (1,), generator=generator))
+    return restored[..., top:top + ch, left:left + cw], gt[..., top:top + ch, left:left + cw]
+
+
+def prior_outputs(
+    prior: DiffusionPrior, restored: torch.Tensor, gt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+    detach: bool = False,
+) -> tuple[PriorOutput, PriorOutput]:
+    """The prior's reading of both images at one shared (t, eps); only the restored branch keeps a graph."""
+    with torch.no_grad():
+        target = prior.predict(prior.add_noise(gt, t, eps), t)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
+        pred = prior.predict(prior.add_noise(restored, t, eps), t)
+    return pred, target
+
+
 def prior_distances(
     prior: DiffusionPrior, restored: torch.Tensor, gt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
     detach: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(L_nat, L_sem) for one shared (t, eps): the heart of DiffLoss, kept separate so the app can call it too."""
-    with torch.no_grad():
-        target = prior.predict(prior.add_noise(gt, t, eps), t)
-    with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
-        pred = prior.predict(prior.add_noise(restored, t, eps), t)
+    pred, target = prior_outputs(prior, restored, gt, t, eps, detach)
     return output_distances(pred.eps, pred.h, target.eps, target.h)
 
 
 def output_distances(eps_a: torch.Tensor, h_a: torch.Tensor, eps_b: torch.Tensor, h_b: torch.Tensor,
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L_nat, L_sem) from two sets of prior outputs: mean squared distance of the noise predictions and h maps."""
-    return F.mse_loss(eps_a.float(), eps_b.float()), F.mse_loss(h_a.float(), h_b.float())
+                     per_sample: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_nat, L_sem) from two sets of prior outputs: mean squared distance of the noise predictions and h maps.
+
+    ``per_sample=True`` keeps one number per batch item (the L(t) curves need one per (t, seed)); the batch mean
+    of those is exactly the training value.
+    """
+    nat = (eps_a.float() - eps_b.float()).pow(2)
+    sem = (h_a.float() - h_b.float()).pow(2)
+    if per_sample:
+        return nat.flatten(1).mean(dim=1), sem.flatten(1).mean(dim=1)
+    return nat.mean(), sem.mean()
 
 
 class DiffLoss:
@@ -169,16 +209,18 @@ class DiffLoss:
         t = torch.as_tensor(t).long().reshape(-1).expand(n).to(restored.device)
         fid = fidelity_loss(restored, gt, cfg.fidelity, cfg.charbonnier_eps)
         zero = fid.new_zeros(())
-        use_prior = cfg.gamma > 0 or cfg.track_when_off
-        if use_prior:
-            eps = torch.randn(gt.shape, generator=generator).to(gt.device, gt.dtype)
-            detach = cfg.detach_prior or cfg.gamma == 0
-            nat, sem = prior_distances(self.prior, restored, gt.detach(), t, eps, detach=detach)
+        eps, outputs = None, None
+        if cfg.gamma > 0 or cfg.track_when_off:
+            z, x = sub_crop(restored, gt.detach(), cfg.prior_crop, generator)
+            eps = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+            pred, target = prior_outputs(self.prior, z, x, t, eps, detach=cfg.detach_prior or cfg.gamma == 0)
+            nat, sem = output_distances(pred.eps, pred.h, target.eps, target.h)
+            outputs = (PriorOutput(pred.eps.detach(), pred.h.detach()), target)
         else:
             nat, sem = zero, zero
         weighted = {"fidelity": fid, "nat": cfg.gamma * nat, "sem": cfg.gamma * cfg.lam * sem}
         total = weighted["fidelity"] + weighted["nat"] + weighted["sem"]
-        terms = LossTerms(total=total, fidelity=fid, nat=nat, sem=sem, t=t)
+        terms = LossTerms(total=total, fidelity=fid, nat=nat, sem=sem, t=t, eps=eps, outputs=outputs)
         measure = cfg.report_grad_share if measure_grad_share is None else measure_grad_share
         if measure and restored.requires_grad and torch.is_grad_enabled():
             self._measure_gradients(terms, weighted, restored)

@@ -531,6 +531,15 @@ def run_loop(job: Job, loop: LoopConfig, device: torch.device, run_config: dict[
     yield TrainEvent("done", step, loop.steps, last_values, str(final))
 
 
+def _differs(saved: Any, current: Any) -> bool:
+    """Settings differ, except that a field added to a config since the checkpoint was written and left at None
+    (its 'off' value) is no change: an older run stays resumable after the code gains an option."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return any(_differs(saved[k], current.get(k)) if k in saved else current[k] is not None
+                   for k in set(saved) | set(current))
+    return saved != current
+
+
 def _check_same_run(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
     """Refuse to resume a checkpoint written with other settings (task, arm, weights, data...).
 
@@ -538,7 +547,7 @@ def _check_same_run(path: Path, saved: dict[str, Any], current: dict[str, Any]) 
     run is fine, silently continuing another experiment is not.
     """
     current = json.loads(json.dumps(current))  # tuples -> lists, as stored
-    changed = sorted(k for k in set(saved) | set(current) if k != "loop" and saved.get(k) != current.get(k))
+    changed = sorted(k for k in set(saved) | set(current) if k != "loop" and _differs(saved.get(k), current.get(k)))
     if saved and changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
         raise checkpoint.CheckpointError(
@@ -691,6 +700,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fidelity", choices=["mse", "l1", "charbonnier"], default=d.fidelity)
     r.add_argument("--detach-prior", action="store_true", help="reproduce the released code's no_grad bug")
     r.add_argument("--no-track", action="store_true", help="off arm: do not compute L_nat/L_sem for the log")
+    r.add_argument("--prior-crop", type=int, default=None,
+                   help="compute the prior terms on one random square sub-crop of this side (cheaper steps)")
     _add_loop_args(r, RestorerTrainConfig().loop)
     return parser
 
@@ -701,7 +712,7 @@ def config_from_args(args: argparse.Namespace) -> PriorTrainConfig | RestorerTra
         return PriorTrainConfig(clean=args.clean, preset=args.preset, crop=args.crop, max_side=args.max_side, loop=loop)
     base = DiffLossConfig.released() if args.released_weights else DiffLossConfig(gamma=args.gamma, lam=args.lam)
     loss = replace(base, t_min=args.t_min, t_max=args.t_max, fidelity=args.fidelity, detach_prior=args.detach_prior,
-                   track_when_off=not args.no_track)
+                   track_when_off=not args.no_track, prior_crop=args.prior_crop)
     return RestorerTrainConfig(
         task=args.task, clean=args.clean, paired=args.paired, paired_exclude=args.paired_exclude,
         paired_weight=args.paired_weight, crop=args.crop, init=args.init, width=args.width, prior=args.prior,

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from diffloss.loss import DiffLoss, DiffLossConfig, fidelity_loss, weight_for_share
+from diffloss.loss import DiffLoss, DiffLossConfig, fidelity_loss, sub_crop, weight_for_share
 from tests.helpers import ConvNet, tiny_prior
 
 
@@ -161,3 +161,39 @@ def test_weight_for_share_solves_for_the_requested_share():
     assert w * 0.5 / (2.0 + w * 0.5) == pytest.approx(0.25)
     with pytest.raises(ValueError, match="detached"):
         weight_for_share(1.0, 0.0, 0.5)
+
+
+def test_sub_crop_cuts_the_same_seeded_square_from_both_images():
+    a, b = torch.rand(2, 3, 40, 48), torch.rand(2, 3, 40, 48)
+    za, zb = sub_crop(a, b, 16, torch.Generator().manual_seed(3))
+    assert za.shape == zb.shape == (2, 3, 16, 16)
+    # the same location in both: find it in a, check b there
+    hits = [(i, j) for i in range(25) for j in range(33) if torch.equal(a[..., i:i + 16, j:j + 16], za)]
+    assert len(hits) == 1
+    i, j = hits[0]
+    assert torch.equal(b[..., i:i + 16, j:j + 16], zb)
+    again, _ = sub_crop(a, b, 16, torch.Generator().manual_seed(3))
+    assert torch.equal(again, za)
+    assert sub_crop(a, b, None)[0] is a and sub_crop(a, b, 64)[0] is a  # nothing cut, nothing drawn
+
+
+def test_prior_crop_feeds_the_prior_a_sub_crop_and_its_gradient_stays_inside(prior, monkeypatch):
+    lq, gt = _batch()
+    lq, gt = torch.nn.functional.interpolate(lq, size=32), torch.nn.functional.interpolate(gt, size=32)
+    seen = []
+    original = prior.predict
+    monkeypatch.setattr(prior, "predict", lambda x_t, t: seen.append(tuple(x_t.shape)) or original(x_t, t))
+    z = lq.clone().requires_grad_(True)
+    terms = DiffLoss(prior, DiffLossConfig(gamma=1.0, lam=1.0, prior_crop=16))(z, gt, torch.Generator().manual_seed(1))
+    assert seen == [(2, 3, 16, 16)] * 2
+    prior_grad = terms.grads["nat"] + terms.grads["sem"]
+    touched = prior_grad.abs().sum(dim=(0, 1)) > 0
+    rows, cols = touched.any(dim=1).nonzero(), touched.any(dim=0).nonzero()
+    assert int(rows.max() - rows.min()) < 16 and int(cols.max() - cols.min()) < 16  # only inside one 16 px square
+    assert int(touched.sum()) > 100  # and most of that square
+    assert float(terms.grads["fidelity"].abs().min()) >= 0 and int((terms.grads["fidelity"] != 0).sum()) > 16 * 16 * 6
+
+
+def test_prior_crop_below_the_prior_stride_is_refused(prior):
+    with pytest.raises(ValueError, match="prior_crop must be at least 8"):
+        DiffLoss(prior, DiffLossConfig(prior_crop=4))

@@ -248,3 +248,13 @@ def test_sigterm_stops_the_cli_with_a_checkpoint(clean_dir, prior_dir, tmp_path)
     assert "stopped at step" in stdout + err
     step = int(train.read_checkpoint_meta(out / "checkpoint" / train.CHECKPOINT_NAME)["step"])
     assert step >= 1
+
+
+def test_a_setting_added_since_the_checkpoint_keeps_old_runs_resumable():
+    saved = {"task": "noise", "loss": {"gamma": 0.05, "lam": 0.1}}
+    newer_code = {"task": "noise", "loss": {"gamma": 0.05, "lam": 0.1, "prior_crop": None}}
+    train._check_same_run(Path("ckpt"), saved, newer_code)  # a new option left off: same run
+    with pytest.raises(checkpoint.CheckpointError, match="prior_crop"):
+        train._check_same_run(Path("ckpt"), saved, {**newer_code, "loss": {**newer_code["loss"], "prior_crop": 64}})
+    with pytest.raises(checkpoint.CheckpointError, match="gamma"):
+        train._check_same_run(Path("ckpt"), saved, {**newer_code, "loss": {**newer_code["loss"], "gamma": 0.1}})
