@@ -153,8 +153,12 @@ def build_demo() -> gr.Blocks:
                         i_herr = gr.Image(label="h-space error over the ground truth", format="png")
                         i_grad = gr.Image(label="Where the prior pushes: |gradient| on the compared image", format="png")
                 with gr.Accordion("L(t) across timesteps", open=False):
-                    gr.Markdown(f"{H.CURVE_POINTS} timesteps x seeds x 2 pairs prior forwards: tens of seconds on a CPU.")
-                    i_nseeds = gr.Slider(1, 8, value=3, step=1, label="seeds")
+                    gr.Markdown(f"{H.CURVE_POINTS} timesteps x seeds x 3 images (restored, degraded, ground truth) "
+                                "through the prior, on a centre crop of its own size: a few seconds at the default.")
+                    with gr.Row():
+                        i_nseeds = gr.Slider(1, 8, value=3, step=1, label="seeds")
+                        i_curve_side = gr.Slider(32, H.INSPECT_MAX_SIDE, value=H.CURVE_SIDE, step=16,
+                                                 label="Curve crop (px): the prior was trained on 64 px crops")
                     i_curves_go = gr.Button("Plot L_nat(t), L_sem(t)")
                     i_curves = gr.Image(label="L(t): mean over seeds, band +-1 std", format="png")
                 with gr.Accordion("Purification: DDIM round trip from t", open=False):
@@ -167,8 +171,8 @@ def build_demo() -> gr.Blocks:
                 i_go.click(on_gpu("inspect")(_inspect), [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_bug,
                                       i_gamma, i_lam, i_side],
                            [i_xt, i_eps, i_x0, i_pca, i_herr, i_grad, i_values], api_name="inspect")
-                i_curves_go.click(on_gpu("curves")(H.inspect_curves), [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds, i_side],
-                                  i_curves, api_name="curves")
+                i_curves_go.click(on_gpu("curves")(H.inspect_curves), [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds,
+                                                                       i_curve_side], i_curves, api_name="curves")
                 i_purify_go.click(on_gpu("purify")(H.inspect_purify), [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed,
                                                      i_prior, i_steps, i_side], i_purified, api_name="purify")
             # -------------------------------------------------------------------------------- Train

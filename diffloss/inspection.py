@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from diffloss.loss import DiffLoss, DiffLossConfig, output_distances
-from diffloss.prior import DiffusionPrior
+from diffloss.loss import DiffLoss, DiffLossConfig, LossTerms, output_distances
+from diffloss.prior import DiffusionPrior, PriorOutput
 
 DEFAULT_CURVE_POINTS = 12
 
@@ -72,16 +72,30 @@ class PairInspection:
     h_error: torch.Tensor  # (h, w): mean over channels of (h_a - h_b)^2, where L_sem comes from
     l_nat: float
     l_sem: float
+    gradient: "GradientMap | None" = None  # where the weighted prior terms push a (when a loss config was given)
 
 
-@torch.no_grad()
-def inspect_pair(prior: DiffusionPrior, a: torch.Tensor, b: torch.Tensor, t: int, seed: int) -> PairInspection:
-    """Noise a and b with the same eps at t and show what the prior makes of each (see the module's seed rule)."""
+def inspect_pair(
+    prior: DiffusionPrior, a: torch.Tensor, b: torch.Tensor, t: int, seed: int, config: DiffLossConfig | None = None,
+) -> PairInspection:
+    """Noise a and b with the same eps at t and show what the prior makes of each (see the module's seed rule).
+
+    With a loss ``config`` the views come out of DiffLoss's own forward (a with its graph), which then also gives
+    the gradient map: one prior pass per image for everything the Inspect view shows.
+    """
     a, b = _as_pair(a, b, prior)
-    eps = seeded_noise(a.shape, seed, a.device)
     tt = torch.full((1,), int(t), dtype=torch.long, device=a.device)
-    # Separate forwards for a and b: identical inputs then give bit-identical outputs (a zero error map).
-    va, vb = prior.view(a, tt, eps), prior.view(b, tt, eps)
+    gradient = None
+    if config is None:
+        eps = seeded_noise(a.shape, seed, a.device)
+        # Separate forwards for a and b: identical inputs then give bit-identical outputs (a zero error map).
+        va, vb = prior.view(a, tt, eps), prior.view(b, tt, eps)
+    else:
+        gradient, terms = _gradient(prior, a, b, config, seed, t)
+        eps = terms.eps
+        out_a, out_b = terms.outputs
+        va = prior.view_of(prior.add_noise(a, tt, eps), tt, eps, out_a)
+        vb = prior.view_of(prior.add_noise(b, tt, eps), tt, eps, out_b)
     nat, sem = output_distances(va.eps_hat, va.h, vb.eps_hat, vb.h)  # DiffLoss's own formula, no second forward
     return PairInspection(
         t=int(t), seed=int(seed), eps=eps[0],
@@ -89,7 +103,7 @@ def inspect_pair(prior: DiffusionPrior, a: torch.Tensor, b: torch.Tensor, t: int
         eps_hat_a=va.eps_hat[0], eps_hat_b=vb.eps_hat[0], eps_hat_diff=(va.eps_hat - vb.eps_hat)[0],
         x0_a=va.x0_hat[0], x0_b=vb.x0_hat[0],
         h_a=va.h, h_b=vb.h, h_error=(va.h.float() - vb.h.float()).pow(2).mean(dim=1)[0],
-        l_nat=float(nat), l_sem=float(sem),
+        l_nat=float(nat), l_sem=float(sem), gradient=gradient,
     )
 
 
@@ -126,23 +140,6 @@ def default_timesteps(num_timesteps: int, count: int = DEFAULT_CURVE_POINTS) -> 
     return sorted({int(v) for v in torch.linspace(0, num_timesteps - 1, count).round().long().tolist()})
 
 
-def _per_sample_distances(
-    prior: DiffusionPrior, a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L_nat, L_sem) per sample, one forward for both images: ``prior_distances`` without the batch mean.
-
-    ``prior_distances`` averages over the batch (right for training); the curves need one number per (t, seed)
-    from a batched forward, so the same squared distance is reduced per sample here (a test checks they agree).
-    """
-    k = a.shape[0]
-    t2 = torch.cat([t, t])
-    out = prior.predict(prior.add_noise(torch.cat([a, b]), t2, torch.cat([eps, eps])), t2)
-    e, h = out.eps.float(), out.h.float()
-    nat = (e[:k] - e[k:]).pow(2).flatten(1).mean(dim=1)
-    sem = (h[:k] - h[k:]).pow(2).flatten(1).mean(dim=1)
-    return nat, sem
-
-
 @torch.no_grad()
 def loss_curves(
     prior: DiffusionPrior, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -150,8 +147,9 @@ def loss_curves(
 ) -> LossCurves:
     """L_nat(t), L_sem(t) for each (a, b) pair, mean and std over seeds (seed rule as in ``inspect_pair``).
 
-    All (t, seed) combinations of a pair go through the prior in chunks of ``batch_size`` samples, with a and
-    b of a chunk in one forward, so a 12 x 3 curve costs ~5 forwards, not 72.
+    All (t, seed) combinations go through the prior in chunks of ``batch_size`` samples, and each distinct image
+    goes through once per chunk: pairs that share their ground truth (restored-vs-GT and degraded-vs-GT) share
+    its forward, so two pairs cost three images' worth of prior passes, not four.
     """
     if not pairs:
         raise ValueError("loss_curves needs at least one named (a, b) pair")
@@ -161,23 +159,39 @@ def loss_curves(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     steps = default_timesteps(prior.num_timesteps) if timesteps is None else [int(v) for v in timesteps]
     combos = [(t, s) for t in steps for s in seeds]
-    nat_stats, sem_stats = {}, {}
-    for name, (a, b) in pairs.items():
-        a, b = _as_pair(a, b, prior)
-        noise = {s: seeded_noise(a.shape, s, a.device) for s in seeds}
-        nat_parts, sem_parts = [], []
-        for start in range(0, len(combos), batch_size):
-            chunk = combos[start:start + batch_size]
-            t = torch.tensor([c[0] for c in chunk], dtype=torch.long, device=a.device)
-            eps = torch.cat([noise[c[1]] for c in chunk])
-            nat, sem = _per_sample_distances(prior, a.expand(len(chunk), -1, -1, -1),
-                                             b.expand(len(chunk), -1, -1, -1), t, eps)
-            nat_parts.append(nat)
-            sem_parts.append(sem)
-        shape = (len(steps), len(seeds))
-        nat_stats[name] = CurveStats.from_samples(torch.cat(nat_parts).cpu().double().numpy().reshape(shape))
-        sem_stats[name] = CurveStats.from_samples(torch.cat(sem_parts).cpu().double().numpy().reshape(shape))
-    return LossCurves(timesteps=steps, seeds=[int(s) for s in seeds], nat=nat_stats, sem=sem_stats)
+    images: list[torch.Tensor] = []  # distinct images; pairs refer to them by index
+
+    def index_of(x: torch.Tensor) -> int:
+        for i, seen in enumerate(images):
+            if seen.shape == x.shape and torch.equal(seen, x):
+                return i
+        images.append(x)
+        return len(images) - 1
+
+    refs = {name: (index_of(a), index_of(b)) for name, (a, b) in
+            ((name, _as_pair(a, b, prior)) for name, (a, b) in pairs.items())}
+    shapes = {tuple(x.shape) for x in images}
+    noise = {(shape, s): seeded_noise(shape, s, prior.device) for shape in shapes for s in seeds}
+    parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in refs}
+    for start in range(0, len(combos), batch_size):
+        chunk = combos[start:start + batch_size]
+        t = torch.tensor([c[0] for c in chunk], dtype=torch.long, device=prior.device)
+        outs: list[PriorOutput] = []
+        for x in images:
+            eps = torch.cat([noise[(tuple(x.shape), c[1])] for c in chunk])
+            outs.append(prior.predict(prior.add_noise(x.expand(len(chunk), -1, -1, -1), t, eps), t))
+        for name, (ia, ib) in refs.items():
+            parts[name].append(output_distances(outs[ia].eps, outs[ia].h, outs[ib].eps, outs[ib].h, per_sample=True))
+    shape = (len(steps), len(seeds))
+
+    def stats(values: list[torch.Tensor]) -> CurveStats:
+        return CurveStats.from_samples(torch.cat(values).cpu().double().numpy().reshape(shape))
+
+    return LossCurves(
+        timesteps=steps, seeds=[int(s) for s in seeds],
+        nat={name: stats([p[0] for p in ps]) for name, ps in parts.items()},
+        sem={name: stats([p[1] for p in ps]) for name, ps in parts.items()},
+    )
 
 
 # ------------------------------------------------------------------------------------------------ gradient
@@ -209,16 +223,25 @@ def gradient_map(
     released code's no_grad bug, made visible.
     """
     restored, gt = _as_pair(restored, gt, prior)
+    return _gradient(prior, restored, gt, config, seed, t)[0]
+
+
+def _gradient(
+    prior: DiffusionPrior, restored: torch.Tensor, gt: torch.Tensor, config: DiffLossConfig, seed: int,
+    t: int | None,
+) -> tuple[GradientMap, LossTerms]:
+    """DiffLoss on the whole pair (no sub-crop: the map covers the image) with its gradients measured."""
     z = restored.clone().requires_grad_(True)
-    loss = DiffLoss(prior, replace(config, report_grad_share=True))
+    loss = DiffLoss(prior, replace(config, report_grad_share=True, prior_crop=None, track_when_off=True))
     with torch.enable_grad():
         terms = loss(z, gt, generator=torch.Generator().manual_seed(int(seed)), t=t, measure_grad_share=True)
     grad = (terms.grads["nat"] + terms.grads["sem"])[0].float()  # measured once, inside DiffLoss
-    return GradientMap(
+    gmap = GradientMap(
         magnitude=grad.norm(dim=0).cpu(), norm=float(grad.norm()),
         grad_norms=dict(terms.grad_norms or {}), grad_share=dict(terms.grad_share or {}),
         t=int(terms.t[0]), nat=float(terms.nat.detach()), sem=float(terms.sem.detach()),
     )
+    return gmap, terms
 
 
 # ------------------------------------------------------------------------------------------------ purification

@@ -210,11 +210,17 @@ class DiffusionPrior:
         """Noise, predict and estimate x0 in one go, for visualisation (no gradient)."""
         t = self._timesteps(t, x01.shape[0])
         x_t = self.add_noise(x01, t, eps)
-        out = self.predict(x_t, t)
-        x0 = schedule.x0_from_eps(x_t, out.eps, t, self.alphas_cumprod).clamp(-1, 1)
+        return self.view_of(x_t, t, eps, self.predict(x_t, t))
+
+    @torch.no_grad()
+    def view_of(self, x_t: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor, out: PriorOutput) -> PriorView:
+        """The view from a prediction already made (e.g. by the loss), so showing it costs no second forward."""
+        t = self._timesteps(t, x_t.shape[0])
+        x_t, eps_hat, h = x_t.detach(), out.eps.detach(), out.h.detach()
+        x0 = schedule.x0_from_eps(x_t, eps_hat, t, self.alphas_cumprod).clamp(-1, 1)
         return PriorView(
-            x_t=schedule.to_unit_range(x_t).clamp(0, 1), eps=eps, eps_hat=out.eps,
-            x0_hat=schedule.to_unit_range(x0), h=out.h,
+            x_t=schedule.to_unit_range(x_t).clamp(0, 1), eps=eps, eps_hat=eps_hat,
+            x0_hat=schedule.to_unit_range(x0), h=h,
         )
 
     @torch.no_grad()

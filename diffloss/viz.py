@@ -89,8 +89,11 @@ def pca_basis(*hs: torch.Tensor) -> PcaBasis:
     rows = torch.cat([_pixels(h) for h in hs])
     mean = rows.mean(dim=0)
     centred = rows - mean
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-    comps = vh[:3].T  # (C, k), k = min(3, C, positions)
+    # Eigenvectors of the C x C covariance, not an SVD of the (positions x C) matrix: same components, and
+    # ~50x cheaper at Inspect sizes (thousands of positions, ~128 channels).
+    _, evecs = torch.linalg.eigh(centred.double().T @ centred.double())
+    k = min(3, centred.shape[1], centred.shape[0])
+    comps = evecs.flip(1)[:, :k].float()  # (C, k): largest eigenvalues first
     idx = comps.abs().argmax(dim=0)
     comps = comps * torch.where(comps[idx, torch.arange(comps.shape[1])] < 0, -1.0, 1.0)
     if comps.shape[1] < 3:  # too few channels or positions: the missing colours stay mid-range
@@ -179,7 +182,9 @@ def _use_log(values: list[np.ndarray]) -> bool:
     return positive.size > 0 and positive.max() / positive.min() >= _LOG_SPAN
 
 
-def loss_curve_figure(curves: LossCurves, size: tuple[float, float] = (10.0, 3.6), dpi: int = 100) -> np.ndarray:
+def loss_curve_figure(
+    curves: LossCurves, size: tuple[float, float] = (10.0, 3.6), dpi: int = 100, note: str | None = None,
+) -> np.ndarray:
     """Two panels, L_nat(t) and L_sem(t): mean over seeds as a line, mean +- std as a band, one colour per pair.
 
     The y axis turns logarithmic when the values span two decades or more (zero values are then left out).
@@ -207,7 +212,8 @@ def loss_curve_figure(curves: LossCurves, size: tuple[float, float] = (10.0, 3.6
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     seeds = len(curves.seeds)
-    fig.suptitle(f"mean over {seeds} seed{'s' if seeds != 1 else ''} (band: +-1 std)", fontsize="small")
+    title = f"mean over {seeds} seed{'s' if seeds != 1 else ''} (band: +-1 std)"
+    fig.suptitle(f"{title}, {note}" if note else title, fontsize="small")
     return figure_to_array(fig)
 
 

@@ -24,7 +24,7 @@ from PIL import Image
 from diffloss import degrade, nets
 from diffloss.checkpoint import CheckpointError
 from diffloss.images import ImageLoadError, image_size, load_image, to_uint8_numpy
-from diffloss.inspection import default_timesteps, gradient_map, inspect_pair, loss_curves, purification
+from diffloss.inspection import default_timesteps, inspect_pair, loss_curves, purification
 from diffloss.loss import DiffLossConfig
 from diffloss.metrics import CONVENTIONS, compute_metrics, load_lpips
 from diffloss.niqe import min_side as niqe_min_side
@@ -43,6 +43,7 @@ TILE = 512  # restore larger images in overlapping tiles (bounded memory)
 INSPECT_SIDE = 256 if torch.cuda.is_available() else 128
 INSPECT_MAX_SIDE = 512 if torch.cuda.is_available() else 256
 CURVE_POINTS = 8  # timesteps on the L(t) plot
+CURVE_SIDE = 128 if torch.cuda.is_available() else 64  # the curve's crop: 8 x 3 x 3 prior passes must stay quick
 MODES = ("degrade it for me", "it is already degraded")
 PAIRS = ("restored vs ground truth", "degraded vs ground truth")
 
@@ -366,7 +367,13 @@ def inspect(
     case = inspect_case(image, task, int(seed_image or 0), restorer_label, pair, reg, int(side or INSPECT_SIDE))
     t = _check_t(t, prior)
     seed = int(seed or 0)
-    p = inspect_pair(prior, case.a, case.b, t, seed)
+    config = DiffLossConfig(gamma=float(gamma), lam=float(lam), detach_prior=bool(released_bug))
+    try:
+        config.validate(prior.num_timesteps)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    p = inspect_pair(prior, case.a, case.b, t, seed, config=config)  # one prior pass per image for all of it
+    g = p.gradient
     name_a = "restored" if pair == PAIRS[0] else "degraded"
     h, w = case.b.shape[-2:]
     x_t = image_grid([to_image(p.x_t_a), to_image(p.x_t_b)], [f"x_t {name_a}", "x_t GT"], 2)
@@ -379,12 +386,6 @@ def inspect(
     pca = image_grid([pca_rgb(p.h_a, basis, size=(h, w))[0], pca_rgb(p.h_b, basis, size=(h, w))[0]],
                      [f"h {name_a}", "h GT"], 2)
     h_err = heatmap(p.h_error, overlay=case.b, mode="bilinear")
-    config = DiffLossConfig(gamma=float(gamma), lam=float(lam), detach_prior=bool(released_bug))
-    try:
-        config.validate(prior.num_timesteps)
-    except ValueError as err:
-        raise gr.Error(str(err)) from err
-    g = gradient_map(prior, case.a, case.b, config, seed, t=t)
     grad = heatmap(g.magnitude, overlay=case.a)
     weighted = config.gamma * (p.l_nat + config.lam * p.l_sem)
     if released_bug:
@@ -407,19 +408,20 @@ def inspect(
 
 def inspect_curves(
     image: str | None, task: str, seed_image: float, restorer_label: str | None, prior_source: str | None,
-    seeds: float = 3, side: float = INSPECT_SIDE, registry: Registry | None = None,
+    seeds: float = 3, side: float = CURVE_SIDE, registry: Registry | None = None,
 ) -> np.ndarray:
     """L_nat(t), L_sem(t) for restored-vs-GT (when a restorer is chosen) and degraded-vs-GT, mean and band."""
     reg = registry or get_registry()
     prior = _prior(prior_source, reg)
-    case = inspect_case(image, task, int(seed_image or 0), restorer_label, PAIRS[1], reg, int(side or INSPECT_SIDE))
+    case = inspect_case(image, task, int(seed_image or 0), restorer_label, PAIRS[1], reg, int(side or CURVE_SIDE))
     pairs = {}
     if case.restored is not None:
         pairs["restored vs GT"] = (case.restored, case.b)
     pairs["degraded vs GT"] = (case.degraded, case.b)
     steps = default_timesteps(prior.num_timesteps, CURVE_POINTS)
     curves = loss_curves(prior, pairs, timesteps=steps, seeds=tuple(range(max(1, min(int(seeds), 8)))))
-    return loss_curve_figure(curves)
+    h, w = case.b.shape[-2:]
+    return loss_curve_figure(curves, note=f"{w}x{h} px centre crop")
 
 
 def inspect_purify(

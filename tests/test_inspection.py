@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from diffloss.inspection import (
-    _per_sample_distances, default_timesteps, gradient_map, inspect_pair, loss_curves, purification, seeded_noise,
+    default_timesteps, gradient_map, inspect_pair, loss_curves, purification, seeded_noise,
 )
-from diffloss.loss import DiffLoss, DiffLossConfig, prior_distances
+from diffloss.loss import DiffLoss, DiffLossConfig, output_distances, prior_distances
 from tests.helpers import tiny_prior
 
 
@@ -82,7 +82,11 @@ def test_per_sample_distances_agree_with_prior_distances(prior):
     eps = torch.cat([seeded_noise((1, 3, 16, 16), s) for s in (0, 1, 2)])
     a, b = noisy[None].expand(3, -1, -1, -1), gt[None].expand(3, -1, -1, -1)
     with torch.no_grad():
-        nat, sem = _per_sample_distances(prior, a, b, t, eps)
+        out_a, out_b = prior.predict(prior.add_noise(a, t, eps), t), prior.predict(prior.add_noise(b, t, eps), t)
+        nat, sem = output_distances(out_a.eps, out_a.h, out_b.eps, out_b.h, per_sample=True)
+        batch_nat, batch_sem = output_distances(out_a.eps, out_a.h, out_b.eps, out_b.h)
+        assert float(nat.mean()) == pytest.approx(float(batch_nat), rel=1e-5)
+        assert float(sem.mean()) == pytest.approx(float(batch_sem), rel=1e-5)
         for i in range(3):
             ref_nat, ref_sem = prior_distances(prior, a[i:i + 1], b[i:i + 1], t[i:i + 1], eps[i:i + 1])
             assert float(nat[i]) == pytest.approx(float(ref_nat), rel=1e-4)
@@ -107,6 +111,44 @@ def test_loss_curves_shapes_and_order(prior):
     view = inspect_pair(prior, noisy, gt, t=50, seed=1)
     assert curves.nat["noisy vs gt"].samples[2, 1] == pytest.approx(view.l_nat, rel=1e-4)
     assert curves.sem["noisy vs gt"].samples[2, 1] == pytest.approx(view.l_sem, rel=1e-4)
+
+
+def test_curves_share_the_ground_truth_forward_and_give_the_same_numbers(prior):
+    noisy, gt = _pair()
+    other = (gt * 0.5).clamp(0, 1)
+    pairs = {"noisy vs gt": (noisy, gt), "dark vs gt": (other, gt.clone())}
+    calls = []
+    original = prior.predict
+    prior.predict = lambda x_t, t: calls.append(x_t.shape[0]) or original(x_t, t)
+    try:
+        shared = loss_curves(prior, pairs, timesteps=[10, 60], seeds=(0, 1), batch_size=4)
+    finally:
+        del prior.predict
+    assert len(calls) == 3  # noisy, dark and ONE ground truth, one chunk of 4 samples each
+    for name, (a, b) in pairs.items():
+        alone = loss_curves(prior, {name: (a, b)}, timesteps=[10, 60], seeds=(0, 1), batch_size=4)
+        np.testing.assert_allclose(shared.nat[name].samples, alone.nat[name].samples, rtol=1e-5)
+        np.testing.assert_allclose(shared.sem[name].samples, alone.sem[name].samples, rtol=1e-5)
+
+
+def test_inspect_with_a_loss_config_shows_the_same_views_in_one_pass(prior):
+    noisy, gt = _pair()
+    plain = inspect_pair(prior, noisy, gt, t=40, seed=3)
+    calls = []
+    original = prior.predict
+    prior.predict = lambda x_t, t: calls.append(1) or original(x_t, t)
+    try:
+        full = inspect_pair(prior, noisy, gt, t=40, seed=3, config=DiffLossConfig(gamma=1.0, lam=1.0))
+    finally:
+        del prior.predict
+    assert len(calls) == 2  # one forward per image serves the views, the values and the gradient
+    assert torch.equal(full.eps, plain.eps)
+    for name in ("x_t_a", "x_t_b", "eps_hat_a", "eps_hat_b", "x0_a", "x0_b", "h_a", "h_b"):
+        torch.testing.assert_close(getattr(full, name), getattr(plain, name), rtol=1e-5, atol=1e-6)
+    assert full.l_nat == pytest.approx(plain.l_nat, rel=1e-5)
+    reference = gradient_map(prior, noisy, gt, DiffLossConfig(gamma=1.0, lam=1.0), seed=3, t=40)
+    assert full.gradient.norm == pytest.approx(reference.norm, rel=1e-6) and reference.norm > 0
+    assert plain.gradient is None
 
 
 def test_gradient_map_shows_where_the_prior_pushes(prior):

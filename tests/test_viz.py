@@ -119,3 +119,14 @@ def test_grid_shape_and_labels():
     assert long[4:4 + label_h, 4 + 12 + 2:4 + 12 + 4].min() == 255  # the long label stops at its cell
     with pytest.raises(ValueError, match="3 images but 2 labels"):
         grid(tiles, ["a", "b"], columns=2)
+
+
+def test_pca_basis_spans_the_principal_components_of_an_svd():
+    g = torch.Generator().manual_seed(0)
+    scales = torch.tensor([5.0, 3.0, 2.0] + [0.1] * 13)
+    h = (torch.randn(1, 16, 12, 10, generator=g) * scales[None, :, None, None])
+    basis = pca_basis(h)
+    rows = h[0].flatten(1).T
+    _, _, vh = torch.linalg.svd(rows - rows.mean(dim=0), full_matrices=False)
+    for i in range(3):  # same directions, up to sign
+        assert abs(float(basis.components[:, i] @ vh[i])) == pytest.approx(1.0, abs=1e-4)
