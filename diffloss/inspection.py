@@ -232,7 +232,7 @@ def _gradient(
 ) -> tuple[GradientMap, LossTerms]:
     """DiffLoss on the whole pair (no sub-crop: the map covers the image) with its gradients measured."""
     z = restored.clone().requires_grad_(True)
-    loss = DiffLoss(prior, replace(config, report_grad_share=True, prior_crop=None, track_when_off=True))
+    loss = DiffLoss(prior, replace(config, report_grad_share=True, prior_crop=None, prior_samples=None, track_when_off=True))
     with torch.enable_grad():
         terms = loss(z, gt, generator=torch.Generator().manual_seed(int(seed)), t=t, measure_grad_share=True)
     grad = (terms.grads["nat"] + terms.grads["sem"])[0].float()  # measured once, inside DiffLoss

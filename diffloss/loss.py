@@ -47,6 +47,7 @@ class DiffLossConfig:
     report_grad_share: bool = True  # measure each term's gradient norm on the restored image
     track_when_off: bool = True  # with gamma == 0 still compute L_nat/L_sem (no grad) so curves are comparable
     prior_crop: int | None = None  # prior terms on one random square sub-crop of this side (None: the whole crop)
+    prior_samples: int | None = None  # prior terms on a random subset of this many batch items (None: all)
 
     @classmethod
     def released(cls, **overrides: object) -> "DiffLossConfig":
@@ -70,6 +71,8 @@ class DiffLossConfig:
             lo, hi = self.t_min, num_timesteps - 1 if self.t_max is None else self.t_max
         if self.prior_crop is not None and self.prior_crop < 8:
             raise ValueError(f"prior_crop must be at least 8 px (the prior downsamples by 8), got {self.prior_crop}")
+        if self.prior_samples is not None and self.prior_samples < 1:
+            raise ValueError(f"prior_samples must be at least 1, got {self.prior_samples}")
         if not 0 <= lo <= hi < num_timesteps:
             raise ValueError(f"timestep range [{lo}, {hi}] must lie within [0, {num_timesteps - 1}] with min <= max")
         return lo, hi
@@ -132,6 +135,22 @@ def fidelity_loss(restored: torch.Tensor, gt: torch.Tensor, kind: Fidelity = "ms
 def sample_timesteps(n: int, lo: int, hi: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """One integer t per sample, uniform on [lo, hi] inclusive (drawn on the CPU so seeds match across devices)."""
     return torch.randint(lo, hi + 1, (n,), generator=generator)
+
+
+def sub_batch(
+    restored: torch.Tensor, gt: torch.Tensor, t: torch.Tensor, count: int | None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random subset of ``count`` batch items (with their timesteps), or everything unchanged.
+
+    Why: the prior terms are a mean over samples, so a random subset is an unbiased, noisier estimate of it at a
+    fraction of the prior's cost; the fidelity term still sees the whole batch. Seeded like ``sub_crop``.
+    """
+    n = restored.shape[0]
+    if count is None or count >= n:
+        return restored, gt, t
+    keep = torch.randperm(n, generator=generator)[:count].sort().values.to(restored.device)
+    return restored[keep], gt[keep], t[keep]
 
 
 def sub_crop(
@@ -211,9 +230,10 @@ class DiffLoss:
         zero = fid.new_zeros(())
         eps, outputs = None, None
         if cfg.gamma > 0 or cfg.track_when_off:
-            z, x = sub_crop(restored, gt.detach(), cfg.prior_crop, generator)
+            z, x, t_prior = sub_batch(restored, gt.detach(), t, cfg.prior_samples, generator)
+            z, x = sub_crop(z, x, cfg.prior_crop, generator)
             eps = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
-            pred, target = prior_outputs(self.prior, z, x, t, eps, detach=cfg.detach_prior or cfg.gamma == 0)
+            pred, target = prior_outputs(self.prior, z, x, t_prior, eps, detach=cfg.detach_prior or cfg.gamma == 0)
             nat, sem = output_distances(pred.eps, pred.h, target.eps, target.h)
             outputs = (PriorOutput(pred.eps.detach(), pred.h.detach()), target)
         else:

@@ -702,6 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-track", action="store_true", help="off arm: do not compute L_nat/L_sem for the log")
     r.add_argument("--prior-crop", type=int, default=None,
                    help="compute the prior terms on one random square sub-crop of this side (cheaper steps)")
+    r.add_argument("--prior-samples", type=int, default=None,
+                   help="compute the prior terms on a random subset of this many batch items (cheaper steps)")
     _add_loop_args(r, RestorerTrainConfig().loop)
     return parser
 
@@ -712,7 +714,8 @@ def config_from_args(args: argparse.Namespace) -> PriorTrainConfig | RestorerTra
         return PriorTrainConfig(clean=args.clean, preset=args.preset, crop=args.crop, max_side=args.max_side, loop=loop)
     base = DiffLossConfig.released() if args.released_weights else DiffLossConfig(gamma=args.gamma, lam=args.lam)
     loss = replace(base, t_min=args.t_min, t_max=args.t_max, fidelity=args.fidelity, detach_prior=args.detach_prior,
-                   track_when_off=not args.no_track, prior_crop=args.prior_crop)
+                   track_when_off=not args.no_track, prior_crop=args.prior_crop,
+                   prior_samples=args.prior_samples)
     return RestorerTrainConfig(
         task=args.task, clean=args.clean, paired=args.paired, paired_exclude=args.paired_exclude,
         paired_weight=args.paired_weight, crop=args.crop, init=args.init, width=args.width, prior=args.prior,

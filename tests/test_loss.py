@@ -197,3 +197,23 @@ def test_prior_crop_feeds_the_prior_a_sub_crop_and_its_gradient_stays_inside(pri
 def test_prior_crop_below_the_prior_stride_is_refused(prior):
     with pytest.raises(ValueError, match="prior_crop must be at least 8"):
         DiffLoss(prior, DiffLossConfig(prior_crop=4))
+
+
+def test_prior_samples_sends_the_prior_a_seeded_subset_and_only_it_gets_a_prior_gradient(prior, monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(6, 3, 16, 16, generator=g)
+    lq = (gt + 0.2 * torch.randn(6, 3, 16, 16, generator=g)).clamp(0, 1)
+    seen = []
+    original = prior.predict
+    monkeypatch.setattr(prior, "predict", lambda x_t, t: seen.append(tuple(x_t.shape)) or original(x_t, t))
+    z = lq.clone().requires_grad_(True)
+    cfg = DiffLossConfig(gamma=1.0, lam=1.0, prior_samples=2)
+    terms = DiffLoss(prior, cfg)(z, gt, torch.Generator().manual_seed(4))
+    assert seen == [(2, 3, 16, 16)] * 2
+    per_item = (terms.grads["nat"] + terms.grads["sem"]).flatten(1).abs().sum(dim=1)
+    assert int((per_item > 0).sum()) == 2  # two items get the prior's push, the others only fidelity
+    assert bool((terms.grads["fidelity"].flatten(1).abs().sum(dim=1) > 0).all())
+    again = DiffLoss(prior, cfg)(lq.clone().requires_grad_(True), gt, torch.Generator().manual_seed(4))
+    assert float(again.nat) == float(terms.nat)  # the subset is seeded
+    with pytest.raises(ValueError, match="prior_samples must be at least 1"):
+        DiffLoss(prior, DiffLossConfig(prior_samples=0))
