@@ -1,0 +1,78 @@
+"""``python -m bench --quick`` runs end to end and writes a well-formed JSON; timings are never asserted
+(they depend on the machine and its load), only that every figure produced finite, positive numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import run
+
+MEASURED = ("P1", "P2", "P3", "P5")
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    """One quick run for the whole module: (what main returned, what it wrote)."""
+    out = tmp_path_factory.mktemp("bench") / "x.json"
+    returned = run.main(["--quick", "--device", "cpu", "--out", str(out)])
+    return returned, json.loads(Path(out).read_text())
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_quick_json_describes_the_machine(quick_result: tuple[dict, dict]) -> None:
+    returned, written = quick_result
+    assert written == json.loads(json.dumps(returned, default=str))
+    assert written["device"] and written["device_type"] == "cpu"
+    assert written["torch"] and written["threads"] >= 1 and written["timestamp"]
+    assert written["settings"]["quick"] is True
+    assert any("quick" in note for note in written["notes"])
+
+
+@pytest.mark.parametrize("key", MEASURED)
+def test_quick_figures_have_finite_positive_numbers(quick_result: tuple[dict, dict], key: str) -> None:
+    figure = quick_result[1]["figures"][key]
+    assert figure["times_s"] and all(_positive(v) for v in figure["times_s"].values())
+    assert figure["checks"]
+    for check in figure["checks"]:
+        assert _positive(check["value"]), check
+        if check["goal_value"] is not None:
+            assert check["met"] in (True, False) and check["goal"]
+
+
+def test_quick_ratios_and_goals(quick_result: tuple[dict, dict]) -> None:
+    figures = quick_result[1]["figures"]
+    assert [c["goal"] for c in figures["P1"]["checks"]] == ["<= 3x"] * 3  # full crop, sub-crop, sub-crop on a subset
+    assert figures["P2"]["checks"][0]["goal"] == ">= 10x"
+    assert figures["P2"]["details"]["paper_scale_prior_parameters"] > 0
+    assert figures["P2"]["details"]["paper_scale_out_channels"] == 6
+    assert figures["P3"]["checks"][0]["goal"] == ">= 100x"
+    assert figures["P5"]["checks"][0]["unit"] == "images/s"
+    assert figures["P4"] == {"title": figures["P4"]["title"], "skipped": "skipped in quick mode"}
+
+
+def test_only_and_default_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--only measures just the named figures; with no --out the file is named after the device."""
+    monkeypatch.setattr(run, "REPO", tmp_path)
+    result = run.main(["--quick", "--device", "cpu", "--only", "p5"])
+    assert list(result["figures"]) == ["P5"]
+    assert result["not_selected"] == ["P1", "P2", "P3", "P4"]
+    assert (tmp_path / "bench" / "results" / "cpu.json").is_file()
+
+
+def test_unknown_figure_is_refused() -> None:
+    with pytest.raises(SystemExit, match="P9"):
+        run.main(["--quick", "--only", "P9"])
+
+
+def test_device_slug_is_a_file_name() -> None:
+    import torch
+
+    assert run.device_slug(torch.device("cpu")) == "cpu"
+    assert run.slugify("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
