@@ -58,3 +58,7 @@ def test_tiny_build_installs_both_arms_and_resumes_by_skipping(tmp_path):
     data = json.loads((paths.pretrained / "report.json").read_text())
     wins = data["tasks"]["noise"]["sources"][0]["wins"]["psnr"]
     assert wins[1] == 2 and 0 <= wins[0] <= 2
+    # fp16 storage measured against the fp32 run it came from: agreement far above visible differences
+    fp16 = data["tasks"]["noise"]["fp16_vs_fp32_psnr_db"]
+    assert set(fp16) == {"l2", "diffloss"} and all(v is not None and v > 45 for v in fp16.values())
+    assert "fp16 storage vs the fp32 weights" in text
