@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from diffloss import degrade
-from diffloss.images import list_images, load_image
+from diffloss.images import centre_crop, list_images, load_image
 from diffloss.loss import DiffLoss, DiffLossConfig
 from diffloss.nets import Restorer, load_restorer
 from diffloss.prior import DiffusionPrior
@@ -63,7 +63,7 @@ def measure_norms(prior: DiffusionPrior, restorer: Restorer, task: str, images: 
                                           fixed_t=cfg.fixed_t, fidelity=cfg.fidelity))
     sums = {"fidelity": 0.0, "nat": 0.0, "sem": 0.0}
     for i, img in enumerate(images):
-        clean = degrade.crop_to_multiple(_centre_crop(img, crop), spec.size_multiple)
+        clean = degrade.crop_to_multiple(centre_crop(img, crop), spec.size_multiple)
         pair = degrade.make_pair(task, clean, seed + i)
         with torch.no_grad():
             restored = restorer(pair.net_input.to(prior.device)).clamp(0, 1)
@@ -72,12 +72,6 @@ def measure_norms(prior: DiffusionPrior, restorer: Restorer, task: str, images: 
         for name, value in terms.grad_norms.items():
             sums[name] += value
     return {k: v / len(images) for k, v in sums.items()}
-
-
-def _centre_crop(img: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = img.shape[-2:]
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[..., top:top + size, left:left + size]
 
 
 def calibrate(prior: DiffusionPrior, restorer: Restorer, task: str, images: list[torch.Tensor],

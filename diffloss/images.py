@@ -119,6 +119,13 @@ def load_image(source: ImageSource, max_side: int | None = None) -> torch.Tensor
     return _limit_side(tensor, max_side)
 
 
+def centre_crop(x: torch.Tensor, side: int) -> torch.Tensor:
+    """The central ``side`` x ``side`` square (or the whole extent along a shorter axis), any leading dims."""
+    h, w = x.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return x[..., top:top + side, left:left + side]
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) as displayed (after EXIF rotation), read from the header only: cheap for whole folders."""
     try:

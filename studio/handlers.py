@@ -23,7 +23,7 @@ from PIL import Image
 
 from diffloss import degrade, nets
 from diffloss.checkpoint import CheckpointError
-from diffloss.images import ImageLoadError, image_size, load_image, to_uint8_numpy
+from diffloss.images import ImageLoadError, centre_crop, image_size, load_image, to_uint8_numpy
 from diffloss.inspection import default_timesteps, inspect_pair, loss_curves, purification
 from diffloss.loss import DiffLossConfig
 from diffloss.metrics import CONVENTIONS, compute_metrics, load_lpips
@@ -144,12 +144,6 @@ def prepare_case(path: str | Path | None, task: str, mode: str, seed: int) -> Ca
     pair = degrade.make_pair(task, clean, int(seed))
     shown = pair.net_input[0, :3].clamp(0, 1)
     return Case(task, shown, pair.net_input[0], clean, notes)
-
-
-def _centre_crop(x: torch.Tensor, side: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    return x[..., top:top + side, left:left + side]
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -320,7 +314,7 @@ def inspect_case(
         raise gr.Error(f"Choose one of: {', '.join(PAIRS)}.")
     case = prepare_case(image, task, MODES[0], int(seed))
     side = max(16, min(int(side or INSPECT_SIDE), INSPECT_MAX_SIDE))
-    gt, shown, net_input = (_centre_crop(x, side) for x in (case.gt, case.shown, case.net_input))
+    gt, shown, net_input = (centre_crop(x, side) for x in (case.gt, case.shown, case.net_input))
     notes = list(case.notes)
     if max(case.gt.shape[-2:]) > side:
         notes.append(f"Inspect looks at the centre {gt.shape[-1]}x{gt.shape[-2]} px (at most {side} px per side).")
