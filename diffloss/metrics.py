@@ -2,9 +2,7 @@
 
 Numbers in papers differ mostly by convention (RGB or Y, border crop, SSIM window), so the conventions live in one
 string, :data:`CONVENTIONS`, that every report and the UI print next to the numbers. PSNR and SSIM are computed by
-scikit-image so that they match a widely used reference rather than our own re-derivation; SSIM of images large
-enough for its window runs the same formula as torch convolutions (several times faster on a 512 px image, which
-is what keeps the studio's Compare under a second), and a test holds it to scikit-image's value within 1e-9.
+scikit-image so that they match a widely used reference rather than our own re-derivation.
 """
 
 from __future__ import annotations
@@ -98,45 +96,19 @@ def psnr(pred, gt, data_range: float = 1.0, crop_border: int = 0, y_channel: boo
 
 
 def ssim(pred, gt, data_range: float = 1.0, crop_border: int = 0, y_channel: bool = False) -> float:
-    """SSIM (Wang et al. 2004 settings: Gaussian sigma 1.5, population covariance), mean over channels.
-
-    Equal to ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False)``; images smaller than the 11x11 window go to scikit-image for its own error.
-    """
+    """SSIM (Wang et al. 2004 settings: Gaussian sigma 1.5, population covariance), mean over channels."""
     a, b = _prepare(pred, gt, crop_border, y_channel)
-    if min(a.shape[:2]) < _SSIM_WINDOW:
-        return float(structural_similarity(b, a, data_range=data_range, channel_axis=-1 if a.ndim == 3 else None,
-                                           gaussian_weights=True, sigma=SSIM_SIGMA, use_sample_covariance=False))
-    return _ssim_torch(a, b, data_range)
-
-
-_SSIM_TRUNCATE = 3.5  # scikit-image's default: radius int(3.5 * 1.5 + 0.5) = 5, an 11x11 window
-_SSIM_RADIUS = int(_SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
-_SSIM_WINDOW = 2 * _SSIM_RADIUS + 1
-
-
-def _ssim_torch(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
-    """scikit-image's Gaussian SSIM, in float64 torch convolutions.
-
-    scikit-image filters with reflected borders and then discards a border as wide as the window's radius; the
-    pixels kept never see the padding, so a convolution without padding ('valid') gives exactly the kept part.
-    """
-    x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
-    y = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float64))
-    x, y = (v[None, None] if v.dim() == 2 else v.permute(2, 0, 1)[:, None] for v in (x, y))  # (C,1,H,W)
-    r = torch.arange(-_SSIM_RADIUS, _SSIM_RADIUS + 1, dtype=torch.float64)
-    k = torch.exp(-0.5 * (r / SSIM_SIGMA) ** 2)
-    k = k / k.sum()
-
-    def blur(v: torch.Tensor) -> torch.Tensor:
-        v = torch.nn.functional.conv2d(v, k.view(1, 1, 1, -1))
-        return torch.nn.functional.conv2d(v, k.view(1, 1, -1, 1))
-
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return float(s.mean())
+    return float(
+        structural_similarity(
+            b,
+            a,
+            data_range=data_range,
+            channel_axis=-1 if a.ndim == 3 else None,
+            gaussian_weights=True,
+            sigma=SSIM_SIGMA,
+            use_sample_covariance=False,
+        )
+    )
 
 
 def load_lpips(net: str = "alex") -> tuple[LpipsFn | None, str]:
