@@ -750,14 +750,22 @@ def main(argv: list[str] | None = None) -> int:
     events = train_prior(cfg) if isinstance(cfg, PriorTrainConfig) else train_restorer(cfg)
     is_main = int(os.environ.get("RANK", "0")) == 0
     bar = tqdm(total=cfg.loop.steps, disable=not is_main, dynamic_ncols=True)
+    step = 0
     try:
         for event in events:
+            step = event.step
             bar.n = event.step
             if event.kind == "step":
                 bar.set_postfix({k: f"{v:.4g}" for k, v in event.values.items() if k != "lr"}, refresh=False)
             bar.refresh()
             if event.kind in ("stopped", "done") and is_main:
                 bar.write(f"{event.kind} at step {event.step}: {event.message or event.path}")
+    except KeyboardInterrupt:
+        # The signal landed here, between two steps (e.g. while the bar was drawn), not inside the loop: closing
+        # the generator makes it save its checkpoint just the same.
+        events.close()
+        if is_main:
+            bar.write(f"stopped at step {step}: interrupted; rerun the same command to resume")
     except TrainingDiverged as err:
         bar.close()
         print(f"error: {err}", file=sys.stderr)

@@ -258,3 +258,27 @@ def test_a_setting_added_since_the_checkpoint_keeps_old_runs_resumable():
         train._check_same_run(Path("ckpt"), saved, {**newer_code, "loss": {**newer_code["loss"], "prior_crop": 64}})
     with pytest.raises(checkpoint.CheckpointError, match="gamma"):
         train._check_same_run(Path("ckpt"), saved, {**newer_code, "loss": {**newer_code["loss"], "gamma": 0.1}})
+
+
+def test_an_interrupt_between_steps_still_saves_a_checkpoint(clean_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the CLI draws its progress bar (outside the loop's own try) must not lose the run."""
+    import tqdm
+
+    calls = {"n": 0}
+    original = tqdm.tqdm.refresh
+
+    def refresh(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("signal 15")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(tqdm.tqdm, "refresh", refresh)
+    out = tmp_path / "run"
+    code = train.main(["restorer", "--task", "noise", "--diffloss", "off", "--no-track", "--clean", str(clean_dir),
+                       "--crop", "32", "--width", "8", "--steps", "50", "--batch", "2", "--log-every", "1",
+                       "--save-every", "1000", "--threads", "1", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "stopped at step 3" in captured.out + captured.err
+    assert int(train.read_checkpoint_meta(out / "checkpoint" / train.CHECKPOINT_NAME)["step"]) == 3
