@@ -156,10 +156,13 @@ def _task_data(task: str, paths: ZooPaths) -> dict:
 
 
 def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: float | None = None,
-         log: Callable[[str], None] = print) -> list[Step]:
-    """The build as an ordered list of steps; ``build`` runs the ones not done yet."""
+         log: Callable[[str], None] = print, command: str | None = None) -> list[Step]:
+    """The build as an ordered list of steps; ``build`` runs the ones not done yet.
+
+    ``command`` is what the cards record (the CLI passes its own argv, options included).
+    """
     work = paths.runs / recipe.name
-    command = f"python -m diffloss.zoo build{' --quick' if recipe.name == 'quick' else ''}"
+    command = command or f"python -m diffloss.zoo build{' --quick' if recipe.name == 'quick' else ''}"
     pr, rr = recipe.prior, recipe.restorer
     steps: list[Step] = []
 
@@ -202,7 +205,8 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
                     loop=_loop(base.parent / arm, rr.arm_steps, rr.batch_size, rr.arm_lr, recipe.seed + 1, device,
                                command, time_limit), **_task_data(task, paths))
                 _drain(train.train_restorer(cfg), log, f"{task}/{arm}")
-                install_restorer(base.parent / arm / "model", paths.restorer_dir(task, arm), calibration, recipe, log)
+                install_restorer(base.parent / arm / "model", paths.restorer_dir(task, arm), calibration, recipe, log,
+                                 base=base / "model", command=command)
 
             steps.append(Step(f"{task}/{arm}",
                               lambda task=task, arm=arm: (paths.restorer_dir(task, arm) / checkpoint.MODEL_FILE).is_file(),
@@ -211,9 +215,9 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
 
 
 def build(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: float | None = None,
-          only: list[str] | None = None, log: Callable[[str], None] = print) -> None:
+          only: list[str] | None = None, log: Callable[[str], None] = print, command: str | None = None) -> None:
     """Run every step that is not done yet (``only``: step names or task names to restrict to)."""
-    for step in plan(recipe, paths, device, time_limit, log):
+    for step in plan(recipe, paths, device, time_limit, log, command):
         if only and step.name not in only and step.name.split("/")[0] not in only:
             continue
         if step.done():
@@ -265,12 +269,25 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
 
 
 def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Recipe,
-                     log: Callable[[str], None] = print) -> None:
-    """Store a finished arm in fp16 (halves the size; the report measures it as shipped)."""
+                     log: Callable[[str], None] = print, base: Path | None = None, command: str | None = None) -> None:
+    """Store a finished arm in fp16 (halves the size; the report measures it as shipped).
+
+    The card gains the recipe, the calibration and a summary of the L2 base it was fine-tuned from, so it says
+    the whole history of the weights: base steps and time, then the arm's own.
+    """
     from diffloss.nets import load_restorer, save_restorer
 
     card = json.loads((model_dir / checkpoint.CARD_FILE).read_text())
     card.update(recipe=recipe.name, calibration=calibration, storage="float16")
+    if command:
+        card["command"] = command
+    base_card_path = (base or Path()) / checkpoint.CARD_FILE
+    if base is not None and base_card_path.is_file():
+        b = json.loads(base_card_path.read_text())
+        card["base"] = {"steps": b.get("steps"), "wall_time_s": b.get("wall_time_s"), "device": b.get("device"),
+                        "batch_size": b.get("batch_size"), "crop": b.get("config", {}).get("crop"),
+                        "lr": b.get("config", {}).get("loop", {}).get("lr"), "final_loss": b.get("final_loss"),
+                        "loss": "fidelity only (mse)"}
     save_restorer(load_restorer(model_dir), dest, card=card, dtype=torch.float16)
     log(f"[install] {dest}")
 
@@ -297,13 +314,14 @@ def main(argv: list[str] | None = None) -> int:
         write_report(paths)
         return 0
     recipe = RECIPES["quick" if args.quick else "full"]
+    command = "python -m diffloss.zoo " + " ".join(sys.argv[1:] if argv is None else argv)
     if not paths.clean_train.is_dir():
         p.error(f"clean training photos not found at {paths.clean_train} (use --datasets)")
     if args.plan:
-        for step in plan(recipe, paths, args.device):
+        for step in plan(recipe, paths, args.device, command=command):
             print(f"{'done' if step.done() else 'todo'}  {step.name}")
         return 0
-    build(recipe, paths, args.device, args.time_limit, args.only)
+    build(recipe, paths, args.device, args.time_limit, args.only, command=command)
     return 0
 
 

@@ -42,6 +42,7 @@ def test_tiny_build_installs_both_arms_and_resumes_by_skipping(tmp_path):
         assert arm_card["storage"] == "float16" and arm_card["steps"] == 2
         assert arm_card["data"]["init"].endswith("noise/base/model")
         assert arm_card["data"]["diffloss"] is (arm == "diffloss")
+        assert arm_card["base"]["steps"] == TINY.restorer.base_steps and arm_card["base"]["wall_time_s"] > 0
         assert model.config.task == "noise"
     calibration = json.loads((paths.runs / "tiny" / "noise" / "calibration.json").read_text())
     assert calibration["gamma"] > 0 and calibration["lam"] > 0
