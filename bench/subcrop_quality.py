@@ -2,15 +2,17 @@
 
     python bench/subcrop_quality.py --base runs/zoo/quick/noise/base/model \
         --calibration runs/zoo/quick/noise/calibration.json --datasets ../shared/datasets \
-        [--task noise] [--crop 96] [--prior-crop 48] [--steps 300] [--out runs/subcrop] \
+        [--task noise] [--crop 96] [--prior-crop 48] [--prior-samples 2] [--steps 300] [--out runs/subcrop] \
         [--json bench/results/subcrop-quality.json]
 
-Why: ``DiffLossConfig.prior_crop`` makes a DiffLoss step several times cheaper (the prior sees a quarter of the
-pixels at half the side), but it also gives the prior less context per step. The arms share everything but the
-loss: the same base weights, data, seed, crop, steps and learning rate:
+Why: ``DiffLossConfig.prior_crop`` and ``prior_samples`` make a DiffLoss step several times cheaper (at half the
+side the prior sees a quarter of the pixels; on a quarter of the batch, a quarter of the images), but they also
+give the prior less to see per step. The arms share everything but the loss: the same base weights, data, seed,
+crop, steps and learning rate:
 - ``l2``: fidelity only;
-- ``diffloss``: fidelity + DiffLoss on the whole crop;
-- ``diffloss-sub``: fidelity + DiffLoss on one random ``--prior-crop`` square of each batch.
+- ``diffloss``: fidelity + DiffLoss on the whole crop of every batch item;
+- ``diffloss-sub``: the same on one random ``--prior-crop`` square of each batch;
+- ``diffloss-sub-few``: that square of only ``--prior-samples`` random batch items (the cheapest setting).
 Each is evaluated on synthetic degradations of ``clean/val`` (fixed seeds); the JSON holds means, per-image wins
 against the L2 arm, and the training time per step. Runs resume (``diffloss.train``), so a stopped study continues.
 """
@@ -30,13 +32,14 @@ from diffloss import train  # noqa: E402
 from diffloss.evaluate import EvalSource, evaluate  # noqa: E402
 from diffloss.loss import DiffLossConfig  # noqa: E402
 
-ARMS = ("l2", "diffloss", "diffloss-sub")
+ARMS = ("l2", "diffloss", "diffloss-sub", "diffloss-sub-few")
 
 
 def arm_config(arm: str, args: argparse.Namespace, calibration: dict) -> train.RestorerTrainConfig:
-    """One arm's training run: only ``diffloss`` and ``prior_crop`` differ between arms."""
+    """One arm's training run: only ``diffloss``, ``prior_crop`` and ``prior_samples`` differ between arms."""
     loss = DiffLossConfig(gamma=calibration["gamma"], lam=calibration["lam"], track_when_off=False,
-                          prior_crop=args.prior_crop if arm == "diffloss-sub" else None)
+                          prior_crop=args.prior_crop if arm.startswith("diffloss-sub") else None,
+                          prior_samples=args.prior_samples if arm == "diffloss-sub-few" else None)
     out = Path(args.out) / arm
     loop = train.LoopConfig(out=str(out), steps=args.steps, batch_size=args.batch, lr=args.lr,
                             warmup=min(200, args.steps // 10 + 1), seed=1, log_every=25,
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--task", default="noise")
     p.add_argument("--crop", type=int, default=96)
     p.add_argument("--prior-crop", type=int, default=48)
+    p.add_argument("--prior-samples", type=int, default=2)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
@@ -94,17 +98,19 @@ def main(argv: list[str] | None = None) -> dict:
                 for key in ("psnr", "ssim", "niqe")}
         arms[arm] = {"means": row.means(), "wins_vs_l2": wins, "train_s_per_step": seconds_per_step(Path(args.out) / arm)}
     result = {
-        "task": args.task, "crop": args.crop, "prior_crop": args.prior_crop, "steps": args.steps,
+        "task": args.task, "crop": args.crop, "prior_crop": args.prior_crop, "prior_samples": args.prior_samples,
+        "steps": args.steps,
         "batch": args.batch, "lr": args.lr, "calibration": {k: calibration[k] for k in ("gamma", "lam")},
         "base": args.base, "prior": args.prior, "validation": source.describe(), "images": len(l2_images),
         "input_means": report.row(report.rows[0].name).means(), "arms": arms,
         "command": "python bench/subcrop_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    print(f"{'arm':<14}{'PSNR':>8}{'SSIM':>8}{'NIQE':>8}  wins vs L2 (psnr/ssim/niqe)  s/step")
+    print(f"{'arm':<18}{'PSNR':>8}{'SSIM':>8}{'NIQE':>8}  wins vs L2 (psnr/ssim/niqe)  s/step")
     for arm, r in arms.items():
         m, w = r["means"], r["wins_vs_l2"]
-        print(f"{arm:<14}{m['psnr']:8.2f}{m['ssim']:8.4f}{m['niqe']:8.2f}  "
-              f"{w['psnr']}/{w['ssim']}/{w['niqe']} of {len(l2_images)}   {r['train_s_per_step'] or float('nan'):.2f}")
+        cells = "".join(f"{'n/a' if m[k] is None else f'{m[k]:.{d}f}':>8}" for k, d in (("psnr", 2), ("ssim", 4), ("niqe", 2)))
+        print(f"{arm:<18}{cells}  {w['psnr']}/{w['ssim']}/{w['niqe']} of {len(l2_images)}   "
+              f"{r['train_s_per_step'] or float('nan'):.2f}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result

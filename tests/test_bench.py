@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench import run
 
@@ -76,3 +77,35 @@ def test_device_slug_is_a_file_name() -> None:
 
     assert run.device_slug(torch.device("cpu")) == "cpu"
     assert run.slugify("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+
+
+def test_subcrop_quality_study_trains_four_arms_from_one_base_and_scores_them(tmp_path) -> None:
+    import json as _json
+
+    from bench import subcrop_quality
+    from diffloss import nets
+    from diffloss.images import save_image
+    from tests.helpers import tiny_prior
+
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        folder = tmp_path / "datasets" / "clean" / split
+        for i in range(3):
+            img = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 8, generator=g), size=(48, 64), mode="bilinear")
+            save_image(img[0], folder / f"img{i}.png")
+    tiny_prior().save_pretrained(tmp_path / "prior")
+    nets.save_restorer(nets.Restorer(nets.RestorerConfig(task="noise", width=8)), tmp_path / "base")
+    (tmp_path / "calibration.json").write_text(_json.dumps({"gamma": 0.5, "lam": 0.5}))
+    result = subcrop_quality.main([
+        "--base", str(tmp_path / "base"), "--calibration", str(tmp_path / "calibration.json"),
+        "--datasets", str(tmp_path / "datasets"), "--prior", str(tmp_path / "prior"), "--crop", "32",
+        "--prior-crop", "16", "--prior-samples", "1", "--steps", "2", "--batch", "2", "--val-images", "2",
+        "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "study.json")])
+    assert set(result["arms"]) == {"l2", "diffloss", "diffloss-sub", "diffloss-sub-few"}
+    assert _json.loads((tmp_path / "study.json").read_text())["arms"].keys() == result["arms"].keys()
+    for arm in result["arms"].values():
+        assert math.isfinite(arm["means"]["psnr"]) and arm["train_s_per_step"] > 0
+        assert all(0 <= v <= result["images"] for v in arm["wins_vs_l2"].values())
+    cards = {arm: _json.loads((tmp_path / "runs" / arm / "model" / "card.json").read_text()) for arm in result["arms"]}
+    assert cards["diffloss-sub-few"]["config"]["loss"]["prior_samples"] == 1
+    assert cards["diffloss-sub"]["config"]["loss"]["prior_crop"] == 16 and cards["l2"]["config"]["diffloss"] is False
