@@ -79,7 +79,9 @@ class DiffusionPrior:
         prediction = scheduler.config.get("prediction_type", "epsilon")
         if prediction not in ("epsilon", "v_prediction", "sample"):
             raise PriorLoadError(f"{source}: unsupported prediction_type {prediction!r}")
-        self.unet = unet.eval().requires_grad_(False)
+        # channels_last: measured 20 % faster for a forward + backward at 256 px on 2 CPU cores (oneDNN's NHWC
+        # convolutions), and the layout tensor cores want on a GPU.
+        self.unet = unet.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.scheduler = scheduler
         self.source = source
         self.prediction_type = prediction
@@ -135,7 +137,11 @@ class DiffusionPrior:
     def save_pretrained(self, folder: str | Path) -> Path:
         """Save UNet + scheduler into one folder, the layout ``from_pretrained`` reads back."""
         folder = Path(folder)
-        self.unet.save_pretrained(folder)
+        self.unet.to(memory_format=torch.contiguous_format)  # safetensors stores plain contiguous tensors
+        try:
+            self.unet.save_pretrained(folder)
+        finally:
+            self.unet.to(memory_format=torch.channels_last)
         self.scheduler.save_pretrained(folder)
         return folder
 
@@ -188,7 +194,8 @@ class DiffusionPrior:
         captured: list[torch.Tensor] = []
         handle = self.unet.mid_block.register_forward_hook(lambda _m, _i, out: captured.append(out))
         try:
-            out = self.unet(_pad_to_multiple(x_t, self.size_multiple), t).sample
+            padded = _pad_to_multiple(x_t, self.size_multiple).contiguous(memory_format=torch.channels_last)
+            out = self.unet(padded, t).sample
         finally:
             handle.remove()
         out = out[:, :3, :height, :width]

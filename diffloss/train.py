@@ -184,7 +184,7 @@ def weights_checksum(model: nn.Module) -> str:
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(tensor.detach().cpu().flatten().contiguous().view(torch.uint8).numpy().tobytes())  # any layout
     return h.hexdigest()[:16]
 
 

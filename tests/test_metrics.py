@@ -113,3 +113,16 @@ def test_compute_metrics_fills_what_it_can():
     assert fake_lpips["lpips"] == 0.25
     small = compute_metrics(pred[:, :100, :100], gt[:, :100, :100])
     assert small["niqe"] is None and small["psnr"] is not None  # NIQE needs 192 px; the others do not
+
+
+def test_ssim_agrees_with_scikit_image_in_float64():
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(1)
+    gt = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8, generator=g), size=(64, 80), mode="bicubic")[0]
+    gt = gt.clamp(0, 1)
+    pred = (gt + 0.1 * torch.randn(gt.shape, generator=g)).clamp(0, 1)
+    reference = structural_similarity(gt.permute(1, 2, 0).double().numpy(), pred.permute(1, 2, 0).double().numpy(),
+                                      data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                                      use_sample_covariance=False)
+    assert ssim(pred, gt) == pytest.approx(reference, abs=1e-6)
