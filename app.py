@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
     args = parser.parse_args(argv)
+    get_registry().warm_up()  # the prior loads while the server starts; Compare needs only the restorers
     build_demo().queue().launch(server_name=args.host, server_port=args.port, share=args.share,
                                 allowed_paths=allowed_paths())
 

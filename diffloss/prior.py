@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DModel
 
 from diffloss import schedule
+
+if TYPE_CHECKING:  # diffusers costs ~4 s to import on 2 cores: loaded on first use, so the app's UI starts sooner
+    from diffusers import DDPMScheduler, UNet2DModel
 
 SCHEDULER_FILE = "scheduler_config.json"
 
@@ -101,6 +104,8 @@ class DiffusionPrior:
 
     @classmethod
     def _from_folder(cls, root: Path) -> "DiffusionPrior":
+        from diffusers import DDPMScheduler, UNet2DModel
+
         unet_dir = _find_component(root, "config.json", "unet")
         if unet_dir is None:
             raise PriorLoadError(f"{root}: no UNet2DModel found (looked for config.json in {root} and {root / 'unet'})")
@@ -119,6 +124,8 @@ class DiffusionPrior:
 
     @classmethod
     def _from_hub(cls, repo_id: str) -> "DiffusionPrior":
+        from diffusers import DDPMScheduler, UNet2DModel
+
         errors = []
         for subfolder in (None, "unet"):
             try:
@@ -273,6 +280,8 @@ class PriorArchConfig:
 
     def build(self) -> "DiffusionPrior":
         """A randomly initialised prior of this shape (for training, tests and benchmarks)."""
+        from diffusers import DDPMScheduler, UNet2DModel
+
         levels = len(self.block_out_channels)
         unet = UNet2DModel(
             sample_size=self.sample_size,

@@ -222,6 +222,24 @@ class Registry:
                 self._priors[key] = prior
             return prior
 
+    def warm_up(self) -> threading.Thread:
+        """Load the shipped prior (and diffusers with it) in a background thread.
+
+        Why: importing diffusers and loading the prior take ~4-5 s on 2 cores; the page and Compare need neither,
+        so the app starts serving first and Inspect finds the prior ready a few seconds later. A failure is kept
+        for the first Inspect call to report (it loads again and raises there with the reason).
+        """
+        def load() -> None:
+            if self.has_shipped_prior():
+                try:
+                    self.load_prior(None)
+                except PriorLoadError:
+                    pass
+
+        thread = threading.Thread(target=load, name="prior-warm-up", daemon=True)
+        thread.start()
+        return thread
+
 
 _registry: Registry | None = None
 _registry_lock = threading.Lock()

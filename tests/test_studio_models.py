@@ -71,3 +71,17 @@ def test_the_shipped_examples_are_attributed_and_offered_with_the_right_mode():
     rows = {row[0].split("/")[-1]: row[1:] for row in H.example_rows(files)}
     assert rows["haze_sots_1430_7.png"] == ["haze", H.MODES[1]]
     assert rows["clean_mcmaster_05.png"] == ["noise", H.MODES[0]]
+
+
+def test_warm_up_loads_the_shipped_prior_in_the_background_once(tmp_path):
+    reg = make_world(tmp_path).registry
+    reg.warm_up().join(timeout=120)
+    assert len(reg._priors) == 1
+    warmed = next(iter(reg._priors.values()))
+    assert reg.load_prior(None) is warmed  # Inspect gets the warmed prior, no second load
+
+
+def test_warm_up_without_a_shipped_prior_does_nothing_and_never_raises(tmp_path):
+    reg = Registry(tmp_path / "pretrained", tmp_path / "runs", examples=None)
+    reg.warm_up().join(timeout=30)
+    assert reg._priors == {}
