@@ -194,6 +194,8 @@ def build_demo() -> gr.Blocks:
                             t_tmin = gr.Number(value=0, precision=0, label="t min")
                             t_tmax = gr.Number(value=999, precision=0, label="t max (clipped to the prior)")
                         t_seed = gr.Number(value=0, precision=0, label="Seed")
+                        t_prior_crop = gr.Number(value=0, precision=0,
+                                                 label="Prior sub-crop px (0 = whole crop; 32 makes CPU steps cheaper)")
                         t_prior = gr.Textbox(value=prior_default, label="Prior")
                         t_folder = gr.Textbox(value=str(folder) if folder else "", label="Clean photos folder")
                         with gr.Row():
@@ -205,7 +207,7 @@ def build_demo() -> gr.Blocks:
                         t_curves = gr.Image(label="Loss terms (live)", format="png")
                         t_file = gr.File(label="Download both models (safetensors + card)")
                 t_go.click(on_gpu("train")(H.train_pair), [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax,
-                                          t_seed, t_prior, t_folder],
+                                          t_seed, t_prior, t_folder, t_prior_crop],
                            [t_status, t_curves, t_file], api_name="train", concurrency_limit=1,
                            ).then(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
                            ).then(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)

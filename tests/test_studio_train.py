@@ -77,3 +77,16 @@ def test_bad_settings_are_refused_before_any_work(world, tmp_path):
     with pytest.raises(gr.Error, match="No clean photos"):
         next(_run(world, "nodata", clean_folder=str(tmp_path / "empty")))
     assert not H._TRAIN_LOCK.locked()
+
+
+def test_the_prior_sub_crop_reaches_the_diffloss_arm_only(world):
+    import json
+
+    list(_run(world, "sub", prior_crop=16))
+    cards = {arm: json.loads((world.registry.runs / "sub" / arm / "model" / "card.json").read_text())
+             for arm in ("l2", "diffloss")}
+    assert cards["diffloss"]["config"]["loss"]["prior_crop"] == 16
+    assert cards["diffloss"]["config"]["diffloss"] is True and cards["l2"]["config"]["diffloss"] is False
+    list(_run(world, "whole", prior_crop=64))  # not smaller than the 32 px crop: the whole crop, no error
+    card = json.loads((world.registry.runs / "whole" / "diffloss" / "model" / "card.json").read_text())
+    assert card["config"]["loss"]["prior_crop"] is None
