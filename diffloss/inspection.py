@@ -168,8 +168,10 @@ def loss_curves(
         images.append(x)
         return len(images) - 1
 
-    refs = {name: (index_of(a), index_of(b)) for name, (a, b) in
-            ((name, _as_pair(a, b, prior)) for name, (a, b) in pairs.items())}
+    refs: dict[str, tuple[int, int]] = {}
+    for name, (a, b) in pairs.items():
+        a, b = _as_pair(a, b, prior)
+        refs[name] = (index_of(a), index_of(b))
     shapes = {tuple(x.shape) for x in images}
     noise = {(shape, s): seeded_noise(shape, s, prior.device) for shape in shapes for s in seeds}
     parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in refs}
@@ -232,7 +234,8 @@ def _gradient(
 ) -> tuple[GradientMap, LossTerms]:
     """DiffLoss on the whole pair (no sub-crop: the map covers the image) with its gradients measured."""
     z = restored.clone().requires_grad_(True)
-    loss = DiffLoss(prior, replace(config, report_grad_share=True, prior_crop=None, prior_samples=None, track_when_off=True))
+    whole = replace(config, report_grad_share=True, prior_crop=None, prior_samples=None, track_when_off=True)
+    loss = DiffLoss(prior, whole)
     with torch.enable_grad():
         terms = loss(z, gt, generator=torch.Generator().manual_seed(int(seed)), t=t, measure_grad_share=True)
     grad = (terms.grads["nat"] + terms.grads["sem"])[0].float()  # measured once, inside DiffLoss
