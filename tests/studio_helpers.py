@@ -74,13 +74,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def launched_studio(root: Path) -> Iterator[tuple[str, World]]:
-    """The real app on a free local port, serving a tiny world; yields (url, world) and shuts it down after."""
+def launched_studio(root: Path, registry: Registry | None = None) -> Iterator[tuple[str, World | None]]:
+    """The real app on a free local port, serving a tiny world (or ``registry``, e.g. the shipped models); yields
+    (url, world or None) and shuts it down after."""
     import app
     from studio.models import set_registry
 
-    world = make_world(root)
-    set_registry(world.registry)
+    world = make_world(root) if registry is None else None
+    set_registry(world.registry if world is not None else registry)
     demo = app.build_demo()
     demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
                         allowed_paths=app.allowed_paths())

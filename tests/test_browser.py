@@ -16,6 +16,8 @@ from tests.studio_helpers import launched_studio
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT = REPO / "artifacts" / "browser" / "compare.png"
+SHIPPED_SCREENSHOT = REPO / "artifacts" / "browser" / "compare-shipped.png"
+EXAMPLE = REPO / "examples" / "clean_mcmaster_05.png"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 
@@ -30,21 +32,37 @@ def studio_url(tmp_path):
         yield running
 
 
-def test_a_comparison_in_a_real_browser(studio_url):
-    url, world = studio_url
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+def _compare_in_browser(url: str, photo: Path, screenshot: Path) -> None:
+    """Open the page, upload a photo, press Compare, wait for the metrics table, save a full-page screenshot."""
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             page.goto(url, wait_until="networkidle")
             assert "DiffLoss Studio" in page.content()
-            page.locator("input[type=file]").first.set_input_files(str(world.photo))
+            page.locator("input[type=file]").first.set_input_files(str(photo))
             page.get_by_role("button", name="Compare", exact=True).click()
             # the metrics table appears once both arms have run
             page.get_by_text("Conventions", exact=False).first.wait_for(timeout=90_000)
             assert page.get_by_text("PSNR", exact=False).first.is_visible()
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_a_comparison_in_a_real_browser(studio_url):
+    url, world = studio_url
+    _compare_in_browser(url, world.photo, SCREENSHOT)
+
+
+def test_the_shipped_restorers_compare_a_real_photo_in_a_browser(tmp_path):
+    """What a visitor sees first: the shipped pair of the first task on an example photo."""
+    from studio.models import Registry
+
+    registry = Registry()
+    if not registry.restorers():
+        pytest.skip("no restorers shipped in pretrained/restorers")
+    with launched_studio(tmp_path, registry) as (url, _):
+        _compare_in_browser(url, EXAMPLE, SHIPPED_SCREENSHOT)
