@@ -126,3 +126,15 @@ def test_ssim_agrees_with_scikit_image_in_float64():
                                       data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=1.5,
                                       use_sample_covariance=False)
     assert ssim(pred, gt) == pytest.approx(reference, abs=1e-6)
+
+
+def test_psnr_equals_scikit_image():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    g = torch.Generator().manual_seed(2)
+    gt = torch.rand(3, 40, 56, generator=g)
+    pred = (gt + 0.05 * torch.randn(gt.shape, generator=g)).clamp(0, 1)
+    reference = peak_signal_noise_ratio(gt.permute(1, 2, 0).double().numpy(), pred.permute(1, 2, 0).double().numpy(),
+                                        data_range=1.0)
+    assert psnr(pred, gt) == pytest.approx(reference, rel=1e-12)
+    assert psnr(pred, gt, data_range=2.0) == pytest.approx(reference + 20 * math.log10(2), rel=1e-12)
