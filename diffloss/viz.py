@@ -9,17 +9,18 @@ shared PCA ``basis``, so two pictures side by side use the same colours for the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from diffloss.images import to_uint8_numpy
 from diffloss.inspection import LossCurves
+
+if TYPE_CHECKING:  # matplotlib is imported on first use: ~0.5 s the app's start-up does not need to wait for
+    from matplotlib.figure import Figure
 
 _TERM_LABELS = {
     "nat": ("L_nat(t): noise-prediction distance", "mean (eps_hat(a_t) - eps_hat(b_t))^2"),
@@ -161,6 +162,8 @@ def heatmap(
     vmin = min(0.0, float(v.min()))
     top = float(v.max()) if vmax is None else float(vmax)
     unit = ((v - vmin) / (top - vmin)).clamp(0, 1) if top > vmin else torch.zeros_like(v)
+    import matplotlib
+
     rgb = matplotlib.colormaps[cmap](unit.numpy())[..., :3]
     if base is not None:
         if base.shape[:2] != rgb.shape[:2]:
@@ -172,6 +175,8 @@ def heatmap(
 # ------------------------------------------------------------------------------------------------ figures
 def figure_to_array(fig: Figure) -> np.ndarray:
     """Render a matplotlib figure (Agg) to HxWx3 uint8."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
@@ -189,6 +194,8 @@ def loss_curve_figure(
 
     The y axis turns logarithmic when the values span two decades or more (zero values are then left out).
     """
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=size, dpi=dpi, layout="constrained")
     axes = fig.subplots(1, 2)
     t = np.asarray(curves.timesteps)

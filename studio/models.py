@@ -13,6 +13,7 @@ model at once load it once, and a run retrained in place is picked up.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import threading
@@ -223,13 +224,15 @@ class Registry:
             return prior
 
     def warm_up(self) -> threading.Thread:
-        """Load the shipped prior (and diffusers with it) in a background thread.
+        """Import what the first requests need and load the shipped prior (and diffusers) in a background thread.
 
         Why: importing diffusers and loading the prior take ~4-5 s on 2 cores; the page and Compare need neither,
         so the app starts serving first and Inspect finds the prior ready a few seconds later. A failure is kept
         for the first Inspect call to report (it loads again and raises there with the reason).
         """
         def load() -> None:
+            for module in WARM_IMPORTS:  # what the first Compare needs, imported before anyone asks
+                importlib.import_module(module)
             if self.has_shipped_prior():
                 try:
                     self.load_prior(None)
@@ -240,6 +243,9 @@ class Registry:
         thread.start()
         return thread
 
+
+# Imported lazily by the library (they cost ~1 s at start-up), warmed up here so the first Compare does not wait.
+WARM_IMPORTS = ("matplotlib.figure", "matplotlib.backends.backend_agg", "skimage.metrics._structural_similarity")
 
 _registry: Registry | None = None
 _registry_lock = threading.Lock()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from diffloss.viz import figure_to_array
 
@@ -16,6 +15,8 @@ ARM_COLOURS = {"l2": "C0", "diffloss": "C3"}
 
 def training_figure(history: dict[str, list[tuple[int, dict[str, float]]]], size=(10.0, 2.8), dpi: int = 90) -> np.ndarray:
     """One panel per term; one line per arm. ``history[arm]`` is a list of (step, values) from TrainEvents."""
+    from matplotlib.figure import Figure  # on first use, not at the app's start-up
+
     fig = Figure(figsize=size, dpi=dpi, layout="constrained")
     axes = fig.subplots(1, len(TRAIN_TERMS))
     for ax, (term, title) in zip(axes, TRAIN_TERMS):

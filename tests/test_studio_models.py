@@ -85,3 +85,19 @@ def test_warm_up_without_a_shipped_prior_does_nothing_and_never_raises(tmp_path)
     reg = Registry(tmp_path / "pretrained", tmp_path / "runs", examples=None)
     reg.warm_up().join(timeout=30)
     assert reg._priors == {}
+
+
+def test_the_apps_start_up_leaves_the_slow_imports_to_the_warm_up_thread():
+    """diffusers (~4 s), scipy.stats (~1.2 s), matplotlib and skimage's SSIM (~0.5 s each) on 2 cores: importing
+    the app must not pay for them; Registry.warm_up loads them in the background."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from studio.models import WARM_IMPORTS
+
+    heavy = ("diffusers", "scipy.stats", *WARM_IMPORTS)
+    code = f"import sys, app; print([m for m in {heavy!r} if m in sys.modules])"
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
+    assert out.stdout.strip() == "[]"
