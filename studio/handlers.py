@@ -230,18 +230,12 @@ def start_metrics(img: torch.Tensor, gt: torch.Tensor | None) -> PendingMetrics:
     return PendingMetrics(pool.submit(full_reference_metrics, img, gt, lp_fn), pool.submit(no_reference_metrics, img))
 
 
-def metrics_table(rows: dict[str, torch.Tensor | PendingMetrics], gt: torch.Tensor | None,
-                  size: tuple[int, int] | None = None) -> str:
-    """Markdown table of PSNR/SSIM/NIQE/LPIPS for each named image, then the conventions line and any gaps.
-
-    A row may be an image or the :func:`start_metrics` future of one (begun earlier to overlap other work);
-    ``size`` (H, W) is needed only when every row is a future and there is no ground truth.
-    """
-    _, lp_reason = lpips_metric()
-    pending = {name: v if isinstance(v, PendingMetrics) else start_metrics(v, gt) for name, v in rows.items()}
-    results = {name: f.result() for name, f in pending.items()}
-    first = next((v for v in rows.values() if isinstance(v, torch.Tensor)), gt)
-    h, w = tuple(size) if size is not None else tuple(first.shape[-2:])
+def metrics_table(rows: dict[str, PendingMetrics], gt: torch.Tensor | None, size: tuple[int, int]) -> str:
+    """Markdown table of PSNR/SSIM/NIQE/LPIPS for each named image (its :func:`start_metrics`, begun earlier to
+    overlap other work), then the conventions line and any gaps; ``size`` is the images' (H, W)."""
+    lp_fn, lp_reason = lpips_metric()
+    results = {name: pending.result() for name, pending in rows.items()}
+    h, w = size
     niqe_min = niqe_min_side()
     small = min(h, w) < niqe_min
     niqe_missing = f"n/a (< {niqe_min} px)" if small else "n/a (flat image)"
@@ -255,7 +249,7 @@ def metrics_table(rows: dict[str, torch.Tensor | PendingMetrics], gt: torch.Tens
     notes = [f"Conventions: {CONVENTIONS}."]
     if small:
         notes.append(f"NIQE needs at least {niqe_min}x{niqe_min} px; this image is {w}x{h}.")
-    if lpips_metric()[0] is None and gt is not None:
+    if lp_fn is None and gt is not None:
         notes.append(lp_reason + ".")
     return "\n".join(lines) + "\n\n" + " ".join(notes)
 
