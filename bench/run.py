@@ -302,12 +302,12 @@ def load_prior(settings: Settings, device: torch.device, notes: list[str]) -> tu
 def load_restorer(task: str, device: torch.device, notes: list[str]) -> tuple[nets.Restorer, str]:
     """The shipped restorer for the task (either arm: they share the architecture), else a fresh default one."""
     from diffloss.train import new_restorer_config
-    from studio.models import Registry
+    from diffloss.zoo import shipped_restorers
 
-    shipped = [e for e in Registry(REPO / "pretrained", REPO / "runs", examples=None).restorers(task)
-               if e.source == "shipped"]
-    if shipped:
-        return nets.load_restorer(shipped[0].path, device=device), shipped[0].label
+    arms = shipped_restorers(REPO / "pretrained").get(task, {})
+    if arms:
+        arm, folder = next(iter(arms.items()))
+        return nets.load_restorer(folder, device=device), f"shipped {task} {arm}"
     notes.append(f"no shipped restorer for task {task!r}: a freshly initialised Restorer of the default "
                  "architecture (its speed depends on the architecture, not the weights)")
     torch.manual_seed(0)
@@ -613,7 +613,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"\nwrote {out}")
     return result
-
 
 
 if __name__ == "__main__":

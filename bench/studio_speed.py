@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,13 +43,12 @@ print(ready, time.perf_counter() - t)
 
 
 def timed(fn, repeats: int) -> float:
-    fn()  # warm-up: first calls pay for lazy imports and allocator growth
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median seconds of ``fn`` after one warm-up call (the bench suite's own timer, for one function)."""
+    import torch
+
+    from bench.run import median_times
+
+    return median_times({"fn": fn}, repeats, torch.device("cpu"))["fn"]
 
 
 def main(argv: list[str] | None = None) -> dict:

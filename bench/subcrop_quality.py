@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from diffloss import train  # noqa: E402
+from diffloss import train, zoo_report  # noqa: E402
 from diffloss.evaluate import EvalSource, evaluate  # noqa: E402
 from diffloss.loss import DiffLossConfig  # noqa: E402
 
@@ -92,17 +92,14 @@ def main(argv: list[str] | None = None) -> dict:
     arms = {}
     for arm in ARMS:
         row = report.row(arm)
-        wins = {key: sum(1 for mine, ref in zip(row.images, l2_images)
-                         if mine[key] is not None and ref[key] is not None
-                         and (mine[key] < ref[key] if key == "niqe" else mine[key] > ref[key]))
-                for key in ("psnr", "ssim", "niqe")}
+        wins = {key: zoo_report.wins(report, key, arm, "l2")[0] for key in ("psnr", "ssim", "niqe")}
         arms[arm] = {"means": row.means(), "wins_vs_l2": wins, "train_s_per_step": seconds_per_step(Path(args.out) / arm)}
     result = {
         "task": args.task, "crop": args.crop, "prior_crop": args.prior_crop, "prior_samples": args.prior_samples,
         "steps": args.steps,
         "batch": args.batch, "lr": args.lr, "calibration": {k: calibration[k] for k in ("gamma", "lam")},
         "base": args.base, "prior": args.prior, "validation": source.describe(), "images": len(l2_images),
-        "input_means": report.row(report.rows[0].name).means(), "arms": arms,
+        "input_means": report.rows[0].means(), "arms": arms,
         "command": "python bench/subcrop_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     print(f"{'arm':<18}{'PSNR':>8}{'SSIM':>8}{'NIQE':>8}  wins vs L2 (psnr/ssim/niqe)  s/step")
