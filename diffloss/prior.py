@@ -12,6 +12,7 @@ Images come in and go out in [0, 1]; the model sees [-1, 1] (``schedule.to_model
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,6 +91,11 @@ class DiffusionPrior:
         self.prediction_type = prediction
         self.alphas_cumprod = scheduler.alphas_cumprod.to(torch.float32)
         self.size_multiple = 2 ** (len(unet.config.block_out_channels) - 1)
+        # One hook for the prior's lifetime, with a per-thread store: two threads may run predict() on the same
+        # prior at once (the loss runs the ground truth's forward beside the restored one's), and a hook added
+        # per call would hand each of them the other's h.
+        self._capture = threading.local()
+        unet.mid_block.register_forward_hook(self._keep_h)
 
     # ----------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -199,16 +205,22 @@ class DiffusionPrior:
         n, _, height, width = x_t.shape
         t = self._timesteps(t, n)
         captured: list[torch.Tensor] = []
-        handle = self.unet.mid_block.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        self._capture.h = captured
         try:
             padded = _pad_to_multiple(x_t, self.size_multiple).contiguous(memory_format=torch.channels_last)
             out = self.unet(padded, t).sample
         finally:
-            handle.remove()
+            self._capture.h = None
         out = out[:, :3, :height, :width]
         _, hh, hw = self.h_shape(height, width)
         h = captured[0][..., :hh, :hw]
         return PriorOutput(eps=self._as_eps(out, x_t, t), h=h)
+
+    def _keep_h(self, _module: torch.nn.Module, _inputs: object, out: torch.Tensor) -> None:
+        """Mid-block hook: hand the output to the predict() call running on this thread (if any)."""
+        store = getattr(self._capture, "h", None)
+        if store is not None:
+            store.append(out)
 
     def _as_eps(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Convert v- or x0-prediction models to epsilon so the loss always compares noise predictions."""

@@ -109,3 +109,17 @@ def test_subcrop_quality_study_trains_four_arms_from_one_base_and_scores_them(tm
     cards = {arm: _json.loads((tmp_path / "runs" / arm / "model" / "card.json").read_text()) for arm in result["arms"]}
     assert cards["diffloss-sub-few"]["config"]["loss"]["prior_samples"] == 1
     assert cards["diffloss-sub"]["config"]["loss"]["prior_crop"] == 16 and cards["l2"]["config"]["diffloss"] is False
+
+
+def test_overlap_study_times_each_case_both_ways_and_leaves_the_flag_as_it_was(tmp_path) -> None:
+    from bench import overlap
+    from diffloss import loss
+
+    before = loss.OVERLAP_CPU_FORWARDS
+    result = overlap.main(["--quick", "--repeats", "1", "--json", str(tmp_path / "o.json")])
+    assert loss.OVERLAP_CPU_FORWARDS == before
+    assert json.loads((tmp_path / "o.json").read_text())["cases"].keys() == result["cases"].keys()
+    assert len(result["cases"]) == 3
+    for case in result["cases"].values():
+        assert _positive(case["overlap"]) and _positive(case["sequential"])
+        assert case["speedup"] == pytest.approx(case["sequential"] / case["overlap"])

@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from diffloss import loss as loss_module
 from diffloss.loss import DiffLoss, DiffLossConfig, fidelity_loss, sub_crop, weight_for_share
 from tests.helpers import ConvNet, tiny_prior
 
@@ -74,6 +75,20 @@ def test_both_branches_are_noised_with_the_same_eps_and_t(prior, monkeypatch):
     assert len(seen) == 2
     (t_a, eps_a), (t_b, eps_b) = seen
     assert torch.equal(t_a, t_b) and torch.equal(eps_a, eps_b)
+
+
+def test_overlapped_cpu_forwards_give_the_same_terms_and_gradients(prior, monkeypatch):
+    """Running the ground truth's forward in a second thread is execution only: bit-identical numbers."""
+    lq, gt = _batch()
+    results = {}
+    for overlap in (True, False):
+        monkeypatch.setattr(loss_module, "OVERLAP_CPU_FORWARDS", overlap)
+        z = lq.clone().requires_grad_(True)
+        terms = DiffLoss(prior, DiffLossConfig(gamma=1.0, lam=1.0))(z, gt, torch.Generator().manual_seed(5))
+        terms.backward()
+        results[overlap] = (terms.nat.detach(), terms.sem.detach(), terms.outputs[1].h, z.grad)
+    assert all(torch.equal(a, b) for a, b in zip(results[True], results[False]))
+    assert float(results[True][0]) > 0 and float(results[True][3].abs().sum()) > 0
 
 
 def test_prior_weights_unchanged_after_ten_training_steps(prior):

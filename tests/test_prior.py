@@ -128,3 +128,18 @@ def test_sample_gives_seeded_images_in_range():
     b = prior.sample(2, 16, 16, num_steps=4, generator=torch.Generator().manual_seed(0))
     assert a.shape == (2, 3, 16, 16) and torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
 
+
+
+def test_threads_sharing_a_prior_each_get_their_own_h():
+    """The loss runs two forwards of one prior at once: each must see its own mid-block features, not the other's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prior = tiny_prior()
+    inputs = [torch.randn(1, 3, 16 + 8 * i, 16, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    alone = [prior.predict(x, 10) for x in inputs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda x: prior.predict(x, 10), inputs * 3))
+    for i, out in enumerate(together):
+        ref = alone[i % len(inputs)]
+        assert out.h.shape == ref.h.shape
+        assert torch.equal(out.h, ref.h) and torch.equal(out.eps, ref.eps)

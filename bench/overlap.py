@@ -1,0 +1,95 @@
+"""Does running the ground truth's prior forward in a second thread pay? The same work, with and without it.
+
+    python bench/overlap.py [--repeats 5] [--threads 2] [--json bench/results/overlap-cpu.json]
+
+``diffloss.loss.OVERLAP_CPU_FORWARDS`` (on by default) runs DiffLoss's no-grad forward of the ground truth beside
+the restored image's forward on a CPU. The numbers are identical (tests/test_loss.py); only the time may differ,
+and by how much depends on how well one forward alone keeps the cores busy: little at one image per forward
+(Inspect, the sub-batch training setting), less at a full batch. Each case is timed with the flag on and off,
+interleaved (``bench.run.median_times``), with the shipped prior and restorer (random ones of the same
+architecture in a clone without ``pretrained/``):
+- ``pair_256``: both forwards for one 256x256 image at t = T/5, as the Inspect view runs them;
+- ``step_full``: the P1 training step (batch 16, 128 px crops, prior on the whole crop);
+- ``step_crop64_samples4``: the P1 step with the prior on one 64 px square of 4 batch items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import run  # noqa: E402
+from diffloss import loss as loss_module  # noqa: E402
+
+
+def with_overlap(fn, on: bool):
+    """``fn`` run with the module's overlap flag set to ``on`` (restored afterwards)."""
+    def call() -> None:
+        saved = loss_module.OVERLAP_CPU_FORWARDS
+        loss_module.OVERLAP_CPU_FORWARDS = on
+        try:
+            fn()
+        finally:
+            loss_module.OVERLAP_CPU_FORWARDS = saved
+    return call
+
+
+def pair_forward(prior, side: int):
+    """Both prior forwards for one image pair, the restored one with its graph (what Inspect runs first)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(1, 3, side, side, generator=g), torch.rand(1, 3, side, side, generator=g)
+    eps, t = torch.randn(1, 3, side, side, generator=g), torch.tensor([prior.num_timesteps // 5])
+
+    def call() -> None:
+        with torch.enable_grad():
+            loss_module.prior_outputs(prior, a.clone().requires_grad_(True), b, t, eps)
+    return call
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+
+    bench_args = ["--device", "cpu", "--threads", str(args.threads), "--repeats", str(args.repeats)]
+    settings = run.settings_from_args(run.build_parser().parse_args(bench_args + (["--quick"] if args.quick else [])))
+    ctx = run.make_context(settings)
+    s = settings
+    batch = run.make_batch(s.task, s.batch, s.crop)
+    cases = {
+        "pair_256": pair_forward(ctx.prior, 32 if s.quick else 256),
+        "step_full": run.restorer_step(ctx, ctx.prior, run.diffloss_config(ctx), batch),
+        f"step_crop{s.prior_crop}_samples{s.prior_samples}": run.restorer_step(
+            ctx, ctx.prior, run.diffloss_config(ctx, prior_crop=s.prior_crop, prior_samples=s.prior_samples), batch),
+    }
+    results = {}
+    for name, fn in cases.items():
+        times = run.median_times({"overlap": with_overlap(fn, True), "sequential": with_overlap(fn, False)},
+                                 s.repeats, ctx.device)
+        results[name] = {**times, "speedup": times["sequential"] / times["overlap"]}
+        print(f"{name:<26} sequential {times['sequential']:6.3f} s   overlap {times['overlap']:6.3f} s   "
+              f"x{results[name]['speedup']:.2f}", flush=True)
+    out = {
+        "device": run.device_name(ctx.device), "threads": s.threads, "torch": torch.__version__,
+        "git": run.git_commit(), "settings": {"batch": s.batch, "crop": s.crop, "prior_crop": s.prior_crop,
+                                              "prior_samples": s.prior_samples, "repeats": s.repeats},
+        "prior": ctx.prior_label, "restorer": ctx.restorer_label, "cases": results, "notes": ctx.notes,
+    }
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()
