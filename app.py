@@ -59,6 +59,18 @@ def _inspect(*args):
     return H.inspect(*args).as_tuple()
 
 
+def _again(handler, outputs: int):
+    """For a control moved after a run (t, seed, pair, weights, the no_grad toggle): run ``handler`` again.
+
+    Before a photo is chosen there is nothing to redo, and no error to show for it (nor a GPU to ask for).
+    """
+    def again(*args):
+        if not args[0]:
+            return tuple(gr.skip() for _ in range(outputs))
+        return handler(*args)
+    return again
+
+
 def _pick_point(image, evt: gr.SelectData):
     return H.point_fraction(evt.index, image)
 
@@ -138,8 +150,8 @@ def build_demo() -> gr.Blocks:
                         i_t = gr.Slider(0, 999, value=200, step=1, label="timestep t")
                         i_seed = gr.Number(value=0, precision=0, label="Noise seed")
                         with gr.Row():
-                            i_gamma = gr.Number(value=0.05, label="gamma")
-                            i_lam = gr.Number(value=0.1, label="lambda")
+                            i_gamma = gr.Number(value=0.05, label="gamma (Enter: re-weight at once)")
+                            i_lam = gr.Number(value=0.1, label="lambda (Enter: re-weight at once)")
                         i_side = gr.Slider(32, H.INSPECT_MAX_SIDE, value=H.INSPECT_SIDE, step=16,
                                            label="Centre crop (px): larger is slower on a CPU")
                         i_bug = gr.Checkbox(value=False, label="Reproduce the released code's no_grad mistake")
@@ -168,9 +180,15 @@ def build_demo() -> gr.Blocks:
                 i_task.change(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
                 i_prior.submit(_prior_changed, i_prior, [i_t, i_prior_info])
                 demo.load(_prior_changed, i_prior, [i_t, i_prior_info])  # the slider spans the prior's schedule
-                i_go.click(on_gpu("inspect")(_inspect), [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_bug,
-                                      i_gamma, i_lam, i_side],
-                           [i_xt, i_eps, i_x0, i_pca, i_herr, i_grad, i_values], api_name="inspect")
+                inspect_inputs = [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_bug, i_gamma, i_lam,
+                                  i_side]
+                inspect_outputs = [i_xt, i_eps, i_x0, i_pca, i_herr, i_grad, i_values]
+                inspect_fn = on_gpu("inspect")(_inspect)
+                i_go.click(inspect_fn, inspect_inputs, inspect_outputs, api_name="inspect")
+                # New weights re-use the last prior pass (instant); a new t or seed re-runs the prior only.
+                gr.on([i_gamma.submit, i_lam.submit, i_bug.input, i_pair.input, i_t.release, i_seed.submit],
+                      _again(inspect_fn, len(inspect_outputs)), inspect_inputs, inspect_outputs, api_visibility="private",
+                      trigger_mode="always_last")
                 i_curves_go.click(on_gpu("curves")(H.inspect_curves), [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds,
                                                                        i_curve_side], i_curves, api_name="curves")
                 i_purify_go.click(on_gpu("purify")(H.inspect_purify), [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed,

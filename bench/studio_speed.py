@@ -7,7 +7,10 @@
   can run while ``python app.py`` is still warming the prior up in a background thread;
 - Compare: one 512x512 photo through both arms of a task (the shipped pair, else two randomly initialised
   restorers of the shipped architecture: time depends on the architecture, not the weights);
-- Inspect: one 256x256 crop at one t (views, h maps, gradient map) with the shipped prior (else a random "small");
+- Inspect: one 256x256 crop at one t (views, h maps, gradient map) with the shipped prior (else a random "small"),
+  each call a new degradation seed, so every call degrades, restores and runs the prior (the goal's figure);
+  also reported: a new t on the same crop (the prior pass only; the case is remembered) and new weights (nothing
+  but drawing: the pass is remembered without its weights);
 - L(t): the curve plot (handler defaults) on a 128 px crop.
 Each figure is the median of ``--repeats`` runs after one warm-up. Goals (issue 4, 2 CPU cores): cold start < 10 s,
 Compare < 1 s, Inspect < 2 s, L(t) < 5 s.
@@ -16,6 +19,7 @@ Compare < 1 s, Inspect < 2 s, L(t) < 5 s.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -99,13 +103,23 @@ def main(argv: list[str] | None = None) -> dict:
                                                 mode="bicubic", align_corners=False).clamp(0, 1)[0]
         path = save_image(photo, tmp / "photo.png")
         compare = timed(lambda: H.compare(str(path), args.task, H.MODES[0], 0, l2, dl, registry=reg), args.repeats)
-        inspect = timed(lambda: H.inspect(str(path), args.task, 0, dl, H.PAIRS[0], 200, 0, None, side=256,
-                                          registry=reg), args.repeats)
+        # Inspect three ways, each call a setting not seen before (the handlers remember recent ones): a new
+        # degradation seed (a new case: degrade, restore, prior pass), a new t (the prior pass only), new weights.
+        fresh = itertools.count(1)
+
+        def inspect(seed_image: int = 0, t: int = 200, gamma: float = 0.05) -> None:
+            H.inspect(str(path), args.task, seed_image, dl, H.PAIRS[0], t, 0, None, gamma=gamma, side=256,
+                      registry=reg)
+
+        inspect_first = timed(lambda: inspect(seed_image=next(fresh)), args.repeats)
+        inspect_new_t = timed(lambda: inspect(t=200 + next(fresh)), args.repeats)
+        inspect_reweight = timed(lambda: inspect(gamma=0.05 * (1 + next(fresh))), args.repeats)
         curves = timed(lambda: H.inspect_curves(str(path), args.task, 0, dl, None, registry=reg), max(1, args.repeats // 2))
 
     result = {
         "device": f"cpu, {args.threads} threads", "torch": torch.__version__,
-        "cold_start_s": statistics.median(cold), "ui_ready_s": statistics.median(ui_ready), "compare_512_s": compare, "inspect_256_s": inspect,
+        "cold_start_s": statistics.median(cold), "ui_ready_s": statistics.median(ui_ready), "compare_512_s": compare,
+        "inspect_256_s": inspect_first, "inspect_256_new_t_s": inspect_new_t, "inspect_256_reweight_s": inspect_reweight,
         "curves_s": curves, "goals": GOALS, "notes": notes,
     }
     for key, goal in GOALS.items():
@@ -113,6 +127,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{key:<16}{result[key]:8.2f} s   goal < {goal:g} s   {verdict}")
     print(f"{'ui_ready_s':<16}{result['ui_ready_s']:8.2f} s   (import the app and load the restorers: Compare can run;"
           " the app loads the prior in the background meanwhile)")
+    print(f"{'inspect, new t':<16}{result['inspect_256_new_t_s']:8.2f} s   (same photo and restorer: the prior pass only)")
+    print(f"{'inspect, weights':<16}{result['inspect_256_reweight_s']:8.2f} s   (new gamma: no pass at all, drawing only)")
     if notes:
         print("notes: " + "; ".join(notes))
     if args.json:

@@ -73,6 +73,7 @@ class PairInspection:
     l_nat: float
     l_sem: float
     gradient: "GradientMap | None" = None  # where the weighted prior terms push a (when a loss config was given)
+    term_grads: "TermGradients | None" = None  # the same, unweighted: re-weight with term_grads.weighted(g, l)
 
 
 def inspect_pair(
@@ -85,13 +86,14 @@ def inspect_pair(
     """
     a, b = _as_pair(a, b, prior)
     tt = torch.full((1,), int(t), dtype=torch.long, device=a.device)
-    gradient = None
+    gradient, raw = None, None
     if config is None:
         eps = seeded_noise(a.shape, seed, a.device)
         # Separate forwards for a and b: identical inputs then give bit-identical outputs (a zero error map).
         va, vb = prior.view(a, tt, eps), prior.view(b, tt, eps)
     else:
-        gradient, terms = _gradient(prior, a, b, config, seed, t)
+        raw, terms = _gradient(prior, a, b, config, seed, t)
+        gradient = raw.weighted(config.gamma, config.lam)
         eps = terms.eps
         out_a, out_b = terms.outputs
         va = prior.view_of(prior.add_noise(a, tt, eps), tt, eps, out_a)
@@ -103,7 +105,7 @@ def inspect_pair(
         eps_hat_a=va.eps_hat[0], eps_hat_b=vb.eps_hat[0], eps_hat_diff=(va.eps_hat - vb.eps_hat)[0],
         x0_a=va.x0_hat[0], x0_b=vb.x0_hat[0],
         h_a=va.h, h_b=vb.h, h_error=(va.h.float() - vb.h.float()).pow(2).mean(dim=1)[0],
-        l_nat=float(nat), l_sem=float(sem), gradient=gradient,
+        l_nat=float(nat), l_sem=float(sem), gradient=gradient, term_grads=raw,
     )
 
 
@@ -201,8 +203,8 @@ def loss_curves(
 class GradientMap:
     """Where the prior terms push the restored image: |d gamma*(L_nat + lam*L_sem) / d restored| per pixel.
 
-    ``grad_norms``/``grad_share`` are DiffLoss's own measurement of all three weighted terms (fidelity, nat, sem),
-    so the map and the share the training log reports come from the same call.
+    ``grad_norms``/``grad_share`` cover all three weighted terms (fidelity, nat, sem), defined as DiffLoss's
+    training log defines them (``LossTerms.grad_share``), so the view and the log agree.
     """
 
     magnitude: torch.Tensor  # (H, W): L2 over the three channels
@@ -214,11 +216,41 @@ class GradientMap:
     sem: float
 
 
-def gradient_map(
+@dataclass(frozen=True)
+class TermGradients:
+    """Each term's *unweighted* gradient on the restored image, (3,H,W): d fidelity, d L_nat and d L_sem.
+
+    Why unweighted: gamma and lambda only scale these fields, so ``weighted`` gives the map and the shares for any
+    weights without another pass through the prior; the Inspect view re-weights as fast as a user types. With
+    ``detached`` (the released code's no_grad) the prior fields are exactly zero, as measured, not assumed.
+    """
+
+    fidelity: torch.Tensor
+    nat: torch.Tensor
+    sem: torch.Tensor
+    t: int
+    l_nat: float
+    l_sem: float
+    detached: bool
+
+    def weighted(self, gamma: float, lam: float) -> GradientMap:
+        """The map and shares at (gamma, lambda): gamma*d L_nat + gamma*lambda*d L_sem, beside d fidelity."""
+        prior_grad = gamma * self.nat + (gamma * lam) * self.sem
+        norms = {"fidelity": float(self.fidelity.norm()), "nat": abs(gamma) * float(self.nat.norm()),
+                 "sem": abs(gamma * lam) * float(self.sem.norm())}
+        total = sum(norms.values())
+        return GradientMap(
+            magnitude=prior_grad.norm(dim=0), norm=float(prior_grad.norm()), grad_norms=norms,
+            grad_share={k: (v / total if total > 0 else 0.0) for k, v in norms.items()},
+            t=self.t, nat=self.l_nat, sem=self.l_sem,
+        )
+
+
+def term_gradients(
     prior: DiffusionPrior, restored: torch.Tensor, gt: torch.Tensor, config: DiffLossConfig, seed: int,
     t: int | None = None,
-) -> GradientMap:
-    """The prior terms' gradient on ``restored`` for one seeded (t, eps) draw.
+) -> TermGradients:
+    """The terms' gradients on ``restored`` for one seeded (t, eps) draw (weights of ``config`` not applied).
 
     With ``t`` given, eps follows the module's seed rule; otherwise DiffLoss draws t (from ``config``) and then
     eps from the same seeded generator, as in training. ``config.detach_prior=True`` gives exactly zero: the
@@ -228,23 +260,33 @@ def gradient_map(
     return _gradient(prior, restored, gt, config, seed, t)[0]
 
 
+def gradient_map(
+    prior: DiffusionPrior, restored: torch.Tensor, gt: torch.Tensor, config: DiffLossConfig, seed: int,
+    t: int | None = None,
+) -> GradientMap:
+    """The prior terms' gradient on ``restored`` at ``config``'s weights (see ``term_gradients``)."""
+    return term_gradients(prior, restored, gt, config, seed, t).weighted(config.gamma, config.lam)
+
+
 def _gradient(
     prior: DiffusionPrior, restored: torch.Tensor, gt: torch.Tensor, config: DiffLossConfig, seed: int,
     t: int | None,
-) -> tuple[GradientMap, LossTerms]:
-    """DiffLoss on the whole pair (no sub-crop: the map covers the image) with its gradients measured."""
+) -> tuple[TermGradients, LossTerms]:
+    """DiffLoss at unit weights on the whole pair (no sub-crop: the map covers the image), gradients measured.
+
+    Unit weights make DiffLoss's weighted gradients the raw ones; it runs the prior even when ``config.gamma`` is
+    0 (a zero weight scales a real gradient to zero; only ``detach_prior`` cuts the graph).
+    """
     z = restored.clone().requires_grad_(True)
-    whole = replace(config, report_grad_share=True, prior_crop=None, prior_samples=None, track_when_off=True)
-    loss = DiffLoss(prior, whole)
+    unit = replace(config, gamma=1.0, lam=1.0, report_grad_share=True, prior_crop=None, prior_samples=None,
+                   track_when_off=True)
+    loss = DiffLoss(prior, unit)
     with torch.enable_grad():
         terms = loss(z, gt, generator=torch.Generator().manual_seed(int(seed)), t=t, measure_grad_share=True)
-    grad = (terms.grads["nat"] + terms.grads["sem"])[0].float()  # measured once, inside DiffLoss
-    gmap = GradientMap(
-        magnitude=grad.norm(dim=0).cpu(), norm=float(grad.norm()),
-        grad_norms=dict(terms.grad_norms or {}), grad_share=dict(terms.grad_share or {}),
-        t=int(terms.t[0]), nat=float(terms.nat.detach()), sem=float(terms.sem.detach()),
-    )
-    return gmap, terms
+    grads = {name: terms.grads[name][0].float().cpu() for name in ("fidelity", "nat", "sem")}
+    raw = TermGradients(**grads, t=int(terms.t[0]), l_nat=float(terms.nat.detach()),
+                        l_sem=float(terms.sem.detach()), detached=config.detach_prior)
+    return raw, terms
 
 
 # ------------------------------------------------------------------------------------------------ purification

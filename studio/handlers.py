@@ -23,15 +23,16 @@ import torch
 from PIL import Image
 
 from diffloss import degrade, nets
-from diffloss.checkpoint import CheckpointError
+from diffloss.checkpoint import MODEL_FILE, CheckpointError
 from diffloss.images import ImageLoadError, centre_crop, image_size, load_image, to_uint8_numpy
-from diffloss.inspection import default_timesteps, inspect_pair, loss_curves, purification
+from diffloss.inspection import PairInspection, default_timesteps, inspect_pair, loss_curves, purification
 from diffloss.loss import DiffLossConfig
 from diffloss.metrics import CONVENTIONS, full_reference_metrics, load_lpips, no_reference_metrics
 from diffloss.niqe import min_side as niqe_min_side
 from diffloss.prior import PriorLoadError
 from diffloss.viz import heatmap, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image
 from diffloss.viz import grid as image_grid
+from studio.memo import Memo, file_stamp
 from studio.models import Registry, get_registry
 from studio.plots import training_figure
 
@@ -331,13 +332,21 @@ def compare(
 
 
 # ------------------------------------------------------------------------------------------------ inspect
-@dataclass
+@dataclass(frozen=True)
 class InspectCase:
+    """The crops one Inspect setting looks at; shared between calls through ``CASES``, so never changed in place."""
+
     a: torch.Tensor  # restored or degraded, (3,H,W)
     b: torch.Tensor  # ground truth
     restored: torch.Tensor | None
     degraded: torch.Tensor
-    notes: list[str]
+    notes: tuple[str, ...]
+    key: tuple  # what it was made from (files by size and time): the prior passes are remembered under it
+
+
+# The last few cases and prior passes (see studio/memo.py): moving t re-runs only the prior, new weights nothing.
+CASES: Memo[InspectCase] = Memo(8)
+PASSES: Memo[PairInspection] = Memo(16)
 
 
 def inspect_case(
@@ -347,18 +356,30 @@ def inspect_case(
     """The pair the prior looks at, on a centre crop of at most ``side`` px (ground truth is needed)."""
     if pair not in PAIRS:
         raise gr.Error(f"Choose one of: {', '.join(PAIRS)}.")
-    case = prepare_case(image, task, MODES[0], int(seed))
     side = max(16, min(int(side or INSPECT_SIDE), INSPECT_MAX_SIDE))
+    entry = registry.find(restorer_label, task) if restorer_label else None
+    # The registry itself, not its id(): a key keeps its objects alive, so an id can never be reused under it.
+    key = (file_stamp(image), task, int(seed), restorer_label,
+           file_stamp(entry.path / MODEL_FILE) if entry else None, pair, side, registry)
+    return CASES.get(key, lambda: _make_inspect_case(image, task, int(seed), restorer_label, pair, registry, side,
+                                                     entry is not None, key))
+
+
+def _make_inspect_case(
+    image: str | None, task: str, seed: int, restorer_label: str | None, pair: str, registry: Registry, side: int,
+    restorer_found: bool, key: tuple,
+) -> InspectCase:
+    case = prepare_case(image, task, MODES[0], seed)
     gt, shown, net_input = (centre_crop(x, side) for x in (case.gt, case.shown, case.net_input))
     notes = list(case.notes)
     if max(case.gt.shape[-2:]) > side:
         notes.append(f"Inspect looks at the centre {gt.shape[-1]}x{gt.shape[-2]} px (at most {side} px per side).")
     # The restored image is needed for its pair, and by the L(t) curves whenever a restorer is chosen.
     restored = None
-    if pair == PAIRS[0] or (restorer_label and registry.find(restorer_label, task) is not None):
+    if pair == PAIRS[0] or restorer_found:
         restored = run_restorer(_restorer(restorer_label, task, "restored image", registry), net_input)
     a = restored if pair == PAIRS[0] else shown
-    return InspectCase(a=a, b=gt, restored=restored, degraded=shown, notes=notes)
+    return InspectCase(a=a, b=gt, restored=restored, degraded=shown, notes=tuple(notes), key=key)
 
 
 def _check_t(t: float, prior) -> int:
@@ -401,8 +422,10 @@ def inspect(
         config.validate(prior.num_timesteps)
     except ValueError as err:
         raise gr.Error(str(err)) from err
-    p = inspect_pair(prior, case.a, case.b, t, seed, config=config)  # one prior pass per image for all of it
-    g = p.gradient
+    # One prior pass per image serves every view; it is remembered without the weights, which only scale it.
+    p = PASSES.get((case.key, prior, t, seed, config.detach_prior),
+                   lambda: inspect_pair(prior, case.a, case.b, t, seed, config=config))
+    g = p.term_grads.weighted(config.gamma, config.lam)
     name_a = "restored" if pair == PAIRS[0] else "degraded"
     h, w = case.b.shape[-2:]
     x_t = image_grid([to_image(p.x_t_a), to_image(p.x_t_b)], [f"x_t {name_a}", "x_t GT"], 2)

@@ -30,3 +30,24 @@ def test_preview_of_a_corrupt_file_says_so(tmp_path):
 
 def test_the_page_builds():
     assert isinstance(build_demo(), gr.Blocks)
+
+
+def test_moving_an_inspect_control_redoes_inspect_only_once_there_is_a_photo():
+    from app import _again
+
+    calls = []
+    again = _again(lambda *args: calls.append(args) or ("ran",), 7)
+    skipped = again(None, "noise", 0)
+    assert len(skipped) == 7 and all(s == gr.skip() for s in skipped) and calls == []
+    assert again("photo.png", "noise", 0) == ("ran",) and calls == [("photo.png", "noise", 0)]
+
+
+def test_weights_t_seed_pair_and_the_no_grad_toggle_each_redo_inspect():
+    demo = build_demo()
+    config = demo.get_config_file()
+    labels = {c["id"]: c["props"].get("label", "") for c in config["components"]}
+    redo = [d for d in config["dependencies"] if len(d["targets"]) == 6]
+    assert len(redo) == 1 and redo[0]["trigger_mode"] == "always_last"
+    triggers = {(labels[i].split(" (")[0], event) for i, event in redo[0]["targets"]}
+    assert triggers == {("gamma", "submit"), ("lambda", "submit"), ("Reproduce the released code's no_grad mistake",
+                        "input"), ("Pair", "input"), ("timestep t", "release"), ("Noise seed", "submit")}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from diffloss.inspection import (
-    default_timesteps, gradient_map, inspect_pair, loss_curves, purification, seeded_noise,
+    default_timesteps, gradient_map, inspect_pair, loss_curves, purification, seeded_noise, term_gradients,
 )
 from diffloss.loss import DiffLoss, DiffLossConfig, output_distances, prior_distances
 from tests.helpers import tiny_prior
@@ -163,6 +163,40 @@ def test_gradient_map_shows_where_the_prior_pushes(prior):
     # t drawn by DiffLoss from the config when not given
     drawn = gradient_map(prior, noisy, gt, DiffLossConfig(fixed_t=7), seed=0)
     assert drawn.t == 7 and drawn.norm > 0
+
+
+@pytest.mark.parametrize("gamma,lam", [(0.05, 0.1), (1.0, 1.0), (3e-3, 20.0)])
+def test_reweighted_gradients_match_diffloss_measured_at_those_weights(prior, gamma, lam):
+    """One pass at unit weights, re-weighted, gives what DiffLoss itself measures at (gamma, lambda)."""
+    noisy, gt = _pair()
+    raw = term_gradients(prior, noisy, gt, DiffLossConfig(), seed=2, t=25)
+    gmap = raw.weighted(gamma, lam)
+    z = noisy[None].clone().requires_grad_(True)
+    terms = DiffLoss(prior, DiffLossConfig(gamma=gamma, lam=lam))(z, gt[None], torch.Generator().manual_seed(2), t=25)
+    for name in ("fidelity", "nat", "sem"):
+        assert gmap.grad_norms[name] == pytest.approx(terms.grad_norms[name], rel=1e-5)
+        assert gmap.grad_share[name] == pytest.approx(terms.grad_share[name], rel=1e-5)
+    expected = (terms.grads["nat"] + terms.grads["sem"])[0]
+    torch.testing.assert_close(gmap.magnitude, expected.norm(dim=0), rtol=1e-5, atol=1e-12)
+    assert gmap.nat == pytest.approx(float(terms.nat.detach()), rel=1e-6)
+
+
+def test_zero_gamma_gives_an_exactly_zero_map_and_a_pure_fidelity_share(prior):
+    noisy, gt = _pair()
+    raw = term_gradients(prior, noisy, gt, DiffLossConfig(gamma=0.0), seed=0, t=30)
+    assert float(raw.nat.norm()) > 0  # the prior still measured a real gradient...
+    gmap = raw.weighted(0.0, 0.5)
+    assert gmap.norm == 0.0 and torch.count_nonzero(gmap.magnitude) == 0  # ...that a zero weight cancels
+    assert gmap.grad_share == {"fidelity": 1.0, "nat": 0.0, "sem": 0.0}
+
+
+def test_a_pair_inspection_reweights_without_another_prior_pass(prior):
+    noisy, gt = _pair()
+    p = inspect_pair(prior, noisy, gt, t=40, seed=3, config=DiffLossConfig(gamma=0.05, lam=0.1))
+    same = p.term_grads.weighted(0.05, 0.1)
+    assert same.grad_norms == p.gradient.grad_norms and torch.equal(same.magnitude, p.gradient.magnitude)
+    again = gradient_map(prior, noisy, gt, DiffLossConfig(gamma=0.5, lam=2.0), seed=3, t=40)
+    assert p.term_grads.weighted(0.5, 2.0).norm == pytest.approx(again.norm, rel=1e-6) and again.norm > 0
 
 
 def test_detached_prior_sends_exactly_no_gradient(prior):
