@@ -91,11 +91,6 @@ class DiffusionPrior:
         self.prediction_type = prediction
         self.alphas_cumprod = scheduler.alphas_cumprod.to(torch.float32)
         self.size_multiple = 2 ** (len(unet.config.block_out_channels) - 1)
-        # One hook for the prior's lifetime, with a per-thread store: two threads may run predict() on the same
-        # prior at once (the loss runs the ground truth's forward beside the restored one's), and a hook added
-        # per call would hand each of them the other's h.
-        self._capture = threading.local()
-        unet.mid_block.register_forward_hook(self._keep_h)
 
     # ----------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -205,22 +200,24 @@ class DiffusionPrior:
         n, _, height, width = x_t.shape
         t = self._timesteps(t, n)
         captured: list[torch.Tensor] = []
-        self._capture.h = captured
+        caller = threading.get_ident()
+
+        def keep_h(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            # Two threads may run predict() on one prior at once (the loss runs the ground truth's forward beside
+            # the restored one's): each hook keeps only its own thread's h, never the other's.
+            if threading.get_ident() == caller:
+                captured.append(output)
+
+        handle = self.unet.mid_block.register_forward_hook(keep_h)
         try:
             padded = _pad_to_multiple(x_t, self.size_multiple).contiguous(memory_format=torch.channels_last)
             out = self.unet(padded, t).sample
         finally:
-            self._capture.h = None
+            handle.remove()
         out = out[:, :3, :height, :width]
         _, hh, hw = self.h_shape(height, width)
         h = captured[0][..., :hh, :hw]
         return PriorOutput(eps=self._as_eps(out, x_t, t), h=h)
-
-    def _keep_h(self, _module: torch.nn.Module, _inputs: object, out: torch.Tensor) -> None:
-        """Mid-block hook: hand the output to the predict() call running on this thread (if any)."""
-        store = getattr(self._capture, "h", None)
-        if store is not None:
-            store.append(out)
 
     def _as_eps(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Convert v- or x0-prediction models to epsilon so the loss always compares noise predictions."""

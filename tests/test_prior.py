@@ -143,3 +143,13 @@ def test_threads_sharing_a_prior_each_get_their_own_h():
         ref = alone[i % len(inputs)]
         assert out.h.shape == ref.h.shape
         assert torch.equal(out.h, ref.h) and torch.equal(out.eps, ref.eps)
+
+
+def test_a_prior_leaves_no_hook_on_its_unet():
+    """The UNet stays a plain module (a training loop deep-copies it for its EMA; a hook would come along)."""
+    import copy
+
+    prior = tiny_prior()
+    prior.predict(torch.randn(1, 3, 16, 16), 10)
+    assert not prior.unet.mid_block._forward_hooks
+    copy.deepcopy(prior.unet)
