@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import run  # noqa: E402
 from diffloss import loss as loss_module  # noqa: E402
+from diffloss.machine import thread_scaling  # noqa: E402
 
 
 def with_overlap(fn, on: bool):
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"step_crop{s.prior_crop}_samples{s.prior_samples}": run.restorer_step(
             ctx, ctx.prior, run.diffloss_config(ctx, prior_crop=s.prior_crop, prior_samples=s.prior_samples), batch),
     }
+    scaling = thread_scaling(s.threads)
     results = {}
     for name, fn in cases.items():
         times = run.median_times({"overlap": with_overlap(fn, True), "sequential": with_overlap(fn, False)},
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:<26} sequential {times['sequential']:6.3f} s   overlap {times['overlap']:6.3f} s   "
               f"x{results[name]['speedup']:.2f}", flush=True)
     out = {
-        "device": run.device_name(ctx.device), "threads": s.threads, "torch": torch.__version__,
+        "device": run.device_name(ctx.device), "threads": s.threads, "thread_scaling": scaling, "torch": torch.__version__,
         "git": run.git_commit(), "settings": {"batch": s.batch, "crop": s.crop, "prior_crop": s.prior_crop,
                                               "prior_samples": s.prior_samples, "repeats": s.repeats},
         "prior": ctx.prior_label, "restorer": ctx.restorer_label, "cases": results, "notes": ctx.notes,

@@ -26,7 +26,6 @@ import copy
 import itertools
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -46,6 +45,7 @@ if str(REPO) not in sys.path:
 
 from diffloss import degrade, nets  # noqa: E402
 from diffloss.loss import DiffLoss, DiffLossConfig  # noqa: E402
+from diffloss.machine import device_name, thread_scaling  # noqa: E402
 from diffloss.prior import PRIOR_PRESETS, DiffusionPrior  # noqa: E402
 from diffloss.schedule import ddim_timesteps  # noqa: E402
 
@@ -233,24 +233,6 @@ def median_times(fns: dict[str, Callable[[], object]], repeats: int, device: tor
 
 
 # ------------------------------------------------------------------------------------------------- machine
-def cpu_name() -> str:
-    """The CPU model, which platform.processor() often leaves empty on Linux."""
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.strip().startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-
-
 def device_slug(device: torch.device) -> str:
     """``cpu``, or the GPU name as a file name, e.g. ``nvidia-h100-80gb-hbm3``."""
     return slugify(device_name(device)) if device.type == "cuda" else "cpu"
@@ -565,10 +547,11 @@ def print_table(figures: list[Figure]) -> None:
             print(f"{fig.key:<4}{c.name:<40}{c.value:>12.2f}{unit:<2}  {c.goal_text():<12}{met}")
 
 
-def report(ctx: Context, figures: list[Figure]) -> dict[str, Any]:
+def report(ctx: Context, figures: list[Figure], scaling: dict[str, Any] | None = None) -> dict[str, Any]:
     s = ctx.settings
     return {
         "device": device_name(ctx.device), "device_type": ctx.device.type, "threads": torch.get_num_threads(),
+        "thread_scaling": scaling,  # CPU: what the extra threads gave before and after the figures (shared VMs)
         "torch": torch.__version__, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": git_commit(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "settings": asdict(s), "notes": ctx.notes,
         "figures": {f.key: f.to_json() for f in figures},
@@ -598,6 +581,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ctx = make_context(s)
     print(f"bench on {device_name(ctx.device)} ({torch.get_num_threads()} threads), torch {torch.__version__}; "
           f"prior: {ctx.prior_label}; restorer: {ctx.restorer_label}", flush=True)
+    scaling = {"before": thread_scaling(s.threads)} if ctx.device.type == "cpu" else None
+    if scaling:
+        print(f"thread scaling now: x{scaling['before']['speedup']} on {s.threads} threads (matmul)", flush=True)
     figures = []
     for key in (k for k in FIGURES if k in s.only):
         start = time.perf_counter()
@@ -608,7 +594,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_table(figures)
     if ctx.notes:
         print("\nnotes:\n" + "\n".join(f"- {note}" for note in ctx.notes))
-    result = report(ctx, figures)
+    if scaling:
+        scaling["after"] = thread_scaling(s.threads)
+    result = report(ctx, figures, scaling)
     out = Path(args.out) if args.out else REPO / "bench" / "results" / f"{device_slug(ctx.device)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")

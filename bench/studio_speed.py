@@ -4,7 +4,8 @@
 
 - cold start: a fresh Python process imports the app and loads every shipped weight (restorers and prior); also
   reported: ``ui_ready_s``, the part before the prior (diffusers is imported only with it), i.e. when Compare
-  can run while ``python app.py`` is still warming the prior up in a background thread;
+  can run while ``python app.py`` is still warming the prior up in a background thread; and ``cold_start_parts_s``,
+  what each step adds (torch, gradio, our modules, restorers, diffusers, the prior), so a miss shows its cause;
 - Compare: one 512x512 photo through both arms of a task (the shipped pair, else two randomly initialised
   restorers of the shipped architecture: time depends on the architecture, not the weights);
 - Inspect: one 256x256 crop at one t (views, h maps, gradient map) with the shipped prior (else a random "small"),
@@ -12,7 +13,8 @@
   also reported: a new t on the same crop (the prior pass only; the case is remembered) and new weights (nothing
   but drawing: the pass is remembered without its weights);
 - L(t): the curve plot (handler defaults) on a 128 px crop.
-Each figure is the median of ``--repeats`` runs after one warm-up. Goals (issue 4, 2 CPU cores): cold start < 10 s,
+Each figure is the median of ``--repeats`` runs after one warm-up. ``thread_scaling`` (diffloss.machine) records
+what a second thread gave at the start: near x1 the VM lent one core's worth, and every figure reads slow. Goals (issue 4, 2 CPU cores): cold start < 10 s,
 Compare < 1 s, Inspect < 2 s, L(t) < 5 s.
 """
 
@@ -33,17 +35,40 @@ sys.path.insert(0, str(REPO))
 GOALS = {"cold_start_s": 10.0, "compare_512_s": 1.0, "inspect_256_s": 2.0, "curves_s": 5.0}
 
 COLD_START = """
-import time; t = time.perf_counter()
-import app
+import json, os, time
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.py does before torch is imported
+t0 = time.perf_counter()
+marks = {}
+def mark(name):
+    marks[name] = time.perf_counter() - t0
+import torch; mark("torch")
+import gradio; mark("gradio")
+import app; mark("app")
 from studio.models import get_registry
 reg = get_registry()
 for entry in reg.restorers():
     reg.load_restorer(entry.path)
-ready = time.perf_counter() - t
+mark("restorers")
 if reg.has_shipped_prior():
+    import diffusers.models.unets.unet_2d; mark("diffusers")
     reg.load_prior(None)
-print(ready, time.perf_counter() - t)
+mark("prior")
+print(json.dumps(marks))
 """
+# What each step of the cold start adds (seconds), in the order the script above takes them.
+COLD_PARTS = {"torch": "import torch", "gradio": "import gradio", "app": "import the app (our modules)",
+              "restorers": "load every shipped restorer", "diffusers": "import diffusers' UNet2DModel",
+              "prior": "build the prior and load its weights"}
+
+
+def cold_start_parts(marks: dict[str, float]) -> dict[str, float]:
+    """Cumulative marks -> the seconds each step added (a step that did not run adds nothing)."""
+    parts, last = {}, 0.0
+    for name in COLD_PARTS:
+        if name in marks:
+            parts[name] = marks[name] - last
+            last = marks[name]
+    return parts
 
 
 def timed(fn, repeats: int) -> float:
@@ -68,14 +93,18 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     from diffloss import nets
     from diffloss.images import save_image
+    from diffloss.machine import device_description, thread_scaling
     from diffloss.prior import PRIOR_PRESETS
     from studio import handlers as H
     from studio.models import Registry
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    runs = [subprocess.run([sys.executable, "-c", COLD_START], cwd=REPO, env=env, capture_output=True, text=True,
-                           check=True).stdout.strip().splitlines()[-1].split() for _ in range(args.repeats)]
-    ui_ready, cold = [float(r[0]) for r in runs], [float(r[1]) for r in runs]
+    scaling = thread_scaling(args.threads)
+    runs = [json.loads(subprocess.run([sys.executable, "-c", COLD_START], cwd=REPO, env=env, capture_output=True,
+                                      text=True, check=True).stdout.strip().splitlines()[-1])
+            for _ in range(args.repeats)]
+    ui_ready, cold = [r["restorers"] for r in runs], [r["prior"] for r in runs]
+    parts = {name: statistics.median(p[name] for p in map(cold_start_parts, runs)) for name in cold_start_parts(runs[0])}
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -117,7 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
         curves = timed(lambda: H.inspect_curves(str(path), args.task, 0, dl, None, registry=reg), max(1, args.repeats // 2))
 
     result = {
-        "device": f"cpu, {args.threads} threads", "torch": torch.__version__,
+        "device": device_description(torch.device("cpu")), "thread_scaling": scaling, "torch": torch.__version__,
+        "cold_start_parts_s": parts,
         "cold_start_s": statistics.median(cold), "ui_ready_s": statistics.median(ui_ready), "compare_512_s": compare,
         "inspect_256_s": inspect_first, "inspect_256_new_t_s": inspect_new_t, "inspect_256_reweight_s": inspect_reweight,
         "curves_s": curves, "goals": GOALS, "notes": notes,
@@ -129,6 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
           " the app loads the prior in the background meanwhile)")
     print(f"{'inspect, new t':<16}{result['inspect_256_new_t_s']:8.2f} s   (same photo and restorer: the prior pass only)")
     print(f"{'inspect, weights':<16}{result['inspect_256_reweight_s']:8.2f} s   (new gamma: no pass at all, drawing only)")
+    print("cold start, step by step (median s): " + ", ".join(f"{COLD_PARTS[k]} {v:.2f}" for k, v in parts.items()))
+    print(f"thread scaling at the start: x{scaling['speedup']} on {args.threads} threads (matmul)")
     if notes:
         print("notes: " + "; ".join(notes))
     if args.json:

@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffloss import checkpoint
+from diffloss.machine import device_description
 from diffloss.loss import DiffLoss, DiffLossConfig
 
 CHECKPOINT_NAME = "last.safetensors"
@@ -118,13 +118,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for but no CUDA GPU is available")
     return device
-
-
-def device_description(device: torch.device) -> str:
-    """What the card records: the GPU's name, or the CPU and its thread count."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 def derive_seed(*parts: object) -> int:

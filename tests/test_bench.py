@@ -123,3 +123,13 @@ def test_overlap_study_times_each_case_both_ways_and_leaves_the_flag_as_it_was(t
     for case in result["cases"].values():
         assert _positive(case["overlap"]) and _positive(case["sequential"])
         assert case["speedup"] == pytest.approx(case["sequential"] / case["overlap"])
+
+
+def test_cold_start_marks_become_the_seconds_each_step_adds() -> None:
+    from bench.studio_speed import cold_start_parts
+
+    marks = {"torch": 2.0, "gradio": 7.5, "app": 8.0, "restorers": 8.5, "diffusers": 11.0, "prior": 11.25}
+    assert cold_start_parts(marks) == {"torch": 2.0, "gradio": 5.5, "app": 0.5, "restorers": 0.5, "diffusers": 2.5,
+                                       "prior": 0.25}
+    no_prior = {"torch": 2.0, "gradio": 7.5, "app": 8.0, "restorers": 8.5, "prior": 8.5}
+    assert cold_start_parts(no_prior)["prior"] == 0.0 and "diffusers" not in cold_start_parts(no_prior)
