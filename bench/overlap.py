@@ -1,14 +1,16 @@
-"""Does running the ground truth's prior forward in a second thread pay? The same work, with and without it.
+"""Does running the prior's work side by side pay on a CPU? The same work, with and without it.
 
     python bench/overlap.py [--repeats 5] [--threads 2] [--json bench/results/overlap-cpu.json]
 
-``diffloss.loss.OVERLAP_CPU_FORWARDS`` (on by default) runs DiffLoss's no-grad forward of the ground truth beside
-the restored image's forward on a CPU. The numbers are identical (tests/test_loss.py); only the time may differ,
-and by how much depends on how well one forward alone keeps the cores busy: little at one image per forward
-(Inspect, the sub-batch training setting), less at a full batch. Each case is timed with the flag on and off,
-interleaved (``bench.run.median_times``), with the shipped prior and restorer (random ones of the same
-architecture in a clone without ``pretrained/``):
+``diffloss.loss.OVERLAP_ON_CPU`` (on by default) runs DiffLoss's no-grad forward of the ground truth beside the
+restored image's forward, and L_nat's backward beside L_sem's when each term's gradient is measured. The numbers
+are identical (tests/test_loss.py); only the time may differ, and by how much depends on how well one pass alone
+keeps the cores busy: little at one image per pass (Inspect), better at a full batch. Each case is timed with the
+flag on and off, interleaved (``bench.run.median_times``), with the shipped prior and restorer (random ones of the
+same architecture in a clone without ``pretrained/``); ``thread_scaling`` says what the VM's threads gave:
 - ``pair_256``: both forwards for one 256x256 image at t = T/5, as the Inspect view runs them;
+- ``pair_256_with_gradients``: that and each term's gradient on the image (L_nat's backward beside L_sem's):
+  all the prior work of one Inspect;
 - ``step_full``: the P1 training step (batch 16, 128 px crops, prior on the whole crop);
 - ``step_crop64_samples4``: the P1 step with the prior on one 64 px square of 4 batch items.
 """
@@ -33,12 +35,12 @@ from diffloss.machine import thread_scaling  # noqa: E402
 def with_overlap(fn, on: bool):
     """``fn`` run with the module's overlap flag set to ``on`` (restored afterwards)."""
     def call() -> None:
-        saved = loss_module.OVERLAP_CPU_FORWARDS
-        loss_module.OVERLAP_CPU_FORWARDS = on
+        saved = loss_module.OVERLAP_ON_CPU
+        loss_module.OVERLAP_ON_CPU = on
         try:
             fn()
         finally:
-            loss_module.OVERLAP_CPU_FORWARDS = saved
+            loss_module.OVERLAP_ON_CPU = saved
     return call
 
 
@@ -52,6 +54,16 @@ def pair_forward(prior, side: int):
         with torch.enable_grad():
             loss_module.prior_outputs(prior, a.clone().requires_grad_(True), b, t, eps)
     return call
+
+
+def pair_gradients(prior, side: int):
+    """Inspect's whole prior work for one image pair: both forwards and each term's gradient on the image."""
+    from diffloss.inspection import term_gradients
+    from diffloss.loss import DiffLossConfig
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, side, side, generator=g), torch.rand(3, side, side, generator=g)
+    return lambda: term_gradients(prior, a, b, DiffLossConfig(), seed=0, t=prior.num_timesteps // 5)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -69,6 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     batch = run.make_batch(s.task, s.batch, s.crop)
     cases = {
         "pair_256": pair_forward(ctx.prior, 32 if s.quick else 256),
+        "pair_256_with_gradients": pair_gradients(ctx.prior, 32 if s.quick else 256),
         "step_full": run.restorer_step(ctx, ctx.prior, run.diffloss_config(ctx), batch),
         f"step_crop{s.prior_crop}_samples{s.prior_samples}": run.restorer_step(
             ctx, ctx.prior, run.diffloss_config(ctx, prior_crop=s.prior_crop, prior_samples=s.prior_samples), batch),

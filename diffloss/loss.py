@@ -28,11 +28,11 @@ from diffloss.prior import DiffusionPrior, PriorOutput
 
 Fidelity = Literal["mse", "l1", "charbonnier"]
 TERMS = ("fidelity", "nat", "sem")
-# How the two prior forwards run, not what they compute (so not part of DiffLossConfig or a run's settings): on a
-# CPU the ground truth's no-grad forward runs in a second thread beside the restored image's. The numbers are the
-# same; on the 2-core machine a 256 px pair took 1.05 s instead of 1.59 s, and a training step at batch 16, 128 px
-# 8.9 s instead of 10.6 s (bench/overlap.py, bench/results/overlap-cpu.json).
-OVERLAP_CPU_FORWARDS = True
+# How the prior's work runs, not what it computes (so not part of DiffLossConfig or a run's settings): on a CPU the
+# ground truth's no-grad forward runs in a second thread beside the restored image's, and when each term's gradient
+# is measured, L_nat's backward runs beside L_sem's. The numbers are the same; one image's pass leaves two small
+# cores far from busy, two side by side fill them. Measured by bench/overlap.py (bench/results/overlap-cpu.json).
+OVERLAP_ON_CPU = True
 
 
 @dataclass(frozen=True)
@@ -179,14 +179,14 @@ def sub_crop(
 
 
 @functools.lru_cache(maxsize=1)
-def _target_pool() -> ThreadPoolExecutor:
-    """Threads for the ground truth's forward (two, so two requests of the app never wait on each other)."""
+def _side_pool() -> ThreadPoolExecutor:
+    """Threads for the work run beside the main thread's (two, so two requests of the app never wait on each other)."""
     return ThreadPoolExecutor(max_workers=2, thread_name_prefix="prior-target")
 
 
-def _overlaps(prior: DiffusionPrior) -> bool:
+def _overlaps(device: torch.device) -> bool:
     """Overlap only where it pays and is safe: on a CPU, outside autocast (its state does not cross threads)."""
-    return OVERLAP_CPU_FORWARDS and prior.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+    return OVERLAP_ON_CPU and device.type == "cpu" and not torch.is_autocast_enabled("cpu")
 
 
 def prior_outputs(
@@ -196,13 +196,13 @@ def prior_outputs(
     """The prior's reading of both images at one shared (t, eps); only the restored branch keeps a graph.
 
     Why a thread: with one image per forward, oneDNN keeps two small CPU cores far from busy; two independent
-    forwards side by side fill them (see ``OVERLAP_CPU_FORWARDS``).
+    forwards side by side fill them (see ``OVERLAP_ON_CPU``).
     """
     def target_forward() -> PriorOutput:
         with torch.no_grad():
             return prior.predict(prior.add_noise(gt, t, eps), t)
 
-    pending = _target_pool().submit(target_forward) if _overlaps(prior) else None
+    pending = _side_pool().submit(target_forward) if _overlaps(prior.device) else None
     with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
         pred = prior.predict(prior.add_noise(restored, t, eps), t)
     return pred, (pending.result() if pending is not None else target_forward())
@@ -274,13 +274,18 @@ class DiffLoss:
     @staticmethod
     def _measure_gradients(terms: LossTerms, weighted: dict[str, torch.Tensor], restored: torch.Tensor) -> None:
         """Gradient of each weighted term on the restored image; their sum is kept for ``LossTerms.backward``."""
-        grads: dict[str, torch.Tensor] = {}
-        for name in TERMS:
-            term = weighted[name]
-            grad = None
+        def gradient(name: str) -> torch.Tensor:
+            term, grad = weighted[name], None
             if term.requires_grad:
                 (grad,) = torch.autograd.grad(term, restored, retain_graph=True, allow_unused=True)
-            grads[name] = torch.zeros_like(restored) if grad is None else grad.detach()
+            return torch.zeros_like(restored) if grad is None else grad.detach()
+
+        # L_nat's backward (the whole UNet) beside the others (L_sem's reaches only the encoder); concurrent
+        # backward passes over one graph are safe with retain_graph.
+        side = weighted["nat"].requires_grad and weighted["sem"].requires_grad and _overlaps(restored.device)
+        pending = _side_pool().submit(gradient, "nat") if side else None
+        here = {name: gradient(name) for name in TERMS if pending is None or name != "nat"}
+        grads = {name: here[name] if name in here else pending.result() for name in TERMS}
         total_grad = grads["fidelity"] + grads["nat"] + grads["sem"]
         terms.grads = grads
         terms.grad_norms = {name: float(g.float().norm()) for name, g in grads.items()}

@@ -115,11 +115,11 @@ def test_overlap_study_times_each_case_both_ways_and_leaves_the_flag_as_it_was(t
     from bench import overlap
     from diffloss import loss
 
-    before = loss.OVERLAP_CPU_FORWARDS
+    before = loss.OVERLAP_ON_CPU
     result = overlap.main(["--quick", "--repeats", "1", "--json", str(tmp_path / "o.json")])
-    assert loss.OVERLAP_CPU_FORWARDS == before
+    assert loss.OVERLAP_ON_CPU == before
     assert json.loads((tmp_path / "o.json").read_text())["cases"].keys() == result["cases"].keys()
-    assert len(result["cases"]) == 3
+    assert len(result["cases"]) == 4
     for case in result["cases"].values():
         assert _positive(case["overlap"]) and _positive(case["sequential"])
         assert case["speedup"] == pytest.approx(case["sequential"] / case["overlap"])
