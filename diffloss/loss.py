@@ -181,7 +181,7 @@ def sub_crop(
 @functools.lru_cache(maxsize=1)
 def _side_pool() -> ThreadPoolExecutor:
     """Threads for the work run beside the main thread's (two, so two requests of the app never wait on each other)."""
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="prior-target")
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="prior-side")
 
 
 def _overlaps(device: torch.device) -> bool:
