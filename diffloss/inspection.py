@@ -221,8 +221,8 @@ class TermGradients:
     """Each term's *unweighted* gradient on the restored image, (3,H,W): d fidelity, d L_nat and d L_sem.
 
     Why unweighted: gamma and lambda only scale these fields, so ``weighted`` gives the map and the shares for any
-    weights without another pass through the prior; the Inspect view re-weights as fast as a user types. With
-    ``detached`` (the released code's no_grad) the prior fields are exactly zero, as measured, not assumed.
+    weights without another pass through the prior; the Inspect view re-weights as fast as a user types. With the
+    released code's no_grad (``detach_prior``) the prior fields are exactly zero, as measured, not assumed.
     """
 
     fidelity: torch.Tensor
@@ -231,7 +231,6 @@ class TermGradients:
     t: int
     l_nat: float
     l_sem: float
-    detached: bool
 
     def weighted(self, gamma: float, lam: float) -> GradientMap:
         """The map and shares at (gamma, lambda): gamma*d L_nat + gamma*lambda*d L_sem, beside d fidelity."""
@@ -285,7 +284,7 @@ def _gradient(
         terms = loss(z, gt, generator=torch.Generator().manual_seed(int(seed)), t=t, measure_grad_share=True)
     grads = {name: terms.grads[name][0].float().cpu() for name in ("fidelity", "nat", "sem")}
     raw = TermGradients(**grads, t=int(terms.t[0]), l_nat=float(terms.nat.detach()),
-                        l_sem=float(terms.sem.detach()), detached=config.detach_prior)
+                        l_sem=float(terms.sem.detach()))
     return raw, terms
 
 

@@ -370,25 +370,21 @@ def inspect_case(
     # The registry itself, not its id(): a key keeps its objects alive, so an id can never be reused under it.
     key = (file_stamp(image), task, int(seed), restorer_label,
            file_stamp(entry.path / MODEL_FILE) if entry else None, pair, side, registry)
-    return CASES.get(key, lambda: _make_inspect_case(image, task, int(seed), restorer_label, pair, registry, side,
-                                                     entry is not None, key))
 
+    def make() -> InspectCase:
+        case = prepare_case(image, task, MODES[0], int(seed))
+        gt, shown, net_input = (centre_crop(x, side) for x in (case.gt, case.shown, case.net_input))
+        notes = list(case.notes)
+        if max(case.gt.shape[-2:]) > side:
+            notes.append(f"Inspect looks at the centre {gt.shape[-1]}x{gt.shape[-2]} px (at most {side} px per side).")
+        # The restored image is needed for its pair, and by the L(t) curves whenever a restorer is chosen.
+        restored = None
+        if pair == PAIRS[0] or entry is not None:
+            restored = run_restorer(_restorer(restorer_label, task, "restored image", registry), net_input)
+        a = restored if pair == PAIRS[0] else shown
+        return InspectCase(a=a, b=gt, restored=restored, degraded=shown, notes=tuple(notes), key=key)
 
-def _make_inspect_case(
-    image: str | None, task: str, seed: int, restorer_label: str | None, pair: str, registry: Registry, side: int,
-    restorer_found: bool, key: tuple,
-) -> InspectCase:
-    case = prepare_case(image, task, MODES[0], seed)
-    gt, shown, net_input = (centre_crop(x, side) for x in (case.gt, case.shown, case.net_input))
-    notes = list(case.notes)
-    if max(case.gt.shape[-2:]) > side:
-        notes.append(f"Inspect looks at the centre {gt.shape[-1]}x{gt.shape[-2]} px (at most {side} px per side).")
-    # The restored image is needed for its pair, and by the L(t) curves whenever a restorer is chosen.
-    restored = None
-    if pair == PAIRS[0] or restorer_found:
-        restored = run_restorer(_restorer(restorer_label, task, "restored image", registry), net_input)
-    a = restored if pair == PAIRS[0] else shown
-    return InspectCase(a=a, b=gt, restored=restored, degraded=shown, notes=tuple(notes), key=key)
+    return CASES.get(key, make)
 
 
 def _check_t(t: float, prior) -> int:
