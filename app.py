@@ -75,9 +75,9 @@ def _pick_point(image, evt: gr.SelectData):
     return H.point_fraction(evt.index, image)
 
 
-def _prior_changed(source: str):
+def _prior_changed(source: str, t: float):
     steps, message = H.prior_timesteps(source)
-    return gr.update(maximum=steps - 1), message
+    return gr.update(maximum=steps - 1, value=H.timestep_in_schedule(t, steps)), message
 
 
 def _examples(inputs: list, clean_only: bool = False) -> None:
@@ -178,8 +178,8 @@ def build_demo() -> gr.Blocks:
                     i_purify_go = gr.Button("Purify")
                     i_purified = gr.Image(label="Purified", format="png")
                 i_task.change(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
-                i_prior.submit(_prior_changed, i_prior, [i_t, i_prior_info])
-                demo.load(_prior_changed, i_prior, [i_t, i_prior_info])  # the slider spans the prior's schedule
+                i_prior.submit(_prior_changed, [i_prior, i_t], [i_t, i_prior_info])
+                demo.load(_prior_changed, [i_prior, i_t], [i_t, i_prior_info])  # the slider spans the prior's schedule
                 inspect_inputs = [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_bug, i_gamma, i_lam,
                                   i_side]
                 inspect_outputs = [i_xt, i_eps, i_x0, i_pca, i_herr, i_grad, i_values]

@@ -657,6 +657,21 @@ def example_rows(files: list[Path]) -> list[list[str]]:
     return rows
 
 
+DEFAULT_T_FRACTION = 0.2  # the Inspect slider starts at t = 200 of 1000: noisy enough to matter, not pure noise
+
+
+def timestep_in_schedule(t: float, num_timesteps: int) -> int:
+    """The slider's t for a prior with ``num_timesteps``: kept when the schedule has it, else the same default
+    fraction of the new schedule (t = 200 of a 1000-step prior is 20 of a 100-step one), never out of range.
+
+    Why: a slider whose value lies beyond its new maximum refuses every request ("Value 200 is greater than
+    maximum value 99"), so switching to a shorter schedule must move t too.
+    """
+    last = max(0, int(num_timesteps) - 1)
+    t = int(t)
+    return t if 0 <= t <= last else round(DEFAULT_T_FRACTION * last)
+
+
 def prior_timesteps(source: str | None, registry: Registry | None = None) -> tuple[int, str]:
     """(T, message) for the prior box: how many timesteps the slider may use, or why the prior does not load."""
     reg = registry or get_registry()

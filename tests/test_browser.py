@@ -66,3 +66,29 @@ def test_the_shipped_restorers_compare_a_real_photo_in_a_browser(tmp_path):
         pytest.skip("no restorers shipped in pretrained/restorers")
     with launched_studio(tmp_path, registry) as (url, _):
         _compare_in_browser(url, EXAMPLE, SHIPPED_SCREENSHOT)
+
+
+def test_inspect_then_new_weights_in_a_real_browser(studio_url):
+    """Inspect a photo, then type a new gamma and press Enter: the values re-weight without pressing Inspect."""
+    url, world = studio_url
+    shot = REPO / "artifacts" / "browser" / "inspect.png"
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.goto(url, wait_until="networkidle")
+            page.get_by_role("tab", name="Inspect").click()
+            panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Inspect", exact=True))
+            panel.locator("input[type=file]").first.set_input_files(str(world.photo))
+            panel.get_by_role("button", name="Inspect", exact=True).click()
+            page.get_by_text("gamma 0.05, lambda 0.1", exact=False).first.wait_for(timeout=90_000)
+            gamma = panel.get_by_label("gamma (Enter: re-weight at once)")
+            gamma.fill("0.5")
+            gamma.press("Enter")
+            page.get_by_text("gamma 0.5, lambda 0.1", exact=False).first.wait_for(timeout=30_000)
+            assert page.get_by_text("share of the gradient", exact=False).first.is_visible()
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000

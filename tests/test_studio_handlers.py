@@ -172,6 +172,13 @@ def test_an_unloadable_prior_is_a_clear_error(world, tmp_path):
     assert "not loadable" in message
 
 
+def test_the_timestep_follows_a_shorter_schedule_instead_of_overflowing_it():
+    assert H.timestep_in_schedule(200, 1000) == 200
+    assert H.timestep_in_schedule(200, 100) == 20  # same fraction of the schedule as the default
+    assert H.timestep_in_schedule(99, 100) == 99 and H.timestep_in_schedule(0, 100) == 0
+    assert H.timestep_in_schedule(-5, 100) == 20 and H.timestep_in_schedule(5, 1) == 0
+
+
 def test_without_a_shipped_prior_inspect_says_what_to_do(tmp_path):
     world = make_world(tmp_path, with_prior=False)
     with pytest.raises(gr.Error, match="no shipped prior"):
