@@ -2,15 +2,17 @@
 
     python bench/overlap.py [--repeats 5] [--threads 2] [--json bench/results/overlap-cpu.json]
 
-``diffloss.loss.OVERLAP_ON_CPU`` (on by default) runs DiffLoss's no-grad forward of the ground truth beside the
-restored image's forward, and L_nat's backward beside L_sem's when each term's gradient is measured. The numbers
-are identical (tests/test_loss.py); only the time may differ, and by how much depends on how well one pass alone
-keeps the cores busy: little at one image per pass (Inspect), better at a full batch. Each case is timed with the
+``diffloss.side_by_side.ENABLED`` (on by default) runs DiffLoss's no-grad forward of the ground truth beside the
+restored image's forward, L_nat's backward beside L_sem's when each term's gradient is measured, the images of an
+L(t) chunk and the two arms of a comparison side by side. The numbers are identical (tests/test_loss.py); only the time may differ, and by how much depends on how well one pass alone
+keeps the cores busy: most at one image per pass (Inspect), less at a full batch. Each case is timed with the
 flag on and off, interleaved (``bench.run.median_times``), with the shipped prior and restorer (random ones of the
 same architecture in a clone without ``pretrained/``); ``thread_scaling`` says what the VM's threads gave:
 - ``pair_256``: both forwards for one 256x256 image at t = T/5, as the Inspect view runs them;
 - ``pair_256_with_gradients``: that and each term's gradient on the image (L_nat's backward beside L_sem's):
   all the prior work of one Inspect;
+- ``curves_64``: the L(t) plot's prior work (3 images, 8 timesteps x 3 seeds, 64 px: the CPU default);
+- ``arms_512``: the two shipped restorers of a task on one 512x512 image, as Compare runs them;
 - ``step_full``: the P1 training step (batch 16, 128 px crops, prior on the whole crop);
 - ``step_crop64_samples4``: the P1 step with the prior on one 64 px square of 4 batch items.
 """
@@ -29,18 +31,19 @@ sys.path.insert(0, str(REPO))
 
 from bench import run  # noqa: E402
 from diffloss import loss as loss_module  # noqa: E402
+from diffloss import side_by_side  # noqa: E402
 from diffloss.machine import thread_scaling  # noqa: E402
 
 
 def with_overlap(fn, on: bool):
     """``fn`` run with the module's overlap flag set to ``on`` (restored afterwards)."""
     def call() -> None:
-        saved = loss_module.OVERLAP_ON_CPU
-        loss_module.OVERLAP_ON_CPU = on
+        saved = side_by_side.ENABLED
+        side_by_side.ENABLED = on
         try:
             fn()
         finally:
-            loss_module.OVERLAP_ON_CPU = saved
+            side_by_side.ENABLED = saved
     return call
 
 
@@ -66,6 +69,25 @@ def pair_gradients(prior, side: int):
     return lambda: term_gradients(prior, a, b, DiffLossConfig(), seed=0, t=prior.num_timesteps // 5)
 
 
+def curves(prior, side: int):
+    """The L(t) plot's prior work: restored/degraded/ground truth, 8 timesteps x 3 seeds, batches of 8."""
+    from diffloss.inspection import default_timesteps, loss_curves
+
+    g = torch.Generator().manual_seed(0)
+    gt, a, b = (torch.rand(3, side, side, generator=g) for _ in range(3))
+    steps = default_timesteps(prior.num_timesteps, 8)
+    return lambda: loss_curves(prior, {"restored": (a, gt), "degraded": (b, gt)}, timesteps=steps, seeds=(0, 1, 2))
+
+
+def arms(restorer, side: int):
+    """Two restorers on one image, as Compare runs its L2 and DiffLoss arms (the same weights twice: same cost)."""
+    from diffloss import nets
+
+    x = torch.rand(restorer.config.in_channels, side, side, generator=torch.Generator().manual_seed(0))
+    restore = lambda: nets.restore(restorer, x)  # noqa: E731
+    return lambda: side_by_side.run(torch.device("cpu"), restore, restore)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5)
@@ -82,6 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     cases = {
         "pair_256": pair_forward(ctx.prior, 32 if s.quick else 256),
         "pair_256_with_gradients": pair_gradients(ctx.prior, 32 if s.quick else 256),
+        "curves_64": curves(ctx.prior, 16 if s.quick else 64),
+        "arms_512": arms(ctx.restorer, 32 if s.quick else 512),
         "step_full": run.restorer_step(ctx, ctx.prior, run.diffloss_config(ctx), batch),
         f"step_crop{s.prior_crop}_samples{s.prior_samples}": run.restorer_step(
             ctx, ctx.prior, run.diffloss_config(ctx, prior_crop=s.prior_crop, prior_samples=s.prior_samples), batch),

@@ -14,12 +14,13 @@ then ``eps = torch.randn((1, 3, H, W), generator=g)`` on the CPU. So ``inspect_p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from diffloss import side_by_side
 from diffloss.loss import DiffLoss, DiffLossConfig, LossTerms, output_distances
 from diffloss.prior import DiffusionPrior, PriorOutput
 
@@ -180,10 +181,12 @@ def loss_curves(
     for start in range(0, len(combos), batch_size):
         chunk = combos[start:start + batch_size]
         t = torch.tensor([c[0] for c in chunk], dtype=torch.long, device=prior.device)
-        outs: list[PriorOutput] = []
-        for x in images:
+
+        def forward(x: torch.Tensor) -> Callable[[], PriorOutput]:
             eps = torch.cat([noise[(tuple(x.shape), c[1])] for c in chunk])
-            outs.append(prior.predict(prior.add_noise(x.expand(len(chunk), -1, -1, -1), t, eps), t))
+            return lambda: prior.predict(prior.add_noise(x.expand(len(chunk), -1, -1, -1), t, eps), t)
+
+        outs = side_by_side.run(prior.device, *(forward(x) for x in images))  # the images' forwards side by side
         for name, (ia, ib) in refs.items():
             parts[name].append(output_distances(outs[ia].eps, outs[ia].h, outs[ib].eps, outs[ib].h, per_sample=True))
     shape = (len(steps), len(seeds))

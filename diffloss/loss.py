@@ -15,24 +15,18 @@ says little: at the released weights the DiffLoss terms were ~0.06 % of the loss
 
 from __future__ import annotations
 
-import functools
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from diffloss import side_by_side
 from diffloss.prior import DiffusionPrior, PriorOutput
 
 Fidelity = Literal["mse", "l1", "charbonnier"]
 TERMS = ("fidelity", "nat", "sem")
-# How the prior's work runs, not what it computes (so not part of DiffLossConfig or a run's settings): on a CPU the
-# ground truth's no-grad forward runs in a second thread beside the restored image's, and when each term's gradient
-# is measured, L_nat's backward runs beside L_sem's. The numbers are the same; one image's pass leaves two small
-# cores far from busy, two side by side fill them. Measured by bench/overlap.py (bench/results/overlap-cpu.json).
-OVERLAP_ON_CPU = True
 
 
 @dataclass(frozen=True)
@@ -178,34 +172,23 @@ def sub_crop(
     return restored[..., top:top + ch, left:left + cw], gt[..., top:top + ch, left:left + cw]
 
 
-@functools.lru_cache(maxsize=1)
-def _side_pool() -> ThreadPoolExecutor:
-    """Threads for the work run beside the main thread's (two, so two requests of the app never wait on each other)."""
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="prior-side")
-
-
-def _overlaps(device: torch.device) -> bool:
-    """Overlap only where it pays and is safe: on a CPU, outside autocast (its state does not cross threads)."""
-    return OVERLAP_ON_CPU and device.type == "cpu" and not torch.is_autocast_enabled("cpu")
-
-
 def prior_outputs(
     prior: DiffusionPrior, restored: torch.Tensor, gt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
     detach: bool = False,
 ) -> tuple[PriorOutput, PriorOutput]:
     """The prior's reading of both images at one shared (t, eps); only the restored branch keeps a graph.
 
-    Why a thread: with one image per forward, oneDNN keeps two small CPU cores far from busy; two independent
-    forwards side by side fill them (see ``OVERLAP_ON_CPU``).
+    On a CPU the ground truth's forward runs beside the restored one's (``diffloss.side_by_side``).
     """
+    def restored_forward() -> PriorOutput:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
+            return prior.predict(prior.add_noise(restored, t, eps), t)
+
     def target_forward() -> PriorOutput:
         with torch.no_grad():
             return prior.predict(prior.add_noise(gt, t, eps), t)
 
-    pending = _side_pool().submit(target_forward) if _overlaps(prior.device) else None
-    with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
-        pred = prior.predict(prior.add_noise(restored, t, eps), t)
-    return pred, (pending.result() if pending is not None else target_forward())
+    return side_by_side.run(prior.device, restored_forward, target_forward)
 
 
 def prior_distances(
@@ -282,10 +265,9 @@ class DiffLoss:
 
         # L_nat's backward (the whole UNet) beside the others (L_sem's reaches only the encoder); concurrent
         # backward passes over one graph are safe with retain_graph.
-        side = weighted["nat"].requires_grad and weighted["sem"].requires_grad and _overlaps(restored.device)
-        pending = _side_pool().submit(gradient, "nat") if side else None
-        here = {name: gradient(name) for name in TERMS if pending is None or name != "nat"}
-        grads = {name: here[name] if name in here else pending.result() for name in TERMS}
+        others, nat = side_by_side.run(restored.device, lambda: {n: gradient(n) for n in TERMS if n != "nat"},
+                                       lambda: gradient("nat"))
+        grads = {name: nat if name == "nat" else others[name] for name in TERMS}
         total_grad = grads["fidelity"] + grads["nat"] + grads["sem"]
         terms.grads = grads
         terms.grad_norms = {name: float(g.float().norm()) for name, g in grads.items()}

@@ -113,13 +113,13 @@ def test_subcrop_quality_study_trains_four_arms_from_one_base_and_scores_them(tm
 
 def test_overlap_study_times_each_case_both_ways_and_leaves_the_flag_as_it_was(tmp_path) -> None:
     from bench import overlap
-    from diffloss import loss
+    from diffloss import side_by_side
 
-    before = loss.OVERLAP_ON_CPU
+    before = side_by_side.ENABLED
     result = overlap.main(["--quick", "--repeats", "1", "--json", str(tmp_path / "o.json")])
-    assert loss.OVERLAP_ON_CPU == before
+    assert side_by_side.ENABLED == before
     assert json.loads((tmp_path / "o.json").read_text())["cases"].keys() == result["cases"].keys()
-    assert len(result["cases"]) == 4
+    assert len(result["cases"]) == 6
     for case in result["cases"].values():
         assert _positive(case["overlap"]) and _positive(case["sequential"])
         assert case["speedup"] == pytest.approx(case["sequential"] / case["overlap"])

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from diffloss import loss as loss_module
+from diffloss import side_by_side
 from diffloss.loss import DiffLoss, DiffLossConfig, fidelity_loss, sub_crop, weight_for_share
 from tests.helpers import ConvNet, tiny_prior
 
@@ -82,7 +82,7 @@ def test_overlapped_cpu_forwards_give_the_same_terms_and_gradients(prior, monkey
     lq, gt = _batch()
     results = {}
     for overlap in (True, False):
-        monkeypatch.setattr(loss_module, "OVERLAP_ON_CPU", overlap)
+        monkeypatch.setattr(side_by_side, "ENABLED", overlap)
         z = lq.clone().requires_grad_(True)
         terms = DiffLoss(prior, DiffLossConfig(gamma=1.0, lam=1.0))(z, gt, torch.Generator().manual_seed(5))
         terms.backward()
