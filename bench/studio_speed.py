@@ -5,7 +5,8 @@
 - cold start: a fresh Python process imports the app and loads every shipped weight (restorers and prior); also
   reported: ``ui_ready_s``, the part before the prior (diffusers is imported only with it), i.e. when Compare
   can run while ``python app.py`` is still warming the prior up in a background thread; and ``cold_start_parts_s``,
-  what each step adds (torch, gradio, our modules, restorers, diffusers, the prior), so a miss shows its cause;
+  what each step of the median run adds (torch, gradio, our modules, restorers, diffusers, the prior), so a miss
+  shows its cause;
 - page ready: ``python app.py`` until its first page is served (it loads the prior after, in the background);
 - Compare: one 512x512 photo through both arms of a task (the shipped pair, else two randomly initialised
   restorers of the shipped architecture: time depends on the architecture, not the weights);
@@ -133,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
             for _ in range(args.repeats)]
     ui_ready, cold = [r["restorers"] for r in runs], [r["prior"] for r in runs]
     page = statistics.median(page_ready(env) for _ in range(args.repeats))
-    parts = {name: statistics.median(p[name] for p in map(cold_start_parts, runs)) for name in cold_start_parts(runs[0])}
+    # The steps of the median run (by total), so they add up to a real cold start; medians per step would not.
+    parts = cold_start_parts(sorted(runs, key=lambda r: r["prior"])[len(runs) // 2])
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
           "prior loads after)")
     print(f"{'inspect, new t':<16}{result['inspect_256_new_t_s']:8.2f} s   (same photo and restorer: the prior pass only)")
     print(f"{'inspect, weights':<16}{result['inspect_256_reweight_s']:8.2f} s   (new gamma: no pass at all, drawing only)")
-    print("cold start, step by step (median s): " + ", ".join(f"{COLD_PARTS[k]} {v:.2f}" for k, v in parts.items()))
+    print("cold start of the median run, step by step (s): " + ", ".join(f"{COLD_PARTS[k]} {v:.2f}" for k, v in parts.items()))
     print(f"thread scaling at the start: x{scaling['speedup']} on {args.threads} threads (matmul)")
     if notes:
         print("notes: " + "; ".join(notes))
