@@ -11,7 +11,6 @@ gradient *flow* does not depend on the prior being trained, only its direction d
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.run import write_json  # noqa: E402
 from diffloss import degrade  # noqa: E402
 from diffloss.images import load_image  # noqa: E402
 from diffloss.loss import DiffLoss, DiffLossConfig  # noqa: E402
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     shares = ", ".join(f"{k} {v:.1%}" for k, v in terms.grad_share.items())
     print(f"gradient share on the restored image at gamma={args.gamma}, lambda={args.lam}: {shares}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)
     return result
 
 

@@ -20,7 +20,6 @@ same architecture in a clone without ``pretrained/``); ``thread_scaling`` says w
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -125,8 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         "prior": ctx.prior_label, "restorer": ctx.restorer_label, "cases": results, "notes": ctx.notes,
     }
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        run.write_json(args.json, out)
     return out
 
 

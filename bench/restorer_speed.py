@@ -9,7 +9,6 @@ slower than 1; run with OMP_WAIT_POLICY=PASSIVE there (the line says when it is 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -20,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.run import write_json  # noqa: E402
 from diffloss.nets import Restorer, RestorerConfig, count_parameters  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
         + (f", OMP_WAIT_POLICY={result['omp_wait_policy']}" if result["omp_wait_policy"] else "")
     )
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return result
 
 

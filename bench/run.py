@@ -232,6 +232,14 @@ def median_times(fns: dict[str, Callable[[], object]], repeats: int, device: tor
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def write_json(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write a result file as every bench script does: its folder made, indented, a final newline."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return path
+
+
 # ------------------------------------------------------------------------------------------------- machine
 def device_slug(device: torch.device) -> str:
     """``cpu``, or the GPU name as a file name, e.g. ``nvidia-h100-80gb-hbm3``."""
@@ -597,9 +605,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if scaling:
         scaling["after"] = thread_scaling(s.threads)
     result = report(ctx, figures, scaling)
-    out = Path(args.out) if args.out else REPO / "bench" / "results" / f"{device_slug(ctx.device)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    out = write_json(args.out or REPO / "bench" / "results" / f"{device_slug(ctx.device)}.json", result)
     print(f"\nwrote {out}")
     return result
 

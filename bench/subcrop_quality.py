@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.run import write_json  # noqa: E402
 from diffloss import train, zoo_report  # noqa: E402
 from diffloss.evaluate import EvalSource, evaluate  # noqa: E402
 from diffloss.loss import DiffLossConfig  # noqa: E402
@@ -108,8 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         cells = "".join(f"{'n/a' if m[k] is None else f'{m[k]:.{d}f}':>8}" for k, d in (("psnr", 2), ("ssim", 4), ("niqe", 2)))
         print(f"{arm:<18}{cells}  {w['psnr']}/{w['ssim']}/{w['niqe']} of {len(l2_images)}   "
               f"{r['train_s_per_step'] or float('nan'):.2f}")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_json(args.json, result)
     return result
 
 
