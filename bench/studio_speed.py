@@ -23,14 +23,18 @@ Compare < 1 s, Inspect < 2 s, L(t) < 5 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,30 +78,42 @@ def cold_start_parts(marks: dict[str, float]) -> dict[str, float]:
     return parts
 
 
-def page_ready(env: dict[str, str], timeout: float = 180.0) -> float:
-    """Seconds from ``python app.py`` to its first page served: what a user waits for after the command."""
-    import socket
-    import urllib.request
-
+@contextlib.contextmanager
+def served_app(env: dict[str, str], timeout: float = 180.0) -> Iterator[tuple[str, float, subprocess.Popen]]:
+    """``python app.py`` on a free port, as a user starts it: yields (url, seconds to its first page, process)
+    once a page is served, and kills the process after unless it has already stopped. RuntimeError, with the app's
+    output, when it exits first or serves nothing within ``timeout`` seconds."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while time.perf_counter() - start < timeout:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with {proc.returncode} before serving a page")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                return time.perf_counter() - start
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"app.py served no page within {timeout:.0f} s")
-    finally:
-        proc.kill()
-        proc.wait()
+    url = f"http://127.0.0.1:{port}/"
+    with tempfile.TemporaryFile("w+") as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"app.py exited with {proc.returncode} before serving a page:\n{log.read()}")
+                try:
+                    urllib.request.urlopen(url, timeout=2)
+                    break
+                except OSError:
+                    if time.perf_counter() - start > timeout:
+                        raise RuntimeError(f"app.py served no page within {timeout:.0f} s") from None
+                    time.sleep(0.05)
+            yield url, time.perf_counter() - start, proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def page_ready(env: dict[str, str]) -> float:
+    """Seconds from ``python app.py`` to its first page served: what a user waits for after the command."""
+    with served_app(env) as (_, seconds, _):
+        return seconds
 
 
 def timed(fn, repeats: int) -> float:
@@ -122,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     from diffloss import nets
     from diffloss.images import save_image
+    from bench.run import write_json
     from diffloss.machine import device_description, thread_scaling
     from diffloss.prior import PRIOR_PRESETS
     from studio import handlers as H
@@ -198,8 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
     if notes:
         print("notes: " + "; ".join(notes))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return result
 
 

@@ -73,41 +73,19 @@ def test_the_readme_command_serves_the_shipped_studio_and_stops_on_ctrl_c():
     the shipped restorers, and Ctrl-C (SIGINT) closes the server cleanly."""
     import os
     import signal
-    import subprocess
-    import sys
-    import time
-    import urllib.request
     from pathlib import Path
 
+    from bench.studio_speed import served_app
     from studio.models import REPO, Registry
-    from tests.studio_helpers import free_port
 
     registry = Registry()
     l2, dl = registry.default_pair("noise")
     if l2 is None or dl is None:
         pytest.skip("no shipped noise restorers in pretrained/ (this checkout has not got the zoo)")
-    port = free_port()
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, f"app.py exited early: {proc.stdout.read()}"
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the page did not come up within 180 s"
-                time.sleep(0.2)
+    with served_app({**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, timeout=180) as (url, _, proc):
         photo = Path(REPO, "examples", "clean_mcmaster_05.png")
         out = Client(url, verbose=False).predict(handle_file(str(photo)), "noise", H.MODES[0], 0, l2, dl, 0.5, 0.5, 32,
                                                  api_name="/compare")
         assert "PSNR" in out[6]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) is not None
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
