@@ -33,7 +33,7 @@ from diffloss.prior import PriorLoadError
 from diffloss.viz import heatmap, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image
 from diffloss.viz import grid as image_grid
 from studio.memo import Memo, file_stamp
-from studio.models import Registry, get_registry
+from studio.models import Registry, RestorerEntry, get_registry
 from studio.plots import training_figure
 
 MAX_SIDE = 1024 if not torch.cuda.is_available() else 2048  # longer side of an upload, after downscaling
@@ -157,7 +157,8 @@ def restorer_choices(task: str, registry: Registry | None = None) -> tuple[list[
     return labels, l2 or (labels[0] if labels else None), dl or (labels[-1] if labels else None)
 
 
-def _restorer(label: str | None, task: str, arm_name: str, registry: Registry) -> nets.Restorer:
+def _restorer_entry(label: str | None, task: str, arm_name: str, registry: Registry) -> RestorerEntry:
+    """The registry entry behind a dropdown label, or a gr.Error that says what to do."""
     if not label:
         raise gr.Error(
             f"No restorer chosen for the {arm_name} (and none found for task '{task}'). No shipped restorers yet: "
@@ -166,10 +167,18 @@ def _restorer(label: str | None, task: str, arm_name: str, registry: Registry) -
     entry = registry.find(label, task)
     if entry is None:
         raise gr.Error(f"'{label}' is not a restorer for task '{task}' (press Refresh to update the list).")
+    return entry
+
+
+def _load_restorer(entry: RestorerEntry, registry: Registry) -> nets.Restorer:
     try:
         return registry.load_restorer(entry.path)
     except CheckpointError as err:
-        raise gr.Error(f"Cannot load {label}: {err}") from err
+        raise gr.Error(f"Cannot load {entry.label}: {err}") from err
+
+
+def _restorer(label: str | None, task: str, arm_name: str, registry: Registry) -> nets.Restorer:
+    return _load_restorer(_restorer_entry(label, task, arm_name, registry), registry)
 
 
 def _prior(source: str | None, registry: Registry):
@@ -373,9 +382,11 @@ def inspect_case(
         if max(case.gt.shape[-2:]) > side:
             notes.append(f"Inspect looks at the centre {gt.shape[-1]}x{gt.shape[-2]} px (at most {side} px per side).")
         # The restored image is needed for its pair, and by the L(t) curves whenever a restorer is chosen.
-        restored = None
-        if pair == PAIRS[0] or entry is not None:
-            restored = run_restorer(_restorer(restorer_label, task, "restored image", registry), net_input)
+        restored, found = None, entry
+        if pair == PAIRS[0] and found is None:
+            found = _restorer_entry(restorer_label, task, "restored image", registry)  # says why there is none
+        if found is not None:
+            restored = run_restorer(_load_restorer(found, registry), net_input)
         a = restored if pair == PAIRS[0] else shown
         return InspectCase(a=a, b=gt, restored=restored, degraded=shown, notes=tuple(notes), key=key)
 

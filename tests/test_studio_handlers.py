@@ -155,6 +155,17 @@ def test_degraded_vs_ground_truth_needs_no_restorer(tmp_path):
     assert "degraded vs ground truth" in r.values
 
 
+def test_inspecting_a_restored_image_without_a_usable_restorer_says_why(world):
+    with pytest.raises(gr.Error, match="No restorer chosen for the restored image"):
+        H.inspect(str(world.photo), "noise", 0, None, H.PAIRS[0], 10, 0, "", registry=world.registry)
+    _, dl = world.labels()  # a noise restorer: not one for sr4
+    with pytest.raises(gr.Error, match="not a restorer for task 'sr4'"):
+        H.inspect(str(world.photo), "sr4", 0, dl, H.PAIRS[0], 10, 0, "", registry=world.registry)
+    # The degraded pair does not need it: a stale label is no reason to refuse.
+    r = H.inspect(str(world.photo), "sr4", 0, dl, H.PAIRS[1], 10, 0, "", registry=world.registry)
+    assert "degraded vs ground truth" in r.values
+
+
 def test_a_timestep_beyond_the_schedule_is_clamped(world):
     _, dl = world.labels()
     with pytest.warns(UserWarning, match="outside this prior's schedule"):
