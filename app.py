@@ -90,6 +90,13 @@ def _examples(inputs: list, clean_only: bool = False) -> None:
     gr.Examples([row[: len(inputs)] for row in rows], inputs=inputs, label="Examples (see examples/README.md)")
 
 
+def _picture(title: str) -> gr.Image:
+    """An output picture titled above it: gradio's label badge sits over the picture's top left, where Inspect's
+    pictures carry their own captions."""
+    gr.Markdown(f"**{title}**")
+    return gr.Image(label=title, show_label=False, format="png")
+
+
 def build_demo() -> gr.Blocks:
     registry = get_registry()
     prior_default = SHIPPED_PRIOR if registry.has_shipped_prior() else ""
@@ -158,12 +165,12 @@ def build_demo() -> gr.Blocks:
                         i_go = gr.Button("Inspect", variant="primary")
                     with gr.Column(scale=2):
                         i_values = gr.Markdown()
-                        i_xt = gr.Image(label="x_t (same noise, same t)", format="png")
-                        i_eps = gr.Image(label="Predicted noise (shared scale) and their difference (own scale)", format="png")
-                        i_x0 = gr.Image(label="One-step x0 estimates", format="png")
-                        i_pca = gr.Image(label="h-space (mid-block) maps, first 3 principal components", format="png")
-                        i_herr = gr.Image(label="h-space error over the ground truth", format="png")
-                        i_grad = gr.Image(label="Where the prior pushes: |gradient| on the compared image", format="png")
+                        i_xt = _picture("x_t (same noise, same t)")
+                        i_eps = _picture("Predicted noise (shared scale) and their difference (own scale)")
+                        i_x0 = _picture("One-step x0 estimates")
+                        i_pca = _picture("h-space (mid-block) maps, first 3 principal components")
+                        i_herr = _picture("h-space error over the ground truth")
+                        i_grad = _picture("Where the prior pushes: |gradient| on the compared image")
                 with gr.Accordion("L(t) across timesteps", open=False):
                     gr.Markdown(f"{H.CURVE_POINTS} timesteps x seeds x 3 images (restored, degraded, ground truth) "
                                 "through the prior, on a centre crop of its own size: a few seconds at the default.")
@@ -176,7 +183,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Accordion("Purification: DDIM round trip from t", open=False):
                     i_steps = gr.Slider(1, 50, value=10, step=1, label="DDIM steps")
                     i_purify_go = gr.Button("Purify")
-                    i_purified = gr.Image(label="Purified", format="png")
+                    i_purified = _picture("Purified")
                 i_task.change(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
                 i_prior.submit(_prior_changed, [i_prior, i_t], [i_t, i_prior_info])
                 demo.load(_prior_changed, [i_prior, i_t], [i_t, i_prior_info])  # the slider spans the prior's schedule

@@ -30,7 +30,9 @@ from diffloss.loss import DiffLossConfig
 from diffloss.metrics import CONVENTIONS, full_reference_metrics, load_lpips, no_reference_metrics
 from diffloss.niqe import min_side as niqe_min_side
 from diffloss.prior import PriorLoadError
-from diffloss.viz import heatmap, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image
+from diffloss.viz import (
+    enlarge, heatmap, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image,
+)
 from diffloss.viz import grid as image_grid
 from studio.memo import Memo, file_stamp
 from studio.models import Registry, RestorerEntry, get_registry
@@ -44,6 +46,12 @@ TILE = 512  # restore larger images in overlapping tiles (bounded memory)
 # prior one 256x256 forward took ~1.1 s on a busy 2-core CPU, so the CPU default is 128 px.
 INSPECT_SIDE = 256 if torch.cuda.is_available() else 128
 INSPECT_MAX_SIDE = 512 if torch.cuda.is_available() else 256
+DISPLAY_SIDE = 256  # Inspect's pictures are shown at least this large: a 128 px crop's pixels twice over
+
+
+def display_scale(height: int, width: int) -> int:
+    """Whole-number enlargement that shows a crop at about ``DISPLAY_SIDE`` px (1 for crops that large)."""
+    return max(1, DISPLAY_SIDE // max(height, width, 1))
 CURVE_POINTS = 8  # timesteps on the L(t) plot
 CURVE_SIDE = 128 if torch.cuda.is_available() else 64  # the curve's crop: 8 x 3 x 3 prior passes must stay quick
 MODES = ("degrade it for me", "it is already degraded")
@@ -439,17 +447,18 @@ def inspect(
     g = p.term_grads.weighted(config.gamma, config.lam)
     name_a = "restored" if pair == PAIRS[0] else "degraded"
     h, w = case.b.shape[-2:]
-    x_t = image_grid([to_image(p.x_t_a), to_image(p.x_t_b)], [f"x_t {name_a}", "x_t GT"], 2)
+    k = display_scale(h, w)
+    x_t = image_grid([to_image(p.x_t_a), to_image(p.x_t_b)], [f"x_t {name_a}", "x_t GT"], 2, scale=k)
     scale = shared_scale(p.eps_hat_a, p.eps_hat_b)
     eps = image_grid(
         [signed_to_image(p.eps_hat_a, scale), signed_to_image(p.eps_hat_b, scale), signed_to_image(p.eps_hat_diff)],
-        [f"eps_hat {name_a}", "eps_hat GT", "difference"], 3)
-    x0 = image_grid([to_image(p.x0_a), to_image(p.x0_b)], [f"x0 {name_a}", "x0 GT"], 2)
+        [f"eps_hat {name_a}", "eps_hat GT", "difference"], 3, scale=k)
+    x0 = image_grid([to_image(p.x0_a), to_image(p.x0_b)], [f"x0 {name_a}", "x0 GT"], 2, scale=k)
     basis = pca_basis(p.h_a, p.h_b)
     pca = image_grid([pca_rgb(p.h_a, basis, size=(h, w))[0], pca_rgb(p.h_b, basis, size=(h, w))[0]],
-                     [f"h {name_a}", "h GT"], 2)
-    h_err = heatmap(p.h_error, overlay=case.b, mode="bilinear")
-    grad = heatmap(g.magnitude, overlay=case.a)
+                     [f"h {name_a}", "h GT"], 2, scale=k)
+    h_err = enlarge(heatmap(p.h_error, overlay=case.b, mode="bilinear"), k)
+    grad = enlarge(heatmap(g.magnitude, overlay=case.a), k)
     weighted = config.gamma * (p.l_nat + config.lam * p.l_sem)
     if released_bug:
         push = (f"Gradient norm **{g.norm:.3g}**: with the released code's `torch.no_grad()` the prior terms are "
@@ -501,7 +510,8 @@ def inspect_purify(
     name_a = "restored" if pair == PAIRS[0] else "degraded"
     return image_grid(
         [to_image(case.a), to_image(out["a"]), to_image(case.b), to_image(out["gt"])],
-        [name_a, f"{name_a} purified from t={t}", "ground truth", f"ground truth purified ({steps} DDIM steps)"], 4)
+        [name_a, f"{name_a} purified from t={t}", "ground truth", f"ground truth purified ({steps} DDIM steps)"], 4,
+        scale=display_scale(*case.b.shape[-2:]))
 
 
 # ------------------------------------------------------------------------------------------------ train

@@ -135,7 +135,10 @@ def test_inspect_shows_every_view_and_the_terms_on_a_centre_crop(world):
     r = H.inspect(str(world.photo), "noise", 0, dl, H.PAIRS[0], 40, 1, "", side=32, registry=world.registry)
     for img in r.as_tuple()[:6]:
         assert img.ndim == 3 and img.dtype == np.uint8
-    assert r.gradient.shape == (32, 32, 3) and r.h_error.shape == (32, 32, 3)
+    # A 32 px crop is shown eight times larger, pixel for pixel (nearest): 256 px, the display size.
+    assert r.gradient.shape == (256, 256, 3) and r.h_error.shape == (256, 256, 3)
+    assert np.array_equal(r.gradient, np.repeat(np.repeat(r.gradient[::8, ::8], 8, 0), 8, 1))
+    assert r.x_t.shape[1] > 2 * 256  # two enlarged tiles side by side
     assert "centre 32x32 px" in r.values
     assert "L_nat = **" in r.values and "L_sem = **" in r.values
     assert "Gradient norm of gamma" in r.values
@@ -146,7 +149,7 @@ def test_the_released_no_grad_mistake_pushes_exactly_zero(world):
     r = H.inspect(str(world.photo), "noise", 0, dl, H.PAIRS[0], 40, 1, "", released_bug=True,
                   registry=world.registry)
     assert "Gradient norm **0**" in r.values and "exactly zero" in r.values
-    assert r.gradient.shape == (48, 64, 3)
+    assert r.gradient.shape == (4 * 48, 4 * 64, 3)  # 256 // 64: shown four times larger
 
 
 def test_degraded_vs_ground_truth_needs_no_restorer(tmp_path):
@@ -181,6 +184,12 @@ def test_an_unloadable_prior_is_a_clear_error(world, tmp_path):
         H.inspect(str(world.photo), "noise", 0, None, H.PAIRS[1], 10, 0, "a/b/c", registry=world.registry)
     steps, message = H.prior_timesteps(str(tmp_path / "nope"), registry=world.registry)
     assert "not loadable" in message
+
+
+def test_inspect_pictures_are_enlarged_by_whole_numbers_to_about_the_display_size():
+    assert H.display_scale(128, 128) == 2 and H.display_scale(48, 64) == 4
+    assert H.display_scale(256, 200) == 1 and H.display_scale(512, 512) == 1  # never shrunk
+    assert H.display_scale(0, 0) == H.DISPLAY_SIDE  # degenerate sizes do not divide by zero
 
 
 def test_the_timestep_follows_a_shorter_schedule_instead_of_overflowing_it():

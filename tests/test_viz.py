@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from diffloss.inspection import CurveStats, LossCurves
-from diffloss.viz import grid, heatmap, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image
+from diffloss.viz import (
+    enlarge, grid, heatmap, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image,
+)
 
 
 def _h(seed: int = 0, c: int = 8, hh: int = 5, hw: int = 7) -> torch.Tensor:
@@ -119,6 +121,19 @@ def test_grid_shape_and_labels():
     assert long[4:4 + label_h, 4 + 12 + 2:4 + 12 + 4].min() == 255  # the long label stops at its cell
     with pytest.raises(ValueError, match="3 images but 2 labels"):
         grid(tiles, ["a", "b"], columns=2)
+
+
+def test_enlarge_repeats_pixels_and_grid_enlarges_images_but_not_labels():
+    img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    big = enlarge(img, 3)
+    assert big.shape == (6, 9, 3)
+    assert np.array_equal(big[::3, ::3], img) and np.array_equal(big[2, 8], img[0, 2])
+    assert enlarge(img, 1) is img
+    with pytest.raises(ValueError, match="whole number >= 1"):
+        enlarge(img, 0)
+    tiles = [np.zeros((10, 12, 3), np.uint8)] * 2
+    out = grid(tiles, ["a", "b"], columns=2, pad=4, font_size=12, scale=2)
+    assert out.shape == (16 + 20 + 2 * 4, 2 * 24 + 3 * 4, 3)  # label strip as at scale 1, cells twice as large
 
 
 def test_pca_basis_spans_the_principal_components_of_an_svd():
