@@ -91,8 +91,8 @@ def _examples(inputs: list, clean_only: bool = False) -> None:
 
 
 def _picture(title: str) -> gr.Image:
-    """An output picture titled above it: gradio's label badge sits over the picture's top left, where Inspect's
-    pictures carry their own captions."""
+    """An output picture titled above it: gradio's label badge sits over the picture's top left, where our grids
+    (zoom, error maps, Inspect's views) carry their own captions."""
     gr.Markdown(f"**{title}**")
     return gr.Image(label=title, show_label=False, format="png")
 
@@ -132,8 +132,8 @@ def build_demo() -> gr.Blocks:
                             c_out_l2 = gr.Image(label="L2 arm", format="png")
                             c_out_dl = gr.Image(label="DiffLoss arm", format="png")
                         c_slider = gr.ImageSlider(label="L2 arm | DiffLoss arm", format="png")
-                        c_zoom = gr.Image(label="Zoomed crop", format="png")
-                        c_err = gr.Image(label="Error against ground truth (shared scale)", format="png")
+                        c_zoom = _picture("Zoomed crop")
+                        c_err = _picture("Error against ground truth (shared scale)")
                         c_metrics = gr.Markdown()
                         c_notes = gr.Markdown()
                 c_task.change(_restorer_dropdowns, c_task, [c_l2, c_dl])
