@@ -242,6 +242,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     with gr.Column():
                         image = UploadImage(type="filepath", image_mode=None, label="Clean photo")
+                        _examples([image], clean_only=True)
                         task = gr.Dropdown(TASKS, value="noise", label="Task")
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         go = gr.Button("Degrade", variant="primary")
