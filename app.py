@@ -215,6 +215,12 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             t_gamma = gr.Number(value=0.05, label="gamma")
                             t_lam = gr.Number(value=0.1, label="lambda")
+                        with gr.Accordion("Calibrate gamma and lambda: measure what a weight does", open=False):
+                            with gr.Row():
+                                t_nat_share = gr.Number(value=0.2, label="L_nat share of the gradient")
+                                t_sem_share = gr.Number(value=0.1, label="L_sem share of the gradient")
+                            t_calibrate = gr.Button("Calibrate on clean validation photos")
+                            t_calibration = gr.Markdown()
                         with gr.Row():
                             t_tmin = gr.Number(value=0, precision=0, label="t min")
                             t_tmax = gr.Number(value=999, precision=0, label="t max (clipped to the prior)")
@@ -237,6 +243,9 @@ def build_demo() -> gr.Blocks:
                            ).then(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
                            ).then(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
                 t_stop.click(H.request_stop, None, t_status, api_name="stop")
+                t_calibrate.click(on_gpu("calibrate")(H.calibrate_weights),
+                                  [t_task, t_crop, t_tmin, t_tmax, t_prior, t_gamma, t_lam, t_nat_share, t_sem_share],
+                                  [t_gamma, t_lam, t_calibration], api_name="calibrate")
             # -------------------------------------------------------------------------------- Degradations
             with gr.Tab("Degradations"):
                 with gr.Row():

@@ -54,6 +54,17 @@ def weights_for_shares(norms: dict[str, float], nat_share: float, sem_share: flo
     return w_nat, w_sem / w_nat
 
 
+def shares_for_weights(norms: dict[str, float], gamma: float, lam: float) -> dict[str, float]:
+    """Each term's share of the gradient norm at these weights: what ``weights_for_shares`` inverts.
+
+    Why: a user who types a gamma should see what it does, e.g. that the released 1e-3 leaves the prior a
+    fraction of a percent. Same sum-of-norms convention as ``LossTerms.grad_share``.
+    """
+    weighted = {"fidelity": norms["fidelity"], "nat": gamma * norms["nat"], "sem": gamma * lam * norms["sem"]}
+    total = sum(weighted.values())
+    return {k: (v / total if total > 0 else 0.0) for k, v in weighted.items()}
+
+
 def measure_norms(prior: DiffusionPrior, restorer: Restorer, task: str, images: list[torch.Tensor],
                   crop: int = 128, seed: int = 0, config: DiffLossConfig | None = None) -> dict[str, float]:
     """Mean gradient norm of fidelity, L_nat and L_sem (each at weight 1) on restored centre crops."""

@@ -35,7 +35,7 @@ from diffloss.viz import (
 )
 from diffloss.viz import grid as image_grid
 from studio.memo import Memo, file_stamp
-from studio.models import Registry, RestorerEntry, get_registry
+from studio.models import Registry, RestorerEntry, get_registry, is_degraded_example
 from studio.plots import training_figure
 
 MAX_SIDE = 1024 if not torch.cuda.is_available() else 2048  # longer side of an upload, after downscaling
@@ -525,6 +525,74 @@ def train_caps() -> dict[str, int]:
     return GPU_CAPS if torch.cuda.is_available() else CPU_CAPS
 
 
+CALIBRATION_PHOTOS = 8  # clean validation photos per calibration: a second or two at 64 px on 2 CPU cores
+
+
+def calibrate_weights(
+    task: str, crop: float, t_min: float, t_max: float, prior_source: str | None, gamma: float, lam: float,
+    nat_share: float = 0.2, sem_share: float = 0.1, photos: int = CALIBRATION_PHOTOS,
+    registry: Registry | None = None,
+) -> tuple[float, float, str]:
+    """(gamma, lambda, report): the weights that give L_nat and L_sem the requested shares of the gradient as a
+    Train run starts, and the shares the weights typed so far would give (``diffloss.calibrate``).
+
+    Why here: a weight means nothing without the gradient scale of the prior it multiplies (the released 1e-3
+    leaves a small prior a fraction of a percent), so the Train tab measures it instead of asking for a guess.
+    Measured on clean validation photos, never the training folder, degraded for the task and "restored" by a
+    fresh restorer of the task, which is the identity: exactly what both arms see at step 0.
+    """
+    from diffloss.calibrate import calibrate, shares_for_weights
+    from diffloss.train import new_restorer_config
+
+    reg = registry or get_registry()
+    try:
+        degrade.get_task(task)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    prior = _prior(prior_source, reg)
+    files = reg.calibration_images()[: max(1, int(photos))]
+    images = []
+    for path in files:
+        try:
+            images.append(load_image(path, max_side=MAX_SIDE))
+        except (ImageLoadError, OSError) as err:
+            _warn(f"Calibration skips {path.name}: {err}")
+    if not images:
+        raise gr.Error("No clean validation photos to calibrate on: put the benchmark's clean/val beside the repo "
+                       "(or point DIFFLOSS_DATASETS at it), or add clean_*.png photos to examples/.")
+    side = max(16, min(int(crop), train_caps()["crop"]))
+    config = DiffLossConfig(t_min=int(t_min), t_max=min(int(t_max), prior.num_timesteps - 1))
+    try:
+        lo, hi = config.validate(prior.num_timesteps)
+        fresh = nets.Restorer(new_restorer_config(task)).to(prior.device)
+        result = calibrate(prior, fresh, task, images, float(nat_share),
+                           float(sem_share), side, config=config)
+    except ValueError as err:
+        raise gr.Error(f"Cannot calibrate: {err}") from err
+    new_gamma, new_lam = float(f"{result.gamma:.4g}"), float(f"{result.lam:.4g}")
+
+    def shares(g: float, lmb: float) -> str:
+        s = shares_for_weights(result.norms, g, lmb)
+        return f"fidelity {s['fidelity']:.1%}, L_nat {s['nat']:.1%}, L_sem {s['sem']:.2%}"
+
+    n = result.norms
+    report = "\n".join([
+        f"Measured on {len(images)} clean photos from `{files[0].parent}`: {side} px centre crops degraded for "
+        f"{task}, t drawn in [{lo}, {hi}], one t and noise per photo, through a fresh restorer (the identity, as "
+        "both arms start).",
+        "",
+        f"- gradient norm on the image per unit weight: fidelity {n['fidelity']:.3g}, L_nat {n['nat']:.3g}, "
+        f"L_sem {n['sem']:.3g}",
+        f"- your weights (gamma {float(gamma):g}, lambda {float(lam):g}) give {shares(float(gamma), float(lam))}",
+        f"- **calibrated** for L_nat {float(nat_share):.0%} and L_sem {float(sem_share):.0%}: gamma **{new_gamma:g}**, "
+        f"lambda **{new_lam:g}** (now set above; they give {shares(new_gamma, new_lam)})",
+        "",
+        "Shares move as the restorer learns, and a few photos give a rough estimate: calibrate again to see its "
+        "spread.",
+    ])
+    return new_gamma, new_lam, report
+
+
 def request_stop() -> str:
     """Ask the running Train job to stop at its next step (it saves a checkpoint and keeps what it has)."""
     _STOP.set()
@@ -663,14 +731,8 @@ def point_fraction(index: tuple[int, int] | list[int] | None, image: np.ndarray 
 
 def example_rows(files: list[Path]) -> list[list[str]]:
     """[path, task, mode] per example: ``clean_*`` are degraded (noise), ``<task>_*`` are taken as degraded."""
-    rows = []
-    for path in files:
-        prefix = path.name.split("_", 1)[0]
-        if prefix in degrade.TASKS and prefix != "inpaint":
-            rows.append([str(path), prefix, MODES[1]])
-        else:
-            rows.append([str(path), "noise", MODES[0]])
-    return rows
+    return [[str(path), path.name.split("_", 1)[0], MODES[1]] if is_degraded_example(path)
+            else [str(path), "noise", MODES[0]] for path in files]
 
 
 DEFAULT_T_FRACTION = 0.2  # the Inspect slider starts at t = 200 of 1000: noisy enough to matter, not pure noise

@@ -6,6 +6,7 @@ Where things are looked for (all roots configurable, so tests and other clones c
 - trained restorers: ``runs/<name>/model`` (one CLI run) and ``runs/<name>/{l2,diffloss}/model`` (a Train-tab pair)
 - the prior: ``pretrained/prior``, or any diffusers UNet2DModel folder or hub id the user types
 - example photos: ``examples/*.png`` (falls back to the benchmark clean/val folder when it is beside the repo)
+- photos to calibrate DiffLoss weights on: the benchmark clean/val folder, else the clean examples
 
 Loading is cached per (path, file modification time) behind one lock, so two browser tabs asking for the same
 model at once load it once, and a run retrained in place is picked up.
@@ -41,6 +42,20 @@ class RestorerEntry:
     task: str
     arm: str  # "l2", "diffloss" or "?" when the folder does not say
     source: str  # "shipped" or "run"
+
+
+def datasets_folder() -> Path:
+    """The benchmark datasets: ``$DIFFLOSS_DATASETS``, else ``../shared/datasets`` beside the repo (may not exist)."""
+    return Path(os.environ.get("DIFFLOSS_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+def is_degraded_example(path: Path) -> bool:
+    """An example named ``<task>_*`` is an already degraded photo (hazy, rainy, dark); others (``clean_*``) are
+    clean. Inpainting has no degraded examples: its mask cannot be read off a photo."""
+    from diffloss import degrade
+
+    prefix = path.name.split("_", 1)[0]
+    return prefix in degrade.TASKS and prefix != "inpaint"
 
 
 def _read_json(path: Path) -> dict:
@@ -132,8 +147,7 @@ class Registry:
 
     def example_images(self) -> list[Path]:
         folders = [self.examples] if self.examples is not None else []
-        datasets = Path(os.environ.get("DIFFLOSS_DATASETS", REPO.parent / "shared" / "datasets"))
-        folders.append(datasets / "clean" / "val")
+        folders.append(datasets_folder() / "clean" / "val")
         for folder in folders:
             if folder is not None and folder.is_dir():
                 images = list_images(folder)
@@ -146,9 +160,20 @@ class Registry:
 
         The examples are not a fallback: some of them are degraded photos, which must never be taught as clean.
         """
-        datasets = Path(os.environ.get("DIFFLOSS_DATASETS", REPO.parent / "shared" / "datasets"))
-        folder = datasets / "clean" / "train"
+        folder = datasets_folder() / "clean" / "train"
         return folder if folder.is_dir() and list_images(folder) else None
+
+    def calibration_images(self) -> list[Path]:
+        """Clean photos to calibrate DiffLoss weights on: the benchmark clean/val beside the repo, else the clean
+        examples. Validation photos, never the training folder: weights tuned on what a net trains on say little."""
+        val = datasets_folder() / "clean" / "val"
+        if val.is_dir():
+            images = list_images(val)
+            if images:
+                return images
+        if self.examples is not None and self.examples.is_dir():
+            return [p for p in list_images(self.examples) if not is_degraded_example(p)]
+        return []
 
     def status(self) -> str:
         """What is installed and, for what is missing, how to get it (markdown, shown at the top of the app)."""

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from diffloss.calibrate import calibrate, weights_for_shares
+from diffloss.calibrate import calibrate, shares_for_weights, weights_for_shares
 from diffloss.loss import DiffLoss, DiffLossConfig
 from diffloss.nets import Restorer, RestorerConfig
 from tests.helpers import tiny_prior
@@ -16,6 +16,18 @@ def test_weights_reproduce_the_requested_shares():
     total = sum(weighted.values())
     assert weighted["nat"] / total == pytest.approx(0.2)
     assert weighted["sem"] / total == pytest.approx(0.1)
+
+
+def test_shares_for_weights_inverts_weights_for_shares():
+    norms = {"fidelity": 0.03, "nat": 0.5, "sem": 0.02}
+    gamma, lam = weights_for_shares(norms, 0.25, 0.05)
+    shares = shares_for_weights(norms, gamma, lam)
+    assert shares["nat"] == pytest.approx(0.25, rel=1e-9) and shares["sem"] == pytest.approx(0.05, rel=1e-9)
+    assert shares["fidelity"] == pytest.approx(0.70, rel=1e-9)
+    # The released weights on these norms: the prior's share is tiny, and gamma 0 gives it nothing at all.
+    released = shares_for_weights(norms, 1e-3, 1e-3)
+    assert released["nat"] == pytest.approx(0.0005 / 0.0305, rel=1e-5) and released["sem"] < 1e-6
+    assert shares_for_weights(norms, 0.0, 0.1) == {"fidelity": 1.0, "nat": 0.0, "sem": 0.0}
 
 
 def test_impossible_shares_are_refused():

@@ -26,7 +26,9 @@ def test_compare_inspect_and_a_short_train_run_over_http(client):
     assert "PSNR" in metrics and "Conventions" in metrics
     values = c.predict(photo, "noise", 0, dl, H.PAIRS[0], 20, 0, "", True, 0.05, 0.1, 32, api_name="/inspect")[-1]
     assert "exactly zero" in values
-    status, curves, archive = c.predict("noise", 2, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean), 16,
+    gamma, lam, report = c.predict("noise", 32, 0, 99, "", 0.05, 0.1, 0.2, 0.1, api_name="/calibrate")
+    assert gamma > 0 and lam > 0 and "**calibrated** for L_nat 20% and L_sem 10%" in report
+    status, curves, archive = c.predict("noise", 2, 1, 32, 1e-3, gamma, lam, 0, 99, 0, "", str(world.clean), 16,
                                         api_name="/train")
     assert status.startswith("**Done**") and str(archive).endswith(".zip")
     assert [e.arm for e in world.registry.restorers("noise") if e.source == "run"] == ["l2", "diffloss"]

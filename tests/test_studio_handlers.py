@@ -186,6 +186,34 @@ def test_an_unloadable_prior_is_a_clear_error(world, tmp_path):
     assert "not loadable" in message
 
 
+def test_calibration_sets_weights_that_give_the_asked_shares_and_shows_what_typed_ones_give(world, monkeypatch):
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(world.root / "no-datasets"))  # the world's clean examples
+    gamma, lam, report = H.calibrate_weights("noise", 32, 0, 99, "", 1e-3, 1e-3, 0.25, 0.05, registry=world.registry)
+    assert gamma > 0 and lam > 0
+    assert "Measured on 3 clean photos" in report and "32 px centre crops" in report and "t drawn in [0, 99]" in report
+    assert "your weights (gamma 0.001, lambda 0.001)" in report
+    assert f"gamma **{gamma:g}**, lambda **{lam:g}**" in report
+    assert "they give fidelity 70.0%, L_nat 25.0%, L_sem 5.00%" in report  # rounded weights, same shares
+    # The same photos, crops, seeds and t give the same weights: a measurement, not a draw.
+    assert H.calibrate_weights("noise", 32, 0, 99, "", 1e-3, 1e-3, 0.25, 0.05, registry=world.registry)[:2] == (gamma, lam)
+    g2, _, _ = H.calibrate_weights("noise", 32, 0, 99, "", 1e-3, 1e-3, 0.5, 0.05, registry=world.registry)
+    assert g2 > gamma  # a larger share needs a larger weight
+
+
+def test_calibration_refuses_what_it_cannot_do_with_a_message(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "no-datasets"))
+    with pytest.raises(gr.Error, match="Cannot calibrate: shares must"):
+        H.calibrate_weights("noise", 32, 0, 99, "", 0.05, 0.1, 0.7, 0.4, registry=world.registry)
+    with pytest.raises(gr.Error, match="Cannot calibrate: timestep range"):
+        H.calibrate_weights("noise", 32, 50, 10, "", 0.05, 0.1, registry=world.registry)
+    with pytest.raises(gr.Error, match="unknown task|Unknown task|not a task"):
+        H.calibrate_weights("blur", 32, 0, 99, "", 0.05, 0.1, registry=world.registry)
+    from studio.models import Registry
+    bare = Registry(world.root / "pretrained", world.root / "runs", examples=None)
+    with pytest.raises(gr.Error, match="No clean validation photos to calibrate on"):
+        H.calibrate_weights("noise", 32, 0, 99, "", 0.05, 0.1, registry=bare)
+
+
 def test_inspect_pictures_are_enlarged_by_whole_numbers_to_about_the_display_size():
     assert H.display_scale(128, 128) == 2 and H.display_scale(48, 64) == 4
     assert H.display_scale(256, 200) == 1 and H.display_scale(512, 512) == 1  # never shrunk

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+import torch
 
 from diffloss import nets
 from diffloss.prior import PriorLoadError
@@ -71,6 +72,23 @@ def test_the_shipped_examples_are_attributed_and_offered_with_the_right_mode():
     rows = {row[0].split("/")[-1]: row[1:] for row in H.example_rows(files)}
     assert rows["haze_sots_1430_7.png"] == ["haze", H.MODES[1]]
     assert rows["clean_mcmaster_05.png"] == ["noise", H.MODES[0]]
+
+
+def test_weights_are_calibrated_on_validation_photos_never_on_degraded_examples(tmp_path, monkeypatch):
+    from diffloss.images import save_image
+    from studio.models import REPO
+
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "datasets"))
+    shipped = Registry(tmp_path / "pretrained", tmp_path / "runs", examples=REPO / "examples")
+    names = [p.name for p in shipped.calibration_images()]
+    assert "clean_mcmaster_05.png" in names and len(names) == 3  # the clean examples only
+    assert not any(n.startswith(("haze_", "rain_", "lowlight_")) for n in names)
+    val = tmp_path / "datasets" / "clean" / "val"
+    save_image(torch.rand(3, 16, 16), val / "a.png")
+    assert [p.name for p in shipped.calibration_images()] == ["a.png"]  # the benchmark's validation set first
+    assert Registry(tmp_path / "p", tmp_path / "r", examples=None).calibration_images() == [val / "a.png"]
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "nowhere"))
+    assert Registry(tmp_path / "p", tmp_path / "r", examples=None).calibration_images() == []
 
 
 def test_warm_up_loads_the_shipped_prior_in_the_background_once(tmp_path):
