@@ -51,6 +51,11 @@ def _restorer_dropdowns(task: str):
     return gr.update(choices=labels, value=l2), gr.update(choices=labels, value=dl)
 
 
+def _start_dropdown(task: str):
+    labels, default = H.start_choices(task)
+    return gr.update(choices=labels, value=default)
+
+
 def _compare(*args):
     return H.compare(*args).as_tuple()
 
@@ -207,6 +212,9 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=1):
                         t_task = gr.Dropdown(TASKS, value=first, label="Task")
+                        start_labels, start_default = H.start_choices(first)
+                        t_start = gr.Dropdown(start_labels, value=start_default,
+                                              label="Start from (both arms; a trained restorer fine-tunes)")
                         t_steps = gr.Number(value=min(100, caps["steps"]), precision=0,
                                             label=f"Steps (at most {caps['steps']} here)")
                         t_batch = gr.Number(value=4, precision=0, label=f"Batch (at most {caps['batch']})")
@@ -238,13 +246,16 @@ def build_demo() -> gr.Blocks:
                         t_curves = gr.Image(label="Loss terms (live)", format="png")
                         t_file = gr.File(label="Download both models (safetensors + card)")
                 t_go.click(on_gpu("train")(H.train_pair), [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax,
-                                          t_seed, t_prior, t_folder, t_prior_crop],
+                                          t_seed, t_prior, t_folder, t_prior_crop, t_start],
                            [t_status, t_curves, t_file], api_name="train", concurrency_limit=1,
                            ).then(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
-                           ).then(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
+                           ).then(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest
+                           ).then(_start_dropdown, t_task, t_start)
+                t_task.change(_start_dropdown, t_task, t_start)
                 t_stop.click(H.request_stop, None, t_status, api_name="stop")
                 t_calibrate.click(on_gpu("calibrate")(H.calibrate_weights),
-                                  [t_task, t_crop, t_tmin, t_tmax, t_prior, t_gamma, t_lam, t_nat_share, t_sem_share],
+                                  [t_task, t_crop, t_tmin, t_tmax, t_prior, t_gamma, t_lam, t_nat_share, t_sem_share,
+                                   t_start],
                                   [t_gamma, t_lam, t_calibration], api_name="calibrate")
             # -------------------------------------------------------------------------------- Degradations
             with gr.Tab("Degradations"):

@@ -165,6 +165,25 @@ def restorer_choices(task: str, registry: Registry | None = None) -> tuple[list[
     return labels, l2 or (labels[0] if labels else None), dl or (labels[-1] if labels else None)
 
 
+FRESH_START = "a fresh restorer (the identity)"
+
+
+def start_choices(task: str, registry: Registry | None = None) -> tuple[list[str], str]:
+    """The Train tab's "Start from" choices for a task and the one to preselect: the task's first L2 arm when there
+    is one (fine-tuning, as the paper and the zoo do: a few hundred CPU steps from scratch teach little), else a
+    fresh restorer."""
+    reg = registry or get_registry()
+    l2, _ = reg.default_pair(task)
+    return [FRESH_START, *(e.label for e in reg.restorers(task))], l2 or FRESH_START
+
+
+def _start_entry(start: str | None, task: str, registry: Registry) -> RestorerEntry | None:
+    """The restorer both arms start from (None: a fresh one)."""
+    if not start or start == FRESH_START:
+        return None
+    return _restorer_entry(start, task, "start of both arms", registry)
+
+
 def _restorer_entry(label: str | None, task: str, arm_name: str, registry: Registry) -> RestorerEntry:
     """The registry entry behind a dropdown label, or a gr.Error that says what to do."""
     if not label:
@@ -530,7 +549,7 @@ CALIBRATION_PHOTOS = 8  # clean validation photos per calibration: a second or t
 
 def calibrate_weights(
     task: str, crop: float, t_min: float, t_max: float, prior_source: str | None, gamma: float, lam: float,
-    nat_share: float = 0.2, sem_share: float = 0.1, photos: int = CALIBRATION_PHOTOS,
+    nat_share: float = 0.2, sem_share: float = 0.1, start: str | None = None, photos: int = CALIBRATION_PHOTOS,
     registry: Registry | None = None,
 ) -> tuple[float, float, str]:
     """(gamma, lambda, report): the weights that give L_nat and L_sem the requested shares of the gradient as a
@@ -538,8 +557,8 @@ def calibrate_weights(
 
     Why here: a weight means nothing without the gradient scale of the prior it multiplies (the released 1e-3
     leaves a small prior a fraction of a percent), so the Train tab measures it instead of asking for a guess.
-    Measured on clean validation photos, never the training folder, degraded for the task and "restored" by a
-    fresh restorer of the task, which is the identity: exactly what both arms see at step 0.
+    Measured on clean validation photos, never the training folder, degraded for the task and restored by what
+    both arms start from (``start``: a restorer label, or a fresh restorer, the identity): their step 0.
     """
     from diffloss.calibrate import calibrate, shares_for_weights
     from diffloss.train import new_restorer_config
@@ -549,6 +568,7 @@ def calibrate_weights(
         degrade.get_task(task)
     except ValueError as err:
         raise gr.Error(str(err)) from err
+    entry = _start_entry(start, task, reg)
     prior = _prior(prior_source, reg)
     files = reg.calibration_images()[: max(1, int(photos))]
     images = []
@@ -564,8 +584,8 @@ def calibrate_weights(
     config = DiffLossConfig(t_min=int(t_min), t_max=min(int(t_max), prior.num_timesteps - 1))
     try:
         lo, hi = config.validate(prior.num_timesteps)
-        fresh = nets.Restorer(new_restorer_config(task)).to(prior.device)
-        result = calibrate(prior, fresh, task, images, float(nat_share),
+        model = _load_restorer(entry, reg) if entry else nets.Restorer(new_restorer_config(task)).to(prior.device)
+        result = calibrate(prior, model, task, images, float(nat_share),
                            float(sem_share), side, config=config)
     except ValueError as err:
         raise gr.Error(f"Cannot calibrate: {err}") from err
@@ -578,8 +598,8 @@ def calibrate_weights(
     n = result.norms
     report = "\n".join([
         f"Measured on {len(images)} clean photos from `{files[0].parent}`: {side} px centre crops degraded for "
-        f"{task}, t drawn in [{lo}, {hi}], one t and noise per photo, through a fresh restorer (the identity, as "
-        "both arms start).",
+        f"{task}, t drawn in [{lo}, {hi}], one t and noise per photo, restored by "
+        f"{f'`{entry.label}`' if entry else 'a fresh restorer (the identity)'}, where both arms start.",
         "",
         f"- gradient norm on the image per unit weight: fidelity {n['fidelity']:.3g}, L_nat {n['nat']:.3g}, "
         f"L_sem {n['sem']:.3g}",
@@ -625,12 +645,13 @@ def _status(history: dict, totals: dict, name: str, notes: list[str], state: str
 def train_pair(
     task: str, steps: float, batch: float, crop: float, lr: float, gamma: float, lam: float, t_min: float,
     t_max: float, seed: float, prior_source: str | None, clean_folder: str | None = None, prior_crop: float = 0,
-    width: int | None = None, name: str | None = None, registry: Registry | None = None,
+    start: str | None = None, width: int | None = None, name: str | None = None, registry: Registry | None = None,
 ) -> Iterator[tuple[str, np.ndarray, str | None]]:
     """Train the L2 and DiffLoss arms side by side (same start weights, seed, batches); yield (status, curves, zip).
 
     ``prior_crop`` > 0 computes the prior terms on one random square of that side per batch (several times cheaper
-    steps on a CPU; 0 = the whole crop).
+    steps on a CPU; 0 = the whole crop). ``start``: a restorer label of the task to fine-tune from (both arms), or
+    ``FRESH_START``/empty for a fresh restorer of ``width``.
 
     Closing the generator (the Stop button, or the browser going away) closes both training loops, which save
     a checkpoint; ``request_stop`` ends the run the same way from another thread. One run at a time.
@@ -662,6 +683,8 @@ def train_pair(
         if folder is None or not folder.is_dir():
             raise gr.Error("No clean photos to train on: give a folder of clean photos (the benchmark "
                            "clean/train, or any folder of PNG/JPEG photos).")
+        entry = _start_entry(start, task, reg)
+        notes.append(f"both arms start from {f'`{entry.label}`' if entry else 'a fresh restorer'}")
         prior = _prior(prior_source, reg)  # fails early, with the reason, before any work
         last = prior.num_timesteps - 1
         lo, hi = int(t_min), min(int(t_max), last)
@@ -680,7 +703,8 @@ def train_pair(
                               warmup=min(50, values["steps"] // 10), seed=int(seed),
                               log_every=max(1, values["steps"] // 60), save_every=max(10, values["steps"] // 4),
                               resume=False, command=f"DiffLoss Studio Train tab ({arm} arm)")
-            cfg = RestorerTrainConfig(task=task, clean=[str(folder)], crop=values["crop"], width=width,
+            cfg = RestorerTrainConfig(task=task, clean=[str(folder)], crop=values["crop"],
+                                      init=str(entry.path) if entry else None, width=None if entry else width,
                                       prior=str(prior.source), diffloss=arm == "diffloss", loss=loss, loop=loop)
             try:
                 gens[arm] = train_restorer(cfg)

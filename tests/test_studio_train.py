@@ -90,3 +90,34 @@ def test_the_prior_sub_crop_reaches_the_diffloss_arm_only(world):
     list(_run(world, "whole", prior_crop=64))  # not smaller than the 32 px crop: the whole crop, no error
     card = json.loads((world.registry.runs / "whole" / "diffloss" / "model" / "card.json").read_text())
     assert card["config"]["loss"]["prior_crop"] is None
+
+
+def test_both_arms_can_fine_tune_a_trained_restorer(tmp_path):
+    from diffloss.checkpoint import read_json
+
+    world = make_world(tmp_path, with_restorers=True)
+    labels, default = H.start_choices("noise", world.registry)
+    l2, _ = world.labels()
+    assert labels[0] == H.FRESH_START and default == l2  # fine-tuning the task's L2 arm is preselected
+    assert H.start_choices("sr4", world.registry) == ([H.FRESH_START], H.FRESH_START)
+    status = list(_run(world, "tuned", start=l2))[-1][0]
+    assert status.startswith("**Done**") and f"both arms start from `{l2}`" in status
+    start = world.registry.find(l2, "noise").path
+    for arm in ("l2", "diffloss"):
+        card = read_json(world.registry.runs / "tuned" / arm / "model" / "card.json")
+        assert card["data"]["init"] == str(start)
+    with pytest.raises(gr.Error, match="not a restorer for task 'sr4'"):
+        next(_run(world, "wrong-task", task="sr4", start=l2))
+    assert not H._TRAIN_LOCK.locked()
+
+
+def test_calibration_measures_on_what_both_arms_start_from(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "no-datasets"))
+    world = make_world(tmp_path, with_restorers=True)
+    l2, _ = world.labels()
+    args = ("noise", 32, 0, 99, "", 0.05, 0.1, 0.2, 0.1)
+    fresh = H.calibrate_weights(*args, H.FRESH_START, registry=world.registry)
+    tuned = H.calibrate_weights(*args, l2, registry=world.registry)
+    assert "restored by a fresh restorer (the identity)" in fresh[2]
+    assert f"restored by `{l2}`" in tuned[2]
+    assert fresh[:2] != tuned[:2]  # another restored image, other gradients
