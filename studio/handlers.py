@@ -47,11 +47,6 @@ TILE = 512  # restore larger images in overlapping tiles (bounded memory)
 INSPECT_SIDE = 256 if torch.cuda.is_available() else 128
 INSPECT_MAX_SIDE = 512 if torch.cuda.is_available() else 256
 DISPLAY_SIDE = 256  # Inspect's pictures are shown at least this large: a 128 px crop's pixels twice over
-
-
-def display_scale(height: int, width: int) -> int:
-    """Whole-number enlargement that shows a crop at about ``DISPLAY_SIDE`` px (1 for crops that large)."""
-    return max(1, DISPLAY_SIDE // max(height, width, 1))
 CURVE_POINTS = 8  # timesteps on the L(t) plot
 CURVE_SIDE = 128 if torch.cuda.is_available() else 64  # the curve's crop: 8 x 3 x 3 prior passes must stay quick
 MODES = ("degrade it for me", "it is already degraded")
@@ -418,6 +413,11 @@ def inspect_case(
         return InspectCase(a=a, b=gt, restored=restored, degraded=shown, notes=tuple(notes), key=key)
 
     return CASES.get(key, make)
+
+
+def display_scale(height: int, width: int) -> int:
+    """Whole-number enlargement that shows a crop at about ``DISPLAY_SIDE`` px (1 for crops that large)."""
+    return max(1, DISPLAY_SIDE // max(height, width, 1))
 
 
 def _check_t(t: float, prior) -> int:
