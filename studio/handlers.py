@@ -544,6 +544,12 @@ def train_caps() -> dict[str, int]:
     return GPU_CAPS if torch.cuda.is_available() else CPU_CAPS
 
 
+def _train_t_range(t_min: float, t_max: float, prior) -> dict[str, int]:
+    """The Train tab's t range as DiffLossConfig fields: t max is clipped to the prior's schedule (its box says so),
+    t min is taken as typed (DiffLossConfig.validate refuses one beyond it)."""
+    return {"t_min": int(t_min), "t_max": min(int(t_max), prior.num_timesteps - 1)}
+
+
 CALIBRATION_PHOTOS = 8  # clean validation photos per calibration: a second or two at 64 px on 2 CPU cores
 
 
@@ -581,7 +587,7 @@ def calibrate_weights(
         raise gr.Error("No clean validation photos to calibrate on: put the benchmark's clean/val beside the repo "
                        "(or point DIFFLOSS_DATASETS at it), or add clean_*.png photos to examples/.")
     side = max(16, min(int(crop), train_caps()["crop"]))
-    config = DiffLossConfig(t_min=int(t_min), t_max=min(int(t_max), prior.num_timesteps - 1))
+    config = DiffLossConfig(**_train_t_range(t_min, t_max, prior))
     try:
         lo, hi = config.validate(prior.num_timesteps)
         model = _load_restorer(entry, reg) if entry else nets.Restorer(new_restorer_config(task)).to(prior.device)
@@ -686,10 +692,8 @@ def train_pair(
         entry = _start_entry(start, task, reg)
         notes.append(f"both arms start from {f'`{entry.label}`' if entry else 'a fresh restorer'}")
         prior = _prior(prior_source, reg)  # fails early, with the reason, before any work
-        last = prior.num_timesteps - 1
-        lo, hi = int(t_min), min(int(t_max), last)
         sub = int(prior_crop or 0)
-        loss = DiffLossConfig(gamma=float(gamma), lam=float(lam), t_min=lo, t_max=hi,
+        loss = DiffLossConfig(gamma=float(gamma), lam=float(lam), **_train_t_range(t_min, t_max, prior),
                               prior_crop=sub if 0 < sub < values["crop"] else None)
         try:
             loss.validate(prior.num_timesteps)
