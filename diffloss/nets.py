@@ -9,7 +9,10 @@ so an untrained restorer returns its RGB input unchanged and training starts fro
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -78,6 +81,30 @@ class LayerNorm2d(nn.Module):
         return y.permute(0, 3, 1, 2)
 
 
+_LOADING = threading.local()  # set while this thread builds a restorer that a checkpoint then fills in
+
+
+@contextlib.contextmanager
+def _filled_from_checkpoint() -> Iterator[None]:
+    """Convs built inside skip their random init: every weight is overwritten by ``load_state_dict(strict=True)``
+    next, and drawing them first was a quarter of a restorer's load time. This thread only: a restorer built
+    meanwhile on another thread (a Train run) still gets its random init."""
+    _LOADING.active = True
+    try:
+        yield
+    finally:
+        _LOADING.active = False
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, same state-dict keys) that skips its random init inside
+    ``_filled_from_checkpoint``."""
+
+    def reset_parameters(self) -> None:
+        if not getattr(_LOADING, "active", False):
+            super().reset_parameters()
+
+
 def simple_gate(x: Tensor) -> Tensor:
     """NAFNet's SimpleGate: split channels in half and multiply; a nonlinearity with no activation function."""
     a, b = x.chunk(2, dim=1)
@@ -90,13 +117,13 @@ class NAFBlock(nn.Module):
     def __init__(self, c: int) -> None:
         super().__init__()
         self.norm1 = LayerNorm2d(c)
-        self.conv1 = nn.Conv2d(c, 2 * c, 1)
-        self.dwconv = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
-        self.sca = nn.Conv2d(c, c, 1)
-        self.conv2 = nn.Conv2d(c, c, 1)
+        self.conv1 = Conv2d(c, 2 * c, 1)
+        self.dwconv = Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
+        self.sca = Conv2d(c, c, 1)
+        self.conv2 = Conv2d(c, c, 1)
         self.norm2 = LayerNorm2d(c)
-        self.conv3 = nn.Conv2d(c, 2 * c, 1)
-        self.conv4 = nn.Conv2d(c, c, 1)
+        self.conv3 = Conv2d(c, 2 * c, 1)
+        self.conv4 = Conv2d(c, c, 1)
         # NAFNet starts these at 0; a small nonzero start keeps every weight on the gradient path from step one.
         self.beta = nn.Parameter(torch.full((1, c, 1, 1), 0.1))
         self.gamma = nn.Parameter(torch.full((1, c, 1, 1), 0.1))
@@ -126,22 +153,22 @@ class Restorer(nn.Module):
         super().__init__()
         self.config = config
         w, cin, cout = config.width, config.in_channels, config.out_channels
-        self.stem = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(4 * cin, w, 3, padding=1))
+        self.stem = nn.Sequential(nn.PixelUnshuffle(2), Conv2d(4 * cin, w, 3, padding=1))
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
         c = w
         for n in config.enc_blocks:
             self.encoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
-            self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
+            self.downs.append(Conv2d(c, 2 * c, 2, stride=2))
             c *= 2
         self.middle = nn.Sequential(*[NAFBlock(c) for _ in range(config.middle_blocks)])
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for n in reversed(config.dec_blocks):
-            self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
+            self.ups.append(nn.Sequential(Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
             self.decoders.append(nn.Sequential(*[NAFBlock(c) for _ in range(n)]))
-        self.head = nn.Sequential(nn.Conv2d(w, 4 * cout, 3, padding=1), nn.PixelShuffle(2))
+        self.head = nn.Sequential(Conv2d(w, 4 * cout, 3, padding=1), nn.PixelShuffle(2))
         # Zero head: the untrained restorer is exactly the identity on RGB.
         nn.init.zeros_(self.head[0].weight)
         nn.init.zeros_(self.head[0].bias)
@@ -182,7 +209,8 @@ def load_restorer(folder: str | Path, device: str | torch.device = "cpu") -> Res
     """Load a restorer folder in eval mode; a folder of another kind or with mismatched weights is a CheckpointError."""
     state, config, _card = load_model_folder(folder, expected_kind=KIND)
     try:
-        model = Restorer(RestorerConfig.from_dict(config))
+        with _filled_from_checkpoint():
+            model = Restorer(RestorerConfig.from_dict(config))
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{Path(folder) / 'config.json'} is not a valid restorer config ({err})") from err
     try:

@@ -128,6 +128,26 @@ def test_save_load_round_trip_is_exact_in_fp32_and_close_in_fp16(tmp_path) -> No
     assert (tmp_path / "fp16" / MODEL_FILE).stat().st_size < 0.6 * (tmp_path / "fp32" / MODEL_FILE).stat().st_size
 
 
+def test_loading_skips_the_random_init_on_its_own_thread_only() -> None:
+    import threading
+
+    from diffloss import nets
+
+    torch.manual_seed(0)
+    built = {}
+    with nets._filled_from_checkpoint():
+        Restorer(RestorerConfig(width=8))
+        after = torch.rand(3)  # nothing was drawn: the RNG is where the seed left it
+        other = threading.Thread(target=lambda: built.setdefault("model", Restorer(RestorerConfig(width=8))))
+        other.start()
+        other.join()
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))
+    # A restorer built meanwhile on another thread (a Train run), and one built here afterwards, are drawn as usual.
+    for model in (built["model"], Restorer(RestorerConfig(width=8))):
+        assert 0.01 < float(model.stem[1].weight.std()) < 1.0
+
+
 def test_loading_a_prior_folder_says_it_is_not_a_restorer(tmp_path) -> None:
     save_model_folder(tmp_path, {"w": torch.zeros(2)}, {"kind": "prior", "sample_size": 64})
     with pytest.raises(CheckpointError, match="restorer"):
