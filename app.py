@@ -51,6 +51,11 @@ def _restorer_dropdowns(task: str):
     return gr.update(choices=labels, value=l2), gr.update(choices=labels, value=dl)
 
 
+def _trained_dropdowns(task: str):
+    labels, l2, dl = H.trained_pair_choices(task)
+    return gr.update(choices=labels, value=l2), gr.update(choices=labels, value=dl)
+
+
 def _start_dropdown(task: str):
     labels, default = H.start_choices(task)
     return gr.update(choices=labels, value=default)
@@ -248,8 +253,8 @@ def build_demo() -> gr.Blocks:
                 t_go.click(on_gpu("train")(H.train_pair), [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax,
                                           t_seed, t_prior, t_folder, t_prior_crop, t_start],
                            [t_status, t_curves, t_file], api_name="train", concurrency_limit=1,
-                           ).then(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
-                           ).then(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest
+                           ).then(_trained_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
+                           ).then(lambda t: _trained_dropdowns(t)[1], i_task, i_rest
                            ).then(_start_dropdown, t_task, t_start)
                 t_task.change(_start_dropdown, t_task, t_start)
                 t_stop.click(H.request_stop, None, t_status, api_name="stop")

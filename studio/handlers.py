@@ -160,6 +160,16 @@ def restorer_choices(task: str, registry: Registry | None = None) -> tuple[list[
     return labels, l2 or (labels[0] if labels else None), dl or (labels[-1] if labels else None)
 
 
+def trained_pair_choices(task: str, registry: Registry | None = None) -> tuple[list[str], str | None, str | None]:
+    """Like ``restorer_choices``, but the newest Train-tab run's two arms preselected (runs are listed newest
+    first): after training, Compare shows what was just trained, not the shipped pair."""
+    reg = registry or get_registry()
+    labels, l2, dl = restorer_choices(task, reg)
+    runs = [e for e in reg.restorers(task) if e.source == "run"]
+    newest = {arm: next((e.label for e in runs if e.arm == arm), None) for arm in ("l2", "diffloss")}
+    return labels, newest["l2"] or l2, newest["diffloss"] or dl
+
+
 FRESH_START = "a fresh restorer (the identity)"
 
 

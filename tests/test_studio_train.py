@@ -102,6 +102,11 @@ def test_both_arms_can_fine_tune_a_trained_restorer(tmp_path):
     assert H.start_choices("sr4", world.registry) == ([H.FRESH_START], H.FRESH_START)
     status = list(_run(world, "tuned", start=l2))[-1][0]
     assert status.startswith("**Done**") and f"both arms start from `{l2}`" in status
+    # Compare's first view keeps the shipped pair; after training it shows the run just trained.
+    assert H.restorer_choices("noise", world.registry)[1:] == world.labels()
+    labels, run_l2, run_dl = H.trained_pair_choices("noise", world.registry)
+    assert (run_l2, run_dl) == ("run tuned l2", "run tuned diffloss") and run_l2 in labels
+    assert H.trained_pair_choices("sr4", world.registry) == ([], None, None)
     start = world.registry.find(l2, "noise").path
     for arm in ("l2", "diffloss"):
         card = read_json(world.registry.runs / "tuned" / arm / "model" / "card.json")
