@@ -750,7 +750,7 @@ def train_pair(
                     notes.append(f"{arm}: {event.message}")
             yield _status(history, totals, name, notes, "Training"), training_figure(history), None
         archive = _zip_models(run_dir)
-        done = notes + ["both arms saved; they now appear in Compare (press Refresh there)"]
+        done = notes + [f"both arms saved; Compare and Inspect select them when their task is {task}"]
         yield _status(history, totals, name, done, "Done"), training_figure(history), str(archive)
     finally:
         for gen in gens.values():
