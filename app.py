@@ -146,7 +146,11 @@ def build_demo() -> gr.Blocks:
                         c_err = _picture("Error against ground truth (shared scale)")
                         c_metrics = gr.Markdown()
                         c_notes = gr.Markdown()
+                        with gr.Accordion("How these two restorers were trained (cards, measured metrics)", open=False):
+                            c_cards = gr.Markdown()
                 c_task.change(_restorer_dropdowns, c_task, [c_l2, c_dl])
+                gr.on([c_l2.change, c_dl.change, demo.load], H.describe_pair, [c_task, c_l2, c_dl], c_cards,
+                      api_visibility="private")
                 c_refresh.click(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status)
                 c_deg.select(_pick_point, c_deg, [c_zx, c_zy])
                 c_go.click(on_gpu("compare")(_compare), [c_image, c_task, c_mode, c_seed, c_l2, c_dl, c_zx, c_zy, c_zs],

@@ -34,8 +34,9 @@ from diffloss.viz import (
     enlarge, heatmap, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image,
 )
 from diffloss.viz import grid as image_grid
+from studio import cards
 from studio.memo import Memo, file_stamp
-from studio.models import Registry, RestorerEntry, get_registry, is_degraded_example
+from studio.models import REPO, Registry, RestorerEntry, get_registry, is_degraded_example
 from studio.plots import training_figure
 
 MAX_SIDE = 1024 if not torch.cuda.is_available() else 2048  # longer side of an upload, after downscaling
@@ -374,6 +375,27 @@ def compare(
         degraded=to_uint8_numpy(case.shown), l2=l2_img, diffloss=dl_img, slider=(l2_img, dl_img), zoom=zoom,
         error_map=err, metrics=table, notes="\n".join(f"- {n}" for n in notes),
     )
+
+
+def describe_pair(task: str, l2_label: str | None, dl_label: str | None, registry: Registry | None = None) -> str:
+    """How the two chosen restorers were trained (their cards) and what the zoo measured for them (markdown)."""
+    reg = registry or get_registry()
+    report = reg.report()
+    parts, starts = [], []
+    for arm_name, label in (("L2 arm", l2_label), ("DiffLoss arm", dl_label)):
+        entry = reg.find(label, task) if label else None
+        if entry is None:
+            parts.append(f"**{arm_name}**: none chosen for {task}.")
+            continue
+        card = reg.card(entry)
+        starts.append(((card or {}).get("data") or {}).get("init"))
+        measured = cards.measured_lines(cards.measured_rows(report, task, entry.path))
+        parts.append("\n".join([f"**{arm_name}**: `{entry.label}`", *cards.training_lines(card, REPO)]
+                               + (["- measured by `python -m diffloss.zoo report` (pretrained/REPORT.md):", *measured]
+                                  if measured else [])))
+    if len(starts) == 2 and starts[0] and starts[0] == starts[1]:
+        parts.append("Both arms started from the same weights; their cards differ only where the loss does.")
+    return "\n\n".join(parts)
 
 
 # ------------------------------------------------------------------------------------------------ inspect

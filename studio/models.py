@@ -163,6 +163,14 @@ class Registry:
         folder = datasets_folder() / "clean" / "train"
         return folder if folder.is_dir() and list_images(folder) else None
 
+    def card(self, entry: RestorerEntry) -> dict | None:
+        """A restorer's card.json (how it was trained), or None when it has none or it is unreadable."""
+        return _read_json(entry.path / CARD_FILE) or None
+
+    def report(self) -> dict | None:
+        """The zoo's measurements of the shipped restorers (``pretrained/report.json``), or None."""
+        return _read_json(self.pretrained / "report.json") or None
+
     def calibration_images(self) -> list[Path]:
         """Clean photos to calibrate DiffLoss weights on: the benchmark clean/val beside the repo, else the clean
         examples. Validation photos, never the training folder: weights tuned on what a net trains on say little."""

@@ -1,0 +1,94 @@
+"""What the app says about a restorer: how it was trained (its card) and what it measured (the zoo's report).
+
+Why: every weight ships with a card (command, data, steps, time, device), and the shipped pairs with metrics
+measured by ``python -m diffloss.zoo report``. A researcher comparing two arms in the browser should see, without
+opening JSON files, that they share their start, data and steps and differ only in the loss, and what that
+difference measured. Pure functions of the card and report dicts; the registry reads the files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+METRICS = (("psnr", "PSNR", 2), ("ssim", "SSIM", 4), ("niqe", "NIQE", 2), ("lpips", "LPIPS", 3))
+
+
+def _name(path: Any, repo: Path | None) -> str:
+    """A path as the reader knows it: relative to the repo when inside it, else as recorded."""
+    if not path:
+        return "?"
+    p = Path(str(path))
+    if repo is not None:
+        try:
+            return str(p.resolve().relative_to(repo.resolve()))
+        except ValueError:
+            pass
+    return str(p)
+
+
+def training_lines(card: dict[str, Any] | None, repo: Path | None = None) -> list[str]:
+    """Markdown bullet lines from a restorer card: steps and time, start, data, loss, calibration, command."""
+    if not card:
+        return ["- no card.json: how it was trained is unknown"]
+    data = card.get("data") if isinstance(card.get("data"), dict) else {}
+    loss = data.get("loss") if isinstance(data.get("loss"), dict) else {}
+    lines = []
+    minutes = f", {card['wall_time_s'] / 60:.1f} min" if isinstance(card.get("wall_time_s"), (int, float)) else ""
+    lines.append(f"- {card.get('steps', '?')} steps, batch {card.get('batch_size', '?')}{minutes} on "
+                 f"{card.get('device', '?')}; finished {card.get('finished', '?')}; {card.get('weights', 'weights')}")
+    init = data.get("init")
+    base = card.get("base") if isinstance(card.get("base"), dict) else None
+    if init:
+        extra = (f" (an L2 base: {base.get('steps', '?')} steps, {base.get('loss', '?')})" if base else "")
+        lines.append(f"- started from `{_name(init, repo)}`{extra}")
+    else:
+        lines.append("- started from a fresh restorer")
+    clean = data.get("clean") or []
+    photos = f"{data['clean_images']} clean photos" if data.get("clean_images") else "clean photos"
+    if clean:
+        lines.append(f"- data: {photos} from {', '.join(f'`{_name(c, repo)}`' for c in clean)}, degraded on the fly")
+    fidelity = loss.get("fidelity", "?")
+    if data.get("diffloss") and loss:
+        t_max = loss.get("t_max")
+        lines.append(f"- loss: {fidelity} + gamma {loss.get('gamma', 0):.4g} * (L_nat + lambda {loss.get('lam', 0):.4g}"
+                     f" * L_sem), t in [{loss.get('t_min', 0)}, {'T-1' if t_max is None else t_max}]")
+    else:
+        lines.append(f"- loss: {fidelity} only (the L2 arm)")
+    calibration = card.get("calibration")
+    if isinstance(calibration, dict) and data.get("diffloss"):
+        lines.append(f"- weights calibrated so that L_nat carries {calibration.get('nat_share', 0):.0%} and L_sem "
+                     f"{calibration.get('sem_share', 0):.0%} of the gradient on {calibration.get('images', '?')} "
+                     "validation photos")
+    if card.get("storage"):
+        lines.append(f"- stored as {card['storage']}")
+    if card.get("command"):
+        lines.append(f"- command: `{card['command']}`")
+    return lines
+
+
+def measured_rows(report: dict[str, Any] | None, task: str, folder: Path) -> list[tuple[str, int, dict]]:
+    """(source, images, mean metrics) for the restorer at ``folder`` in a zoo report, one per evaluated source."""
+    if not report:
+        return []
+    entry = (report.get("tasks") or {}).get(task) or {}
+    rows = []
+    for source in entry.get("sources") or []:
+        for restorer in (source.get("report") or {}).get("restorers") or []:
+            path = restorer.get("path")
+            if path and Path(path).resolve() == Path(folder).resolve():
+                images = restorer.get("images")
+                count = len(images) if isinstance(images, list) else int(images or 0)  # per-image rows, or a count
+                rows.append((str(source.get("source", "?")), count, restorer.get("mean") or {}))
+    return rows
+
+
+def measured_lines(rows: list[tuple[str, int, dict]]) -> list[str]:
+    """Nested markdown bullet lines of measured means; metrics that were not measured are left out."""
+    lines = []
+    for source, images, mean in rows:
+        values = [f"{label} {mean[key]:.{digits}f}" for key, label, digits in METRICS
+                  if isinstance(mean.get(key), (int, float))]
+        if values:
+            lines.append(f"  - {source}, {images} images: {', '.join(values)}")
+    return lines
