@@ -676,6 +676,9 @@ def _status(history: dict, totals: dict, name: str, notes: list[str], state: str
         step, values = points[-1] if points else (0, {})
         bar = "#" * int(20 * step / max(1, totals[arm])) + "." * (20 - int(20 * step / max(1, totals[arm])))
         loss = f"total {values['total']:.4g}" if "total" in values else ""
+        prior = values.get("share_nat", 0.0) + values.get("share_sem", 0.0)
+        if prior > 0:  # measured on log steps; the L2 arm's is zero
+            loss += f", prior's share of the gradient {prior:.0%}"
         parts.append(f"- {arm}: `[{bar}]` step {step}/{totals[arm]} {loss}")
     return "\n".join(parts + [f"- {n}" for n in notes])
 

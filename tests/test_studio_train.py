@@ -28,6 +28,8 @@ def test_a_short_run_trains_both_arms_streams_curves_and_lands_in_compare(world,
     status, curves, archive = outputs[-1]
     assert status.startswith("**Done**") and "steps 50 capped at 3" in status
     assert "l2: `[####################]` step 3/3" in status and "diffloss:" in status
+    l2_line, dl_line = (line for line in status.splitlines() if line.startswith(("- l2:", "- diffloss:")))
+    assert "prior's share of the gradient" in dl_line and "share" not in l2_line
     assert curves.ndim == 3 and archive.endswith("short.zip")
     import zipfile
 
