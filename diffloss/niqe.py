@@ -38,8 +38,6 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from scipy.ndimage import correlate
-from scipy.special import gamma
 
 from diffloss.checkpoint import atomic_write, atomic_write_json
 from diffloss.images import list_images, load_image
@@ -127,9 +125,17 @@ def _gaussian_window(size: int = 7, sigma: float = 7 / 6) -> np.ndarray:
 
 _WINDOW = _gaussian_window()
 _SHAPES = np.arange(0.2, 10.0, 0.001)
-# rho(a) = Gamma(2/a)^2 / (Gamma(1/a) Gamma(3/a)) grows monotonically with the shape a, so a moment ratio is
-# inverted by a sorted look-up on this grid (the nearest grid value, as in the reference moment matching).
-_RHO = gamma(2 / _SHAPES) ** 2 / (gamma(1 / _SHAPES) * gamma(3 / _SHAPES))
+
+
+@functools.cache
+def _rho() -> np.ndarray:
+    """rho(a) = Gamma(2/a)^2 / (Gamma(1/a) Gamma(3/a)) on ``_SHAPES``: it grows monotonically with the shape a, so
+    a moment ratio is inverted by a sorted look-up on this grid (the nearest grid value, as in the reference
+    moment matching). Computed on first use: scipy costs the app's start-up ~0.25 s, and NIQE is not needed
+    until a first Compare."""
+    from scipy.special import gamma
+
+    return gamma(2 / _SHAPES) ** 2 / (gamma(1 / _SHAPES) * gamma(3 / _SHAPES))
 
 
 def grey255(img: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -139,6 +145,8 @@ def grey255(img: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def mscn(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean-subtracted contrast-normalised coefficients and the local deviation ``sigma`` (patch sharpness)."""
+    from scipy.ndimage import correlate  # on first use, like _rho
+
     mu = correlate(grey, _WINDOW, mode="nearest")
     sigma = np.sqrt(np.abs(correlate(grey * grey, _WINDOW, mode="nearest") - mu * mu))
     return (grey - mu) / (sigma + 1.0), sigma
@@ -146,8 +154,9 @@ def mscn(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _shape_from_ratio(ratio: np.ndarray) -> np.ndarray:
     """Grid shape whose rho is nearest to ``ratio`` (NaN stays NaN)."""
-    idx = np.clip(np.searchsorted(_RHO, ratio), 1, len(_RHO) - 1)
-    left_closer = np.abs(ratio - _RHO[idx - 1]) <= np.abs(_RHO[idx] - ratio)
+    rho = _rho()
+    idx = np.clip(np.searchsorted(rho, ratio), 1, len(rho) - 1)
+    left_closer = np.abs(ratio - rho[idx - 1]) <= np.abs(rho[idx] - ratio)
     shape = _SHAPES[np.where(left_closer, idx - 1, idx)]
     return np.where(np.isfinite(ratio), shape, np.nan)
 
@@ -162,6 +171,8 @@ def ggd_features(x: np.ndarray) -> np.ndarray:
 
 def aggd_features(x: np.ndarray) -> np.ndarray:
     """(shape, mean, left variance, right variance) of an asymmetric GGD per row of ``x`` (Lasmar et al.): (P, 4)."""
+    from scipy.special import gamma
+
     neg, pos = x < 0, x > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         var_l = np.sum(np.where(neg, x * x, 0.0), axis=1) / np.sum(neg, axis=1)

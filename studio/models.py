@@ -278,7 +278,8 @@ class Registry:
 
 
 # Imported lazily by the library (they cost ~1 s at start-up), warmed up here so the first Compare does not wait.
-WARM_IMPORTS = ("matplotlib.figure", "matplotlib.backends.backend_agg", "skimage.metrics._structural_similarity")
+WARM_IMPORTS = ("matplotlib.figure", "matplotlib.backends.backend_agg", "skimage.metrics._structural_similarity",
+                "scipy.ndimage", "scipy.special")
 
 _registry: Registry | None = None
 _registry_lock = threading.Lock()

@@ -106,8 +106,9 @@ def test_warm_up_without_a_shipped_prior_does_nothing_and_never_raises(tmp_path)
 
 
 def test_the_apps_start_up_leaves_the_slow_imports_to_the_warm_up_thread():
-    """diffusers (~4 s), scipy.stats (~1.2 s), matplotlib and skimage's SSIM (~0.5 s each) on 2 cores: importing
-    the app must not pay for them; Registry.warm_up loads them in the background."""
+    """diffusers (~4 s), scipy.stats (~1.2 s), matplotlib and skimage's SSIM (~0.5 s each), scipy's ndimage and
+    special for NIQE (~0.25 s) on 2 cores: importing the app must not pay for them; Registry.warm_up loads them
+    in the background."""
     import subprocess
     import sys
     from pathlib import Path
