@@ -194,6 +194,7 @@ def build_demo() -> gr.Blocks:
                                                  label="Curve crop (px): the prior was trained on 64 px crops")
                     i_curves_go = gr.Button("Plot L_nat(t), L_sem(t)")
                     i_curves = gr.Image(label="L(t): mean over seeds, band +-1 std", format="png")
+                    i_curves_reading = gr.Markdown()
                 with gr.Accordion("Purification: DDIM round trip from t", open=False):
                     i_steps = gr.Slider(1, 50, value=10, step=1, label="DDIM steps")
                     i_purify_go = gr.Button("Purify")
@@ -211,7 +212,8 @@ def build_demo() -> gr.Blocks:
                       _again(inspect_fn, len(inspect_outputs)), inspect_inputs, inspect_outputs, api_visibility="private",
                       trigger_mode="always_last")
                 i_curves_go.click(on_gpu("curves")(H.inspect_curves), [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds,
-                                                                       i_curve_side], i_curves, api_name="curves")
+                                                                       i_curve_side], [i_curves, i_curves_reading],
+                                  api_name="curves")
                 i_purify_go.click(on_gpu("purify")(H.inspect_purify), [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed,
                                                      i_prior, i_steps, i_side], i_purified, api_name="purify")
             # -------------------------------------------------------------------------------- Train

@@ -201,6 +201,34 @@ def loss_curves(
     )
 
 
+@dataclass(frozen=True)
+class Separation:
+    """Where one term tells two pairs apart best: the t at which ``far``'s mean is the largest multiple of
+    ``near``'s, that multiple, and whether their +-1 std bands are apart there (a signal, not seed noise)."""
+
+    t: int
+    ratio: float  # mean(far) / mean(near) at t (inf where near is exactly 0 and far is not)
+    apart: bool
+
+
+def best_separation(curves: LossCurves, near: str, far: str) -> dict[str, Separation]:
+    """For L_nat and L_sem: the timestep where the ``far`` pair (e.g. degraded vs GT) stands furthest, as a
+    multiple, above the ``near`` pair (restored vs GT). What a learner should read off the L(t) plot: at which t
+    the prior tells a better restoration from a worse one, and by how much."""
+    for name in (near, far):
+        if name not in curves.nat:
+            raise ValueError(f"no pair named {name!r} in the curves (have {', '.join(curves.names)})")
+    out = {}
+    for term, stats in (("nat", curves.nat), ("sem", curves.sem)):
+        a, b = stats[near], stats[far]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(a.mean > 0, b.mean / a.mean, np.where(b.mean > 0, np.inf, 1.0))
+        i = int(np.argmax(ratio))
+        apart = bool(b.mean[i] - b.std[i] > a.mean[i] + a.std[i])
+        out[term] = Separation(t=int(curves.timesteps[i]), ratio=float(ratio[i]), apart=apart)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ gradient
 @dataclass(frozen=True)
 class GradientMap:

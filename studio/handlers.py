@@ -25,7 +25,9 @@ from PIL import Image
 from diffloss import degrade, nets, side_by_side
 from diffloss.checkpoint import MODEL_FILE, CheckpointError
 from diffloss.images import ImageLoadError, centre_crop, image_size, load_image, to_uint8_numpy
-from diffloss.inspection import PairInspection, default_timesteps, inspect_pair, loss_curves, purification
+from diffloss.inspection import (
+    PairInspection, best_separation, default_timesteps, inspect_pair, loss_curves, purification,
+)
 from diffloss.loss import DiffLossConfig
 from diffloss.metrics import CONVENTIONS, full_reference_metrics, load_lpips, no_reference_metrics
 from diffloss.niqe import min_side as niqe_min_side
@@ -532,8 +534,9 @@ def inspect(
 def inspect_curves(
     image: str | None, task: str, seed_image: float, restorer_label: str | None, prior_source: str | None,
     seeds: float = 3, side: float = CURVE_SIDE, registry: Registry | None = None,
-) -> np.ndarray:
-    """L_nat(t), L_sem(t) for restored-vs-GT (when a restorer is chosen) and degraded-vs-GT, mean and band."""
+) -> tuple[np.ndarray, str]:
+    """L_nat(t), L_sem(t) for restored-vs-GT (when a restorer is chosen) and degraded-vs-GT, mean and band; and
+    what to read off them: where each term tells the restored image from the degraded one best."""
     reg = registry or get_registry()
     prior = _prior(prior_source, reg)
     case = inspect_case(image, task, int(seed_image or 0), restorer_label, PAIRS[1], reg, int(side or CURVE_SIDE))
@@ -544,7 +547,27 @@ def inspect_curves(
     steps = default_timesteps(prior.num_timesteps, CURVE_POINTS)
     curves = loss_curves(prior, pairs, timesteps=steps, seeds=tuple(range(max(1, min(int(seeds), 8)))))
     h, w = case.b.shape[-2:]
-    return loss_curve_figure(curves, note=f"{w}x{h} px centre crop")
+    return loss_curve_figure(curves, note=f"{w}x{h} px centre crop"), curves_reading(curves)
+
+
+def curves_reading(curves) -> str:
+    """The L(t) plot in words, for a learner: at which t each term separates degraded from restored, how much."""
+    if "restored vs GT" not in curves.nat:
+        return "Choose a restorer to see where the prior tells a restored image from the degraded one."
+    best = best_separation(curves, "restored vs GT", "degraded vs GT")
+    lines = []
+    for term, name in (("nat", "L_nat"), ("sem", "L_sem")):
+        b = best[term]
+        if b.ratio <= 1:
+            lines.append(f"- {name} does not tell them apart: at no t does the restored image score closer to the "
+                         "ground truth than the degraded one.")
+            continue
+        how = "infinitely" if math.isinf(b.ratio) else f"{b.ratio:.3g}x"
+        verdict = ("apart beyond the seeds' spread" if b.apart
+                   else "within the seeds' spread: more seeds, or no signal at this crop")
+        lines.append(f"- {name} tells them apart best at **t = {b.t}**: the degraded image scores {how} the restored "
+                     f"one's ({verdict}).")
+    return "\n".join(lines)
 
 
 def inspect_purify(

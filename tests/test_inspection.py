@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from diffloss.inspection import (
-    default_timesteps, gradient_map, inspect_pair, loss_curves, purification, seeded_noise, term_gradients,
+    CurveStats, LossCurves, Separation, best_separation, default_timesteps, gradient_map, inspect_pair, loss_curves,
+    purification, seeded_noise, term_gradients,
 )
 from diffloss.loss import DiffLoss, DiffLossConfig, output_distances, prior_distances
 from tests.helpers import tiny_prior
@@ -111,6 +112,25 @@ def test_loss_curves_shapes_and_order(prior):
     view = inspect_pair(prior, noisy, gt, t=50, seed=1)
     assert curves.nat["noisy vs gt"].samples[2, 1] == pytest.approx(view.l_nat, rel=1e-4)
     assert curves.sem["noisy vs gt"].samples[2, 1] == pytest.approx(view.l_sem, rel=1e-4)
+
+
+def _curves(near: list[list[float]], far: list[list[float]], steps=(0, 50, 99)) -> LossCurves:
+    """Hand-made curves (rows: t, columns: seeds), the same numbers for both terms."""
+    stats = {"near": CurveStats.from_samples(np.array(near)), "far": CurveStats.from_samples(np.array(far))}
+    return LossCurves(timesteps=list(steps), seeds=[0, 1], nat=stats, sem=dict(stats))
+
+
+def test_best_separation_finds_the_t_where_the_far_pair_stands_furthest_above_the_near_one():
+    curves = _curves(near=[[1.0, 1.0], [0.1, 0.1], [0.01, 0.03]], far=[[2.0, 2.0], [0.5, 0.5], [0.04, 0.08]])
+    best = best_separation(curves, "near", "far")
+    assert best["nat"] == Separation(t=50, ratio=pytest.approx(5.0), apart=True)
+    # At t=99 the ratio is 3, but the seeds scatter so much that the +-1 std bands overlap.
+    noisy = _curves(near=[[1.0, 1.0], [0.1, 0.1], [0.0, 0.2]], far=[[1.0, 1.0], [0.1, 0.1], [0.1, 0.5]])
+    assert best_separation(noisy, "near", "far")["sem"] == Separation(t=99, ratio=pytest.approx(3.0), apart=False)
+    exact = _curves(near=[[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]], far=[[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    assert best_separation(exact, "near", "far")["nat"] == Separation(t=50, ratio=np.inf, apart=True)
+    with pytest.raises(ValueError, match="no pair named 'restored'"):
+        best_separation(curves, "restored", "far")
 
 
 def test_curves_share_the_ground_truth_forward_and_give_the_same_numbers(prior):

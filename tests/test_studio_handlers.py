@@ -214,6 +214,22 @@ def test_calibration_refuses_what_it_cannot_do_with_a_message(world, tmp_path, m
         H.calibrate_weights("noise", 32, 0, 99, "", 0.05, 0.1, registry=bare)
 
 
+def test_the_curves_are_read_out_for_a_learner():
+    from diffloss.inspection import CurveStats, LossCurves
+
+    def stats(rows):
+        return CurveStats.from_samples(np.array(rows, dtype=float))
+
+    restored, degraded = [[1.0, 1.0], [0.1, 0.1], [0.0, 0.2]], [[1.0, 1.0], [0.4, 0.4], [0.1, 0.5]]
+    curves = LossCurves(timesteps=[0, 400, 999], seeds=[0, 1],
+                        nat={"restored vs GT": stats(restored), "degraded vs GT": stats(degraded)},
+                        sem={"restored vs GT": stats(degraded), "degraded vs GT": stats(restored)})
+    nat, sem = H.curves_reading(curves).splitlines()
+    assert nat == ("- L_nat tells them apart best at **t = 400**: the degraded image scores 4x the restored one's "
+                   "(apart beyond the seeds' spread).")
+    assert sem.startswith("- L_sem does not tell them apart: at no t does the restored image score closer")
+
+
 def test_inspect_pictures_are_enlarged_by_whole_numbers_to_about_the_display_size():
     assert H.display_scale(128, 128) == 2 and H.display_scale(48, 64) == 4
     assert H.display_scale(256, 200) == 1 and H.display_scale(512, 512) == 1  # never shrunk
@@ -235,7 +251,10 @@ def test_without_a_shipped_prior_inspect_says_what_to_do(tmp_path):
 
 def test_loss_curves_and_purification_render(world):
     _, dl = world.labels()
-    curves = H.inspect_curves(str(world.photo), "noise", 0, dl, "", seeds=1, registry=world.registry)
+    curves, reading = H.inspect_curves(str(world.photo), "noise", 0, dl, "", seeds=1, registry=world.registry)
     assert curves.ndim == 3
+    assert [line[:7] for line in reading.splitlines()] == ["- L_nat", "- L_sem"]
+    alone, hint = H.inspect_curves(str(world.photo), "noise", 0, None, "", seeds=1, registry=world.registry)
+    assert alone.ndim == 3 and hint.startswith("Choose a restorer")
     purified = H.inspect_purify(str(world.photo), "noise", 0, dl, H.PAIRS[0], 30, 0, "", 3, registry=world.registry)
     assert purified.ndim == 3
