@@ -148,7 +148,14 @@ def build_demo() -> gr.Blocks:
                         c_notes = gr.Markdown()
                         with gr.Accordion("How these two restorers were trained (cards, measured metrics)", open=False):
                             c_cards = gr.Markdown()
+                        with gr.Accordion("Evaluate both on clean validation photos (mean metrics, wins)", open=False):
+                            with gr.Row():
+                                c_eval_n = gr.Slider(2, 24, value=8, step=1, label="photos")
+                                c_eval_go = gr.Button("Evaluate")
+                            c_eval = gr.Markdown()
                 c_task.change(_restorer_dropdowns, c_task, [c_l2, c_dl])
+                c_eval_go.click(on_gpu("evaluate")(H.evaluate_pair), [c_task, c_l2, c_dl, c_eval_n], c_eval,
+                                api_name="evaluate")
                 gr.on([c_l2.change, c_dl.change, demo.load], H.describe_pair, [c_task, c_l2, c_dl], c_cards,
                       api_visibility="private")
                 c_refresh.click(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status)

@@ -135,15 +135,17 @@ class EvalReport:
             ],
         }
 
-    def to_markdown(self) -> str:
-        """A table a person reads: one row per restorer, the input first, then how far each one moved from it."""
+    def to_markdown(self, standalone: bool = True) -> str:
+        """A table a person reads: one row per restorer, the input first, then how far each one moved from it.
+
+        ``standalone=False`` leaves out the title and the pointer to results.json (for embedding, e.g. the app).
+        """
         s = self.source
         has_gt = s.mode != "unpaired"
         what = {"paired": "real pairs", "synthetic": f"synthetic {self.task} (seeds {s.base_seed}+i)", "unpaired": "real degraded photos, no ground truth"}[s.mode]
         n = len(self.rows[0].images) if self.rows else 0
-        lines = [
-            f"# Evaluation: {s.root.name} ({what})",
-            "",
+        lines = [f"# Evaluation: {s.root.name} ({what})", ""] if standalone else []
+        lines += [
             f"Task: {self.task or 'n/a'}; {n} images from `{s.root}`" + (f", longer side <= {s.max_side}" if s.max_side else "") + ".",
             "",
             "| restorer | PSNR (dB) ↑ | SSIM ↑ | NIQE ↓ | LPIPS ↓ | PSNR vs input | s / image |",
@@ -163,7 +165,8 @@ class EvalReport:
             lines.append(f"{self.lpips_note}.")
         if not has_gt:
             lines.append("No ground truth: PSNR, SSIM and LPIPS are n/a; NIQE is the only number.")
-        lines.append(f"Identity = the restorer's input itself (the degraded image). Per-image values: {RESULTS_JSON}.")
+        lines.append("Identity = the restorer's input itself (the degraded image)."
+                     + (f" Per-image values: {RESULTS_JSON}." if standalone else ""))
         return "\n".join(lines) + "\n"
 
     def save(self, out_dir: str | Path) -> tuple[Path, Path]:

@@ -14,7 +14,7 @@ from typing import Callable, TypeVar
 F = TypeVar("F", bound=Callable)
 
 # Seconds of GPU per call; generous for a 2048 px Compare, a full Inspect, and the capped Train run.
-DURATIONS = {"compare": 60, "inspect": 60, "curves": 120, "purify": 60, "calibrate": 60, "train": 600}
+DURATIONS = {"compare": 60, "inspect": 60, "curves": 120, "purify": 60, "calibrate": 60, "evaluate": 120, "train": 600}
 
 
 def spaces_module():

@@ -400,6 +400,44 @@ def describe_pair(task: str, l2_label: str | None, dl_label: str | None, registr
     return "\n\n".join(parts)
 
 
+EVAL_SIDE = 512 if torch.cuda.is_available() else 256  # longer side of each validation photo in Evaluate
+
+
+def evaluate_pair(
+    task: str, l2_label: str | None, dl_label: str | None, photos: float = 8, registry: Registry | None = None,
+    progress: gr.Progress = gr.Progress(),
+) -> str:
+    """Both arms (and the degraded input) on clean validation photos degraded for the task: mean metrics, per-image
+    wins and a verdict (``diffloss.evaluate``, as the zoo report measures). One photo is an anecdote; this is the
+    number a comparison should rest on. Photo i is degraded with seed i, so a re-run gives the same numbers."""
+    from diffloss.evaluate import EvalSource, evaluate
+    from diffloss.zoo_report import HIGHER_IS_BETTER, verdict, wins
+
+    reg = registry or get_registry()
+    entries = {arm: _restorer_entry(label, task, name, reg)
+               for arm, label, name in (("l2", l2_label, "L2 arm"), ("diffloss", dl_label, "DiffLoss arm"))}
+    files = reg.calibration_images()[: max(1, min(int(photos), 64))]
+    if not files:
+        raise gr.Error("No clean validation photos to evaluate on: put the benchmark's clean/val beside the repo "
+                       "(or point DIFFLOSS_DATASETS at it), or add clean_*.png photos to examples/.")
+    source = EvalSource(mode="synthetic", root=files[0].parent, task=task, limit=len(files), max_side=EVAL_SIDE,
+                        include=tuple(f.name for f in files))
+
+    def tick(done: int, total: int, name: str) -> None:
+        progress((done, total), desc=f"evaluating {name}" if name else "done")
+
+    try:
+        report = evaluate({arm: e.path for arm, e in entries.items()}, source, tile=TILE, progress=tick)
+    except (ValueError, CheckpointError, ImageLoadError, OSError) as err:
+        raise gr.Error(f"Cannot evaluate: {err}") from err
+    table = report.to_markdown(standalone=False)
+    counts = [f"{m.upper()} {w}/{n}" for m in HIGHER_IS_BETTER for w, n in [wins(report, m)] if n]
+    return "\n".join([
+        f"`l2` = {entries['l2'].label}, `diffloss` = {entries['diffloss'].label}. " + table,
+        f"DiffLoss arm better than the L2 arm on: {', '.join(counts) or 'n/a'} images. {verdict(report)}",
+    ])
+
+
 # ------------------------------------------------------------------------------------------------ inspect
 @dataclass(frozen=True)
 class InspectCase:

@@ -85,6 +85,9 @@ def test_unpaired_reports_niqe_only(clean_dir, tmp_path):
     assert all(i["psnr"] is None and i["lpips"] is None for i in report.rows[0].images)
     md = report.to_markdown()
     assert "No ground truth" in md and "unavailable" not in md.split("Conventions")[0]
+    assert md.startswith("# Evaluation") and "results.json" in md
+    embedded = report.to_markdown(standalone=False)
+    assert embedded.startswith("Task: lowlight") and "results.json" not in embedded and "| identity |" in embedded
 
 
 def test_paired_folder_and_limit(tmp_path):

@@ -24,6 +24,8 @@ def test_compare_inspect_and_a_short_train_run_over_http(client):
     assert str(degraded).endswith(".png") and str(out_l2).endswith(".png")
     assert all(str(p).endswith(".png") for p in slider)  # PNG, not lossy WebP, so the slider compares truly
     assert "PSNR" in metrics and "Conventions" in metrics
+    evaluation = c.predict("noise", l2, dl, 2, api_name="/evaluate")
+    assert "| diffloss |" in evaluation and "DiffLoss arm better than the L2 arm on" in evaluation
     values = c.predict(photo, "noise", 0, dl, H.PAIRS[0], 20, 0, "", True, 0.05, 0.1, 32, api_name="/inspect")[-1]
     assert "exactly zero" in values
     gamma, lam, report = c.predict("noise", 32, 0, 99, "", 0.05, 0.1, 0.2, 0.1, api_name="/calibrate")

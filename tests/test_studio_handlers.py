@@ -214,6 +214,24 @@ def test_calibration_refuses_what_it_cannot_do_with_a_message(world, tmp_path, m
         H.calibrate_weights("noise", 32, 0, 99, "", 0.05, 0.1, registry=bare)
 
 
+def test_both_arms_are_evaluated_on_the_validation_photos(world, monkeypatch):
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(world.root / "no-datasets"))  # the world's three clean photos
+    l2, dl = world.labels()
+    text = H.evaluate_pair("noise", l2, dl, 8, registry=world.registry)
+    assert f"`l2` = {l2}, `diffloss` = {dl}. Task: noise; 3 images" in text
+    for row in ("| identity |", "| l2 |", "| diffloss |"):
+        assert row in text
+    assert "DiffLoss arm better than the L2 arm on: PSNR " in text and "/3, SSIM " in text
+    assert "NIQE" not in text.split("better than the L2 arm on:")[1].split("images.")[0]  # 64 px: NIQE needs 192
+    assert "results.json" not in text
+    with pytest.raises(gr.Error, match="No restorer chosen for the DiffLoss arm"):
+        H.evaluate_pair("noise", l2, None, registry=world.registry)
+    from studio.models import Registry
+    bare = Registry(world.root / "pretrained", world.root / "runs", examples=None)
+    with pytest.raises(gr.Error, match="No clean validation photos to evaluate on"):
+        H.evaluate_pair("noise", l2, dl, registry=bare)
+
+
 def test_the_curves_are_read_out_for_a_learner():
     from diffloss.inspection import CurveStats, LossCurves
 
