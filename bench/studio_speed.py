@@ -14,7 +14,9 @@
   each call a new degradation seed, so every call degrades, restores and runs the prior (the goal's figure);
   also reported: a new t on the same crop (the prior pass only; the case is remembered) and new weights (nothing
   but drawing: the pass is remembered without its weights);
-- L(t): the curve plot (handler defaults) on a 128 px crop.
+- L(t): the curve plot (handler defaults: a 64 px crop on a CPU);
+- calibrate, evaluate (no goals): the Train tab's calibration and Compare's evaluation of both arms on 8 clean
+  validation photos (the benchmark's clean/val when it is beside the repo, else the clean examples).
 Each figure is the median of ``--repeats`` runs after one warm-up. ``thread_scaling`` (diffloss.machine) records
 what a second thread gave at the start: near x1 the VM lent one core's worth, and every figure reads slow. Goals (issue 4, 2 CPU cores): cold start < 10 s,
 Compare < 1 s, Inspect < 2 s, L(t) < 5 s.
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
             torch.manual_seed(0)
             PRIOR_PRESETS["small"].build().save_pretrained(tmp / "pretrained" / "prior")
             notes.append("no shipped prior: a random 'small' prior")
-        reg = Registry(tmp / "pretrained", tmp / "runs", examples=None)
+        reg = Registry(tmp / "pretrained", tmp / "runs", examples=REPO / "examples")
         l2, dl = reg.default_pair(args.task)
         g = torch.Generator().manual_seed(0)
         photo = torch.nn.functional.interpolate(torch.rand(1, 3, 32, 32, generator=g), size=(512, 512),
@@ -192,6 +194,15 @@ def main(argv: list[str] | None = None) -> dict:
         inspect_new_t = timed(lambda: inspect(t=200 + next(fresh)), args.repeats)
         inspect_reweight = timed(lambda: inspect(gamma=0.05 * (1 + next(fresh))), args.repeats)
         curves = timed(lambda: H.inspect_curves(str(path), args.task, 0, dl, None, registry=reg), max(1, args.repeats // 2))
+        # No goals, quoted in the README: the Train tab's calibration (from the L2 arm, as the tab preselects) and
+        # Compare's evaluation of both arms, on the clean validation photos the app would use.
+        photos = reg.calibration_images()
+        calibrate = evaluate = None
+        if photos:
+            notes.append(f"calibration and evaluation photos from {photos[0].parent}")
+            calibrate = timed(lambda: H.calibrate_weights(args.task, 64, 0, 999, None, 0.05, 0.1, start=l2,
+                                                          registry=reg), max(1, args.repeats // 2))
+            evaluate = timed(lambda: H.evaluate_pair(args.task, l2, dl, 8, registry=reg), max(1, args.repeats // 2))
 
     result = {
         "device": device_description(torch.device("cpu")), "thread_scaling": scaling, "torch": torch.__version__,
@@ -199,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cold_start_s": statistics.median(cold), "ui_ready_s": statistics.median(ui_ready), "page_ready_s": page,
         "compare_512_s": compare,
         "inspect_256_s": inspect_first, "inspect_256_new_t_s": inspect_new_t, "inspect_256_reweight_s": inspect_reweight,
-        "curves_s": curves, "goals": GOALS, "notes": notes,
+        "curves_s": curves, "calibrate_s": calibrate, "evaluate_8_photos_s": evaluate, "goals": GOALS, "notes": notes,
     }
     for key, goal in GOALS.items():
         verdict = "ok" if result[key] < goal else "OVER GOAL"
@@ -210,6 +221,9 @@ def main(argv: list[str] | None = None) -> dict:
           "prior loads after)")
     print(f"{'inspect, new t':<16}{result['inspect_256_new_t_s']:8.2f} s   (same photo and restorer: the prior pass only)")
     print(f"{'inspect, weights':<16}{result['inspect_256_reweight_s']:8.2f} s   (new gamma: no pass at all, drawing only)")
+    if calibrate is not None:
+        print(f"{'calibrate':<16}{calibrate:8.2f} s   (Train tab: gamma and lambda from 8 validation photos, 64 px)")
+        print(f"{'evaluate':<16}{evaluate:8.2f} s   (Compare: both arms and the input on 8 validation photos)")
     print("cold start of the median run, step by step (s): " + ", ".join(f"{COLD_PARTS[k]} {v:.2f}" for k, v in parts.items()))
     print(f"thread scaling at the start: x{scaling['speedup']} on {args.threads} threads (matmul)")
     if notes:
