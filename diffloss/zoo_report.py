@@ -20,6 +20,7 @@ from diffloss.nets import load_restorer, restore
 from diffloss.zoo import SOTS_VAL_SCENES, TASK_ORDER, ZooPaths, shipped_restorers
 
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "niqe": False, "lpips": False}
+REPORT_JSON = "report.json"  # in the pretrained folder, beside REPORT.md; the app reads it (studio.models)
 SYNTHETIC_LIMIT = 24
 UNPAIRED_LIMIT = 16
 
@@ -159,7 +160,7 @@ def write_report(paths: ZooPaths, out_dir: Path | None = None) -> Path:
         lines += ["LPIPS: unavailable (its backbone weights cannot be loaded offline here); never estimated.", ""]
     md = out_dir / "REPORT.md"
     checkpoint.atomic_write_text(md, "\n".join(lines) + "\n")
-    checkpoint.atomic_write_json(out_dir / "report.json", json.loads(json.dumps(data, default=str)))
+    checkpoint.atomic_write_json(out_dir / REPORT_JSON, json.loads(json.dumps(data, default=str)))
     return md
 
 

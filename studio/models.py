@@ -169,7 +169,9 @@ class Registry:
 
     def report(self) -> dict | None:
         """The zoo's measurements of the shipped restorers (``pretrained/report.json``), or None."""
-        return _read_json(self.pretrained / "report.json") or None
+        from diffloss.zoo_report import REPORT_JSON  # the writer's name for it; imported on first use
+
+        return _read_json(self.pretrained / REPORT_JSON) or None
 
     def calibration_images(self) -> list[Path]:
         """Clean photos to calibrate DiffLoss weights on: the benchmark clean/val beside the repo, else the clean

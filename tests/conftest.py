@@ -13,14 +13,16 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = Path(os.environ.get("DIFFLOSS_DATASETS", REPO.parent / "shared" / "datasets"))
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")
 def datasets_root() -> Path:
-    """Root of the benchmark images; skip the test when this clone has none."""
-    if not SHARED_DATASETS.is_dir():
-        pytest.skip(f"benchmark data not found at {SHARED_DATASETS} (set DIFFLOSS_DATASETS to use another folder)")
-    return SHARED_DATASETS
+    """Root of the benchmark images (where the app looks too); skip the test when this clone has none."""
+    from studio.models import datasets_folder
+
+    root = datasets_folder()
+    if not root.is_dir():
+        pytest.skip(f"benchmark data not found at {root} (set DIFFLOSS_DATASETS to use another folder)")
+    return root
