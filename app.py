@@ -46,14 +46,17 @@ def preview_degradation(image_path: str | None, task: str, seed: float) -> tuple
     return to_uint8_numpy(clean), to_uint8_numpy(shown), note
 
 
-def _restorer_dropdowns(task: str):
-    labels, l2, dl = H.restorer_choices(task)
+def _pair_dropdowns(labels: list[str], l2: str | None, dl: str | None):
     return gr.update(choices=labels, value=l2), gr.update(choices=labels, value=dl)
+
+
+def _restorer_dropdowns(task: str):
+    return _pair_dropdowns(*H.restorer_choices(task))
 
 
 def _trained_dropdowns(task: str):
-    labels, l2, dl = H.trained_pair_choices(task)
-    return gr.update(choices=labels, value=l2), gr.update(choices=labels, value=dl)
+    """After a Train run: the run just trained preselected."""
+    return _pair_dropdowns(*H.trained_pair_choices(task))
 
 
 def _start_dropdown(task: str):
