@@ -1,6 +1,7 @@
 """DiffLoss Studio, the browser app: layout and event wiring only.
 
-The work lives in ``studio/`` (handlers tested without a browser) and the library in ``diffloss/``.
+The work lives in ``studio/`` (one module per tab, ``studio/compare_tab.py`` etc., tested without a browser) and
+the library in ``diffloss/``.
 Run ``python app.py [--host H] [--port P] [--share]``.
 """
 
@@ -20,13 +21,13 @@ import numpy as np  # noqa: E402
 
 from diffloss import degrade  # noqa: E402
 from diffloss.images import ImageLoadError, load_image, to_uint8_numpy  # noqa: E402
-from studio import handlers as H  # noqa: E402
+from studio import compare_tab, inspect_tab, restorers, train_tab, upload  # noqa: E402
 from studio.components import UploadImage  # noqa: E402
 from studio.gpu import on_gpu  # noqa: E402
 from studio.models import SHIPPED_PRIOR, get_registry  # noqa: E402
 
 REPO = Path(__file__).resolve().parent
-MAX_SIDE = H.MAX_SIDE
+MAX_SIDE = upload.MAX_SIDE
 TASKS = list(degrade.TASKS)
 
 
@@ -51,25 +52,25 @@ def _pair_dropdowns(labels: list[str], l2: str | None, dl: str | None):
 
 
 def _restorer_dropdowns(task: str):
-    return _pair_dropdowns(*H.restorer_choices(task))
+    return _pair_dropdowns(*restorers.restorer_choices(task))
 
 
 def _trained_dropdowns(task: str):
     """After a Train run: the run just trained preselected."""
-    return _pair_dropdowns(*H.trained_pair_choices(task))
+    return _pair_dropdowns(*restorers.trained_pair_choices(task))
 
 
 def _start_dropdown(task: str):
-    labels, default = H.start_choices(task)
+    labels, default = restorers.start_choices(task)
     return gr.update(choices=labels, value=default)
 
 
 def _compare(*args):
-    return H.compare(*args).as_tuple()
+    return compare_tab.compare(*args).as_tuple()
 
 
 def _inspect(*args):
-    return H.inspect(*args).as_tuple()
+    return inspect_tab.inspect(*args).as_tuple()
 
 
 def _again(handler, outputs: int):
@@ -85,12 +86,12 @@ def _again(handler, outputs: int):
 
 
 def _pick_point(image, evt: gr.SelectData):
-    return H.point_fraction(evt.index, image)
+    return compare_tab.point_fraction(evt.index, image)
 
 
 def _prior_changed(source: str, t: float):
-    steps, message = H.prior_timesteps(source)
-    return gr.update(maximum=steps - 1, value=H.timestep_in_schedule(t, steps)), message
+    steps, message = inspect_tab.prior_timesteps(source)
+    return gr.update(maximum=steps - 1, value=inspect_tab.timestep_in_schedule(t, steps)), message
 
 
 def _examples(inputs: list, clean_only: bool = False) -> None:
@@ -99,7 +100,7 @@ def _examples(inputs: list, clean_only: bool = False) -> None:
     if not files:
         gr.Markdown("No example photos found (`examples/`): upload one.")
         return
-    rows = [r for r in H.example_rows(files) if not clean_only or r[2] == H.MODES[0]]
+    rows = [r for r in upload.example_rows(files) if not clean_only or r[2] == upload.MODES[0]]
     gr.Examples([row[: len(inputs)] for row in rows], inputs=inputs, label="Examples (see examples/README.md)")
 
 
@@ -114,7 +115,7 @@ def build_demo() -> gr.Blocks:
     registry = get_registry()
     prior_default = SHIPPED_PRIOR if registry.has_shipped_prior() else ""
     first = "noise"
-    labels, l2_default, dl_default = H.restorer_choices(first)
+    labels, l2_default, dl_default = restorers.restorer_choices(first)
     with gr.Blocks(title="DiffLoss Studio") as demo:
         gr.Markdown(
             "# DiffLoss Studio\nA frozen diffusion model used as a *loss* for image restoration "
@@ -128,7 +129,7 @@ def build_demo() -> gr.Blocks:
                     with gr.Column(scale=1):
                         c_task = gr.Dropdown(TASKS, value=first, label="Task")
                         c_image = UploadImage(type="filepath", image_mode=None, label="Photo (upload or pick an example)")
-                        c_mode = gr.Radio(list(H.MODES), value=H.MODES[0], label="The photo is")
+                        c_mode = gr.Radio(list(upload.MODES), value=upload.MODES[0], label="The photo is")
                         _examples([c_image, c_task, c_mode])
                         c_seed = gr.Number(value=0, precision=0, label="Degradation seed")
                         c_l2 = gr.Dropdown(labels, value=l2_default, label="L2 arm")
@@ -157,9 +158,9 @@ def build_demo() -> gr.Blocks:
                                 c_eval_go = gr.Button("Evaluate")
                             c_eval = gr.Markdown()
                 c_task.change(_restorer_dropdowns, c_task, [c_l2, c_dl])
-                c_eval_go.click(on_gpu("evaluate")(H.evaluate_pair), [c_task, c_l2, c_dl, c_eval_n], c_eval,
+                c_eval_go.click(on_gpu("evaluate")(compare_tab.evaluate_pair), [c_task, c_l2, c_dl, c_eval_n], c_eval,
                                 api_name="evaluate")
-                gr.on([c_l2.change, c_dl.change, demo.load], H.describe_pair, [c_task, c_l2, c_dl], c_cards,
+                gr.on([c_l2.change, c_dl.change, demo.load], compare_tab.describe_pair, [c_task, c_l2, c_dl], c_cards,
                       api_visibility="private")
                 c_refresh.click(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status)
                 c_deg.select(_pick_point, c_deg, [c_zx, c_zy])
@@ -175,7 +176,7 @@ def build_demo() -> gr.Blocks:
                         _examples([i_image], clean_only=True)
                         i_seed_img = gr.Number(value=0, precision=0, label="Degradation seed")
                         i_rest = gr.Dropdown(labels, value=dl_default, label="Restorer (for 'restored')")
-                        i_pair = gr.Radio(list(H.PAIRS), value=H.PAIRS[0], label="Pair")
+                        i_pair = gr.Radio(list(inspect_tab.PAIRS), value=inspect_tab.PAIRS[0], label="Pair")
                         i_prior = gr.Textbox(value=prior_default, label="Prior: shipped, a diffusers folder or a hub id")
                         i_prior_info = gr.Markdown()
                         i_t = gr.Slider(0, 999, value=200, step=1, label="timestep t")
@@ -183,7 +184,7 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             i_gamma = gr.Number(value=0.05, label="gamma (Enter: re-weight at once)")
                             i_lam = gr.Number(value=0.1, label="lambda (Enter: re-weight at once)")
-                        i_side = gr.Slider(32, H.INSPECT_MAX_SIDE, value=H.INSPECT_SIDE, step=16,
+                        i_side = gr.Slider(32, inspect_tab.INSPECT_MAX_SIDE, value=inspect_tab.INSPECT_SIDE, step=16,
                                            label="Centre crop (px): larger is slower on a CPU")
                         i_bug = gr.Checkbox(value=False, label="Reproduce the released code's no_grad mistake")
                         i_go = gr.Button("Inspect", variant="primary")
@@ -196,11 +197,11 @@ def build_demo() -> gr.Blocks:
                         i_herr = _picture("h-space error over the ground truth")
                         i_grad = _picture("Where the prior pushes: |gradient| on the compared image")
                 with gr.Accordion("L(t) across timesteps", open=False):
-                    gr.Markdown(f"{H.CURVE_POINTS} timesteps x seeds x 3 images (restored, degraded, ground truth) "
+                    gr.Markdown(f"{inspect_tab.CURVE_POINTS} timesteps x seeds x 3 images (restored, degraded, ground truth) "
                                 "through the prior, on a centre crop of its own size: a few seconds at the default.")
                     with gr.Row():
                         i_nseeds = gr.Slider(1, 8, value=3, step=1, label="seeds")
-                        i_curve_side = gr.Slider(32, H.INSPECT_MAX_SIDE, value=H.CURVE_SIDE, step=16,
+                        i_curve_side = gr.Slider(32, inspect_tab.INSPECT_MAX_SIDE, value=inspect_tab.CURVE_SIDE, step=16,
                                                  label="Curve crop (px): the prior was trained on 64 px crops")
                     i_curves_go = gr.Button("Plot L_nat(t), L_sem(t)")
                     i_curves = gr.Image(label="L(t): mean over seeds, band +-1 std", format="png")
@@ -221,19 +222,19 @@ def build_demo() -> gr.Blocks:
                 gr.on([i_gamma.submit, i_lam.submit, i_bug.input, i_pair.input, i_t.release, i_seed.submit],
                       _again(inspect_fn, len(inspect_outputs)), inspect_inputs, inspect_outputs, api_visibility="private",
                       trigger_mode="always_last")
-                i_curves_go.click(on_gpu("curves")(H.inspect_curves), [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds,
+                i_curves_go.click(on_gpu("curves")(inspect_tab.inspect_curves), [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds,
                                                                        i_curve_side], [i_curves, i_curves_reading],
                                   api_name="curves")
-                i_purify_go.click(on_gpu("purify")(H.inspect_purify), [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed,
+                i_purify_go.click(on_gpu("purify")(inspect_tab.inspect_purify), [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed,
                                                      i_prior, i_steps, i_side], i_purified, api_name="purify")
             # -------------------------------------------------------------------------------- Train
             with gr.Tab("Train"):
-                caps = H.train_caps()
+                caps = train_tab.train_caps()
                 folder = registry.training_folder()
                 with gr.Row():
                     with gr.Column(scale=1):
                         t_task = gr.Dropdown(TASKS, value=first, label="Task")
-                        start_labels, start_default = H.start_choices(first)
+                        start_labels, start_default = restorers.start_choices(first)
                         t_start = gr.Dropdown(start_labels, value=start_default,
                                               label="Start from (both arms; a trained restorer fine-tunes)")
                         t_steps = gr.Number(value=min(100, caps["steps"]), precision=0,
@@ -266,15 +267,15 @@ def build_demo() -> gr.Blocks:
                                                "batches; only the loss differs.")
                         t_curves = gr.Image(label="Loss terms (live)", format="png")
                         t_file = gr.File(label="Download both models (safetensors + card)")
-                t_go.click(on_gpu("train")(H.train_pair), [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax,
+                t_go.click(on_gpu("train")(train_tab.train_pair), [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax,
                                           t_seed, t_prior, t_folder, t_prior_crop, t_start],
                            [t_status, t_curves, t_file], api_name="train", concurrency_limit=1,
                            ).then(_trained_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
                            ).then(lambda t: _trained_dropdowns(t)[1], i_task, i_rest
                            ).then(_start_dropdown, t_task, t_start)
                 t_task.change(_start_dropdown, t_task, t_start)
-                t_stop.click(H.request_stop, None, t_status, api_name="stop")
-                t_calibrate.click(on_gpu("calibrate")(H.calibrate_weights),
+                t_stop.click(train_tab.request_stop, None, t_status, api_name="stop")
+                t_calibrate.click(on_gpu("calibrate")(train_tab.calibrate_weights),
                                   [t_task, t_crop, t_tmin, t_tmax, t_prior, t_gamma, t_lam, t_nat_share, t_sem_share,
                                    t_start],
                                   [t_gamma, t_lam, t_calibration], api_name="calibrate")

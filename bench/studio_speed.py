@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     from bench.run import write_json
     from diffloss.machine import device_description, thread_scaling
     from diffloss.prior import PRIOR_PRESETS
-    from studio import handlers as H
+    from studio import compare_tab, inspect_tab, train_tab, upload
     from studio.models import Registry
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -181,28 +181,28 @@ def main(argv: list[str] | None = None) -> dict:
         photo = torch.nn.functional.interpolate(torch.rand(1, 3, 32, 32, generator=g), size=(512, 512),
                                                 mode="bicubic", align_corners=False).clamp(0, 1)[0]
         path = save_image(photo, tmp / "photo.png")
-        compare = timed(lambda: H.compare(str(path), args.task, H.MODES[0], 0, l2, dl, registry=reg), args.repeats)
+        compare = timed(lambda: compare_tab.compare(str(path), args.task, upload.MODES[0], 0, l2, dl, registry=reg), args.repeats)
         # Inspect three ways, each call a setting not seen before (the handlers remember recent ones): a new
         # degradation seed (a new case: degrade, restore, prior pass), a new t (the prior pass only), new weights.
         fresh = itertools.count(1)
 
         def inspect(seed_image: int = 0, t: int = 200, gamma: float = 0.05) -> None:
-            H.inspect(str(path), args.task, seed_image, dl, H.PAIRS[0], t, 0, None, gamma=gamma, side=256,
+            inspect_tab.inspect(str(path), args.task, seed_image, dl, inspect_tab.PAIRS[0], t, 0, None, gamma=gamma, side=256,
                       registry=reg)
 
         inspect_first = timed(lambda: inspect(seed_image=next(fresh)), args.repeats)
         inspect_new_t = timed(lambda: inspect(t=200 + next(fresh)), args.repeats)
         inspect_reweight = timed(lambda: inspect(gamma=0.05 * (1 + next(fresh))), args.repeats)
-        curves = timed(lambda: H.inspect_curves(str(path), args.task, 0, dl, None, registry=reg), max(1, args.repeats // 2))
+        curves = timed(lambda: inspect_tab.inspect_curves(str(path), args.task, 0, dl, None, registry=reg), max(1, args.repeats // 2))
         # No goals, quoted in the README: the Train tab's calibration (from the L2 arm, as the tab preselects) and
         # Compare's evaluation of both arms, on the clean validation photos the app would use.
         photos = reg.calibration_images()
         calibrate = evaluate = None
         if photos:
             notes.append(f"calibration and evaluation photos from {photos[0].parent}")
-            calibrate = timed(lambda: H.calibrate_weights(args.task, 64, 0, 999, None, 0.05, 0.1, start=l2,
+            calibrate = timed(lambda: train_tab.calibrate_weights(args.task, 64, 0, 999, None, 0.05, 0.1, start=l2,
                                                           registry=reg), max(1, args.repeats // 2))
-            evaluate = timed(lambda: H.evaluate_pair(args.task, l2, dl, 8, registry=reg), max(1, args.repeats // 2))
+            evaluate = timed(lambda: compare_tab.evaluate_pair(args.task, l2, dl, 8, registry=reg), max(1, args.repeats // 2))
 
     result = {
         "device": device_description(torch.device("cpu")), "thread_scaling": scaling, "torch": torch.__version__,

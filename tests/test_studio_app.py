@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from gradio_client import Client, handle_file
 
-from studio import handlers as H
+from studio import inspect_tab, train_tab, upload
 from tests.studio_helpers import launched_studio
 
 
@@ -19,14 +19,14 @@ def test_compare_inspect_and_a_short_train_run_over_http(client):
     c, world = client
     l2, dl = world.labels()
     photo = handle_file(str(world.photo))
-    out = c.predict(photo, "noise", H.MODES[0], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
+    out = c.predict(photo, "noise", upload.MODES[0], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
     degraded, out_l2, out_dl, slider, zoom, err, metrics, notes = out
     assert str(degraded).endswith(".png") and str(out_l2).endswith(".png")
     assert all(str(p).endswith(".png") for p in slider)  # PNG, not lossy WebP, so the slider compares truly
     assert "PSNR" in metrics and "Conventions" in metrics
     evaluation = c.predict("noise", l2, dl, 2, api_name="/evaluate")
     assert "| diffloss |" in evaluation and "DiffLoss arm better than the L2 arm on" in evaluation
-    values = c.predict(photo, "noise", 0, dl, H.PAIRS[0], 20, 0, "", True, 0.05, 0.1, 32, api_name="/inspect")[-1]
+    values = c.predict(photo, "noise", 0, dl, inspect_tab.PAIRS[0], 20, 0, "", True, 0.05, 0.1, 32, api_name="/inspect")[-1]
     assert "exactly zero" in values
     gamma, lam, report = c.predict("noise", 32, 0, 99, "", 0.05, 0.1, 0.2, 0.1, api_name="/calibrate")
     assert gamma > 0 and lam > 0 and "**calibrated** for L_nat 20% and L_sem 10%" in report
@@ -43,7 +43,7 @@ def test_a_bad_upload_comes_back_as_an_error_message_not_a_crash(client, tmp_pat
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     l2, dl = world.labels()
     with pytest.raises(Exception, match="Could not read"):
-        c.predict(handle_file(str(bad)), "noise", H.MODES[0], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
+        c.predict(handle_file(str(bad)), "noise", upload.MODES[0], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
 
 
 def test_uploads_reach_the_handler_untouched_so_transparency_is_composited_over_white(client, tmp_path):
@@ -54,7 +54,7 @@ def test_uploads_reach_the_handler_untouched_so_transparency_is_composited_over_
     path = tmp_path / "alpha.png"
     Image.fromarray(np.zeros((32, 32, 4), np.uint8)).save(path)  # transparent black: white once composited
     l2, dl = world.labels()
-    out = c.predict(handle_file(str(path)), "noise", H.MODES[1], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
+    out = c.predict(handle_file(str(path)), "noise", upload.MODES[1], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
     assert np.asarray(Image.open(out[0])).min() == 255
     assert "transparency composited over white" in out[-1]
 
@@ -70,7 +70,7 @@ def test_stop_over_http_ends_a_running_train_job(client):
     assert c.predict(api_name="/stop").startswith("Stopping")
     status = job.result(timeout=60)[0]
     assert status.startswith("**Stopped**")
-    assert not H._TRAIN_LOCK.locked()
+    assert not train_tab._TRAIN_LOCK.locked()
 
 
 def test_the_readme_command_serves_the_shipped_studio_and_stops_on_ctrl_c():
@@ -89,7 +89,7 @@ def test_the_readme_command_serves_the_shipped_studio_and_stops_on_ctrl_c():
         pytest.skip("no shipped noise restorers in pretrained/ (this checkout has not got the zoo)")
     with served_app({**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, timeout=180) as (url, _, proc):
         photo = Path(REPO, "examples", "clean_mcmaster_05.png")
-        out = Client(url, verbose=False).predict(handle_file(str(photo)), "noise", H.MODES[0], 0, l2, dl, 0.5, 0.5, 32,
+        out = Client(url, verbose=False).predict(handle_file(str(photo)), "noise", upload.MODES[0], 0, l2, dl, 0.5, 0.5, 32,
                                                  api_name="/compare")
         assert "PSNR" in out[6]
         proc.send_signal(signal.SIGINT)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from studio import cards
-from studio import handlers as H
+from studio import cards, compare_tab, restorers, train_tab
 from tests.studio_helpers import make_world
 
 ZOO_CARD = {
@@ -54,12 +53,12 @@ def test_measured_means_are_found_by_folder_and_unmeasured_metrics_left_out(tmp_
 def test_compare_describes_both_arms_of_a_tab_trained_pair(tmp_path):
     world = make_world(tmp_path, with_restorers=True)
     l2, _ = world.labels()
-    list(H.train_pair("noise", 2, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean), start=l2, name="pair",
+    list(train_tab.train_pair("noise", 2, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean), start=l2, name="pair",
                       registry=world.registry))
-    _, run_l2, run_dl = H.trained_pair_choices("noise", world.registry)
-    text = H.describe_pair("noise", run_l2, run_dl, world.registry)
+    _, run_l2, run_dl = restorers.trained_pair_choices("noise", world.registry)
+    text = compare_tab.describe_pair("noise", run_l2, run_dl, world.registry)
     assert "**L2 arm**: `run pair l2`" in text and "**DiffLoss arm**: `run pair diffloss`" in text
     assert "loss: mse only (the L2 arm)" in text and "loss: mse + gamma 0.05 * (L_nat + lambda 0.1 * L_sem)" in text
     assert "2 steps, batch 1" in text and "measured by" not in text  # a run has no zoo report
     assert "Both arms started from the same weights" in text
-    assert "none chosen" in H.describe_pair("noise", None, run_dl, world.registry)
+    assert "none chosen" in compare_tab.describe_pair("noise", None, run_dl, world.registry)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from diffloss.images import save_image
-from studio import handlers as H
+from studio import inspect_tab, restorers
 from studio.memo import Memo, file_stamp
 from tests.studio_helpers import make_world
 
@@ -64,11 +64,11 @@ def test_file_stamp_changes_when_a_file_is_replaced(tmp_path):
 def counted(tmp_path, monkeypatch):
     """A tiny world with fresh memos, counting prior forwards and restorer runs."""
     world = make_world(tmp_path)
-    monkeypatch.setattr(H, "CASES", Memo(8))
-    monkeypatch.setattr(H, "PASSES", Memo(16))
+    monkeypatch.setattr(inspect_tab, "CASES", Memo(8))
+    monkeypatch.setattr(inspect_tab, "PASSES", Memo(16))
     prior = world.registry.load_prior("")
     counts = {"forwards": 0, "restorer": 0}
-    predict, run_restorer = prior.predict, H.run_restorer
+    predict, run_restorer = prior.predict, restorers.run_restorer
 
     def counting_predict(x_t, t):
         counts["forwards"] += 1
@@ -79,7 +79,7 @@ def counted(tmp_path, monkeypatch):
         return run_restorer(model, net_input)
 
     monkeypatch.setattr(prior, "predict", counting_predict)
-    monkeypatch.setattr(H, "run_restorer", counting_restorer)
+    monkeypatch.setattr(inspect_tab, "run_restorer", counting_restorer)
     return world, counts
 
 
@@ -93,7 +93,7 @@ def test_new_weights_re_run_nothing_and_new_t_re_runs_only_the_prior(counted):
     _, dl = world.labels()
 
     def inspect(t=40, gamma=0.05, lam=0.1, bug=False):
-        return H.inspect(str(world.photo), "noise", 0, dl, H.PAIRS[0], t, 1, "", released_bug=bug, gamma=gamma,
+        return inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], t, 1, "", released_bug=bug, gamma=gamma,
                          lam=lam, side=32, registry=world.registry)
 
     first = inspect()
@@ -113,9 +113,9 @@ def test_new_weights_re_run_nothing_and_new_t_re_runs_only_the_prior(counted):
 def test_a_replaced_photo_is_inspected_anew(counted):
     world, counts = counted
     _, dl = world.labels()
-    before = H.inspect(str(world.photo), "noise", 0, dl, H.PAIRS[0], 40, 1, "", side=32, registry=world.registry)
+    before = inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "", side=32, registry=world.registry)
     time.sleep(0.01)
     save_image(torch.zeros(3, 48, 64), world.photo)  # same name, other pixels
-    after = H.inspect(str(world.photo), "noise", 0, dl, H.PAIRS[0], 40, 1, "", side=32, registry=world.registry)
+    after = inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "", side=32, registry=world.registry)
     assert counts == {"forwards": 4, "restorer": 2}
     assert before.values != after.values

@@ -61,7 +61,7 @@ def test_an_unloadable_prior_id_is_a_prior_load_error(tmp_path):
 
 
 def test_the_shipped_examples_are_attributed_and_offered_with_the_right_mode():
-    from studio import handlers as H
+    from studio import upload
     from studio.models import REPO
 
     files = Registry(examples=REPO / "examples").example_images()
@@ -69,9 +69,9 @@ def test_the_shipped_examples_are_attributed_and_offered_with_the_right_mode():
     assert len(files) >= 4
     for path in files:
         assert f"`{path.name}`" in readme  # every example image names its source
-    rows = {row[0].split("/")[-1]: row[1:] for row in H.example_rows(files)}
-    assert rows["haze_sots_1430_7.png"] == ["haze", H.MODES[1]]
-    assert rows["clean_mcmaster_05.png"] == ["noise", H.MODES[0]]
+    rows = {row[0].split("/")[-1]: row[1:] for row in upload.example_rows(files)}
+    assert rows["haze_sots_1430_7.png"] == ["haze", upload.MODES[1]]
+    assert rows["clean_mcmaster_05.png"] == ["noise", upload.MODES[0]]
 
 
 def test_weights_are_calibrated_on_validation_photos_never_on_degraded_examples(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from studio import handlers as H
+from studio import restorers, train_tab
 from tests.studio_helpers import make_world
 
 
@@ -18,12 +18,12 @@ def _run(world, name, steps=2, **kw):
     args = dict(task="noise", steps=steps, batch=1, crop=32, lr=1e-3, gamma=0.05, lam=0.1, t_min=0, t_max=999,
                 seed=0, prior_source="", clean_folder=str(world.clean), width=8, name=name, registry=world.registry)
     args.update(kw)
-    return H.train_pair(**args)
+    return train_tab.train_pair(**args)
 
 
 def test_a_short_run_trains_both_arms_streams_curves_and_lands_in_compare(world, monkeypatch):
-    monkeypatch.setattr(H, "CPU_CAPS", {"steps": 3, "batch": 8, "crop": 128})
-    monkeypatch.setattr(H, "GPU_CAPS", {"steps": 3, "batch": 8, "crop": 128})
+    monkeypatch.setattr(train_tab, "CPU_CAPS", {"steps": 3, "batch": 8, "crop": 128})
+    monkeypatch.setattr(train_tab, "GPU_CAPS", {"steps": 3, "batch": 8, "crop": 128})
     outputs = list(_run(world, "short", steps=50))
     status, curves, archive = outputs[-1]
     assert status.startswith("**Done**") and "steps 50 capped at 3" in status
@@ -38,7 +38,7 @@ def test_a_short_run_trains_both_arms_streams_curves_and_lands_in_compare(world,
         assert f"{arm}/model.safetensors" in names and f"{arm}/card.json" in names
     entries = {e.label: e.arm for e in world.registry.restorers("noise")}
     assert entries == {"run short l2": "l2", "run short diffloss": "diffloss"}
-    assert H.restorer_choices("noise", world.registry)[1:] == ("run short l2", "run short diffloss")
+    assert restorers.restorer_choices("noise", world.registry)[1:] == ("run short l2", "run short diffloss")
 
 
 def test_stop_ends_the_run_keeps_a_checkpoint_and_frees_the_slot(world):
@@ -46,7 +46,7 @@ def test_stop_ends_the_run_keeps_a_checkpoint_and_frees_the_slot(world):
     first = next(run)
     assert first[0].startswith("**Starting**")
     next(run)  # one step of each arm
-    H.request_stop()
+    train_tab.request_stop()
     status, _, archive = next(run)
     assert status.startswith("**Stopped**") and archive is None
     with pytest.raises(StopIteration):
@@ -68,7 +68,7 @@ def test_one_run_at_a_time_and_closing_the_stream_stops_it(world):
         next(_run(world, "second", steps=1))
     run.close()  # what Gradio does when the browser goes away
     assert (world.registry.runs / "first" / "diffloss" / "checkpoint" / "last.safetensors").is_file()
-    assert not H._TRAIN_LOCK.locked()
+    assert not train_tab._TRAIN_LOCK.locked()
 
 
 def test_bad_settings_are_refused_before_any_work(world, tmp_path):
@@ -78,7 +78,7 @@ def test_bad_settings_are_refused_before_any_work(world, tmp_path):
         next(_run(world, "noprior", prior_source=str(tmp_path / "missing")))
     with pytest.raises(gr.Error, match="No clean photos"):
         next(_run(world, "nodata", clean_folder=str(tmp_path / "empty")))
-    assert not H._TRAIN_LOCK.locked()
+    assert not train_tab._TRAIN_LOCK.locked()
 
 
 def test_the_prior_sub_crop_reaches_the_diffloss_arm_only(world):
@@ -98,24 +98,24 @@ def test_both_arms_can_fine_tune_a_trained_restorer(tmp_path):
     from diffloss.checkpoint import read_json
 
     world = make_world(tmp_path, with_restorers=True)
-    labels, default = H.start_choices("noise", world.registry)
+    labels, default = restorers.start_choices("noise", world.registry)
     l2, _ = world.labels()
-    assert labels[0] == H.FRESH_START and default == l2  # fine-tuning the task's L2 arm is preselected
-    assert H.start_choices("sr4", world.registry) == ([H.FRESH_START], H.FRESH_START)
+    assert labels[0] == restorers.FRESH_START and default == l2  # fine-tuning the task's L2 arm is preselected
+    assert restorers.start_choices("sr4", world.registry) == ([restorers.FRESH_START], restorers.FRESH_START)
     status = list(_run(world, "tuned", start=l2))[-1][0]
     assert status.startswith("**Done**") and f"both arms start from `{l2}`" in status
     # Compare's first view keeps the shipped pair; after training it shows the run just trained.
-    assert H.restorer_choices("noise", world.registry)[1:] == world.labels()
-    labels, run_l2, run_dl = H.trained_pair_choices("noise", world.registry)
+    assert restorers.restorer_choices("noise", world.registry)[1:] == world.labels()
+    labels, run_l2, run_dl = restorers.trained_pair_choices("noise", world.registry)
     assert (run_l2, run_dl) == ("run tuned l2", "run tuned diffloss") and run_l2 in labels
-    assert H.trained_pair_choices("sr4", world.registry) == ([], None, None)
+    assert restorers.trained_pair_choices("sr4", world.registry) == ([], None, None)
     start = world.registry.find(l2, "noise").path
     for arm in ("l2", "diffloss"):
         card = read_json(world.registry.runs / "tuned" / arm / "model" / "card.json")
         assert card["data"]["init"] == str(start)
     with pytest.raises(gr.Error, match="not a restorer for task 'sr4'"):
         next(_run(world, "wrong-task", task="sr4", start=l2))
-    assert not H._TRAIN_LOCK.locked()
+    assert not train_tab._TRAIN_LOCK.locked()
 
 
 def test_calibration_measures_on_what_both_arms_start_from(tmp_path, monkeypatch):
@@ -123,8 +123,8 @@ def test_calibration_measures_on_what_both_arms_start_from(tmp_path, monkeypatch
     world = make_world(tmp_path, with_restorers=True)
     l2, _ = world.labels()
     args = ("noise", 32, 0, 99, "", 0.05, 0.1, 0.2, 0.1)
-    fresh = H.calibrate_weights(*args, H.FRESH_START, registry=world.registry)
-    tuned = H.calibrate_weights(*args, l2, registry=world.registry)
+    fresh = train_tab.calibrate_weights(*args, restorers.FRESH_START, registry=world.registry)
+    tuned = train_tab.calibrate_weights(*args, l2, registry=world.registry)
     assert "restored by a fresh restorer (the identity)" in fresh[2]
     assert f"restored by `{l2}`" in tuned[2]
     assert fresh[:2] != tuned[:2]  # another restored image, other gradients

@@ -1,0 +1,254 @@
+"""The Inspect tab's work: what the frozen prior sees of a (restored or degraded, ground truth) pair at one t and
+noise, the L(t) curves across timesteps, and the DDIM purification round trip.
+
+Cases and prior passes are remembered (``CASES``, ``PASSES``): moving t re-runs only the prior, new weights nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+import torch
+
+from diffloss.checkpoint import MODEL_FILE
+from diffloss.images import centre_crop
+from diffloss.inspection import (
+    PairInspection, best_separation, default_timesteps, inspect_pair, loss_curves, purification,
+)
+from diffloss.loss import DiffLossConfig
+from diffloss.prior import PriorLoadError
+from diffloss.viz import (
+    enlarge, heatmap, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image,
+)
+from diffloss.viz import grid as image_grid
+from studio.memo import Memo, file_stamp
+from studio.models import Registry, get_registry
+from studio.restorers import load_prior, load_restorer, restorer_entry, run_restorer
+from studio.toasts import warn
+from studio.upload import MODES, prepare_case
+
+# Inspect works on a centre crop: every view is a few prior forwards (and one backward), and with the "small"
+# prior one 256x256 forward took ~1.1 s on a busy 2-core CPU, so the CPU default is 128 px.
+INSPECT_SIDE = 256 if torch.cuda.is_available() else 128
+INSPECT_MAX_SIDE = 512 if torch.cuda.is_available() else 256
+DISPLAY_SIDE = 256  # Inspect's pictures are shown at least this large: a 128 px crop's pixels twice over
+CURVE_POINTS = 8  # timesteps on the L(t) plot
+CURVE_SIDE = 128 if torch.cuda.is_available() else 64  # the curve's crop: 8 x 3 x 3 prior passes must stay quick
+PAIRS = ("restored vs ground truth", "degraded vs ground truth")
+
+
+@dataclass(frozen=True)
+class InspectCase:
+    """The crops one Inspect setting looks at; shared between calls through ``CASES``, so never changed in place."""
+
+    a: torch.Tensor  # restored or degraded, (3,H,W)
+    b: torch.Tensor  # ground truth
+    restored: torch.Tensor | None
+    degraded: torch.Tensor
+    notes: tuple[str, ...]
+    key: tuple  # what it was made from (files by size and time): the prior passes are remembered under it
+
+
+# The last few cases and prior passes (see studio/memo.py): moving t re-runs only the prior, new weights nothing.
+CASES: Memo[InspectCase] = Memo(8)
+PASSES: Memo[PairInspection] = Memo(16)
+
+
+def inspect_case(
+    image: str | None, task: str, seed: int, restorer_label: str | None, pair: str, registry: Registry,
+    side: int = INSPECT_SIDE,
+) -> InspectCase:
+    """The pair the prior looks at, on a centre crop of at most ``side`` px (ground truth is needed)."""
+    if pair not in PAIRS:
+        raise gr.Error(f"Choose one of: {', '.join(PAIRS)}.")
+    side = max(16, min(int(side or INSPECT_SIDE), INSPECT_MAX_SIDE))
+    entry = registry.find(restorer_label, task) if restorer_label else None
+    # The registry itself, not its id(): a key keeps its objects alive, so an id can never be reused under it.
+    key = (file_stamp(image), task, int(seed), restorer_label,
+           file_stamp(entry.path / MODEL_FILE) if entry else None, pair, side, registry)
+
+    def make() -> InspectCase:
+        case = prepare_case(image, task, MODES[0], int(seed))
+        gt, shown, net_input = (centre_crop(x, side) for x in (case.gt, case.shown, case.net_input))
+        notes = list(case.notes)
+        if max(case.gt.shape[-2:]) > side:
+            notes.append(f"Inspect looks at the centre {gt.shape[-1]}x{gt.shape[-2]} px (at most {side} px per side).")
+        # The restored image is needed for its pair, and by the L(t) curves whenever a restorer is chosen.
+        restored, found = None, entry
+        if pair == PAIRS[0] and found is None:
+            found = restorer_entry(restorer_label, task, "restored image", registry)  # says why there is none
+        if found is not None:
+            restored = run_restorer(load_restorer(found, registry), net_input)
+        a = restored if pair == PAIRS[0] else shown
+        return InspectCase(a=a, b=gt, restored=restored, degraded=shown, notes=tuple(notes), key=key)
+
+    return CASES.get(key, make)
+
+
+def display_scale(height: int, width: int) -> int:
+    """Whole-number enlargement that shows a crop at about ``DISPLAY_SIDE`` px (1 for crops that large)."""
+    return max(1, DISPLAY_SIDE // max(height, width, 1))
+
+
+def check_t(t: float, prior) -> int:
+    last = prior.num_timesteps - 1
+    t = int(t)
+    if not 0 <= t <= last:
+        clamped = min(max(t, 0), last)
+        warn(f"t={t} is outside this prior's schedule [0, {last}]; using t={clamped}.")
+        return clamped
+    return t
+
+
+@dataclass
+class InspectResult:
+    x_t: np.ndarray
+    eps: np.ndarray
+    x0: np.ndarray
+    h_pca: np.ndarray
+    h_error: np.ndarray
+    gradient: np.ndarray
+    values: str
+
+    def as_tuple(self) -> tuple:
+        return (self.x_t, self.eps, self.x0, self.h_pca, self.h_error, self.gradient, self.values)
+
+
+def inspect(
+    image: str | None, task: str, seed_image: float, restorer_label: str | None, pair: str, t: float, seed: float,
+    prior_source: str | None, released_bug: bool = False, gamma: float = 0.05, lam: float = 0.1,
+    side: float = INSPECT_SIDE, registry: Registry | None = None,
+) -> InspectResult:
+    """What the prior sees of (a, ground truth) at one (t, eps): x_t, eps_hat, x0, h maps, terms, gradient on a."""
+    reg = registry or get_registry()
+    prior = load_prior(prior_source, reg)
+    case = inspect_case(image, task, int(seed_image or 0), restorer_label, pair, reg, int(side or INSPECT_SIDE))
+    t = check_t(t, prior)
+    seed = int(seed or 0)
+    config = DiffLossConfig(gamma=float(gamma), lam=float(lam), detach_prior=bool(released_bug))
+    try:
+        config.validate(prior.num_timesteps)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    # One prior pass per image serves every view; it is remembered without the weights, which only scale it.
+    p = PASSES.get((case.key, prior, t, seed, config.detach_prior),
+                   lambda: inspect_pair(prior, case.a, case.b, t, seed, config=config))
+    g = p.term_grads.weighted(config.gamma, config.lam)
+    name_a = "restored" if pair == PAIRS[0] else "degraded"
+    h, w = case.b.shape[-2:]
+    k = display_scale(h, w)
+    x_t = image_grid([to_image(p.x_t_a), to_image(p.x_t_b)], [f"x_t {name_a}", "x_t GT"], 2, scale=k)
+    scale = shared_scale(p.eps_hat_a, p.eps_hat_b)
+    eps = image_grid(
+        [signed_to_image(p.eps_hat_a, scale), signed_to_image(p.eps_hat_b, scale), signed_to_image(p.eps_hat_diff)],
+        [f"eps_hat {name_a}", "eps_hat GT", "difference"], 3, scale=k)
+    x0 = image_grid([to_image(p.x0_a), to_image(p.x0_b)], [f"x0 {name_a}", "x0 GT"], 2, scale=k)
+    basis = pca_basis(p.h_a, p.h_b)
+    pca = image_grid([pca_rgb(p.h_a, basis, size=(h, w))[0], pca_rgb(p.h_b, basis, size=(h, w))[0]],
+                     [f"h {name_a}", "h GT"], 2, scale=k)
+    h_err = enlarge(heatmap(p.h_error, overlay=case.b, mode="bilinear"), k)
+    grad = enlarge(heatmap(g.magnitude, overlay=case.a), k)
+    weighted = config.gamma * (p.l_nat + config.lam * p.l_sem)
+    if released_bug:
+        push = (f"Gradient norm **{g.norm:.3g}**: with the released code's `torch.no_grad()` the prior terms are "
+                "computed but send **exactly zero** gradient to the restorer.")
+    else:
+        push = f"Gradient norm of gamma*(L_nat + lambda*L_sem) on the {name_a} image: **{g.norm:.4g}**."
+    shares = ", ".join(f"{k} {v:.1%}" for k, v in g.grad_share.items()) if g.grad_share else "n/a"
+    values = "\n".join([
+        f"t = {t} of {prior.num_timesteps - 1}, seed {seed}, pair: {pair}, prior: `{prior.source}`",
+        "",
+        f"- L_nat = **{p.l_nat:.5g}** (mean squared difference of the two noise predictions)",
+        f"- L_sem = **{p.l_sem:.5g}** (mean squared difference of the two h-space maps)",
+        f"- gamma*(L_nat + lambda*L_sem) = {weighted:.4g} (gamma {config.gamma:g}, lambda {config.lam:g})",
+        f"- {push}",
+        f"- share of the gradient on the image (fidelity/nat/sem): {shares}",
+    ] + [f"- {n}" for n in case.notes])
+    return InspectResult(x_t=x_t, eps=eps, x0=x0, h_pca=pca, h_error=h_err, gradient=grad, values=values)
+
+
+def inspect_curves(
+    image: str | None, task: str, seed_image: float, restorer_label: str | None, prior_source: str | None,
+    seeds: float = 3, side: float = CURVE_SIDE, registry: Registry | None = None,
+) -> tuple[np.ndarray, str]:
+    """L_nat(t), L_sem(t) for restored-vs-GT (when a restorer is chosen) and degraded-vs-GT, mean and band; and
+    what to read off them: where each term tells the restored image from the degraded one best."""
+    reg = registry or get_registry()
+    prior = load_prior(prior_source, reg)
+    case = inspect_case(image, task, int(seed_image or 0), restorer_label, PAIRS[1], reg, int(side or CURVE_SIDE))
+    pairs = {}
+    if case.restored is not None:
+        pairs["restored vs GT"] = (case.restored, case.b)
+    pairs["degraded vs GT"] = (case.degraded, case.b)
+    steps = default_timesteps(prior.num_timesteps, CURVE_POINTS)
+    curves = loss_curves(prior, pairs, timesteps=steps, seeds=tuple(range(max(1, min(int(seeds), 8)))))
+    h, w = case.b.shape[-2:]
+    return loss_curve_figure(curves, note=f"{w}x{h} px centre crop"), curves_reading(curves)
+
+
+def curves_reading(curves) -> str:
+    """The L(t) plot in words, for a learner: at which t each term separates degraded from restored, how much."""
+    if "restored vs GT" not in curves.nat:
+        return "Choose a restorer to see where the prior tells a restored image from the degraded one."
+    best = best_separation(curves, "restored vs GT", "degraded vs GT")
+    lines = []
+    for term, name in (("nat", "L_nat"), ("sem", "L_sem")):
+        b = best[term]
+        if b.ratio <= 1:
+            lines.append(f"- {name} does not tell them apart: at no t does the restored image score closer to the "
+                         "ground truth than the degraded one.")
+            continue
+        how = "infinitely" if math.isinf(b.ratio) else f"{b.ratio:.3g}x"
+        verdict = ("apart beyond the seeds' spread" if b.apart
+                   else "within the seeds' spread: more seeds, or no signal at this crop")
+        lines.append(f"- {name} tells them apart best at **t = {b.t}**: the degraded image scores {how} the restored "
+                     f"one's ({verdict}).")
+    return "\n".join(lines)
+
+
+def inspect_purify(
+    image: str | None, task: str, seed_image: float, restorer_label: str | None, pair: str, t: float, seed: float,
+    prior_source: str | None, steps: float = 10, side: float = INSPECT_SIDE, registry: Registry | None = None,
+) -> np.ndarray:
+    """The few-step DDIM round trip from t, for the compared image and the ground truth (same noise)."""
+    reg = registry or get_registry()
+    prior = load_prior(prior_source, reg)
+    case = inspect_case(image, task, int(seed_image or 0), restorer_label, pair, reg, int(side or INSPECT_SIDE))
+    t = check_t(t, prior)
+    steps = max(1, min(int(steps), 50))
+    out = purification(prior, {"a": case.a, "gt": case.b}, t, steps, int(seed or 0))
+    name_a = "restored" if pair == PAIRS[0] else "degraded"
+    return image_grid(
+        [to_image(case.a), to_image(out["a"]), to_image(case.b), to_image(out["gt"])],
+        [name_a, f"{name_a} purified from t={t}", "ground truth", f"ground truth purified ({steps} DDIM steps)"], 4,
+        scale=display_scale(*case.b.shape[-2:]))
+
+
+
+DEFAULT_T_FRACTION = 0.2  # the Inspect slider starts at t = 200 of 1000: noisy enough to matter, not pure noise
+
+
+def timestep_in_schedule(t: float, num_timesteps: int) -> int:
+    """The slider's t for a prior with ``num_timesteps``: kept when the schedule has it, else the same default
+    fraction of the new schedule (t = 200 of a 1000-step prior is 20 of a 100-step one), never out of range.
+
+    Why: a slider whose value lies beyond its new maximum refuses every request ("Value 200 is greater than
+    maximum value 99"), so switching to a shorter schedule must move t too.
+    """
+    last = max(0, int(num_timesteps) - 1)
+    t = int(t)
+    return t if 0 <= t <= last else round(DEFAULT_T_FRACTION * last)
+
+
+def prior_timesteps(source: str | None, registry: Registry | None = None) -> tuple[int, str]:
+    """(T, message) for the prior box: how many timesteps the slider may use, or why the prior does not load."""
+    reg = registry or get_registry()
+    try:
+        prior = reg.load_prior(source)
+    except PriorLoadError as err:
+        return 1000, f"Prior not loadable: {err}"
+    size = f"{prior.num_timesteps} timesteps, {prior.parameter_count() / 1e6:.2f} M parameters"
+    return prior.num_timesteps, f"Prior `{prior.source}`: {size}."

@@ -1,0 +1,240 @@
+"""The Train tab's work: calibrate gamma and lambda on validation photos, and train the L2 and DiffLoss arms side
+by side from the same start, streaming curves; one run at a time, Stop really stops.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import gradio as gr
+import numpy as np
+import torch
+
+from diffloss import degrade, nets
+from diffloss.images import ImageLoadError, load_image
+from diffloss.loss import DiffLossConfig
+from studio.models import Registry, get_registry
+from studio.plots import training_figure
+from studio.restorers import load_prior, load_restorer, start_entry
+from studio.toasts import warn
+from studio.upload import MAX_SIDE
+
+CPU_CAPS = {"steps": 300, "batch": 8, "crop": 128}
+GPU_CAPS = {"steps": 5000, "batch": 32, "crop": 256}
+_TRAIN_LOCK = threading.Lock()
+_STOP = threading.Event()
+
+
+def train_caps() -> dict[str, int]:
+    return GPU_CAPS if torch.cuda.is_available() else CPU_CAPS
+
+
+def _train_t_range(t_min: float, t_max: float, prior) -> dict[str, int]:
+    """The Train tab's t range as DiffLossConfig fields: t max is clipped to the prior's schedule (its box says so),
+    t min is taken as typed (DiffLossConfig.validate refuses one beyond it)."""
+    return {"t_min": int(t_min), "t_max": min(int(t_max), prior.num_timesteps - 1)}
+
+
+CALIBRATION_PHOTOS = 8  # clean validation photos per calibration: a second or two at 64 px on 2 CPU cores
+
+
+def calibrate_weights(
+    task: str, crop: float, t_min: float, t_max: float, prior_source: str | None, gamma: float, lam: float,
+    nat_share: float = 0.2, sem_share: float = 0.1, start: str | None = None, photos: int = CALIBRATION_PHOTOS,
+    registry: Registry | None = None,
+) -> tuple[float, float, str]:
+    """(gamma, lambda, report): the weights that give L_nat and L_sem the requested shares of the gradient as a
+    Train run starts, and the shares the weights typed so far would give (``diffloss.calibrate``).
+
+    Why here: a weight means nothing without the gradient scale of the prior it multiplies (the released 1e-3
+    leaves a small prior a fraction of a percent), so the Train tab measures it instead of asking for a guess.
+    Measured on clean validation photos, never the training folder, degraded for the task and restored by what
+    both arms start from (``start``: a restorer label, or a fresh restorer, the identity): their step 0.
+    """
+    from diffloss.calibrate import calibrate, shares_for_weights
+    from diffloss.train import new_restorer_config
+
+    reg = registry or get_registry()
+    try:
+        degrade.get_task(task)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    entry = start_entry(start, task, reg)
+    prior = load_prior(prior_source, reg)
+    files = reg.calibration_images()[: max(1, int(photos))]
+    images = []
+    for path in files:
+        try:
+            images.append(load_image(path, max_side=MAX_SIDE))
+        except (ImageLoadError, OSError) as err:
+            warn(f"Calibration skips {path.name}: {err}")
+    if not images:
+        raise gr.Error("No clean validation photos to calibrate on: put the benchmark's clean/val beside the repo "
+                       "(or point DIFFLOSS_DATASETS at it), or add clean_*.png photos to examples/.")
+    side = max(16, min(int(crop), train_caps()["crop"]))
+    config = DiffLossConfig(**_train_t_range(t_min, t_max, prior))
+    try:
+        lo, hi = config.validate(prior.num_timesteps)
+        model = load_restorer(entry, reg) if entry else nets.Restorer(new_restorer_config(task)).to(prior.device)
+        result = calibrate(prior, model, task, images, float(nat_share),
+                           float(sem_share), side, config=config)
+    except ValueError as err:
+        raise gr.Error(f"Cannot calibrate: {err}") from err
+    new_gamma, new_lam = float(f"{result.gamma:.4g}"), float(f"{result.lam:.4g}")
+
+    def shares(g: float, lmb: float) -> str:
+        s = shares_for_weights(result.norms, g, lmb)
+        return f"fidelity {s['fidelity']:.1%}, L_nat {s['nat']:.1%}, L_sem {s['sem']:.2%}"
+
+    n = result.norms
+    report = "\n".join([
+        f"Measured on {len(images)} clean photos from `{files[0].parent}`: {side} px centre crops degraded for "
+        f"{task}, t drawn in [{lo}, {hi}], one t and noise per photo, restored by "
+        f"{f'`{entry.label}`' if entry else 'a fresh restorer (the identity)'}, where both arms start.",
+        "",
+        f"- gradient norm on the image per unit weight: fidelity {n['fidelity']:.3g}, L_nat {n['nat']:.3g}, "
+        f"L_sem {n['sem']:.3g}",
+        f"- your weights (gamma {float(gamma):g}, lambda {float(lam):g}) give {shares(float(gamma), float(lam))}",
+        f"- **calibrated** for L_nat {float(nat_share):.0%} and L_sem {float(sem_share):.0%}: gamma **{new_gamma:g}**, "
+        f"lambda **{new_lam:g}** (now set above; they give {shares(new_gamma, new_lam)})",
+        "",
+        "Shares move as the restorer learns, and a few photos give a rough estimate: calibrate again to see its "
+        "spread.",
+    ])
+    return new_gamma, new_lam, report
+
+
+def request_stop() -> str:
+    """Ask the running Train job to stop at its next step (it saves a checkpoint and keeps what it has)."""
+    _STOP.set()
+    return "Stopping after the current step..."
+
+
+def _zip_models(run_dir: Path) -> Path:
+    """run_dir/<name>.zip holding l2/model and diffloss/model (safetensors + config + card)."""
+    staging = run_dir / "_download"
+    if staging.exists():
+        shutil.rmtree(staging)
+    for arm in ("l2", "diffloss"):
+        if (run_dir / arm / "model").is_dir():
+            shutil.copytree(run_dir / arm / "model", staging / arm)
+    archive = shutil.make_archive(str(run_dir / run_dir.name), "zip", root_dir=staging)
+    shutil.rmtree(staging)
+    return Path(archive)
+
+
+def _status(history: dict, totals: dict, name: str, notes: list[str], state: str) -> str:
+    parts = [f"**{state}** run `{name}`"]
+    for arm, points in history.items():
+        step, values = points[-1] if points else (0, {})
+        bar = "#" * int(20 * step / max(1, totals[arm])) + "." * (20 - int(20 * step / max(1, totals[arm])))
+        loss = f"total {values['total']:.4g}" if "total" in values else ""
+        prior = values.get("share_nat", 0.0) + values.get("share_sem", 0.0)
+        if prior > 0:  # measured on log steps; the L2 arm's is zero
+            loss += f", prior's share of the gradient {prior:.0%}"
+        parts.append(f"- {arm}: `[{bar}]` step {step}/{totals[arm]} {loss}")
+    return "\n".join(parts + [f"- {n}" for n in notes])
+
+
+def train_pair(
+    task: str, steps: float, batch: float, crop: float, lr: float, gamma: float, lam: float, t_min: float,
+    t_max: float, seed: float, prior_source: str | None, clean_folder: str | None = None, prior_crop: float = 0,
+    start: str | None = None, width: int | None = None, name: str | None = None, registry: Registry | None = None,
+) -> Iterator[tuple[str, np.ndarray, str | None]]:
+    """Train the L2 and DiffLoss arms side by side (same start weights, seed, batches); yield (status, curves, zip).
+
+    ``prior_crop`` > 0 computes the prior terms on one random square of that side per batch (several times cheaper
+    steps on a CPU; 0 = the whole crop). ``start``: a restorer label of the task to fine-tune from (both arms), or
+    ``FRESH_START``/empty for a fresh restorer of ``width``.
+
+    Closing the generator (the Stop button, or the browser going away) closes both training loops, which save
+    a checkpoint; ``request_stop`` ends the run the same way from another thread. One run at a time.
+    """
+    from diffloss.train import LoopConfig, RestorerTrainConfig, TrainingDiverged, train_restorer
+
+    reg = registry or get_registry()
+    if not _TRAIN_LOCK.acquire(blocking=False):
+        raise gr.Error("A training run is already going (one at a time on this machine): wait for it to finish "
+                       "or press Stop.")
+    gens: dict = {}
+    try:
+        _STOP.clear()
+        caps, notes = train_caps(), []
+        values = {"steps": int(steps), "batch": int(batch), "crop": int(crop)}
+        for key, value in values.items():
+            if value < 1:
+                raise gr.Error(f"{key} must be at least 1, got {value}.")
+            if value > caps[key]:
+                notes.append(f"{key} {value} capped at {caps[key]} on this {'GPU' if caps is GPU_CAPS else 'CPU'}")
+                values[key] = caps[key]
+        for n in notes:
+            warn(n)
+        try:
+            degrade.get_task(task)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        folder = Path(clean_folder) if clean_folder else reg.training_folder()
+        if folder is None or not folder.is_dir():
+            raise gr.Error("No clean photos to train on: give a folder of clean photos (the benchmark "
+                           "clean/train, or any folder of PNG/JPEG photos).")
+        entry = start_entry(start, task, reg)
+        notes.append(f"both arms start from {f'`{entry.label}`' if entry else 'a fresh restorer'}")
+        prior = load_prior(prior_source, reg)  # fails early, with the reason, before any work
+        sub = int(prior_crop or 0)
+        loss = DiffLossConfig(gamma=float(gamma), lam=float(lam), **_train_t_range(t_min, t_max, prior),
+                              prior_crop=sub if 0 < sub < values["crop"] else None)
+        try:
+            loss.validate(prior.num_timesteps)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        name = name or f"studio-{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = reg.runs / name
+        totals = {}
+        for arm in ("l2", "diffloss"):
+            loop = LoopConfig(out=str(run_dir / arm), steps=values["steps"], batch_size=values["batch"], lr=float(lr),
+                              warmup=min(50, values["steps"] // 10), seed=int(seed),
+                              log_every=max(1, values["steps"] // 60), save_every=max(10, values["steps"] // 4),
+                              resume=False, command=f"DiffLoss Studio Train tab ({arm} arm)")
+            cfg = RestorerTrainConfig(task=task, clean=[str(folder)], crop=values["crop"],
+                                      init=str(entry.path) if entry else None, width=None if entry else width,
+                                      prior=str(prior.source), diffloss=arm == "diffloss", loss=loss, loop=loop)
+            try:
+                gens[arm] = train_restorer(cfg)
+            except (ValueError, RuntimeError, OSError) as err:
+                raise gr.Error(f"Cannot start the {arm} arm: {err}") from err
+            totals[arm] = values["steps"]
+        history: dict[str, list] = {arm: [] for arm in gens}
+        active = dict(gens)
+        yield _status(history, totals, name, notes, "Starting"), training_figure(history), None
+        while active:
+            if _STOP.is_set():
+                for gen in active.values():
+                    gen.close()
+                active.clear()
+                yield _status(history, totals, name, notes + ["stopped: checkpoints saved, no final model"],
+                              "Stopped"), training_figure(history), None
+                return
+            for arm in list(active):
+                try:
+                    event = next(active[arm])
+                except StopIteration:
+                    del active[arm]
+                    continue
+                except TrainingDiverged as err:
+                    raise gr.Error(f"The {arm} arm diverged: {err}") from err
+                if event.kind in ("step", "done") and event.values:
+                    history[arm].append((event.step, dict(event.values)))
+                if event.kind == "stopped":
+                    notes.append(f"{arm}: {event.message}")
+            yield _status(history, totals, name, notes, "Training"), training_figure(history), None
+        archive = _zip_models(run_dir)
+        done = notes + [f"both arms saved; Compare and Inspect select them when their task is {task}"]
+        yield _status(history, totals, name, done, "Done"), training_figure(history), str(archive)
+    finally:
+        for gen in gens.values():
+            gen.close()  # a no-op for finished loops; saves a checkpoint for interrupted ones
+        _TRAIN_LOCK.release()

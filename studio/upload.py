@@ -1,0 +1,120 @@
+"""What the studio makes of an image file: loaded, checked and degraded for a task, with notes on what changed.
+
+Bad files raise ``gr.Error`` with a message a person can act on (gone, unreadable, too small); what loading
+changes about a file (colour mode, EXIF rotation, a huge image downscaled) comes back as notes beside the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import torch
+from PIL import Image
+
+from diffloss import degrade
+from diffloss.images import ImageLoadError, image_size, load_image
+from studio.models import is_degraded_example
+
+MAX_SIDE = 1024 if not torch.cuda.is_available() else 2048  # longer side of an upload, after downscaling
+MAX_SIDE_SR4_INPUT = MAX_SIDE // 4  # an already-low-res sr4 input is upscaled 4x by the restorer
+MIN_SIDE = 16  # below this a restorer has nothing to work with
+MODES = ("degrade it for me", "it is already degraded")
+
+_COLOUR_NOTES = {
+    "L": "greyscale: shown as RGB (three equal channels)",
+    "LA": "greyscale with transparency: composited over white, shown as RGB",
+    "I;16": "16-bit greyscale: kept at 16-bit precision, shown as RGB",
+    "I;16B": "16-bit greyscale: kept at 16-bit precision, shown as RGB",
+    "I": "32-bit integer greyscale: scaled to [0,1], shown as RGB",
+    "F": "floating-point greyscale: scaled to [0,1], shown as RGB",
+    "RGBA": "transparency composited over white",
+    "P": "palette image converted to RGB",
+    "CMYK": "CMYK converted to RGB",
+}
+
+
+
+@dataclass
+class Case:
+    """One image to restore: what is shown as the degraded input, what the net gets, and the truth if known."""
+
+    task: str
+    shown: torch.Tensor  # (3,H,W) degraded input at the output's size (sr4: bicubic upsampled)
+    net_input: torch.Tensor  # (C,H,W)
+    gt: torch.Tensor | None  # (3,H,W) or None for an already-degraded upload
+    notes: list[str] = field(default_factory=list)
+
+
+def describe_upload(path: str | Path) -> list[str]:
+    """Notes on what loading will change about a file (colour mode, EXIF rotation); never raises."""
+    notes = []
+    try:
+        with Image.open(path) as img:
+            mode_note = _COLOUR_NOTES.get(img.mode)
+            if mode_note is None and "transparency" in img.info:
+                mode_note = "transparency composited over white"
+            if mode_note:
+                notes.append(mode_note)
+            orientation = img.getexif().get(0x0112, 1)
+            if orientation not in (None, 1):
+                notes.append(f"EXIF orientation {orientation}: rotated upright as a viewer shows it")
+    except Exception:  # noqa: BLE001  (load_image reports unreadable files with their name)
+        pass
+    return notes
+
+
+def load_upload(path: str | Path | None, max_side: int = MAX_SIDE) -> tuple[torch.Tensor, list[str]]:
+    """(3,H,W) in [0,1] and notes; gr.Error for a missing, corrupt or too small image."""
+    if path is None or str(path) == "":
+        raise gr.Error("Upload an image or pick an example first.")
+    name = Path(path).name
+    try:
+        width, height = image_size(path)
+        image = load_image(path, max_side=max_side)
+    except FileNotFoundError as err:
+        raise gr.Error(f"The file {name} is gone (uploads expire): upload it again.") from err
+    except ImageLoadError as err:
+        raise gr.Error(f"Could not read {name} as an image: {err}") from err
+    notes = describe_upload(path)
+    if max(width, height) > max_side:
+        h, w = image.shape[-2:]
+        notes.append(f"large image {width}x{height} downscaled to {w}x{h} (at most {max_side} px on the longer side)")
+    h, w = image.shape[-2:]
+    if min(h, w) < MIN_SIDE:
+        raise gr.Error(f"{name} is {w}x{h} px: too small to restore (needs at least {MIN_SIDE} px on each side).")
+    return image, notes
+
+
+def prepare_case(path: str | Path | None, task: str, mode: str, seed: int) -> Case:
+    """Load an upload and make (input, net input, ground truth) for a task, degrading it or taking it as it is."""
+    try:
+        spec = degrade.get_task(task)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    if mode not in MODES:
+        raise gr.Error(f"Choose one of: {', '.join(MODES)}.")
+    already = mode == MODES[1]
+    limit = MAX_SIDE_SR4_INPUT if already and task == "sr4" else MAX_SIDE
+    image, notes = load_upload(path, limit)
+    if already:
+        if task == "inpaint":
+            raise gr.Error("Inpainting an already-degraded photo needs a hole mask, which the studio cannot take yet "
+                           "(not yet): choose 'degrade it for me' to get a photo with known holes.")
+        net_input = degrade.prepare_input(task, image)
+        return Case(task, net_input[:3].clamp(0, 1), net_input, None, notes)
+    try:
+        clean = degrade.crop_to_multiple(image, spec.size_multiple)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    pair = degrade.make_pair(task, clean, int(seed))
+    shown = pair.net_input[0, :3].clamp(0, 1)
+    return Case(task, shown, pair.net_input[0], clean, notes)
+
+
+
+def example_rows(files: list[Path]) -> list[list[str]]:
+    """[path, task, mode] per example: ``clean_*`` are degraded (noise), ``<task>_*`` are taken as degraded."""
+    return [[str(path), path.name.split("_", 1)[0], MODES[1]] if is_degraded_example(path)
+            else [str(path), "noise", MODES[0]] for path in files]
