@@ -128,3 +128,31 @@ def test_calibration_measures_on_what_both_arms_start_from(tmp_path, monkeypatch
     assert "restored by a fresh restorer (the identity)" in fresh[2]
     assert f"restored by `{l2}`" in tuned[2]
     assert fresh[:2] != tuned[:2]  # another restored image, other gradients
+
+
+def test_calibration_sets_weights_that_give_the_asked_shares_and_shows_what_typed_ones_give(world, monkeypatch):
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(world.root / "no-datasets"))  # the world's clean examples
+    gamma, lam, report = train_tab.calibrate_weights("noise", 32, 0, 99, "", 1e-3, 1e-3, 0.25, 0.05, registry=world.registry)
+    assert gamma > 0 and lam > 0
+    assert "Measured on 3 clean photos" in report and "32 px centre crops" in report and "t drawn in [0, 99]" in report
+    assert "your weights (gamma 0.001, lambda 0.001)" in report
+    assert f"gamma **{gamma:g}**, lambda **{lam:g}**" in report
+    assert "they give fidelity 70.0%, L_nat 25.0%, L_sem 5.00%" in report  # rounded weights, same shares
+    # The same photos, crops, seeds and t give the same weights: a measurement, not a draw.
+    assert train_tab.calibrate_weights("noise", 32, 0, 99, "", 1e-3, 1e-3, 0.25, 0.05, registry=world.registry)[:2] == (gamma, lam)
+    g2, _, _ = train_tab.calibrate_weights("noise", 32, 0, 99, "", 1e-3, 1e-3, 0.5, 0.05, registry=world.registry)
+    assert g2 > gamma  # a larger share needs a larger weight
+
+
+def test_calibration_refuses_what_it_cannot_do_with_a_message(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "no-datasets"))
+    with pytest.raises(gr.Error, match="Cannot calibrate: shares must"):
+        train_tab.calibrate_weights("noise", 32, 0, 99, "", 0.05, 0.1, 0.7, 0.4, registry=world.registry)
+    with pytest.raises(gr.Error, match="Cannot calibrate: timestep range"):
+        train_tab.calibrate_weights("noise", 32, 50, 10, "", 0.05, 0.1, registry=world.registry)
+    with pytest.raises(gr.Error, match="unknown task|Unknown task|not a task"):
+        train_tab.calibrate_weights("blur", 32, 0, 99, "", 0.05, 0.1, registry=world.registry)
+    from studio.models import Registry
+    bare = Registry(world.root / "pretrained", world.root / "runs", examples=None)
+    with pytest.raises(gr.Error, match="No clean validation photos to calibrate on"):
+        train_tab.calibrate_weights("noise", 32, 0, 99, "", 0.05, 0.1, registry=bare)

@@ -1,0 +1,73 @@
+"""The Compare tab's handlers, called directly: both arms, zoom, error maps, metrics, evaluation, clear refusals."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio import compare_tab, restorers, upload
+from tests.studio_helpers import make_world
+
+
+@pytest.fixture
+def world(tmp_path):
+    return make_world(tmp_path)
+
+
+def test_compare_shows_both_arms_a_slider_a_zoom_an_error_map_and_metrics(world):
+    l2, dl = world.labels()
+    r = compare_tab.compare(str(world.photo), "noise", upload.MODES[0], 3, l2, dl, 0.2, 0.8, 32, registry=world.registry)
+    assert r.degraded.shape == r.l2.shape == r.diffloss.shape == (48, 64, 3)
+    assert r.slider[0] is r.l2 and r.slider[1] is r.diffloss
+    assert not np.array_equal(r.l2, r.diffloss)
+    assert r.zoom.ndim == 3 and r.error_map.ndim == 3
+    for word in ("PSNR", "SSIM", "NIQE", "LPIPS", "Conventions: PSNR/SSIM on RGB"):
+        assert word in r.metrics
+    assert "n/a (< 192 px)" in r.metrics and "NIQE needs at least 192x192 px" in r.metrics
+    assert len(r.as_tuple()) == 8
+
+
+def test_an_already_degraded_photo_has_no_ground_truth_and_says_so(world):
+    l2, dl = world.labels()
+    r = compare_tab.compare(str(world.photo), "noise", upload.MODES[1], 0, l2, dl, registry=world.registry)
+    assert r.error_map is None
+    assert "no ground truth" in r.metrics and "No ground truth" in r.notes
+    assert np.array_equal(r.degraded, np.asarray(Image.open(world.photo)))  # taken as it is
+
+
+def test_without_restorers_compare_says_how_to_get_them(tmp_path):
+    world = make_world(tmp_path, with_restorers=False)
+    assert restorers.restorer_choices("noise", world.registry) == ([], None, None)
+    with pytest.raises(gr.Error, match="No shipped restorers yet: train a pair in the Train tab"):
+        compare_tab.compare(str(world.photo), "noise", upload.MODES[0], 0, None, None, registry=world.registry)
+
+
+def test_a_restorer_of_another_task_is_refused_with_a_message(world):
+    l2, dl = world.labels()
+    with pytest.raises(gr.Error, match="not a restorer for task 'sr4'"):
+        compare_tab.compare(str(world.photo), "sr4", upload.MODES[0], 0, l2, dl, registry=world.registry)
+
+
+def test_a_click_becomes_zoom_fractions():
+    assert compare_tab.point_fraction((32, 12), np.zeros((48, 64, 3))) == (0.5, 0.25)
+    assert compare_tab.point_fraction(None, None) == (0.5, 0.5)
+
+
+def test_both_arms_are_evaluated_on_the_validation_photos(world, monkeypatch):
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(world.root / "no-datasets"))  # the world's three clean photos
+    l2, dl = world.labels()
+    text = compare_tab.evaluate_pair("noise", l2, dl, 8, registry=world.registry)
+    assert f"`l2` = {l2}, `diffloss` = {dl}. Task: noise; 3 images" in text
+    for row in ("| identity |", "| l2 |", "| diffloss |"):
+        assert row in text
+    assert "DiffLoss arm better than the L2 arm on: PSNR " in text and "/3, SSIM " in text
+    assert "NIQE" not in text.split("better than the L2 arm on:")[1].split("images.")[0]  # 64 px: NIQE needs 192
+    assert "results.json" not in text
+    with pytest.raises(gr.Error, match="No restorer chosen for the DiffLoss arm"):
+        compare_tab.evaluate_pair("noise", l2, None, registry=world.registry)
+    from studio.models import Registry
+    bare = Registry(world.root / "pretrained", world.root / "runs", examples=None)
+    with pytest.raises(gr.Error, match="No clean validation photos to evaluate on"):
+        compare_tab.evaluate_pair("noise", l2, dl, registry=bare)

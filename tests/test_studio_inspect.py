@@ -1,0 +1,117 @@
+"""The Inspect tab's handlers, called directly: every view, the released no_grad mistake, L(t), clear refusals."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pytest
+
+from studio import inspect_tab
+from tests.studio_helpers import make_world
+
+
+@pytest.fixture
+def world(tmp_path):
+    return make_world(tmp_path)
+
+
+def test_inspect_shows_every_view_and_the_terms_on_a_centre_crop(world):
+    l2, dl = world.labels()
+    r = inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "", side=32, registry=world.registry)
+    for img in r.as_tuple()[:6]:
+        assert img.ndim == 3 and img.dtype == np.uint8
+    # A 32 px crop is shown eight times larger, pixel for pixel (nearest): 256 px, the display size.
+    assert r.gradient.shape == (256, 256, 3) and r.h_error.shape == (256, 256, 3)
+    assert np.array_equal(r.gradient, np.repeat(np.repeat(r.gradient[::8, ::8], 8, 0), 8, 1))
+    assert r.x_t.shape[1] > 2 * 256  # two enlarged tiles side by side
+    assert "centre 32x32 px" in r.values
+    assert "L_nat = **" in r.values and "L_sem = **" in r.values
+    assert "Gradient norm of gamma" in r.values
+
+
+def test_the_released_no_grad_mistake_pushes_exactly_zero(world):
+    _, dl = world.labels()
+    r = inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "", released_bug=True,
+                  registry=world.registry)
+    assert "Gradient norm **0**" in r.values and "exactly zero" in r.values
+    assert r.gradient.shape == (4 * 48, 4 * 64, 3)  # 256 // 64: shown four times larger
+
+
+def test_degraded_vs_ground_truth_needs_no_restorer(tmp_path):
+    world = make_world(tmp_path, with_restorers=False)
+    r = inspect_tab.inspect(str(world.photo), "noise", 0, None, inspect_tab.PAIRS[1], 10, 0, "", registry=world.registry)
+    assert "degraded vs ground truth" in r.values
+
+
+def test_inspecting_a_restored_image_without_a_usable_restorer_says_why(world):
+    with pytest.raises(gr.Error, match="No restorer chosen for the restored image"):
+        inspect_tab.inspect(str(world.photo), "noise", 0, None, inspect_tab.PAIRS[0], 10, 0, "", registry=world.registry)
+    _, dl = world.labels()  # a noise restorer: not one for sr4
+    with pytest.raises(gr.Error, match="not a restorer for task 'sr4'"):
+        inspect_tab.inspect(str(world.photo), "sr4", 0, dl, inspect_tab.PAIRS[0], 10, 0, "", registry=world.registry)
+    # The degraded pair does not need it: a stale label is no reason to refuse.
+    r = inspect_tab.inspect(str(world.photo), "sr4", 0, dl, inspect_tab.PAIRS[1], 10, 0, "", registry=world.registry)
+    assert "degraded vs ground truth" in r.values
+
+
+def test_a_timestep_beyond_the_schedule_is_clamped(world):
+    _, dl = world.labels()
+    with pytest.warns(UserWarning, match="outside this prior's schedule"):
+        r = inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[1], 999, 0, "", registry=world.registry)
+    assert "t = 99 of 99" in r.values  # the tiny prior has 100 steps
+
+
+def test_an_unloadable_prior_is_a_clear_error(world, tmp_path):
+    with pytest.raises(gr.Error, match="Prior not loadable"):
+        inspect_tab.inspect(str(world.photo), "noise", 0, None, inspect_tab.PAIRS[1], 10, 0, str(tmp_path / "nope"),
+                  registry=world.registry)
+    with pytest.raises(gr.Error, match="hub"):
+        inspect_tab.inspect(str(world.photo), "noise", 0, None, inspect_tab.PAIRS[1], 10, 0, "a/b/c", registry=world.registry)
+    steps, message = inspect_tab.prior_timesteps(str(tmp_path / "nope"), registry=world.registry)
+    assert "not loadable" in message
+
+
+def test_the_curves_are_read_out_for_a_learner():
+    from diffloss.inspection import CurveStats, LossCurves
+
+    def stats(rows):
+        return CurveStats.from_samples(np.array(rows, dtype=float))
+
+    restored, degraded = [[1.0, 1.0], [0.1, 0.1], [0.0, 0.2]], [[1.0, 1.0], [0.4, 0.4], [0.1, 0.5]]
+    curves = LossCurves(timesteps=[0, 400, 999], seeds=[0, 1],
+                        nat={"restored vs GT": stats(restored), "degraded vs GT": stats(degraded)},
+                        sem={"restored vs GT": stats(degraded), "degraded vs GT": stats(restored)})
+    nat, sem = inspect_tab.curves_reading(curves).splitlines()
+    assert nat == ("- L_nat tells them apart best at **t = 400**: the degraded image scores 4x the restored one's "
+                   "(apart beyond the seeds' spread).")
+    assert sem.startswith("- L_sem does not tell them apart: at no t does the restored image score closer")
+
+
+def test_inspect_pictures_are_enlarged_by_whole_numbers_to_about_the_display_size():
+    assert inspect_tab.display_scale(128, 128) == 2 and inspect_tab.display_scale(48, 64) == 4
+    assert inspect_tab.display_scale(256, 200) == 1 and inspect_tab.display_scale(512, 512) == 1  # never shrunk
+    assert inspect_tab.display_scale(0, 0) == inspect_tab.DISPLAY_SIDE  # degenerate sizes do not divide by zero
+
+
+def test_the_timestep_follows_a_shorter_schedule_instead_of_overflowing_it():
+    assert inspect_tab.timestep_in_schedule(200, 1000) == 200
+    assert inspect_tab.timestep_in_schedule(200, 100) == 20  # same fraction of the schedule as the default
+    assert inspect_tab.timestep_in_schedule(99, 100) == 99 and inspect_tab.timestep_in_schedule(0, 100) == 0
+    assert inspect_tab.timestep_in_schedule(-5, 100) == 20 and inspect_tab.timestep_in_schedule(5, 1) == 0
+
+
+def test_without_a_shipped_prior_inspect_says_what_to_do(tmp_path):
+    world = make_world(tmp_path, with_prior=False)
+    with pytest.raises(gr.Error, match="no shipped prior"):
+        inspect_tab.inspect(str(world.photo), "noise", 0, None, inspect_tab.PAIRS[1], 10, 0, "", registry=world.registry)
+
+
+def test_loss_curves_and_purification_render(world):
+    _, dl = world.labels()
+    curves, reading = inspect_tab.inspect_curves(str(world.photo), "noise", 0, dl, "", seeds=1, registry=world.registry)
+    assert curves.ndim == 3
+    assert [line[:7] for line in reading.splitlines()] == ["- L_nat", "- L_sem"]
+    alone, hint = inspect_tab.inspect_curves(str(world.photo), "noise", 0, None, "", seeds=1, registry=world.registry)
+    assert alone.ndim == 3 and hint.startswith("Choose a restorer")
+    purified = inspect_tab.inspect_purify(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 30, 0, "", 3, registry=world.registry)
+    assert purified.ndim == 3
