@@ -94,14 +94,30 @@ def _prior_changed(source: str, t: float):
     return gr.update(maximum=steps - 1, value=inspect_tab.timestep_in_schedule(t, steps)), message
 
 
-def _examples(inputs: list, clean_only: bool = False) -> None:
-    """Example rows: clean photos to degrade, real degraded photos to take as they are (see examples/README.md)."""
+def _examples(inputs: list, clean_only: bool = False) -> gr.Examples | None:
+    """Example rows: clean photos to degrade, real degraded photos to take as they are (see examples/README.md).
+    Returns the examples (None when there are none): a tab chains its own run to a click on one."""
     files = get_registry().example_images()
     if not files:
         gr.Markdown("No example photos found (`examples/`): upload one.")
-        return
+        return None
     rows = [r for r in upload.example_rows(files) if not clean_only or r[2] == upload.MODES[0]]
-    gr.Examples([row[: len(inputs)] for row in rows], inputs=inputs, label="Examples (see examples/README.md)")
+    return gr.Examples([row[: len(inputs)] for row in rows], inputs=inputs,
+                       label="Examples (see examples/README.md): a click runs it")
+
+
+def _run_on_example(examples: gr.Examples | None, fn, inputs: list, outputs: list, first=None) -> None:
+    """A click on an example fills the inputs, then runs the tab's button: one click from photo to result.
+
+    ``first`` = (fn, inputs, outputs) runs in between, e.g. the restorer dropdowns of the example's task: the task's
+    own change event runs beside this chain, so the button's run could otherwise see the old task's restorers.
+    """
+    if examples is None:
+        return
+    event = examples.load_input_event
+    if first is not None:
+        event = event.then(*first, api_visibility="private")
+    event.then(fn, inputs, outputs, api_visibility="private")
 
 
 def _picture(title: str) -> gr.Image:
@@ -116,6 +132,7 @@ def build_demo() -> gr.Blocks:
     prior_default = SHIPPED_PRIOR if registry.has_shipped_prior() else ""
     first = "noise"
     labels, l2_default, dl_default = restorers.restorer_choices(first)
+    photo = registry.first_clean_example()
     with gr.Blocks(title="DiffLoss Studio") as demo:
         gr.Markdown(
             "# DiffLoss Studio\nA frozen diffusion model used as a *loss* for image restoration "
@@ -128,21 +145,21 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=1):
                         c_task = gr.Dropdown(TASKS, value=first, label="Task")
-                        c_image = UploadImage(type="filepath", image_mode=None, label="Photo (upload or pick an example)")
+                        c_image = UploadImage(value=photo, type="filepath", image_mode=None, label="Photo")
                         c_mode = gr.Radio(list(upload.MODES), value=upload.MODES[0], label="The photo is")
-                        _examples([c_image, c_task, c_mode])
                         c_seed = gr.Number(value=0, precision=0, label="Degradation seed")
                         c_l2 = gr.Dropdown(labels, value=l2_default, label="L2 arm")
                         c_dl = gr.Dropdown(labels, value=dl_default, label="DiffLoss arm")
-                        c_refresh = gr.Button("Refresh model list", size="sm")
+                        c_go = gr.Button("Compare", variant="primary")
+                        c_examples = _examples([c_image, c_task, c_mode])
                         with gr.Accordion("Zoom (or click the degraded image)", open=False):
                             c_zx = gr.Slider(0, 1, value=0.5, label="x (fraction of width)")
                             c_zy = gr.Slider(0, 1, value=0.5, label="y (fraction of height)")
                             c_zs = gr.Slider(16, 256, value=64, step=8, label="crop size (px)")
-                        c_go = gr.Button("Compare", variant="primary")
+                        c_refresh = gr.Button("Refresh model list", size="sm")
                     with gr.Column(scale=2):
                         with gr.Row():
-                            c_deg = gr.Image(label="Degraded input", format="png")
+                            c_deg = gr.Image(label="Degraded input (click: zoom there)", format="png", interactive=False)
                             c_out_l2 = gr.Image(label="L2 arm", format="png")
                             c_out_dl = gr.Image(label="DiffLoss arm", format="png")
                         c_slider = gr.ImageSlider(label="L2 arm | DiffLoss arm", format="png")
@@ -164,16 +181,20 @@ def build_demo() -> gr.Blocks:
                       api_visibility="private")
                 c_refresh.click(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status)
                 c_deg.select(_pick_point, c_deg, [c_zx, c_zy])
-                c_go.click(on_gpu("compare")(_compare), [c_image, c_task, c_mode, c_seed, c_l2, c_dl, c_zx, c_zy, c_zs],
-                           [c_deg, c_out_l2, c_out_dl, c_slider, c_zoom, c_err, c_metrics, c_notes],
-                           api_name="compare")
+                compare_fn = on_gpu("compare")(_compare)
+                compare_inputs = [c_image, c_task, c_mode, c_seed, c_l2, c_dl, c_zx, c_zy, c_zs]
+                compare_outputs = [c_deg, c_out_l2, c_out_dl, c_slider, c_zoom, c_err, c_metrics, c_notes]
+                c_go.click(compare_fn, compare_inputs, compare_outputs, api_name="compare")
+                _run_on_example(c_examples, compare_fn, compare_inputs, compare_outputs,
+                                first=(_restorer_dropdowns, c_task, [c_l2, c_dl]))
             # -------------------------------------------------------------------------------- Inspect
             with gr.Tab("Inspect"):
                 with gr.Row():
                     with gr.Column(scale=1):
                         i_task = gr.Dropdown(TASKS, value=first, label="Task")
-                        i_image = UploadImage(type="filepath", image_mode=None, label="Clean photo (degraded with the seed below)")
-                        _examples([i_image], clean_only=True)
+                        i_image = UploadImage(value=photo, type="filepath", image_mode=None,
+                                              label="Clean photo (degraded with the seed below)")
+                        i_examples = _examples([i_image], clean_only=True)
                         i_seed_img = gr.Number(value=0, precision=0, label="Degradation seed")
                         i_rest = gr.Dropdown(labels, value=dl_default, label="Restorer (for 'restored')")
                         i_pair = gr.Radio(list(inspect_tab.PAIRS), value=inspect_tab.PAIRS[0], label="Pair")
@@ -218,6 +239,7 @@ def build_demo() -> gr.Blocks:
                 inspect_outputs = [i_xt, i_eps, i_x0, i_pca, i_herr, i_grad, i_values]
                 inspect_fn = on_gpu("inspect")(_inspect)
                 i_go.click(inspect_fn, inspect_inputs, inspect_outputs, api_name="inspect")
+                _run_on_example(i_examples, inspect_fn, inspect_inputs, inspect_outputs)
                 # New weights re-use the last prior pass (instant); a new t or seed re-runs the prior only.
                 gr.on([i_gamma.submit, i_lam.submit, i_bug.input, i_pair.input, i_t.release, i_seed.submit],
                       _again(inspect_fn, len(inspect_outputs)), inspect_inputs, inspect_outputs, api_visibility="private",
@@ -283,8 +305,8 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Degradations"):
                 with gr.Row():
                     with gr.Column():
-                        image = UploadImage(type="filepath", image_mode=None, label="Clean photo")
-                        _examples([image], clean_only=True)
+                        image = UploadImage(value=photo, type="filepath", image_mode=None, label="Clean photo")
+                        d_examples = _examples([image], clean_only=True)
                         task = gr.Dropdown(TASKS, value="noise", label="Task")
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         go = gr.Button("Degrade", variant="primary")
@@ -293,6 +315,7 @@ def build_demo() -> gr.Blocks:
                         degraded_out = gr.Image(label="What the restorer sees", format="png")
                         note = gr.Markdown()
                 go.click(preview_degradation, [image, task, seed], [clean_out, degraded_out, note])
+                _run_on_example(d_examples, preview_degradation, [image, task, seed], [clean_out, degraded_out, note])
     return demo
 
 

@@ -146,6 +146,7 @@ class Registry:
         return l2, dl
 
     def example_images(self) -> list[Path]:
+        """The example photos the tabs offer: the repo's examples, else the benchmark clean/val (at most 12)."""
         folders = [self.examples] if self.examples is not None else []
         folders.append(datasets_folder() / "clean" / "val")
         for folder in folders:
@@ -154,6 +155,10 @@ class Registry:
                 if images:
                     return images[:12]
         return []
+
+    def first_clean_example(self) -> Path | None:
+        """The photo every tab opens with, so a first visit needs one click to see something (None: no examples)."""
+        return next((p for p in self.example_images() if not is_degraded_example(p)), None)
 
     def training_folder(self) -> Path | None:
         """Clean photos for the Train tab: the benchmark clean/train beside the repo (None: the user names one).

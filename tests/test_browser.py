@@ -92,3 +92,45 @@ def test_inspect_then_new_weights_in_a_real_browser(studio_url):
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_a_first_visit_needs_one_click_per_tab(studio_url):
+    """Every tab opens with a photo, so Compare needs only its button; a click on an example runs Inspect at once."""
+    url, world = studio_url
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(url, wait_until="networkidle")
+            page.get_by_role("button", name="Compare", exact=True).click()  # no upload: the photo is preloaded
+            page.get_by_text("Conventions", exact=False).first.wait_for(timeout=90_000)
+            assert page.get_by_text("Output 64x64 px", exact=False).first.is_visible()  # the world's 64 px example
+
+            page.get_by_role("tab", name="Inspect").click()
+            panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Inspect", exact=True))
+            assert not panel.get_by_text("L_nat =", exact=False).first.is_visible()
+            panel.locator(".gallery-item").nth(1).click()  # an example, and nothing else pressed
+            page.get_by_text("L_nat =", exact=False).first.wait_for(timeout=90_000)
+        finally:
+            browser.close()
+
+
+def test_a_click_on_an_example_of_another_task_compares_that_tasks_pair(tmp_path):
+    """The haze example switches the task and runs Compare in one click, with the haze pair (not the noise pair the
+    page opened with: the task's own change event runs beside the click's chain)."""
+    from studio.models import Registry
+
+    registry = Registry()
+    if not registry.restorers("haze"):
+        pytest.skip("no shipped haze restorers in pretrained/restorers")
+    with launched_studio(tmp_path, registry) as (url, _):
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1800})
+                page.goto(url, wait_until="networkidle")
+                page.locator("tbody tr").filter(has_text="haze").first.click()
+                page.get_by_text("haze: Remove haze", exact=False).first.wait_for(timeout=90_000)
+                assert page.get_by_text("No ground truth (already degraded)", exact=False).first.is_visible()
+            finally:
+                browser.close()

@@ -74,6 +74,20 @@ def test_the_shipped_examples_are_attributed_and_offered_with_the_right_mode():
     assert rows["clean_mcmaster_05.png"] == ["noise", upload.MODES[0]]
 
 
+def test_every_tab_opens_with_a_clean_example_never_a_degraded_one(tmp_path, monkeypatch):
+    from diffloss.images import save_image
+
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "nowhere"))
+    examples = tmp_path / "examples"
+    for name in ("haze_a.png", "clean_b.png", "clean_c.png"):
+        save_image(torch.rand(3, 16, 16), examples / name)
+    assert Registry(tmp_path / "p", tmp_path / "r", examples=examples).first_clean_example() == examples / "clean_b.png"
+    (examples / "clean_b.png").unlink()
+    (examples / "clean_c.png").unlink()
+    assert Registry(tmp_path / "p", tmp_path / "r", examples=examples).first_clean_example() is None  # only hazy
+    assert Registry(tmp_path / "p", tmp_path / "r", examples=None).first_clean_example() is None
+
+
 def test_weights_are_calibrated_on_validation_photos_never_on_degraded_examples(tmp_path, monkeypatch):
     from diffloss.images import save_image
     from studio.models import REPO
