@@ -164,7 +164,6 @@ def evaluate_pair(
     ])
 
 
-
 def point_fraction(index: tuple[int, int] | list[int] | None, image: np.ndarray | None) -> tuple[float, float]:
     """A click on an image (pixel x, y) as fractions of its width and height, for the zoom sliders."""
     if index is None or image is None:

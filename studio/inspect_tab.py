@@ -227,7 +227,6 @@ def inspect_purify(
         scale=display_scale(*case.b.shape[-2:]))
 
 
-
 DEFAULT_T_FRACTION = 0.2  # the Inspect slider starts at t = 200 of 1000: noisy enough to matter, not pure noise
 
 

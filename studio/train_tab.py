@@ -30,6 +30,7 @@ _STOP = threading.Event()
 
 
 def train_caps() -> dict[str, int]:
+    """What one Train run may ask for here: a CPU run must end in minutes, a GPU run may go further."""
     return GPU_CAPS if torch.cuda.is_available() else CPU_CAPS
 
 

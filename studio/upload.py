@@ -35,7 +35,6 @@ _COLOUR_NOTES = {
 }
 
 
-
 @dataclass
 class Case:
     """One image to restore: what is shown as the degraded input, what the net gets, and the truth if known."""
@@ -111,7 +110,6 @@ def prepare_case(path: str | Path | None, task: str, mode: str, seed: int) -> Ca
     pair = degrade.make_pair(task, clean, int(seed))
     shown = pair.net_input[0, :3].clamp(0, 1)
     return Case(task, shown, pair.net_input[0], clean, notes)
-
 
 
 def example_rows(files: list[Path]) -> list[list[str]]:
