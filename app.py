@@ -218,12 +218,13 @@ def build_demo() -> gr.Blocks:
                         i_herr = _picture("h-space error over the ground truth")
                         i_grad = _picture("Where the prior pushes: |gradient| on the compared image")
                 with gr.Accordion("L(t) across timesteps", open=False):
-                    gr.Markdown(f"{inspect_tab.CURVE_POINTS} timesteps x seeds x 3 images (restored, degraded, ground truth) "
-                                "through the prior, on a centre crop of its own size: a few seconds at the default.")
+                    gr.Markdown(f"{inspect_tab.CURVE_POINTS} timesteps x seeds x 3 images (restored, degraded, "
+                                "ground truth) through the prior, on a centre crop of its own size: a few seconds at "
+                                "the default.")
                     with gr.Row():
                         i_nseeds = gr.Slider(1, 8, value=3, step=1, label="seeds")
-                        i_curve_side = gr.Slider(32, inspect_tab.INSPECT_MAX_SIDE, value=inspect_tab.CURVE_SIDE, step=16,
-                                                 label="Curve crop (px): the prior was trained on 64 px crops")
+                        i_curve_side = gr.Slider(32, inspect_tab.INSPECT_MAX_SIDE, value=inspect_tab.CURVE_SIDE,
+                                                 step=16, label="Curve crop (px): the prior was trained on 64 px crops")
                     i_curves_go = gr.Button("Plot L_nat(t), L_sem(t)")
                     i_curves = gr.Image(label="L(t): mean over seeds, band +-1 std", format="png")
                     i_curves_reading = gr.Markdown()
@@ -234,21 +235,22 @@ def build_demo() -> gr.Blocks:
                 i_task.change(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
                 i_prior.submit(_prior_changed, [i_prior, i_t], [i_t, i_prior_info])
                 demo.load(_prior_changed, [i_prior, i_t], [i_t, i_prior_info])  # the slider spans the prior's schedule
-                inspect_inputs = [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_bug, i_gamma, i_lam,
-                                  i_side]
+                inspect_inputs = [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_bug, i_gamma,
+                                  i_lam, i_side]
                 inspect_outputs = [i_xt, i_eps, i_x0, i_pca, i_herr, i_grad, i_values]
                 inspect_fn = on_gpu("inspect")(_inspect)
                 i_go.click(inspect_fn, inspect_inputs, inspect_outputs, api_name="inspect")
                 _run_on_example(i_examples, inspect_fn, inspect_inputs, inspect_outputs)
                 # New weights re-use the last prior pass (instant); a new t or seed re-runs the prior only.
                 gr.on([i_gamma.submit, i_lam.submit, i_bug.input, i_pair.input, i_t.release, i_seed.submit],
-                      _again(inspect_fn, len(inspect_outputs)), inspect_inputs, inspect_outputs, api_visibility="private",
-                      trigger_mode="always_last")
-                i_curves_go.click(on_gpu("curves")(inspect_tab.inspect_curves), [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds,
-                                                                       i_curve_side], [i_curves, i_curves_reading],
-                                  api_name="curves")
-                i_purify_go.click(on_gpu("purify")(inspect_tab.inspect_purify), [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed,
-                                                     i_prior, i_steps, i_side], i_purified, api_name="purify")
+                      _again(inspect_fn, len(inspect_outputs)), inspect_inputs, inspect_outputs,
+                      api_visibility="private", trigger_mode="always_last")
+                i_curves_go.click(on_gpu("curves")(inspect_tab.inspect_curves),
+                                  [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds, i_curve_side],
+                                  [i_curves, i_curves_reading], api_name="curves")
+                i_purify_go.click(on_gpu("purify")(inspect_tab.inspect_purify),
+                                  [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_steps, i_side],
+                                  i_purified, api_name="purify")
             # -------------------------------------------------------------------------------- Train
             with gr.Tab("Train"):
                 caps = train_tab.train_caps()
@@ -289,8 +291,9 @@ def build_demo() -> gr.Blocks:
                                                "batches; only the loss differs.")
                         t_curves = gr.Image(label="Loss terms (live)", format="png")
                         t_file = gr.File(label="Download both models (safetensors + card)")
-                t_go.click(on_gpu("train")(train_tab.train_pair), [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax,
-                                          t_seed, t_prior, t_folder, t_prior_crop, t_start],
+                t_go.click(on_gpu("train")(train_tab.train_pair),
+                           [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax, t_seed, t_prior,
+                            t_folder, t_prior_crop, t_start],
                            [t_status, t_curves, t_file], api_name="train", concurrency_limit=1,
                            ).then(_trained_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
                            ).then(lambda t: _trained_dropdowns(t)[1], i_task, i_rest
