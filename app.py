@@ -282,7 +282,10 @@ def build_demo() -> gr.Blocks:
                         t_prior_crop = gr.Number(value=0, precision=0,
                                                  label="Prior sub-crop px (0 = whole crop; 32 makes CPU steps cheaper)")
                         t_prior = gr.Textbox(value=prior_default, label="Prior")
-                        t_folder = gr.Textbox(value=str(folder) if folder else "", label="Clean photos folder")
+                        t_photos = gr.File(file_count="multiple", file_types=["image"], type="filepath",
+                                           label="Clean photos to train on (upload; used instead of the folder)")
+                        t_folder = gr.Textbox(value=str(folder) if folder else "",
+                                              label="...or a folder of clean photos on this machine")
                         with gr.Row():
                             t_go = gr.Button("Train both arms", variant="primary")
                             t_stop = gr.Button("Stop", variant="stop")
@@ -293,7 +296,7 @@ def build_demo() -> gr.Blocks:
                         t_file = gr.File(label="Download both models (safetensors + card)")
                 t_go.click(on_gpu("train")(train_tab.train_pair),
                            [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax, t_seed, t_prior,
-                            t_folder, t_prior_crop, t_start],
+                            t_folder, t_prior_crop, t_start, t_photos],
                            [t_status, t_curves, t_file], api_name="train", concurrency_limit=1,
                            ).then(_trained_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
                            ).then(lambda t: _trained_dropdowns(t)[1], i_task, i_rest

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from diffloss import degrade, nets
-from diffloss.images import ImageLoadError, load_image
+from diffloss.images import ImageLoadError, load_image, save_image
 from diffloss.loss import DiffLossConfig
 from studio.models import Registry, get_registry
 from studio.plots import training_figure
@@ -141,16 +141,67 @@ def _status(history: dict, totals: dict, name: str, notes: list[str], state: str
     return "\n".join(parts + [f"- {n}" for n in notes])
 
 
+FEW_PHOTOS = 8  # fewer uploaded photos than this: the arms fit them, a demonstration rather than a benchmark
+
+
+def save_training_photos(files: list[str], dest: Path) -> tuple[int, list[str]]:
+    """Uploaded photos saved into the run as PNGs (its cards then name a folder that stays with it); returns how
+    many were kept and notes on what was skipped or downscaled. Each is read the way training reads it (upright,
+    RGB) and kept at most ``MAX_SIDE`` px on the longer side, so one huge photo cannot exhaust memory."""
+    kept, notes = 0, []
+    for i, file in enumerate(files):
+        src = Path(file)
+        try:
+            image = load_image(src, max_side=MAX_SIDE)
+        except (ImageLoadError, OSError) as err:
+            notes.append(f"skipped {src.name}: {err}")
+            continue
+        h, w = image.shape[-2:]
+        if min(h, w) < 16:
+            notes.append(f"skipped {src.name}: {w}x{h} px is too small to crop from")
+            continue
+        save_image(image, dest / f"{i:03d}_{src.stem}.png")
+        kept += 1
+    return kept, notes
+
+
+def _clean_folder(clean_folder: str | None, registry: Registry) -> Path:
+    """The folder of clean photos on this machine to train on (typed, else the benchmark's clean/train)."""
+    folder = Path(clean_folder) if clean_folder else registry.training_folder()
+    if folder is None or not folder.is_dir():
+        raise gr.Error("No clean photos to train on: upload a few clean photos, or give a folder of them on this "
+                       "machine (the benchmark clean/train, or any folder of PNG/JPEG photos).")
+    return folder
+
+
+def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str]) -> Path:
+    """The uploads saved into the run, and what the status line should say about them."""
+    kept, skipped = save_training_photos(list(photos), run_dir / "photos")
+    for note in skipped:
+        warn(note)
+    if not kept:
+        raise gr.Error(f"None of the {len(photos)} uploaded files is a usable photo: " + "; ".join(skipped))
+    plural = "s" if kept > 1 else ""
+    notes.append(f"{kept} uploaded photo{plural}, saved in `{run_dir / 'photos'}`"
+                 + (f" ({len(skipped)} skipped)" if skipped else ""))
+    if kept < FEW_PHOTOS:
+        notes.append(f"only {kept} photo{plural}: the arms will fit them; compare on other photos, as a "
+                     "demonstration rather than a benchmark")
+    return run_dir / "photos"
+
+
 def train_pair(
     task: str, steps: float, batch: float, crop: float, lr: float, gamma: float, lam: float, t_min: float,
     t_max: float, seed: float, prior_source: str | None, clean_folder: str | None = None, prior_crop: float = 0,
-    start: str | None = None, width: int | None = None, name: str | None = None, registry: Registry | None = None,
+    start: str | None = None, photos: list[str] | None = None, width: int | None = None, name: str | None = None,
+    registry: Registry | None = None,
 ) -> Iterator[tuple[str, np.ndarray, str | None]]:
     """Train the L2 and DiffLoss arms side by side (same start weights, seed, batches); yield (status, curves, zip).
 
     ``prior_crop`` > 0 computes the prior terms on one random square of that side per batch (several times cheaper
     steps on a CPU; 0 = the whole crop). ``start``: a restorer label of the task to fine-tune from (both arms), or
-    ``FRESH_START``/empty for a fresh restorer of ``width``.
+    ``FRESH_START``/empty for a fresh restorer of ``width``. ``photos``: uploaded clean photos, used instead of
+    ``clean_folder`` (a hosted Space has no folder of its visitors' photos).
 
     Closing the generator (the Stop button, or the browser going away) closes both training loops, which save
     a checkpoint; ``request_stop`` ends the run the same way from another thread. One run at a time.
@@ -178,10 +229,7 @@ def train_pair(
             degrade.get_task(task)
         except ValueError as err:
             raise gr.Error(str(err)) from err
-        folder = Path(clean_folder) if clean_folder else reg.training_folder()
-        if folder is None or not folder.is_dir():
-            raise gr.Error("No clean photos to train on: give a folder of clean photos (the benchmark "
-                           "clean/train, or any folder of PNG/JPEG photos).")
+        folder = None if photos else _clean_folder(clean_folder, reg)  # uploads are saved once all checks pass
         entry = start_entry(start, task, reg)
         notes.append(f"both arms start from {f'`{entry.label}`' if entry else 'a fresh restorer'}")
         prior = load_prior(prior_source, reg)  # fails early, with the reason, before any work
@@ -194,6 +242,8 @@ def train_pair(
             raise gr.Error(str(err)) from err
         name = name or f"studio-{task}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = reg.runs / name
+        if photos:
+            folder = _uploaded_folder(photos, run_dir, notes)
         totals = {}
         for arm in ("l2", "diffloss"):
             loop = LoopConfig(out=str(run_dir / arm), steps=values["steps"], batch_size=values["batch"], lr=float(lr),

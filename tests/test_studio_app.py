@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from gradio_client import Client, handle_file
 
-from studio import inspect_tab, train_tab, upload
+from studio import inspect_tab, restorers, train_tab, upload
 from tests.studio_helpers import launched_studio
 
 
@@ -94,3 +94,13 @@ def test_the_readme_command_serves_the_shipped_studio_and_stops_on_ctrl_c():
         assert "PSNR" in out[6]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) is not None
+
+
+def test_a_train_run_on_uploaded_photos_over_http(client):
+    """What a visitor to a hosted Space does: no folder on the server, a few photos uploaded from the browser."""
+    c, world = client
+    photos = [handle_file(str(p)) for p in sorted(world.clean.iterdir())]
+    status, _, archive = c.predict("noise", 1, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", "", 0, restorers.FRESH_START,
+                                   photos, api_name="/train")
+    assert status.startswith("**Done**") and str(archive).endswith(".zip")
+    assert "3 uploaded photos, saved in" in status

@@ -76,9 +76,49 @@ def test_bad_settings_are_refused_before_any_work(world, tmp_path):
         next(_run(world, "zero", steps=0))
     with pytest.raises(gr.Error, match="Prior not loadable"):
         next(_run(world, "noprior", prior_source=str(tmp_path / "missing")))
-    with pytest.raises(gr.Error, match="No clean photos"):
+    with pytest.raises(gr.Error, match="No clean photos to train on: upload a few clean photos, or give a folder"):
         next(_run(world, "nodata", clean_folder=str(tmp_path / "empty")))
     assert not train_tab._TRAIN_LOCK.locked()
+
+
+def test_uploaded_photos_are_trained_on_and_kept_with_the_run(world, tmp_path):
+    """A hosted Space has no folder of its visitors' photos: uploads are saved into the run as PNGs, bad files
+    skipped with a note, and both cards name that folder."""
+    import json
+
+    import numpy as np
+
+    from diffloss.images import load_image
+    from tests.studio_helpers import write_png
+
+    uploads = [str(p) for p in sorted(world.clean.iterdir())]  # three 64 px photos, as a browser would send them
+    rotated = write_png(tmp_path / "phone.jpg.png", np.zeros((40, 24, 3), np.uint8), exif_orientation=6)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    status, _, archive = list(_run(world, "uploaded", clean_folder="", photos=[*uploads, str(rotated), str(broken)]))[-1]
+    folder = world.registry.runs / "uploaded" / "photos"
+    assert status.startswith("**Done**") and archive.endswith("uploaded.zip")
+    assert f"4 uploaded photos, saved in `{folder}` (1 skipped)" in status
+    assert "only 4 photos: the arms will fit them" in status
+    saved = sorted(folder.iterdir())
+    assert [p.suffix for p in saved] == [".png"] * 4
+    assert load_image(saved[3]).shape == (3, 24, 40)  # stored upright, as training reads it
+    assert load_image(saved[0]).equal(load_image(uploads[0]))  # lossless
+    for arm in ("l2", "diffloss"):
+        card = json.loads((world.registry.runs / "uploaded" / arm / "model" / "card.json").read_text())
+        assert card["data"]["clean"] == [str(folder)]
+
+
+def test_uploads_with_no_usable_photo_are_refused_and_leave_no_run(world, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(gr.Error, match="None of the 1 uploaded files is a usable photo: skipped broken.png"):
+        next(_run(world, "nothing", photos=[str(broken)]))
+    assert not train_tab._TRAIN_LOCK.locked()
+    assert not (world.registry.runs / "nothing" / "l2").exists()
+    with pytest.raises(gr.Error, match="Prior not loadable"):  # checks first, then the uploads are saved
+        next(_run(world, "noprior", prior_source=str(tmp_path / "missing"), photos=[str(broken)]))
+    assert not (world.registry.runs / "noprior").exists()
 
 
 def test_the_prior_sub_crop_reaches_the_diffloss_arm_only(world):
