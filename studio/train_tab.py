@@ -142,6 +142,7 @@ def _status(history: dict, totals: dict, name: str, notes: list[str], state: str
 
 
 FEW_PHOTOS = 8  # fewer uploaded photos than this: the arms fit them, a demonstration rather than a benchmark
+MAX_PHOTOS = 200  # uploads beyond this are left out: held in memory as uint8, 200 at 1024 px are ~0.5 GB
 
 
 def save_training_photos(files: list[str], dest: Path) -> tuple[int, list[str]]:
@@ -149,6 +150,10 @@ def save_training_photos(files: list[str], dest: Path) -> tuple[int, list[str]]:
     many were kept and notes on what was skipped or downscaled. Each is read the way training reads it (upright,
     RGB) and kept at most ``MAX_SIDE`` px on the longer side, so one huge photo cannot exhaust memory."""
     kept, notes = 0, []
+    if len(files) > MAX_PHOTOS:
+        extra = len(files) - MAX_PHOTOS
+        notes.append(f"{extra} photo{'s' if extra > 1 else ''} left out: at most {MAX_PHOTOS} per run")
+        files = files[:MAX_PHOTOS]
     for i, file in enumerate(files):
         src = Path(file)
         try:
