@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from diffloss import degrade  # noqa: E402
 from diffloss.images import ImageLoadError, load_image, to_uint8_numpy  # noqa: E402
-from studio import compare_tab, inspect_tab, restorers, train_tab, upload  # noqa: E402
+from studio import compare_tab, inspect_tab, model_upload, restorers, train_tab, upload  # noqa: E402
 from studio.components import UploadImage  # noqa: E402
 from studio.gpu import on_gpu  # noqa: E402
 from studio.models import SHIPPED_PRIOR, get_registry  # noqa: E402
@@ -157,6 +157,10 @@ def build_demo() -> gr.Blocks:
                             c_zy = gr.Slider(0, 1, value=0.5, label="y (fraction of height)")
                             c_zs = gr.Slider(16, 256, value=64, step=8, label="crop size (px)")
                         c_refresh = gr.Button("Refresh model list", size="sm")
+                        with gr.Accordion("Add restorers: upload a zip (the Train tab's download)", open=False):
+                            c_zip = gr.File(file_types=[".zip"], type="filepath",
+                                            label="zip with l2/ and diffloss/ model folders, or one model folder")
+                            c_zip_note = gr.Markdown()
                     with gr.Column(scale=2):
                         with gr.Row():
                             c_deg = gr.Image(label="Degraded input (click: zoom there)", format="png", interactive=False)
@@ -174,7 +178,9 @@ def build_demo() -> gr.Blocks:
                                 c_eval_n = gr.Slider(2, 24, value=8, step=1, label="photos")
                                 c_eval_go = gr.Button("Evaluate")
                             c_eval = gr.Markdown()
-                c_task.change(_restorer_dropdowns, c_task, [c_l2, c_dl])
+                # .input, not .change: where code sets the task (an example, an uploaded zip) it sets the arms too,
+                # and a .change handler running beside it would put the task's default pair back.
+                c_task.input(_restorer_dropdowns, c_task, [c_l2, c_dl])
                 c_eval_go.click(on_gpu("evaluate")(compare_tab.evaluate_pair), [c_task, c_l2, c_dl, c_eval_n], c_eval,
                                 api_name="evaluate")
                 gr.on([c_l2.change, c_dl.change, demo.load], compare_tab.describe_pair, [c_task, c_l2, c_dl], c_cards,
@@ -251,6 +257,10 @@ def build_demo() -> gr.Blocks:
                 i_purify_go.click(on_gpu("purify")(inspect_tab.inspect_purify),
                                   [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_steps, i_side],
                                   i_purified, api_name="purify")
+                # An uploaded zip becomes a run: chosen in Compare, offered in Inspect (as after a Train run).
+                c_zip.upload(model_upload.add_restorers, c_zip, [c_zip_note, c_task], api_name="add_restorers"
+                             ).then(_trained_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
+                             ).then(lambda t: _trained_dropdowns(t)[1], i_task, i_rest)
             # -------------------------------------------------------------------------------- Train
             with gr.Tab("Train"):
                 caps = train_tab.train_caps()

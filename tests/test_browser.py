@@ -134,3 +134,31 @@ def test_a_click_on_an_example_of_another_task_compares_that_tasks_pair(tmp_path
                 assert page.get_by_text("No ground truth (already degraded)", exact=False).first.is_visible()
             finally:
                 browser.close()
+
+
+def test_an_uploaded_zip_is_chosen_in_compare(studio_url, tmp_path):
+    """Upload the Train tab's kind of zip in Compare: both arm boxes then name the new run."""
+    import zipfile
+
+    url, world = studio_url
+    archive = tmp_path / "pair.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for arm in ("l2", "diffloss"):
+            for f in (world.root / "pretrained" / "restorers" / "noise" / arm).iterdir():
+                z.write(f, f"{arm}/{f.name}")
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(url, wait_until="networkidle")
+            page.get_by_text("Add restorers: upload a zip", exact=False).click()
+            page.locator("input[type=file][accept*='.zip']").set_input_files(str(archive))
+            page.get_by_text("now chosen above", exact=False).wait_for(timeout=60_000)
+            l2_box, dl_box = page.get_by_label("L2 arm"), page.get_by_label("DiffLoss arm")
+            page.wait_for_function("() => [...document.querySelectorAll('input')].some("
+                                   "i => i.value.startsWith('run upload-pair-') && i.value.endsWith(' diffloss'))",
+                                   timeout=30_000)
+            assert l2_box.input_value().startswith("run upload-pair-") and l2_box.input_value().endswith(" l2")
+            assert dl_box.input_value().endswith(" diffloss")
+        finally:
+            browser.close()

@@ -104,3 +104,18 @@ def test_a_train_run_on_uploaded_photos_over_http(client):
                                    photos, api_name="/train")
     assert status.startswith("**Done**") and str(archive).endswith(".zip")
     assert "3 uploaded photos, saved in" in status
+
+
+def test_a_downloaded_pair_uploaded_back_appears_as_a_run(client, tmp_path):
+    """A hosted Space forgets runs/ when it restarts: the zip the Train tab gave comes back through Compare."""
+    import zipfile
+
+    c, world = client
+    archive = tmp_path / "pair.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for arm in ("l2", "diffloss"):
+            for f in (world.root / "pretrained" / "restorers" / "noise" / arm).iterdir():
+                z.write(f, f"{arm}/{f.name}")
+    message, task = c.predict(handle_file(str(archive)), api_name="/add_restorers")
+    assert task == "noise" and message.startswith("Added `run upload-pair-")
+    assert [e.arm for e in world.registry.restorers("noise") if e.source == "run"] == ["l2", "diffloss"]

@@ -1,0 +1,137 @@
+"""Restorers uploaded as a zip: the Train tab's download comes back into Compare; anything else is refused with the
+reason and leaves nothing behind."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from studio import model_upload, restorers
+from studio.models import Registry
+from tests.studio_helpers import make_world, save_pair
+
+
+@pytest.fixture
+def world(tmp_path):
+    return make_world(tmp_path / "world", with_restorers=False)
+
+
+def _zip(path: Path, files: dict[str, Path | bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in files.items():
+            if isinstance(content, Path):
+                archive.write(content, name)
+            else:
+                archive.writestr(name, content)
+    return path
+
+
+def _pair(tmp_path: Path, task: str = "noise", in_channels: int = 3) -> dict[str, Path]:
+    """{zip member: file} of an l2/diffloss pair laid out as the Train tab's download."""
+    save_pair(tmp_path / "made", task, in_channels)
+    arms = tmp_path / "made" / "restorers" / task
+    return {f"{arm}/{f.name}": f for arm in ("l2", "diffloss") for f in sorted((arms / arm).iterdir())}
+
+
+def _runs(world) -> list[Path]:
+    return sorted(world.registry.runs.iterdir()) if world.registry.runs.is_dir() else []
+
+
+def test_the_train_tabs_download_comes_back_as_a_pair_for_its_task(world, tmp_path):
+    archive = _zip(tmp_path / "studio-sr4-run.zip", _pair(tmp_path, "sr4"))
+    message, task = model_upload.add_restorers(str(archive), world.registry)
+    assert task == "sr4"
+    labels, l2, dl = restorers.trained_pair_choices("sr4", world.registry)
+    assert l2.startswith("run upload-studio-sr4-run-") and l2.endswith(" l2") and dl.endswith(" diffloss")
+    assert f"`{l2}`" in message and f"`{dl}`" in message and "for **sr4**" in message
+    (run,) = _runs(world)
+    assert sorted(p.name for p in (run / "l2" / "model").iterdir()) == ["card.json", "config.json", "model.safetensors"]
+    assert world.registry.load_restorer(run / "diffloss" / "model").config.task == "sr4"
+
+
+def test_a_pair_inside_one_folder_and_a_single_model_are_accepted(world, tmp_path):
+    nested = {f"my-run/{name}": f for name, f in _pair(tmp_path).items()}
+    assert model_upload.add_restorers(str(_zip(tmp_path / "nested.zip", nested)), world.registry)[1] == "noise"
+    single = {f"model/{Path(name).name}": f for name, f in _pair(tmp_path / "b").items() if name.startswith("l2/")}
+    message, _ = model_upload.add_restorers(str(_zip(tmp_path / "one.zip", single)), world.registry)
+    assert "run upload-one-" in message and "(l2)" in message  # one model: its arm is read from its card
+    assert len(world.registry.restorers("noise")) == 3
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"just text", "not a zip file"),
+    ({"readme.txt": b"hello"}, "no model folder in it"),
+    ({"l2/config.json": b"{}"}, "no model folder in it"),
+    ({"a/model.safetensors": b"x", "a/config.json": b"{}", "b/model.safetensors": b"x", "b/config.json": b"{}"},
+     "2 model folders \\(a, b\\)"),
+    ({"l2/model.safetensors": b"not weights", "l2/config.json": b'{"kind": "restorer"}'}, "l2/model/model.safetensors is not a readable"),
+])
+def test_what_is_not_a_restorer_is_refused_with_the_reason_and_leaves_nothing(world, tmp_path, content, reason):
+    path = tmp_path / "upload.zip"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        _zip(path, content)
+    with pytest.raises(gr.Error, match=f"Cannot add restorers from upload.zip: .*{reason}"):
+        model_upload.add_restorers(str(path), world.registry)
+    assert _runs(world) == []
+
+
+def test_weights_that_do_not_fit_their_config_or_a_prior_are_refused(world, tmp_path):
+    files = _pair(tmp_path)
+    other = _pair(tmp_path / "wide", "inpaint", in_channels=4)  # 4 input channels: other shapes
+    mixed = {**files, "diffloss/model.safetensors": other["diffloss/model.safetensors"]}
+    with pytest.raises(gr.Error, match="do not match its config.json"):
+        model_upload.add_restorers(str(_zip(tmp_path / "mixed.zip", mixed)), world.registry)
+    prior = world.root / "pretrained" / "prior"
+    as_prior = {f"model/{f.name}": f for f in prior.iterdir() if f.name in ("config.json",)}
+    as_prior["model/model.safetensors"] = next(prior.glob("*.safetensors"))
+    with pytest.raises(gr.Error, match="Cannot add restorers from prior.zip"):
+        model_upload.add_restorers(str(_zip(tmp_path / "prior.zip", as_prior)), world.registry)
+    assert _runs(world) == []
+
+
+def test_a_pair_of_two_tasks_is_refused(world, tmp_path):
+    noise, sr4 = _pair(tmp_path / "n"), _pair(tmp_path / "s", "sr4")
+    mixed = {**{k: v for k, v in noise.items() if k.startswith("l2/")},
+             **{k: v for k, v in sr4.items() if k.startswith("diffloss/")}}
+    with pytest.raises(gr.Error, match="different tasks \\(noise, sr4\\)"):
+        model_upload.add_restorers(str(_zip(tmp_path / "two.zip", mixed)), world.registry)
+    assert _runs(world) == []
+
+
+def test_paths_that_climb_out_are_ignored_and_nothing_is_written_outside_the_run(world, tmp_path):
+    files = _pair(tmp_path)
+    evil = {**files, "../../escaped/model.safetensors": files["l2/model.safetensors"],
+            "/abs/config.json": files["l2/config.json"]}
+    model_upload.add_restorers(str(_zip(tmp_path / "evil.zip", evil)), world.registry)
+    assert not (world.registry.runs.parent / "escaped").exists() and not (tmp_path / "escaped").exists()
+    assert model_upload.model_folders(list(evil)).keys() == {"l2", "diffloss"}
+
+
+def test_a_zip_far_larger_than_a_restorer_is_refused_before_unpacking(world, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_upload, "MAX_UNPACKED_BYTES", 1000)
+    with pytest.raises(gr.Error, match="more than the 0 MB a studio restorer could need"):
+        model_upload.add_restorers(str(_zip(tmp_path / "big.zip", _pair(tmp_path))), world.registry)
+    assert _runs(world) == []
+
+
+def test_no_zip_asks_for_one(world):
+    with pytest.raises(gr.Error, match="Choose a zip first"):
+        model_upload.add_restorers(None, world.registry)
+
+
+def test_the_zip_the_train_tab_writes_is_one_this_accepts(world, tmp_path):
+    from studio.train_tab import _zip_models
+
+    run = tmp_path / "runs-elsewhere" / "studio-noise-x"
+    for member, file in _pair(tmp_path).items():
+        (run / member.split("/")[0] / "model").mkdir(parents=True, exist_ok=True)
+        shutil.copy(file, run / member.split("/")[0] / "model" / Path(member).name)
+    archive = _zip_models(run)
+    message, task = model_upload.add_restorers(str(archive), Registry(world.root / "pretrained", world.root / "runs"))
+    assert task == "noise" and "run upload-studio-noise-x-" in message
