@@ -292,7 +292,7 @@ def build_demo() -> gr.Blocks:
                         t_prior_crop = gr.Number(value=0, precision=0,
                                                  label="Prior sub-crop px (0 = whole crop; 32 makes CPU steps cheaper)")
                         t_prior = gr.Textbox(value=prior_default, label="Prior")
-                        t_photos = gr.File(file_count="multiple", file_types=["image"], type="filepath",
+                        t_photos = gr.File(file_count="multiple", file_types=["image"], type="filepath", height=140,
                                            label="Clean photos to train on (upload; used instead of the folder)")
                         t_folder = gr.Textbox(value=str(folder) if folder else "",
                                               label="...or a folder of clean photos on this machine")
