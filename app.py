@@ -56,7 +56,7 @@ def _restorer_dropdowns(task: str):
 
 
 def _trained_dropdowns(task: str):
-    """After a Train run: the run just trained preselected."""
+    """After a Train run or an uploaded zip: the newest run preselected."""
     return _pair_dropdowns(*restorers.trained_pair_choices(task))
 
 
@@ -109,8 +109,8 @@ def _examples(inputs: list, clean_only: bool = False) -> gr.Examples | None:
 def _run_on_example(examples: gr.Examples | None, fn, inputs: list, outputs: list, first=None) -> None:
     """A click on an example fills the inputs, then runs the tab's button: one click from photo to result.
 
-    ``first`` = (fn, inputs, outputs) runs in between, e.g. the restorer dropdowns of the example's task: the task's
-    own change event runs beside this chain, so the button's run could otherwise see the old task's restorers.
+    ``first`` = (fn, inputs, outputs) runs in between, e.g. the restorer dropdowns of the example's task: the task
+    box refreshes them only when a person changes it, so the button's run would otherwise get the old task's pair.
     """
     if examples is None:
         return
