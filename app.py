@@ -65,8 +65,11 @@ def _start_dropdown(task: str):
     return gr.update(choices=labels, value=default)
 
 
-def _compare(*args):
-    return compare_tab.compare(*args).as_tuple()
+def _compare(image, task, mode, seed, l2_label, dl_label, zoom_x, zoom_y, zoom_size, ground_truth=None):
+    """Compare's button. Named parameters, ``ground_truth`` defaulting to None: the HTTP API then keeps it
+    optional, and callers written before real pairs existed keep working."""
+    return compare_tab.compare(image, task, mode, seed, l2_label, dl_label, zoom_x, zoom_y, zoom_size,
+                               ground_truth).as_tuple()
 
 
 def _inspect(*args):
@@ -147,11 +150,12 @@ def build_demo() -> gr.Blocks:
                         c_task = gr.Dropdown(TASKS, value=first, label="Task")
                         c_image = UploadImage(value=photo, type="filepath", image_mode=None, label="Photo")
                         c_mode = gr.Radio(list(upload.MODES), value=upload.MODES[0], label="The photo is")
+                        c_gt = UploadImage(type="filepath", image_mode=None, label="Ground truth", visible=False)
                         c_seed = gr.Number(value=0, precision=0, label="Degradation seed")
                         c_l2 = gr.Dropdown(labels, value=l2_default, label="L2 arm")
                         c_dl = gr.Dropdown(labels, value=dl_default, label="DiffLoss arm")
                         c_go = gr.Button("Compare", variant="primary")
-                        c_examples = _examples([c_image, c_task, c_mode])
+                        c_examples = _examples([c_image, c_task, c_mode, c_gt])
                         with gr.Accordion("Zoom (or click the degraded image)", open=False):
                             c_zx = gr.Slider(0, 1, value=0.5, label="x (fraction of width)")
                             c_zy = gr.Slider(0, 1, value=0.5, label="y (fraction of height)")
@@ -188,7 +192,10 @@ def build_demo() -> gr.Blocks:
                 c_refresh.click(_restorer_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status)
                 c_deg.select(_pick_point, c_deg, [c_zx, c_zy])
                 compare_fn = on_gpu("compare")(_compare)
-                compare_inputs = [c_image, c_task, c_mode, c_seed, c_l2, c_dl, c_zx, c_zy, c_zs]
+                compare_inputs = [c_image, c_task, c_mode, c_seed, c_l2, c_dl, c_zx, c_zy, c_zs, c_gt]
+                # The ground-truth box shows only for a real pair (an example sets the mode too, hence .change).
+                c_mode.change(lambda mode: gr.update(visible=mode == upload.MODES[2]), c_mode, c_gt,
+                              api_visibility="private")
                 compare_outputs = [c_deg, c_out_l2, c_out_dl, c_slider, c_zoom, c_err, c_metrics, c_notes]
                 c_go.click(compare_fn, compare_inputs, compare_outputs, api_name="compare")
                 _run_on_example(c_examples, compare_fn, compare_inputs, compare_outputs,

@@ -22,7 +22,7 @@ from studio.metrics_table import PendingMetrics, metrics_table, start_metrics
 from studio.models import REPO, Registry, get_registry
 from studio.restorers import TILE, load_named_restorer, restorer_entry, run_restorer
 from studio.toasts import warn
-from studio.upload import prepare_case
+from studio.upload import MODES, prepare_case
 
 
 def zoom_crops(images: dict[str, torch.Tensor], x: float, y: float, size: int = 64, scale: int = 3) -> np.ndarray:
@@ -69,13 +69,16 @@ class CompareResult:
 
 def compare(
     image: str | None, task: str, mode: str, seed: float, l2_label: str | None, dl_label: str | None,
-    zoom_x: float = 0.5, zoom_y: float = 0.5, zoom_size: float = 64, registry: Registry | None = None,
+    zoom_x: float = 0.5, zoom_y: float = 0.5, zoom_size: float = 64, ground_truth: str | None = None,
+    registry: Registry | None = None,
 ) -> CompareResult:
-    """Restore one image with the L2 arm and the DiffLoss arm; pictures, error maps and metrics of both."""
+    """Restore one image with the L2 arm and the DiffLoss arm; pictures, error maps and metrics of both.
+
+    ``ground_truth``: the clean partner of an already-degraded photo (mode ``MODES[2]``), for real pairs."""
     reg = registry or get_registry()
     m_l2 = load_named_restorer(l2_label, task, "L2 arm", reg)
     m_dl = load_named_restorer(dl_label, task, "DiffLoss arm", reg)
-    case = prepare_case(image, task, mode, int(seed or 0))
+    case = prepare_case(image, task, mode, int(seed or 0), gt_path=ground_truth if mode == MODES[2] else None)
     input_metrics = start_metrics(case.shown, case.gt)  # overlaps the two restorers' forwards
 
     def l2_arm() -> tuple[torch.Tensor, PendingMetrics]:
@@ -96,6 +99,8 @@ def compare(
     notes = [f"{task}: {degrade.get_task(task).description} Output {w}x{h} px."] + case.notes
     if case.gt is None:
         notes.append("No ground truth (already degraded): PSNR, SSIM, LPIPS and the error map need one.")
+    elif mode == MODES[2]:
+        notes.append("A real pair: the metrics and the error map are against the uploaded ground truth.")
     for note in case.notes:
         warn(note)
     l2_img, dl_img = to_uint8_numpy(z_l2), to_uint8_numpy(z_dl)

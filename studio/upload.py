@@ -20,7 +20,8 @@ from studio.models import is_degraded_example
 MAX_SIDE = 1024 if not torch.cuda.is_available() else 2048  # longer side of an upload, after downscaling
 MAX_SIDE_SR4_INPUT = MAX_SIDE // 4  # an already-low-res sr4 input is upscaled 4x by the restorer
 MIN_SIDE = 16  # below this a restorer has nothing to work with
-MODES = ("degrade it for me", "it is already degraded")
+MODES = ("degrade it for me", "it is already degraded", "it is degraded, and I have its ground truth")
+GROUND_TRUTH_FOLDER = "ground_truth"  # examples/ground_truth/<name>: the clean partner of a degraded example
 
 _COLOUR_NOTES = {
     "L": "greyscale: shown as RGB (three equal channels)",
@@ -86,15 +87,21 @@ def load_upload(path: str | Path | None, max_side: int = MAX_SIDE) -> tuple[torc
     return image, notes
 
 
-def prepare_case(path: str | Path | None, task: str, mode: str, seed: int) -> Case:
-    """Load an upload and make (input, net input, ground truth) for a task, degrading it or taking it as it is."""
+def prepare_case(
+    path: str | Path | None, task: str, mode: str, seed: int, gt_path: str | Path | None = None,
+) -> Case:
+    """Load an upload and make (input, net input, ground truth) for a task: degrading a clean photo, taking a
+    degraded one as it is, or pairing a degraded one with its ground truth (``gt_path``: a real pair)."""
     try:
         spec = degrade.get_task(task)
     except ValueError as err:
         raise gr.Error(str(err)) from err
     if mode not in MODES:
         raise gr.Error(f"Choose one of: {', '.join(MODES)}.")
-    already = mode == MODES[1]
+    already = mode != MODES[0]
+    if mode == MODES[2] and not gt_path:
+        raise gr.Error("Upload its ground truth too (the box under 'The photo is'), or choose "
+                       f"'{MODES[1]}' to compare without one.")
     limit = MAX_SIDE_SR4_INPUT if already and task == "sr4" else MAX_SIDE
     image, notes = load_upload(path, limit)
     if already:
@@ -102,7 +109,9 @@ def prepare_case(path: str | Path | None, task: str, mode: str, seed: int) -> Ca
             raise gr.Error("Inpainting an already-degraded photo needs a hole mask, which the studio cannot take yet "
                            "(not yet): choose 'degrade it for me' to get a photo with known holes.")
         net_input = degrade.prepare_input(task, image)
-        return Case(task, net_input[:3].clamp(0, 1), net_input, None, notes)
+        shown = net_input[:3].clamp(0, 1)
+        gt = _ground_truth(gt_path, shown, task, notes) if mode == MODES[2] else None
+        return Case(task, shown, net_input, gt, notes)
     try:
         clean = degrade.crop_to_multiple(image, spec.size_multiple)
     except ValueError as err:
@@ -112,7 +121,28 @@ def prepare_case(path: str | Path | None, task: str, mode: str, seed: int) -> Ca
     return Case(task, shown, pair.net_input[0], clean, notes)
 
 
-def example_rows(files: list[Path]) -> list[list[str]]:
-    """[path, task, mode] per example: ``clean_*`` are degraded (noise), ``<task>_*`` are taken as degraded."""
-    return [[str(path), path.name.split("_", 1)[0], MODES[1]] if is_degraded_example(path)
-            else [str(path), "noise", MODES[0]] for path in files]
+def _ground_truth(path: str | Path, shown: torch.Tensor, task: str, notes: list[str]) -> torch.Tensor:
+    """The uploaded ground truth of a real pair, checked to show the restored image's size (a mismatched pair
+    would give every metric and the error map for pixels that do not correspond)."""
+    gt, gt_notes = load_upload(path, MAX_SIDE)
+    notes.extend(f"ground truth: {n}" for n in gt_notes)
+    (h, w), (gh, gw) = shown.shape[-2:], gt.shape[-2:]
+    if (gh, gw) != (h, w):
+        why = " (for sr4 the ground truth is 4x the low-resolution photo)" if task == "sr4" else ""
+        raise gr.Error(f"The ground truth {Path(path).name} is {gw}x{gh} px but the restored photo will be {w}x{h} px: "
+                       f"a pair shows the same scene at the same size{why}.")
+    return gt
+
+
+def example_rows(files: list[Path]) -> list[list[str | None]]:
+    """[path, task, mode, ground truth] per example: ``clean_*`` are degraded (noise); ``<task>_*`` are taken as
+    degraded, paired with ``ground_truth/<same name>`` beside them when it exists (a real pair)."""
+    rows: list[list[str | None]] = []
+    for path in files:
+        if not is_degraded_example(path):
+            rows.append([str(path), "noise", MODES[0], None])
+            continue
+        gt = path.parent / GROUND_TRUTH_FOLDER / path.name
+        rows.append([str(path), path.name.split("_", 1)[0], MODES[2] if gt.is_file() else MODES[1],
+                     str(gt) if gt.is_file() else None])
+    return rows

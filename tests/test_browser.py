@@ -131,7 +131,8 @@ def test_a_click_on_an_example_of_another_task_compares_that_tasks_pair(tmp_path
                 page.goto(url, wait_until="networkidle")
                 page.locator("tbody tr").filter(has_text="haze").first.click()
                 page.get_by_text("haze: Remove haze", exact=False).first.wait_for(timeout=90_000)
-                assert page.get_by_text("No ground truth (already degraded)", exact=False).first.is_visible()
+                assert page.get_by_text("A real pair", exact=False).first.is_visible()  # with its ground truth
+                assert page.get_by_label("Ground truth").first.is_visible()
             finally:
                 browser.close()
 

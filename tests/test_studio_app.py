@@ -119,3 +119,13 @@ def test_a_downloaded_pair_uploaded_back_appears_as_a_run(client, tmp_path):
     message, task = c.predict(handle_file(str(archive)), api_name="/add_restorers")
     assert task == "noise" and message.startswith("Added `run upload-pair-")
     assert [e.arm for e in world.registry.restorers("noise") if e.source == "run"] == ["l2", "diffloss"]
+
+
+def test_a_real_pair_over_http_and_the_ground_truth_stays_optional(client):
+    c, world = client
+    l2, dl = world.labels()
+    photo, gt = handle_file(str(world.clean / "1.png")), handle_file(str(world.clean / "0.png"))
+    out = c.predict(photo, "noise", upload.MODES[2], 0, l2, dl, 0.5, 0.5, 32, gt, api_name="/compare")
+    assert out[5] is not None and "A real pair" in out[-1]  # an error map, against the uploaded ground truth
+    with pytest.raises(Exception, match="Upload its ground truth too"):
+        c.predict(photo, "noise", upload.MODES[2], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")

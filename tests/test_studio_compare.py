@@ -37,6 +37,25 @@ def test_an_already_degraded_photo_has_no_ground_truth_and_says_so(world):
     assert np.array_equal(r.degraded, np.asarray(Image.open(world.photo)))  # taken as it is
 
 
+def test_a_real_pair_is_measured_against_its_uploaded_ground_truth(world, tmp_path):
+    from diffloss.images import load_image
+
+    l2, dl = world.labels()
+    gt = world.clean / "0.png"  # 64x64: any clean photo of the degraded photo's size
+    degraded = tmp_path / "degraded.png"
+    degraded.write_bytes((world.clean / "1.png").read_bytes())
+    r = compare_tab.compare(str(degraded), "noise", upload.MODES[2], 0, l2, dl, ground_truth=str(gt),
+                            registry=world.registry)
+    assert r.error_map is not None and "A real pair" in r.notes and "no ground truth" not in r.metrics
+    input_psnr = float(r.metrics.split("| degraded input | ")[1].split(" |")[0])
+    shown, truth = load_image(degraded), load_image(gt)
+    assert abs(input_psnr - 10 * np.log10(1 / float(((shown - truth) ** 2).mean()))) < 0.05
+    # the box's ground truth is ignored in the other modes: an already-degraded photo alone has none
+    r = compare_tab.compare(str(degraded), "noise", upload.MODES[1], 0, l2, dl, ground_truth=str(gt),
+                            registry=world.registry)
+    assert r.error_map is None
+
+
 def test_without_restorers_compare_says_how_to_get_them(tmp_path):
     world = make_world(tmp_path, with_restorers=False)
     assert restorers.restorer_choices("noise", world.registry) == ([], None, None)

@@ -70,8 +70,11 @@ def test_the_shipped_examples_are_attributed_and_offered_with_the_right_mode():
     for path in files:
         assert f"`{path.name}`" in readme  # every example image names its source
     rows = {row[0].split("/")[-1]: row[1:] for row in upload.example_rows(files)}
-    assert rows["haze_sots_1430_7.png"] == ["haze", upload.MODES[1]]
-    assert rows["clean_mcmaster_05.png"] == ["noise", upload.MODES[0]]
+    assert rows["haze_sots_1430_7.png"][:2] == ["haze", upload.MODES[2]]  # with its ground truth: a real pair
+    assert rows["lowlight_lime_3.png"] == ["lowlight", upload.MODES[1], None]
+    assert rows["clean_mcmaster_05.png"] == ["noise", upload.MODES[0], None]
+    for gt in (REPO / "examples" / "ground_truth").iterdir():
+        assert f"`ground_truth/{gt.name}`" in readme
 
 
 def test_every_tab_opens_with_a_clean_example_never_a_degraded_one(tmp_path, monkeypatch):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import numpy as np
 import pytest
 import torch
 
+from diffloss.images import load_image
 from studio import upload
 from tests.studio_helpers import make_world, write_png
 
@@ -86,3 +89,50 @@ def test_sr4_degrades_to_a_quarter_and_shows_the_upscaled_input(world):
     case = upload.prepare_case(str(world.photo), "sr4", upload.MODES[0], 0)
     assert case.shown.shape == case.gt.shape == (3, 48, 64)
     assert case.net_input.shape == (3, 48, 64)
+
+
+def test_a_real_pair_keeps_its_ground_truth(world, tmp_path):
+    g = torch.Generator().manual_seed(1)
+    degraded = write_png(tmp_path / "rainy.png", (torch.rand(40, 56, 3, generator=g) * 255).byte().numpy())
+    clean = write_png(tmp_path / "clean.png", (torch.rand(40, 56, 3, generator=g) * 255).byte().numpy())
+    case = upload.prepare_case(str(degraded), "rain", upload.MODES[2], 0, gt_path=str(clean))
+    assert torch.equal(case.gt, load_image(clean)) and torch.equal(case.shown, load_image(degraded))
+
+
+def test_a_real_sr4_pair_has_a_ground_truth_four_times_larger(tmp_path):
+    small = write_png(tmp_path / "lr.png", np.zeros((16, 20, 3), np.uint8))
+    large = write_png(tmp_path / "hr.png", np.zeros((64, 80, 3), np.uint8))
+    case = upload.prepare_case(str(small), "sr4", upload.MODES[2], 0, gt_path=str(large))
+    assert case.shown.shape == case.gt.shape == (3, 64, 80)
+    with pytest.raises(gr.Error, match="for sr4 the ground truth is 4x the low-resolution photo"):
+        upload.prepare_case(str(small), "sr4", upload.MODES[2], 0, gt_path=str(small))
+
+
+def test_a_mismatched_or_missing_ground_truth_is_refused_with_what_to_do(tmp_path):
+    degraded = write_png(tmp_path / "hazy.png", np.zeros((40, 56, 3), np.uint8))
+    other = write_png(tmp_path / "other.png", np.zeros((56, 40, 3), np.uint8))
+    with pytest.raises(gr.Error, match="other.png is 40x56 px but the restored photo will be 56x40 px: a pair shows"):
+        upload.prepare_case(str(degraded), "haze", upload.MODES[2], 0, gt_path=str(other))
+    with pytest.raises(gr.Error, match="Upload its ground truth too"):
+        upload.prepare_case(str(degraded), "haze", upload.MODES[2], 0)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"nope")
+    with pytest.raises(gr.Error, match="Could not read broken.png"):
+        upload.prepare_case(str(degraded), "haze", upload.MODES[2], 0, gt_path=str(broken))
+
+
+def test_the_shipped_real_examples_are_pixel_aligned_pairs():
+    """examples/ground_truth was cropped as its degraded partners were: a pair of shifted crops would score a
+    dehazer or deraining net as poor for pixels that do not correspond."""
+    from studio.models import REPO
+
+    rows = {Path(r[0]).name: r for r in upload.example_rows(sorted((REPO / "examples").glob("*.png")))}
+    assert rows["haze_sots_1430_7.png"][2:] == [upload.MODES[2], str(REPO / "examples/ground_truth/haze_sots_1430_7.png")]
+    assert rows["lowlight_lime_3.png"][2:] == [upload.MODES[1], None]  # LIME has no ground truth
+    for name in ("haze_sots_1430_7.png", "rain_rain100l_2.png"):
+        degraded, gt = load_image(REPO / "examples" / name), load_image(REPO / "examples" / "ground_truth" / name)
+        assert degraded.shape == gt.shape
+        # aligned: the input is closer to its own ground truth than to the ground truth shifted by 2 px
+        aligned = (degraded - gt).abs().mean()
+        shifted = (degraded[..., 2:] - gt[..., :-2]).abs().mean()
+        assert aligned < shifted
