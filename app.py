@@ -362,7 +362,10 @@ def main(argv: list[str] | None = None) -> None:
     # Serve first, then warm up (diffusers, the prior): a warm-up thread beside build_demo and launch competed with
     # them for the GIL, and the page came up later (12.8 s -> 11.3 s to the first page, median of 4, 2-core VM).
     get_registry().warm_up()
-    demo.block_thread()
+    demo.block_thread()  # returns after Ctrl-C, the server closed
+    unsaved = train_tab.stop_for_shutdown()
+    if unsaved:
+        print(f"Train run: the {' and '.join(unsaved)} arm did not stop in time; its last periodic checkpoint stays.")
 
 
 if __name__ == "__main__":

@@ -84,15 +84,21 @@ def _arm_of(folder: Path, hint: str | None) -> str:
     return "?"
 
 
+def runs_folder() -> Path:
+    """Where Train runs are written and found: ``$DIFFLOSS_RUNS``, else ``runs/`` in the repo. On a hosted Space,
+    point it at persistent storage (e.g. ``/data/runs``) so trained pairs outlive a restart."""
+    return Path(os.environ.get("DIFFLOSS_RUNS", REPO / "runs"))
+
+
 class Registry:
     """Discovers models under its roots and loads them once (thread-safe)."""
 
     def __init__(
-        self, pretrained: str | Path = REPO / "pretrained", runs: str | Path = REPO / "runs",
+        self, pretrained: str | Path = REPO / "pretrained", runs: str | Path | None = None,
         examples: str | Path | None = REPO / "examples", device: str | torch.device | None = None,
     ) -> None:
         self.pretrained = Path(pretrained)
-        self.runs = Path(runs)
+        self.runs = Path(runs) if runs is not None else runs_folder()
         self.examples = Path(examples) if examples is not None else None
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._lock = threading.Lock()

@@ -27,6 +27,7 @@ CPU_CAPS = {"steps": 300, "batch": 8, "crop": 128}
 GPU_CAPS = {"steps": 5000, "batch": 32, "crop": 256}
 _TRAIN_LOCK = threading.Lock()
 _STOP = threading.Event()
+_LOOPS: dict[str, Iterator] = {}  # the running Train run's two training loops, for stop_for_shutdown
 
 
 def train_caps() -> dict[str, int]:
@@ -113,6 +114,28 @@ def request_stop() -> str:
     """Ask the running Train job to stop at its next step (it saves a checkpoint and keeps what it has)."""
     _STOP.set()
     return "Stopping after the current step..."
+
+
+def stop_for_shutdown(timeout: float = 30.0) -> list[str]:
+    """The app is stopping (Ctrl-C) with a Train run going: close both arms' training loops, so each saves a
+    checkpoint; returns the arms that could not be closed in ``timeout`` seconds (empty: nothing lost).
+
+    Why here: once the server has closed, no request iterates the run any more, so the Stop flag is never seen;
+    and a loop left to the interpreter's shutdown dies mid-step with everything since its last periodic save.
+    """
+    _STOP.set()
+    pending = dict(_LOOPS)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for arm, loop in list(pending.items()):
+            try:
+                loop.close()  # GeneratorExit inside the loop: it saves a checkpoint and returns
+            except ValueError:  # "generator already executing": a step in the run's own thread; retry after it
+                continue
+            del pending[arm]
+        if pending:
+            time.sleep(0.05)
+    return sorted(pending)
 
 
 def _zip_models(run_dir: Path) -> Path:
@@ -217,7 +240,8 @@ def train_pair(
     if not _TRAIN_LOCK.acquire(blocking=False):
         raise gr.Error("A training run is already going (one at a time on this machine): wait for it to finish "
                        "or press Stop.")
-    gens: dict = {}
+    gens = _LOOPS  # module-level: a shutdown can close them even when no request iterates this run any more
+    gens.clear()
     try:
         _STOP.clear()
         caps, notes = train_caps(), []
@@ -293,4 +317,5 @@ def train_pair(
     finally:
         for gen in gens.values():
             gen.close()  # a no-op for finished loops; saves a checkpoint for interrupted ones
+        gens.clear()
         _TRAIN_LOCK.release()

@@ -73,27 +73,44 @@ def test_stop_over_http_ends_a_running_train_job(client):
     assert not train_tab._TRAIN_LOCK.locked()
 
 
-def test_the_readme_command_serves_the_shipped_studio_and_stops_on_ctrl_c():
+def test_the_readme_command_serves_the_shipped_studio_and_ctrl_c_saves_a_running_train_run(tmp_path):
     """``python app.py --port P`` as a user runs it: the page comes up, Compare works on a shipped example with
-    the shipped restorers, and Ctrl-C (SIGINT) closes the server cleanly."""
+    the shipped restorers; Ctrl-C (SIGINT) in the middle of a Train run closes the server and exits cleanly, and
+    both arms save a checkpoint on the way out (before any periodic save was due: nothing trained is lost)."""
     import os
+    import re
     import signal
+    import time
     from pathlib import Path
 
     from bench.studio_speed import served_app
+    from diffloss.train import read_checkpoint_meta
     from studio.models import REPO, Registry
+    from tests.studio_helpers import make_world
 
     registry = Registry()
     l2, dl = registry.default_pair("noise")
     if l2 is None or dl is None:
         pytest.skip("no shipped noise restorers in pretrained/ (this checkout has not got the zoo)")
-    with served_app({**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, timeout=180) as (url, _, proc):
+    clean, runs = make_world(tmp_path / "world", with_prior=False, with_restorers=False).clean, tmp_path / "runs"
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "DIFFLOSS_RUNS": str(runs)}
+    with served_app(env, timeout=180) as (url, _, proc):
+        client = Client(url, verbose=False)
         photo = Path(REPO, "examples", "clean_mcmaster_05.png")
-        out = Client(url, verbose=False).predict(handle_file(str(photo)), "noise", upload.MODES[0], 0, l2, dl, 0.5, 0.5, 32,
-                                                 api_name="/compare")
+        out = client.predict(handle_file(str(photo)), "noise", upload.MODES[0], 0, l2, dl, 0.5, 0.5, 32,
+                             api_name="/compare")
         assert "PSNR" in out[6]
+        job = client.submit("noise", 300, 1, 32, 1e-3, 0.05, 0.1, 0, 999, 0, "", str(clean), 0,
+                            restorers.FRESH_START, api_name="/train")
+        deadline = time.time() + 120
+        while not any(re.search(r"step [1-9]\d*/300", o[0]) for o in job.outputs()) and time.time() < deadline:
+            time.sleep(0.2)  # until a step is logged (every 5th of 300)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) is not None
+        assert proc.wait(timeout=60) == 0
+    (run,) = runs.iterdir()
+    for arm in ("l2", "diffloss"):
+        step = int(read_checkpoint_meta(run / arm / "checkpoint" / "last.safetensors")["step"])
+        assert 1 <= step < 75  # 75: the first periodic save of a 300-step run
 
 
 def test_a_train_run_on_uploaded_photos_over_http(client):

@@ -77,6 +77,16 @@ def test_the_shipped_examples_are_attributed_and_offered_with_the_right_mode():
         assert f"`ground_truth/{gt.name}`" in readme
 
 
+def test_runs_go_where_diffloss_runs_says(tmp_path, monkeypatch):
+    from studio.models import REPO, runs_folder
+
+    monkeypatch.delenv("DIFFLOSS_RUNS", raising=False)
+    assert runs_folder() == REPO / "runs" and Registry(tmp_path / "p").runs == REPO / "runs"
+    monkeypatch.setenv("DIFFLOSS_RUNS", str(tmp_path / "persistent"))  # e.g. a Space's /data
+    assert Registry(tmp_path / "p").runs == tmp_path / "persistent"
+    assert Registry(tmp_path / "p", tmp_path / "given").runs == tmp_path / "given"  # an explicit folder wins
+
+
 def test_every_tab_opens_with_a_clean_example_never_a_degraded_one(tmp_path, monkeypatch):
     from diffloss.images import save_image
 

@@ -60,6 +60,22 @@ def test_stop_ends_the_run_keeps_a_checkpoint_and_frees_the_slot(world):
     again.close()
 
 
+def test_a_shutdown_saves_a_run_that_no_request_iterates_any_more(world):
+    """Ctrl-C closes the server first: the run's stream is left where it was, and the shutdown closes its loops."""
+    from diffloss.train import read_checkpoint_meta
+
+    run = _run(world, "orphan", steps=200)
+    next(run)
+    next(run)  # one step of each arm, then nobody asks for more
+    assert train_tab.stop_for_shutdown(timeout=10) == []
+    for arm in ("l2", "diffloss"):
+        meta = read_checkpoint_meta(world.registry.runs / "orphan" / arm / "checkpoint" / "last.safetensors")
+        assert 1 <= int(meta["step"]) < 50  # saved by the shutdown: the first periodic save is at step 50
+    run.close()
+    assert not train_tab._TRAIN_LOCK.locked() and train_tab._LOOPS == {}
+    assert train_tab.stop_for_shutdown(timeout=1) == []  # no run: nothing to do
+
+
 def test_one_run_at_a_time_and_closing_the_stream_stops_it(world):
     run = _run(world, "first", steps=200)
     next(run)
