@@ -14,6 +14,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -72,8 +73,11 @@ def _compare(image, task, mode, seed, l2_label, dl_label, zoom_x, zoom_y, zoom_s
                                ground_truth).as_tuple()
 
 
-def _inspect(*args):
-    return inspect_tab.inspect(*args).as_tuple()
+def _inspect(image, task, seed_image, restorer_label, pair, t, seed, prior_source, released_bug, gamma, lam, side,
+             ground_truth=None):
+    """Inspect's button; named parameters so the HTTP API keeps ``ground_truth`` optional (see ``_compare``)."""
+    return inspect_tab.inspect(image, task, seed_image, restorer_label, pair, t, seed, prior_source, released_bug,
+                               gamma, lam, side, ground_truth).as_tuple()
 
 
 def _again(handler, outputs: int):
@@ -97,16 +101,18 @@ def _prior_changed(source: str, t: float):
     return gr.update(maximum=steps - 1, value=inspect_tab.timestep_in_schedule(t, steps)), message
 
 
-def _examples(inputs: list, clean_only: bool = False) -> gr.Examples | None:
-    """Example rows: clean photos to degrade, real degraded photos to take as they are (see examples/README.md).
-    Returns the examples (None when there are none): a tab chains its own run to a click on one."""
-    files = get_registry().example_images()
-    if not files:
+def _example_rows() -> list[list]:
+    """[photo, task, mode, ground truth] per example (see examples/README.md and upload.example_rows)."""
+    return upload.example_rows(get_registry().example_images())
+
+
+def _examples(inputs: list, rows: list[list], label: str) -> gr.Examples | None:
+    """Example rows for ``inputs`` (one value per input), or a note when there are none. Returns the examples
+    (None when there are none): a tab chains its own run to a click on one."""
+    if not rows:
         gr.Markdown("No example photos found (`examples/`): upload one.")
         return None
-    rows = [r for r in upload.example_rows(files) if not clean_only or r[2] == upload.MODES[0]]
-    return gr.Examples([row[: len(inputs)] for row in rows], inputs=inputs,
-                       label="Examples (see examples/README.md): a click runs it")
+    return gr.Examples(rows, inputs=inputs, label=f"{label} (see examples/README.md): a click runs it")
 
 
 def _run_on_example(examples: gr.Examples | None, fn, inputs: list, outputs: list, first=None) -> None:
@@ -155,7 +161,7 @@ def build_demo() -> gr.Blocks:
                         c_l2 = gr.Dropdown(labels, value=l2_default, label="L2 arm")
                         c_dl = gr.Dropdown(labels, value=dl_default, label="DiffLoss arm")
                         c_go = gr.Button("Compare", variant="primary")
-                        c_examples = _examples([c_image, c_task, c_mode, c_gt])
+                        c_examples = _examples([c_image, c_task, c_mode, c_gt], _example_rows(), "Examples")
                         with gr.Accordion("Zoom (or click the degraded image)", open=False):
                             c_zx = gr.Slider(0, 1, value=0.5, label="x (fraction of width)")
                             c_zy = gr.Slider(0, 1, value=0.5, label="y (fraction of height)")
@@ -206,8 +212,13 @@ def build_demo() -> gr.Blocks:
                     with gr.Column(scale=1):
                         i_task = gr.Dropdown(TASKS, value=first, label="Task")
                         i_image = UploadImage(value=photo, type="filepath", image_mode=None,
-                                              label="Clean photo (degraded with the seed below)")
-                        i_examples = _examples([i_image], clean_only=True)
+                                              label="Photo: clean (degraded with the seed below), or degraded")
+                        i_gt = UploadImage(type="filepath", image_mode=None, height=160,
+                                           label="Its ground truth, for a degraded photo (a real pair)")
+                        rows = _example_rows()
+                        i_examples = _examples([i_image], [r[:1] for r in rows if r[2] == upload.MODES[0]], "Clean photos")
+                        i_pair_examples = _examples([i_image, i_task, i_gt], [[r[0], r[1], r[3]] for r in rows if r[3]],
+                                                    "Real pairs, with their ground truth")
                         i_seed_img = gr.Number(value=0, precision=0, label="Degradation seed")
                         i_rest = gr.Dropdown(labels, value=dl_default, label="Restorer (for 'restored')")
                         i_pair = gr.Radio(list(inspect_tab.PAIRS), value=inspect_tab.PAIRS[0], label="Pair")
@@ -245,24 +256,29 @@ def build_demo() -> gr.Blocks:
                     i_steps = gr.Slider(1, 50, value=10, step=1, label="DDIM steps")
                     i_purify_go = gr.Button("Purify")
                     i_purified = _picture("Purified")
-                i_task.change(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
+                # .input, as in Compare: a real-pair example sets the task and the restorer itself, before it runs
+                i_task.input(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
                 i_prior.submit(_prior_changed, [i_prior, i_t], [i_t, i_prior_info])
                 demo.load(_prior_changed, [i_prior, i_t], [i_t, i_prior_info])  # the slider spans the prior's schedule
                 inspect_inputs = [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_bug, i_gamma,
-                                  i_lam, i_side]
+                                  i_lam, i_side, i_gt]
                 inspect_outputs = [i_xt, i_eps, i_x0, i_pca, i_herr, i_grad, i_values]
                 inspect_fn = on_gpu("inspect")(_inspect)
                 i_go.click(inspect_fn, inspect_inputs, inspect_outputs, api_name="inspect")
-                _run_on_example(i_examples, inspect_fn, inspect_inputs, inspect_outputs)
+                _run_on_example(i_examples, inspect_fn, inspect_inputs, inspect_outputs,
+                                first=(lambda: None, None, i_gt))  # a clean photo: no ground truth of another
+                _run_on_example(i_pair_examples, inspect_fn, inspect_inputs, inspect_outputs,
+                                first=(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest))
                 # New weights re-use the last prior pass (instant); a new t or seed re-runs the prior only.
                 gr.on([i_gamma.submit, i_lam.submit, i_bug.input, i_pair.input, i_t.release, i_seed.submit],
                       _again(inspect_fn, len(inspect_outputs)), inspect_inputs, inspect_outputs,
                       api_visibility="private", trigger_mode="always_last")
                 i_curves_go.click(on_gpu("curves")(inspect_tab.inspect_curves),
-                                  [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds, i_curve_side],
+                                  [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds, i_curve_side, i_gt],
                                   [i_curves, i_curves_reading], api_name="curves")
                 i_purify_go.click(on_gpu("purify")(inspect_tab.inspect_purify),
-                                  [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_steps, i_side],
+                                  [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_steps, i_side,
+                                   i_gt],
                                   i_purified, api_name="purify")
                 # An uploaded zip becomes a run: chosen in Compare, offered in Inspect (as after a Train run).
                 c_zip.upload(model_upload.add_restorers, c_zip, [c_zip_note, c_task], api_name="add_restorers"
@@ -329,7 +345,8 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     with gr.Column():
                         image = UploadImage(value=photo, type="filepath", image_mode=None, label="Clean photo")
-                        d_examples = _examples([image], clean_only=True)
+                        d_examples = _examples([image], [r[:1] for r in _example_rows() if r[2] == upload.MODES[0]],
+                                               "Clean photos")
                         task = gr.Dropdown(TASKS, value="noise", label="Task")
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         go = gr.Button("Degrade", variant="primary")
@@ -368,5 +385,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Train run: the {' and '.join(unsaved)} arm did not stop in time; its last periodic checkpoint stays.")
 
 
+def _exit_without_teardown() -> None:
+    """End the process once main() is done (Ctrl-C; Train runs already saved), skipping the interpreter's teardown.
+
+    Why: gradio's worker threads are daemons and may still be inside torch when a normal shutdown destroys torch's
+    C++ state; that aborted the process ("terminate called without an active exception", exit -6) in a CI run.
+    Everything worth keeping is on disk by now (checkpoints are written atomically and fsync'd).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
     main()
+    _exit_without_teardown()

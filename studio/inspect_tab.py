@@ -59,21 +59,25 @@ PASSES: Memo[PairInspection] = Memo(16)
 
 def inspect_case(
     image: str | None, task: str, seed: int, restorer_label: str | None, pair: str, registry: Registry,
-    side: int = INSPECT_SIDE,
+    side: int = INSPECT_SIDE, ground_truth: str | None = None,
 ) -> InspectCase:
-    """The pair the prior looks at, on a centre crop of at most ``side`` px (ground truth is needed)."""
+    """The pair the prior looks at, on a centre crop of at most ``side`` px: a clean photo degraded with ``seed``,
+    or, given its ``ground_truth``, a degraded photo taken as it is (a real pair)."""
     if pair not in PAIRS:
         raise gr.Error(f"Choose one of: {', '.join(PAIRS)}.")
     side = max(16, min(int(side or INSPECT_SIDE), INSPECT_MAX_SIDE))
     entry = registry.find(restorer_label, task) if restorer_label else None
     # The registry itself, not its id(): a key keeps its objects alive, so an id can never be reused under it.
     key = (file_stamp(image), task, int(seed), restorer_label,
-           file_stamp(entry.path / MODEL_FILE) if entry else None, pair, side, registry)
+           file_stamp(entry.path / MODEL_FILE) if entry else None, pair, side, registry, file_stamp(ground_truth))
 
     def make() -> InspectCase:
-        case = prepare_case(image, task, MODES[0], int(seed))
+        mode = MODES[2] if ground_truth else MODES[0]
+        case = prepare_case(image, task, mode, int(seed), gt_path=ground_truth)
         gt, shown, net_input = (centre_crop(x, side) for x in (case.gt, case.shown, case.net_input))
         notes = list(case.notes)
+        if ground_truth:
+            notes.append("A real pair: the photo is taken as it is (degraded), against its uploaded ground truth.")
         if max(case.gt.shape[-2:]) > side:
             notes.append(f"Inspect looks at the centre {gt.shape[-1]}x{gt.shape[-2]} px (at most {side} px per side).")
         # The restored image is needed for its pair, and by the L(t) curves whenever a restorer is chosen.
@@ -120,12 +124,13 @@ class InspectResult:
 def inspect(
     image: str | None, task: str, seed_image: float, restorer_label: str | None, pair: str, t: float, seed: float,
     prior_source: str | None, released_bug: bool = False, gamma: float = 0.05, lam: float = 0.1,
-    side: float = INSPECT_SIDE, registry: Registry | None = None,
+    side: float = INSPECT_SIDE, ground_truth: str | None = None, registry: Registry | None = None,
 ) -> InspectResult:
     """What the prior sees of (a, ground truth) at one (t, eps): x_t, eps_hat, x0, h maps, terms, gradient on a."""
     reg = registry or get_registry()
     prior = load_prior(prior_source, reg)
-    case = inspect_case(image, task, int(seed_image or 0), restorer_label, pair, reg, int(side or INSPECT_SIDE))
+    case = inspect_case(image, task, int(seed_image or 0), restorer_label, pair, reg, int(side or INSPECT_SIDE),
+                        ground_truth)
     t = check_t(t, prior)
     seed = int(seed or 0)
     config = DiffLossConfig(gamma=float(gamma), lam=float(lam), detach_prior=bool(released_bug))
@@ -172,13 +177,14 @@ def inspect(
 
 def inspect_curves(
     image: str | None, task: str, seed_image: float, restorer_label: str | None, prior_source: str | None,
-    seeds: float = 3, side: float = CURVE_SIDE, registry: Registry | None = None,
+    seeds: float = 3, side: float = CURVE_SIDE, ground_truth: str | None = None, registry: Registry | None = None,
 ) -> tuple[np.ndarray, str]:
     """L_nat(t), L_sem(t) for restored-vs-GT (when a restorer is chosen) and degraded-vs-GT, mean and band; and
     what to read off them: where each term tells the restored image from the degraded one best."""
     reg = registry or get_registry()
     prior = load_prior(prior_source, reg)
-    case = inspect_case(image, task, int(seed_image or 0), restorer_label, PAIRS[1], reg, int(side or CURVE_SIDE))
+    case = inspect_case(image, task, int(seed_image or 0), restorer_label, PAIRS[1], reg, int(side or CURVE_SIDE),
+                        ground_truth)
     pairs = {}
     if case.restored is not None:
         pairs["restored vs GT"] = (case.restored, case.b)
@@ -211,12 +217,14 @@ def curves_reading(curves) -> str:
 
 def inspect_purify(
     image: str | None, task: str, seed_image: float, restorer_label: str | None, pair: str, t: float, seed: float,
-    prior_source: str | None, steps: float = 10, side: float = INSPECT_SIDE, registry: Registry | None = None,
+    prior_source: str | None, steps: float = 10, side: float = INSPECT_SIDE, ground_truth: str | None = None,
+    registry: Registry | None = None,
 ) -> np.ndarray:
     """The few-step DDIM round trip from t, for the compared image and the ground truth (same noise)."""
     reg = registry or get_registry()
     prior = load_prior(prior_source, reg)
-    case = inspect_case(image, task, int(seed_image or 0), restorer_label, pair, reg, int(side or INSPECT_SIDE))
+    case = inspect_case(image, task, int(seed_image or 0), restorer_label, pair, reg, int(side or INSPECT_SIDE),
+                        ground_truth)
     t = check_t(t, prior)
     steps = max(1, min(int(steps), 50))
     out = purification(prior, {"a": case.a, "gt": case.b}, t, steps, int(seed or 0))

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from diffloss import degrade, nets
-from diffloss.images import ImageLoadError, load_image, save_image
+from diffloss.images import ImageLoadError, image_size, load_image, save_image
 from diffloss.loss import DiffLossConfig
 from studio.models import Registry, get_registry
 from studio.plots import training_figure
 from studio.restorers import load_prior, load_restorer, start_entry
 from studio.toasts import warn
-from studio.upload import MAX_SIDE
+from studio.upload import MAX_SIDE, MIN_SIDE
 
 CPU_CAPS = {"steps": 300, "batch": 8, "crop": 128}
 GPU_CAPS = {"steps": 5000, "batch": 32, "crop": 256}
@@ -177,19 +177,23 @@ def save_training_photos(files: list[str], dest: Path) -> tuple[int, list[str]]:
         extra = len(files) - MAX_PHOTOS
         notes.append(f"{extra} photo{'s' if extra > 1 else ''} left out: at most {MAX_PHOTOS} per run")
         files = files[:MAX_PHOTOS]
+    downscaled = 0
     for i, file in enumerate(files):
         src = Path(file)
         try:
             image = load_image(src, max_side=MAX_SIDE)
+            downscaled += max(image_size(src)) > MAX_SIDE
         except (ImageLoadError, OSError) as err:
             notes.append(f"skipped {src.name}: {err}")
             continue
         h, w = image.shape[-2:]
-        if min(h, w) < 16:
+        if min(h, w) < MIN_SIDE:
             notes.append(f"skipped {src.name}: {w}x{h} px is too small to crop from")
             continue
         save_image(image, dest / f"{i:03d}_{src.stem}.png")
         kept += 1
+    if downscaled:
+        notes.append(f"{downscaled} photo{'s' if downscaled > 1 else ''} downscaled to {MAX_SIDE} px on the longer side")
     return kept, notes
 
 
@@ -204,14 +208,14 @@ def _clean_folder(clean_folder: str | None, registry: Registry) -> Path:
 
 def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str]) -> Path:
     """The uploads saved into the run, and what the status line should say about them."""
-    kept, skipped = save_training_photos(list(photos), run_dir / "photos")
-    for note in skipped:
+    kept, photo_notes = save_training_photos(list(photos), run_dir / "photos")
+    for note in photo_notes:
         warn(note)
     if not kept:
-        raise gr.Error(f"None of the {len(photos)} uploaded files is a usable photo: " + "; ".join(skipped))
-    plural = "s" if kept > 1 else ""
+        raise gr.Error(f"None of the {len(photos)} uploaded files is a usable photo: " + "; ".join(photo_notes))
+    plural, skipped = "s" if kept > 1 else "", min(len(photos), MAX_PHOTOS) - kept
     notes.append(f"{kept} uploaded photo{plural}, saved in `{run_dir / 'photos'}`"
-                 + (f" ({len(skipped)} skipped)" if skipped else ""))
+                 + (f" ({skipped} skipped)" if skipped else ""))
     if kept < FEW_PHOTOS:
         notes.append(f"only {kept} photo{plural}: the arms will fit them; compare on other photos, as a "
                      "demonstration rather than a benchmark")

@@ -163,3 +163,26 @@ def test_an_uploaded_zip_is_chosen_in_compare(studio_url, tmp_path):
             assert dl_box.input_value().endswith(" diffloss")
         finally:
             browser.close()
+
+
+def test_a_real_pair_example_in_inspect_sets_its_task_and_restorer_then_runs(tmp_path):
+    """Inspect's "Real pairs" examples: one click sets the photo, its task (haze) and its ground truth, picks a haze
+    restorer before the run (the task box refreshes it only on a person's change), and inspects the real pair."""
+    from studio.models import Registry
+
+    registry = Registry()
+    if not registry.restorers("haze"):
+        pytest.skip("no shipped haze restorers in pretrained/restorers")
+    with launched_studio(tmp_path, registry) as (url, _):
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 2400})
+                page.goto(url, wait_until="networkidle")
+                page.get_by_role("tab", name="Inspect").click()
+                panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Inspect", exact=True))
+                panel.locator("tbody tr").filter(has_text="haze").first.click()
+                page.get_by_text("A real pair: the photo is taken as it is", exact=False).first.wait_for(timeout=90_000)
+                assert panel.get_by_label("Restorer (for 'restored')").input_value().startswith("shipped haze")
+            finally:
+                browser.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 
+from diffloss.images import centre_crop
 from studio import inspect_tab
 from tests.studio_helpers import make_world
 
@@ -115,3 +117,31 @@ def test_loss_curves_and_purification_render(world):
     assert alone.ndim == 3 and hint.startswith("Choose a restorer")
     purified = inspect_tab.inspect_purify(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 30, 0, "", 3, registry=world.registry)
     assert purified.ndim == 3
+
+
+def test_a_real_pair_is_inspected_as_it_is_against_its_ground_truth(world, tmp_path):
+    """Given a ground truth, the photo is the degraded one (not degraded again): degraded-vs-GT then measures the
+    photo itself against the uploaded truth, in the views, the curves and the purification alike."""
+    from diffloss.images import load_image
+    from studio.models import REPO
+
+    gt, degraded = world.clean / "0.png", world.clean / "1.png"
+    real = inspect_tab.inspect(str(degraded), "noise", 0, None, inspect_tab.PAIRS[1], 40, 1, "", side=32,
+                               ground_truth=str(gt), registry=world.registry)
+    synthetic = inspect_tab.inspect(str(degraded), "noise", 0, None, inspect_tab.PAIRS[1], 40, 1, "", side=32,
+                                    registry=world.registry)
+    assert "A real pair" in real.values and "A real pair" not in synthetic.values
+    assert real.values != synthetic.values  # another pair: the photo against the uploaded truth
+    case = inspect_tab.inspect_case(str(degraded), "noise", 0, None, inspect_tab.PAIRS[1], world.registry, 32,
+                                    str(gt))
+    assert torch.equal(case.a, centre_crop(load_image(degraded), 32))  # taken as it is
+    assert torch.equal(case.b, centre_crop(load_image(gt), 32))
+    image, _ = inspect_tab.inspect_curves(str(degraded), "noise", 0, None, "", 1, 32, str(gt), registry=world.registry)
+    assert image.ndim == 3
+    purified = inspect_tab.inspect_purify(str(degraded), "noise", 0, None, inspect_tab.PAIRS[1], 100, 0, "", 2, 32,
+                                          str(gt), registry=world.registry)
+    assert purified.ndim == 3
+    with pytest.raises(gr.Error, match="a pair shows the same scene at the same size"):
+        inspect_tab.inspect(str(world.photo), "noise", 0, None, inspect_tab.PAIRS[1], 40, 1, "", side=32,
+                            ground_truth=str(gt), registry=world.registry)  # 64x48 photo, 64x64 truth
+    assert (REPO / "examples" / "ground_truth").is_dir()  # the app offers the shipped real pairs in Inspect too
