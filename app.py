@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 
 from diffloss import degrade  # noqa: E402
 from diffloss.images import ImageLoadError, load_image, to_uint8_numpy  # noqa: E402
+from diffloss.signals import stop_on_signals  # noqa: E402
 from studio import compare_tab, inspect_tab, model_upload, restorers, train_tab, upload  # noqa: E402
 from studio.components import UploadImage  # noqa: E402
 from studio.gpu import on_gpu  # noqa: E402
@@ -379,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     # Serve first, then warm up (diffusers, the prior): a warm-up thread beside build_demo and launch competed with
     # them for the GIL, and the page came up later (12.8 s -> 11.3 s to the first page, median of 4, 2-core VM).
     get_registry().warm_up()
+    stop_on_signals()  # SIGTERM (a Space restart) and a SIGINT a background shell ignored end the app like Ctrl-C
     demo.block_thread()  # returns after Ctrl-C, the server closed
     unsaved = train_tab.stop_for_shutdown()
     if unsaved:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffloss import checkpoint
+from diffloss.signals import stop_on_signals
 from diffloss.machine import device_description
 from diffloss.loss import DiffLoss, DiffLossConfig
 
@@ -716,26 +717,11 @@ def config_from_args(args: argparse.Namespace) -> PriorTrainConfig | RestorerTra
     )
 
 
-def _stop_gracefully_on_signals() -> None:
-    """SIGTERM (kill, a scheduler, a Space restart) and SIGINT stop the loop like Ctrl-C: checkpoint, then exit.
-
-    SIGINT is re-armed explicitly because a process started in the background by a non-interactive shell
-    inherits it as ignored, and then ``kill -INT`` would do nothing.
-    """
-    import signal
-
-    def interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
-
-
 def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     args = build_parser().parse_args(argv)
-    _stop_gracefully_on_signals()
+    stop_on_signals()  # SIGTERM (kill, a scheduler, a Space restart) and SIGINT: checkpoint, then exit
     if args.what == "export":
         print(f"exported to {export_checkpoint(args.run, args.to)}")
         return 0

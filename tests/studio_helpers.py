@@ -90,3 +90,14 @@ def launched_studio(root: Path, registry: Registry | None = None) -> Iterator[tu
     finally:
         demo.close()
         set_registry(None)
+
+
+def zip_pair(world: World, path: Path, task: str = "noise") -> Path:
+    """The world's shipped pair zipped as the Train tab's download lays it out (l2/ and diffloss/ model folders)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for arm in ("l2", "diffloss"):
+            for f in (world.root / "pretrained" / "restorers" / task / arm).iterdir():
+                archive.write(f, f"{arm}/{f.name}")
+    return path

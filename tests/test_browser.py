@@ -6,12 +6,13 @@ reason where chromium or the playwright package is missing (a user's clone).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.studio_helpers import launched_studio
+from tests.studio_helpers import launched_studio, zip_pair
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -32,157 +33,125 @@ def studio_url(tmp_path):
         yield running
 
 
-def _compare_in_browser(url: str, photo: Path, screenshot: Path) -> None:
-    """Open the page, upload a photo, press Compare, wait for the metrics table, save a full-page screenshot."""
-    screenshot.parent.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def _page(url: str, height: int = 1800):
+    """The studio's page in headless chromium, opened and settled; the browser closes after."""
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page = browser.new_page(viewport={"width": 1400, "height": height})
             page.goto(url, wait_until="networkidle")
-            assert "DiffLoss Studio" in page.content()
-            page.locator("input[type=file]").first.set_input_files(str(photo))
-            page.get_by_role("button", name="Compare", exact=True).click()
-            # the metrics table appears once both arms have run
-            page.get_by_text("Conventions", exact=False).first.wait_for(timeout=90_000)
-            assert page.get_by_text("PSNR", exact=False).first.is_visible()
-            page.screenshot(path=str(screenshot), full_page=True)
+            yield page
         finally:
             browser.close()
+
+
+@contextlib.contextmanager
+def _shipped_studio(tmp_path: Path, task: str):
+    """The app serving the shipped models (skips where ``task`` has no shipped restorers); yields its url."""
+    from studio.models import Registry
+
+    registry = Registry()
+    if not registry.restorers(task):
+        pytest.skip(f"no shipped {task} restorers in pretrained/restorers")
+    with launched_studio(tmp_path, registry) as (url, _):
+        yield url
+
+
+def _compare_in_browser(url: str, photo: Path, screenshot: Path, expect: str) -> None:
+    """Open the page, upload a photo, press Compare, wait for the metrics table (``expect``: a note that shows the
+    upload was compared, not the preloaded photo), save a full-page screenshot."""
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    with _page(url) as page:
+        assert "DiffLoss Studio" in page.content()
+        page.locator("input[type=file]").first.set_input_files(str(photo))
+        page.get_by_role("button", name="Compare", exact=True).click()
+        # the metrics table appears once both arms have run
+        page.get_by_text("Conventions", exact=False).first.wait_for(timeout=90_000)
+        assert page.get_by_text("PSNR", exact=False).first.is_visible()
+        assert page.get_by_text(expect, exact=False).first.is_visible()
+        page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
 
 
 def test_a_comparison_in_a_real_browser(studio_url):
     url, world = studio_url
-    _compare_in_browser(url, world.photo, SCREENSHOT)
+    _compare_in_browser(url, world.photo, SCREENSHOT, "Output 64x48 px")  # the preloaded example is 64x64
 
 
 def test_the_shipped_restorers_compare_a_real_photo_in_a_browser(tmp_path):
     """What a visitor sees first: the shipped pair of the first task on an example photo."""
-    from studio.models import Registry
-
-    registry = Registry()
-    if not registry.restorers():
-        pytest.skip("no restorers shipped in pretrained/restorers")
-    with launched_studio(tmp_path, registry) as (url, _):
-        _compare_in_browser(url, EXAMPLE, SHIPPED_SCREENSHOT)
+    with _shipped_studio(tmp_path, "noise") as url:
+        _compare_in_browser(url, EXAMPLE, SHIPPED_SCREENSHOT, "Output 256x256 px")
 
 
 def test_inspect_then_new_weights_in_a_real_browser(studio_url):
     """Inspect a photo, then type a new gamma and press Enter: the values re-weight without pressing Inspect."""
     url, world = studio_url
     shot = REPO / "artifacts" / "browser" / "inspect.png"
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 2400})
-            page.goto(url, wait_until="networkidle")
-            page.get_by_role("tab", name="Inspect").click()
-            panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Inspect", exact=True))
-            panel.locator("input[type=file]").first.set_input_files(str(world.photo))
-            panel.get_by_role("button", name="Inspect", exact=True).click()
-            page.get_by_text("gamma 0.05, lambda 0.1", exact=False).first.wait_for(timeout=90_000)
-            gamma = panel.get_by_label("gamma (Enter: re-weight at once)")
-            gamma.fill("0.5")
-            gamma.press("Enter")
-            page.get_by_text("gamma 0.5, lambda 0.1", exact=False).first.wait_for(timeout=30_000)
-            assert page.get_by_text("share of the gradient", exact=False).first.is_visible()
-            shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with _page(url, height=2400) as page:
+        page.get_by_role("tab", name="Inspect").click()
+        panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Inspect", exact=True))
+        panel.locator("input[type=file]").first.set_input_files(str(world.photo))
+        panel.get_by_role("button", name="Inspect", exact=True).click()
+        page.get_by_text("gamma 0.05, lambda 0.1", exact=False).first.wait_for(timeout=90_000)
+        gamma = panel.get_by_label("gamma (Enter: re-weight at once)")
+        gamma.fill("0.5")
+        gamma.press("Enter")
+        page.get_by_text("gamma 0.5, lambda 0.1", exact=False).first.wait_for(timeout=30_000)
+        assert page.get_by_text("share of the gradient", exact=False).first.is_visible()
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
 
 
 def test_a_first_visit_needs_one_click_per_tab(studio_url):
     """Every tab opens with a photo, so Compare needs only its button; a click on an example runs Inspect at once."""
     url, world = studio_url
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.goto(url, wait_until="networkidle")
-            page.get_by_role("button", name="Compare", exact=True).click()  # no upload: the photo is preloaded
-            page.get_by_text("Conventions", exact=False).first.wait_for(timeout=90_000)
-            assert page.get_by_text("Output 64x64 px", exact=False).first.is_visible()  # the world's 64 px example
+    with _page(url) as page:
+        page.get_by_role("button", name="Compare", exact=True).click()  # no upload: the photo is preloaded
+        page.get_by_text("Conventions", exact=False).first.wait_for(timeout=90_000)
+        assert page.get_by_text("Output 64x64 px", exact=False).first.is_visible()  # the world's 64 px example
 
-            page.get_by_role("tab", name="Inspect").click()
-            panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Inspect", exact=True))
-            assert not panel.get_by_text("L_nat =", exact=False).first.is_visible()
-            panel.locator(".gallery-item").nth(1).click()  # an example, and nothing else pressed
-            page.get_by_text("L_nat =", exact=False).first.wait_for(timeout=90_000)
-        finally:
-            browser.close()
+        page.get_by_role("tab", name="Inspect").click()
+        panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Inspect", exact=True))
+        assert not panel.get_by_text("L_nat =", exact=False).first.is_visible()
+        panel.locator(".gallery-item").nth(1).click()  # an example, and nothing else pressed
+        page.get_by_text("L_nat =", exact=False).first.wait_for(timeout=90_000)
 
 
 def test_a_click_on_an_example_of_another_task_compares_that_tasks_pair(tmp_path):
     """The haze example switches the task and runs Compare in one click, with the haze pair (not the noise pair the
-    page opened with: the task's own change event runs beside the click's chain)."""
-    from studio.models import Registry
-
-    registry = Registry()
-    if not registry.restorers("haze"):
-        pytest.skip("no shipped haze restorers in pretrained/restorers")
-    with launched_studio(tmp_path, registry) as (url, _):
-        with playwright.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1800})
-                page.goto(url, wait_until="networkidle")
-                page.locator("tbody tr").filter(has_text="haze").first.click()
-                page.get_by_text("haze: Remove haze", exact=False).first.wait_for(timeout=90_000)
-                assert page.get_by_text("A real pair", exact=False).first.is_visible()  # with its ground truth
-                assert page.get_by_label("Ground truth").first.is_visible()
-            finally:
-                browser.close()
+    page opened with: the task box refreshes the arms only on a person's change, so the click's chain sets them)."""
+    with _shipped_studio(tmp_path, "haze") as url, _page(url) as page:
+        page.locator("tbody tr").filter(has_text="haze").first.click()
+        page.get_by_text("haze: Remove haze", exact=False).first.wait_for(timeout=90_000)
+        assert page.get_by_text("A real pair", exact=False).first.is_visible()  # with its ground truth
+        assert page.get_by_label("Ground truth").first.is_visible()
 
 
 def test_an_uploaded_zip_is_chosen_in_compare(studio_url, tmp_path):
     """Upload the Train tab's kind of zip in Compare: both arm boxes then name the new run."""
-    import zipfile
-
     url, world = studio_url
-    archive = tmp_path / "pair.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for arm in ("l2", "diffloss"):
-            for f in (world.root / "pretrained" / "restorers" / "noise" / arm).iterdir():
-                z.write(f, f"{arm}/{f.name}")
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            page.goto(url, wait_until="networkidle")
-            page.get_by_text("Add restorers: upload a zip", exact=False).click()
-            page.locator("input[type=file][accept*='.zip']").set_input_files(str(archive))
-            page.get_by_text("now chosen above", exact=False).wait_for(timeout=60_000)
-            l2_box, dl_box = page.get_by_label("L2 arm"), page.get_by_label("DiffLoss arm")
-            page.wait_for_function("() => [...document.querySelectorAll('input')].some("
-                                   "i => i.value.startsWith('run upload-pair-') && i.value.endsWith(' diffloss'))",
-                                   timeout=30_000)
-            assert l2_box.input_value().startswith("run upload-pair-") and l2_box.input_value().endswith(" l2")
-            assert dl_box.input_value().endswith(" diffloss")
-        finally:
-            browser.close()
+    archive = zip_pair(world, tmp_path / "pair.zip")
+    with _page(url) as page:
+        page.get_by_text("Add restorers: upload a zip", exact=False).click()
+        page.locator("input[type=file][accept*='.zip']").set_input_files(str(archive))
+        page.get_by_text("now chosen above", exact=False).wait_for(timeout=60_000)
+        page.wait_for_function("() => [...document.querySelectorAll('input')].some("
+                               "i => i.value.startsWith('run upload-pair-') && i.value.endsWith(' diffloss'))",
+                               timeout=30_000)
+        l2_box, dl_box = page.get_by_label("L2 arm"), page.get_by_label("DiffLoss arm")
+        assert l2_box.input_value().startswith("run upload-pair-") and l2_box.input_value().endswith(" l2")
+        assert dl_box.input_value().endswith(" diffloss")
 
 
 def test_a_real_pair_example_in_inspect_sets_its_task_and_restorer_then_runs(tmp_path):
     """Inspect's "Real pairs" examples: one click sets the photo, its task (haze) and its ground truth, picks a haze
     restorer before the run (the task box refreshes it only on a person's change), and inspects the real pair."""
-    from studio.models import Registry
-
-    registry = Registry()
-    if not registry.restorers("haze"):
-        pytest.skip("no shipped haze restorers in pretrained/restorers")
-    with launched_studio(tmp_path, registry) as (url, _):
-        with playwright.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 2400})
-                page.goto(url, wait_until="networkidle")
-                page.get_by_role("tab", name="Inspect").click()
-                panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Inspect", exact=True))
-                panel.locator("tbody tr").filter(has_text="haze").first.click()
-                page.get_by_text("A real pair: the photo is taken as it is", exact=False).first.wait_for(timeout=90_000)
-                assert panel.get_by_label("Restorer (for 'restored')").input_value().startswith("shipped haze")
-            finally:
-                browser.close()
+    with _shipped_studio(tmp_path, "haze") as url, _page(url, height=2400) as page:
+        page.get_by_role("tab", name="Inspect").click()
+        panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Inspect", exact=True))
+        panel.locator("tbody tr").filter(has_text="haze").first.click()
+        page.get_by_text("A real pair: the photo is taken as it is", exact=False).first.wait_for(timeout=90_000)
+        assert panel.get_by_label("Restorer (for 'restored')").input_value().startswith("shipped haze")

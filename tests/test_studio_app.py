@@ -73,10 +73,12 @@ def test_stop_over_http_ends_a_running_train_job(client):
     assert not train_tab._TRAIN_LOCK.locked()
 
 
-def test_the_readme_command_serves_the_shipped_studio_and_ctrl_c_saves_a_running_train_run(tmp_path):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_the_readme_command_serves_the_shipped_studio_and_a_stop_saves_a_running_train_run(tmp_path, stop):
     """``python app.py --port P`` as a user runs it: the page comes up, Compare works on a shipped example with
-    the shipped restorers; Ctrl-C (SIGINT) in the middle of a Train run closes the server and exits cleanly, and
-    both arms save a checkpoint on the way out (before any periodic save was due: nothing trained is lost)."""
+    the shipped restorers; Ctrl-C (SIGINT, here with the app started as ``nohup python app.py &`` starts it:
+    SIGINT ignored) or SIGTERM (a Space restart) in the middle of a Train run closes the server and exits cleanly,
+    and both arms save a checkpoint on the way out (before any periodic save was due: nothing trained is lost)."""
     import os
     import re
     import signal
@@ -94,19 +96,24 @@ def test_the_readme_command_serves_the_shipped_studio_and_ctrl_c_saves_a_running
         pytest.skip("no shipped noise restorers in pretrained/ (this checkout has not got the zoo)")
     clean, runs = make_world(tmp_path / "world", with_prior=False, with_restorers=False).clean, tmp_path / "runs"
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "DIFFLOSS_RUNS": str(runs)}
-    with served_app(env, timeout=180) as (url, _, proc):
-        client = Client(url, verbose=False)
-        photo = Path(REPO, "examples", "clean_mcmaster_05.png")
-        out = client.predict(handle_file(str(photo)), "noise", upload.MODES[0], 0, l2, dl, 0.5, 0.5, 32,
-                             api_name="/compare")
-        assert "PSNR" in out[6]
-        job = client.submit("noise", 300, 1, 32, 1e-3, 0.05, 0.1, 0, 999, 0, "", str(clean), 0,
-                            restorers.FRESH_START, api_name="/train")
-        deadline = time.time() + 120
-        while not any(re.search(r"step [1-9]\d*/300", o[0]) for o in job.outputs()) and time.time() < deadline:
-            time.sleep(0.2)  # until a step is logged (every 5th of 300)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the app, as from a background shell
+    try:
+        with served_app(env, timeout=180) as (url, _, proc):
+            signal.signal(signal.SIGINT, previous)
+            client = Client(url, verbose=False)
+            photo = Path(REPO, "examples", "clean_mcmaster_05.png")
+            out = client.predict(handle_file(str(photo)), "noise", upload.MODES[0], 0, l2, dl, 0.5, 0.5, 32,
+                                 api_name="/compare")
+            assert "PSNR" in out[6]
+            job = client.submit("noise", 300, 1, 32, 1e-3, 0.05, 0.1, 0, 999, 0, "", str(clean), 0,
+                                restorers.FRESH_START, api_name="/train")
+            deadline = time.time() + 120
+            while not any(re.search(r"step [1-9]\d*/300", o[0]) for o in job.outputs()) and time.time() < deadline:
+                time.sleep(0.2)  # until a step is logged (every 5th of 300)
+            proc.send_signal(getattr(signal, stop))
+            assert proc.wait(timeout=60) == 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
     (run,) = runs.iterdir()
     for arm in ("l2", "diffloss"):
         step = int(read_checkpoint_meta(run / arm / "checkpoint" / "last.safetensors")["step"])
@@ -125,15 +132,10 @@ def test_a_train_run_on_uploaded_photos_over_http(client):
 
 def test_a_downloaded_pair_uploaded_back_appears_as_a_run(client, tmp_path):
     """A hosted Space forgets runs/ when it restarts: the zip the Train tab gave comes back through Compare."""
-    import zipfile
+    from tests.studio_helpers import zip_pair
 
     c, world = client
-    archive = tmp_path / "pair.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        for arm in ("l2", "diffloss"):
-            for f in (world.root / "pretrained" / "restorers" / "noise" / arm).iterdir():
-                z.write(f, f"{arm}/{f.name}")
-    message, task = c.predict(handle_file(str(archive)), api_name="/add_restorers")
+    message, task = c.predict(handle_file(str(zip_pair(world, tmp_path / "pair.zip"))), api_name="/add_restorers")
     assert task == "noise" and message.startswith("Added `run upload-pair-")
     assert [e.arm for e in world.registry.restorers("noise") if e.source == "run"] == ["l2", "diffloss"]
 

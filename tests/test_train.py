@@ -274,7 +274,7 @@ def test_an_interrupt_between_steps_still_saves_a_checkpoint(clean_dir, tmp_path
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(tqdm.tqdm, "refresh", refresh)
-    monkeypatch.setattr(train, "_stop_gracefully_on_signals", lambda: None)  # keep pytest's own handlers
+    monkeypatch.setattr(train, "stop_on_signals", lambda: None)  # keep pytest's own handlers
     out = tmp_path / "run"
     code = train.main(["restorer", "--task", "noise", "--diffloss", "off", "--no-track", "--clean", str(clean_dir),
                        "--crop", "32", "--width", "8", "--steps", "50", "--batch", "2", "--log-every", "1",
