@@ -78,7 +78,7 @@ def compare(
     reg = registry or get_registry()
     m_l2 = load_named_restorer(l2_label, task, "L2 arm", reg)
     m_dl = load_named_restorer(dl_label, task, "DiffLoss arm", reg)
-    case = prepare_case(image, task, mode, int(seed or 0), gt_path=ground_truth if mode == MODES[2] else None)
+    case = prepare_case(image, task, mode, int(seed or 0), gt_path=ground_truth)  # used in the real-pair mode only
     input_metrics = start_metrics(case.shown, case.gt)  # overlaps the two restorers' forwards
 
     def l2_arm() -> tuple[torch.Tensor, PendingMetrics]:
