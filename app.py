@@ -212,10 +212,10 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=1):
                         i_task = gr.Dropdown(TASKS, value=first, label="Task")
-                        i_image = UploadImage(value=photo, type="filepath", image_mode=None,
-                                              label="Photo: clean (degraded with the seed below), or degraded")
-                        i_gt = UploadImage(type="filepath", image_mode=None, height=160,
-                                           label="Its ground truth, for a degraded photo (a real pair)")
+                        gr.Markdown("A clean photo is degraded with the seed below; a degraded one given its "
+                                    "ground truth is taken as it is (a real pair).")
+                        i_image = UploadImage(value=photo, type="filepath", image_mode=None, label="Photo")
+                        i_gt = UploadImage(type="filepath", image_mode=None, height=160, label="Ground truth")
                         rows = _example_rows()
                         i_examples = _examples([i_image], [r[:1] for r in rows if r[2] == upload.MODES[0]], "Clean photos")
                         i_pair_examples = _examples([i_image, i_task, i_gt], [[r[0], r[1], r[3]] for r in rows if r[3]],
