@@ -57,6 +57,16 @@ def _restorer_dropdowns(task: str):
     return _pair_dropdowns(*restorers.restorer_choices(task))
 
 
+def _inspect_restorer(task: str):
+    """Inspect's one restorer box: the task's DiffLoss arm preselected."""
+    return _restorer_dropdowns(task)[1]
+
+
+def _inspect_trained_restorer(task: str):
+    """Inspect's restorer box after a Train run or an uploaded zip: the newest run's DiffLoss arm."""
+    return _trained_dropdowns(task)[1]
+
+
 def _trained_dropdowns(task: str):
     """After a Train run or an uploaded zip: the newest run preselected."""
     return _pair_dropdowns(*restorers.trained_pair_choices(task))
@@ -143,6 +153,8 @@ def build_demo() -> gr.Blocks:
     first = "noise"
     labels, l2_default, dl_default = restorers.restorer_choices(first)
     photo = registry.first_clean_example()
+    rows = _example_rows()  # listed once: Compare takes them all, Inspect and Degradations the clean ones
+    clean_rows = [r[:1] for r in rows if r[2] == upload.MODES[0]]
     with gr.Blocks(title="DiffLoss Studio") as demo:
         gr.Markdown(
             "# DiffLoss Studio\nA frozen diffusion model used as a *loss* for image restoration "
@@ -162,7 +174,7 @@ def build_demo() -> gr.Blocks:
                         c_l2 = gr.Dropdown(labels, value=l2_default, label="L2 arm")
                         c_dl = gr.Dropdown(labels, value=dl_default, label="DiffLoss arm")
                         c_go = gr.Button("Compare", variant="primary")
-                        c_examples = _examples([c_image, c_task, c_mode, c_gt], _example_rows(), "Examples")
+                        c_examples = _examples([c_image, c_task, c_mode, c_gt], rows, "Examples")
                         with gr.Accordion("Zoom (or click the degraded image)", open=False):
                             c_zx = gr.Slider(0, 1, value=0.5, label="x (fraction of width)")
                             c_zy = gr.Slider(0, 1, value=0.5, label="y (fraction of height)")
@@ -216,8 +228,7 @@ def build_demo() -> gr.Blocks:
                                     "ground truth is taken as it is (a real pair).")
                         i_image = UploadImage(value=photo, type="filepath", image_mode=None, label="Photo")
                         i_gt = UploadImage(type="filepath", image_mode=None, height=160, label="Ground truth")
-                        rows = _example_rows()
-                        i_examples = _examples([i_image], [r[:1] for r in rows if r[2] == upload.MODES[0]], "Clean photos")
+                        i_examples = _examples([i_image], clean_rows, "Clean photos")
                         i_pair_examples = _examples([i_image, i_task, i_gt], [[r[0], r[1], r[3]] for r in rows if r[3]],
                                                     "Real pairs, with their ground truth")
                         i_seed_img = gr.Number(value=0, precision=0, label="Degradation seed")
@@ -258,7 +269,7 @@ def build_demo() -> gr.Blocks:
                     i_purify_go = gr.Button("Purify")
                     i_purified = _picture("Purified")
                 # .input, as in Compare: a real-pair example sets the task and the restorer itself, before it runs
-                i_task.input(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest)
+                i_task.input(_inspect_restorer, i_task, i_rest)
                 i_prior.submit(_prior_changed, [i_prior, i_t], [i_t, i_prior_info])
                 demo.load(_prior_changed, [i_prior, i_t], [i_t, i_prior_info])  # the slider spans the prior's schedule
                 inspect_inputs = [i_image, i_task, i_seed_img, i_rest, i_pair, i_t, i_seed, i_prior, i_bug, i_gamma,
@@ -269,7 +280,7 @@ def build_demo() -> gr.Blocks:
                 _run_on_example(i_examples, inspect_fn, inspect_inputs, inspect_outputs,
                                 first=(lambda: None, None, i_gt))  # a clean photo: no ground truth of another
                 _run_on_example(i_pair_examples, inspect_fn, inspect_inputs, inspect_outputs,
-                                first=(lambda t: _restorer_dropdowns(t)[1], i_task, i_rest))
+                                first=(_inspect_restorer, i_task, i_rest))
                 # New weights re-use the last prior pass (instant); a new t or seed re-runs the prior only.
                 gr.on([i_gamma.submit, i_lam.submit, i_bug.input, i_pair.input, i_t.release, i_seed.submit],
                       _again(inspect_fn, len(inspect_outputs)), inspect_inputs, inspect_outputs,
@@ -284,7 +295,7 @@ def build_demo() -> gr.Blocks:
                 # An uploaded zip becomes a run: chosen in Compare, offered in Inspect (as after a Train run).
                 c_zip.upload(model_upload.add_restorers, c_zip, [c_zip_note, c_task], api_name="add_restorers"
                              ).then(_trained_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
-                             ).then(lambda t: _trained_dropdowns(t)[1], i_task, i_rest)
+                             ).then(_inspect_trained_restorer, i_task, i_rest)
             # -------------------------------------------------------------------------------- Train
             with gr.Tab("Train"):
                 caps = train_tab.train_caps()
@@ -333,7 +344,7 @@ def build_demo() -> gr.Blocks:
                             t_folder, t_prior_crop, t_start, t_photos],
                            [t_status, t_curves, t_file], api_name="train", concurrency_limit=1,
                            ).then(_trained_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
-                           ).then(lambda t: _trained_dropdowns(t)[1], i_task, i_rest
+                           ).then(_inspect_trained_restorer, i_task, i_rest
                            ).then(_start_dropdown, t_task, t_start)
                 t_task.change(_start_dropdown, t_task, t_start)
                 t_stop.click(train_tab.request_stop, None, t_status, api_name="stop")
@@ -346,8 +357,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     with gr.Column():
                         image = UploadImage(value=photo, type="filepath", image_mode=None, label="Clean photo")
-                        d_examples = _examples([image], [r[:1] for r in _example_rows() if r[2] == upload.MODES[0]],
-                                               "Clean photos")
+                        d_examples = _examples([image], clean_rows, "Clean photos")
                         task = gr.Dropdown(TASKS, value="noise", label="Task")
                         seed = gr.Number(value=0, precision=0, label="Seed")
                         go = gr.Button("Degrade", variant="primary")
