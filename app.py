@@ -72,6 +72,12 @@ def _trained_dropdowns(task: str):
     return _pair_dropdowns(*restorers.trained_pair_choices(task))
 
 
+def _stopped_runs():
+    """On a page load and after a run ends or stops: the runs that can be resumed now (the box opens if any)."""
+    stopped = train_tab.stopped_runs()
+    return gr.update(open=bool(stopped)), gr.update(choices=stopped, value=None)
+
+
 def _start_dropdown(task: str):
     labels, default = restorers.start_choices(task)
     return gr.update(choices=labels, value=default)
@@ -262,7 +268,7 @@ def build_demo() -> gr.Blocks:
                         i_curve_side = gr.Slider(32, inspect_tab.INSPECT_MAX_SIDE, value=inspect_tab.CURVE_SIDE,
                                                  step=16, label="Curve crop (px): the prior was trained on 64 px crops")
                     i_curves_go = gr.Button("Plot L_nat(t), L_sem(t)")
-                    i_curves = gr.Image(label="L(t): mean over seeds, band +-1 std", format="png")
+                    i_curves = _picture("L(t): mean over seeds, band +-1 std")
                     i_curves_reading = gr.Markdown()
                 with gr.Accordion("Purification: DDIM round trip from t", open=False):
                     i_steps = gr.Slider(1, 50, value=10, step=1, label="DDIM steps")
@@ -334,18 +340,33 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             t_go = gr.Button("Train both arms", variant="primary")
                             t_stop = gr.Button("Stop", variant="stop")
+                        stopped = train_tab.stopped_runs()
+                        with gr.Accordion("Resume a stopped run", open=bool(stopped)) as t_resume_box:
+                            # allow_custom_value: a run stopped after start-up is not in the choices built here
+                            # (the list is refreshed in the page; the handler checks the name itself)
+                            t_run = gr.Dropdown(stopped, value=None, allow_custom_value=True,
+                                                label="Stopped runs (steps done per arm): they go on with their own "
+                                                "settings, the ones above are not used")
+                            t_resume = gr.Button("Resume")
                     with gr.Column(scale=2):
                         t_status = gr.Markdown("Both arms start from the same weights with the same seed and "
                                                "batches; only the loss differs.")
-                        t_curves = gr.Image(label="Loss terms (live)", format="png")
+                        t_curves = _picture("Loss terms (live)")
                         t_file = gr.File(label="Download both models (safetensors + card)")
-                t_go.click(on_gpu("train")(train_tab.train_pair),
-                           [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax, t_seed, t_prior,
-                            t_folder, t_prior_crop, t_start, t_photos],
-                           [t_status, t_curves, t_file], api_name="train", concurrency_limit=1,
-                           ).then(_trained_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
-                           ).then(_inspect_trained_restorer, i_task, i_rest
-                           ).then(_start_dropdown, t_task, t_start)
+                train_outputs = [t_status, t_curves, t_file]
+                # One queue for both buttons (concurrency_id): a second run waits its turn instead of being refused.
+                for run_event in (
+                    t_go.click(on_gpu("train")(train_tab.train_pair),
+                               [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax, t_seed,
+                                t_prior, t_folder, t_prior_crop, t_start, t_photos],
+                               train_outputs, api_name="train", concurrency_limit=1, concurrency_id="train"),
+                    t_resume.click(on_gpu("train")(train_tab.resume_pair), t_run, train_outputs, api_name="resume",
+                                   concurrency_limit=1, concurrency_id="train"),
+                ):
+                    run_event.then(_trained_dropdowns, c_task, [c_l2, c_dl]).then(registry.status, None, status
+                                   ).then(_inspect_trained_restorer, i_task, i_rest
+                                   ).then(_start_dropdown, t_task, t_start).then(_stopped_runs, None, [t_resume_box, t_run])
+                demo.load(_stopped_runs, None, [t_resume_box, t_run])  # a reload lists runs stopped since start-up
                 t_task.change(_start_dropdown, t_task, t_start)
                 t_stop.click(train_tab.request_stop, None, t_status, api_name="stop")
                 t_calibrate.click(on_gpu("calibrate")(train_tab.calibrate_weights),

@@ -25,7 +25,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
@@ -462,7 +462,7 @@ def run_loop(job: Job, loop: LoopConfig, device: torch.device, run_config: dict[
         while step < loop.steps:
             if deadline is not None and time.time() >= deadline:
                 yield TrainEvent("stopped", step, loop.steps, last_values, save(),
-                                 f"time limit of {loop.time_limit_min} min reached; rerun the same command to resume")
+                                 f"time limit of {loop.time_limit_min} min reached; {_how_to_resume(out)}")
                 return
             lr = learning_rate(step, loop)
             for group in opt.param_groups:
@@ -500,7 +500,7 @@ def run_loop(job: Job, loop: LoopConfig, device: torch.device, run_config: dict[
         raise
     except KeyboardInterrupt:
         path = save() if step > start_step else None
-        yield TrainEvent("stopped", step, loop.steps, last_values, path, "interrupted; rerun the same command to resume")
+        yield TrainEvent("stopped", step, loop.steps, last_values, path, f"interrupted; {_how_to_resume(out)}")
         return
 
     save()
@@ -523,6 +523,10 @@ def run_loop(job: Job, loop: LoopConfig, device: torch.device, run_config: dict[
         }
         job.export(ema_model, final, card)
     yield TrainEvent("done", step, loop.steps, last_values, str(final))
+
+
+def _how_to_resume(out: Path) -> str:
+    return f"rerun the same command, or python -m diffloss.train resume {out}, to resume"
 
 
 def _differs(saved: Any, current: Any) -> bool:
@@ -595,6 +599,44 @@ def export_checkpoint(run_dir: str | Path, dest: str | Path | None = None) -> Pa
     card["data"] = {k: config.get(k) for k in ("task", "clean", "paired", "paired_exclude", "init", "prior", "diffloss")}
     nets.save_restorer(model, dest, card=card)
     return dest
+
+
+def checkpoint_settings(run_dir: str | Path) -> tuple[int, PriorTrainConfig | RestorerTrainConfig]:
+    """(step, settings) of a run's last checkpoint, the settings set to resume it in ``run_dir``.
+
+    Why: a run started from the app has no command line to rerun, and a command retyped weeks later is easily
+    mistyped; the checkpoint holds every setting, so a resume from it continues exactly that run (the same-run
+    check agrees by construction). ``run_dir`` replaces the saved output folder: a moved run still resumes.
+    """
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoint" / CHECKPOINT_NAME
+    if not ckpt.is_file():
+        raise checkpoint.CheckpointError(f"no checkpoint to resume in {run_dir} (looked for {ckpt})")
+    try:
+        meta = read_checkpoint_meta(ckpt)
+        step, saved = int(meta["step"]), json.loads(meta.get("info", "{}")).get("config")
+    except Exception as err:  # a torn file or foreign metadata: one readable reason, nothing changed
+        raise checkpoint.CheckpointError(f"{ckpt} is not a readable training checkpoint ({type(err).__name__}: "
+                                         f"{err})") from err
+    if not isinstance(saved, dict) or not isinstance(saved.get("loop"), dict):
+        raise checkpoint.CheckpointError(f"{ckpt} holds no training settings to resume from; rerun its command")
+    loop = replace(_settings(LoopConfig, saved["loop"], ckpt), out=str(run_dir), resume=True)
+    if "preset" in saved:
+        return step, replace(_settings(PriorTrainConfig, saved, ckpt), loop=loop)
+    loss = _settings(DiffLossConfig, saved.get("loss") or {}, ckpt)
+    return step, replace(_settings(RestorerTrainConfig, saved, ckpt), loss=loss, loop=loop)
+
+
+def _settings(cls: type, values: dict[str, Any], path: Path) -> Any:
+    """A config dataclass from saved values (nested configs left at their defaults for the caller to set);
+    a setting this code does not know is refused: resuming without it would silently train something else."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise checkpoint.CheckpointError(f"{path} was written with settings this version does not know "
+                                         f"({', '.join(unknown)}); resume it with the version that started it")
+    nested = {f.name for f in fields(cls) if f.name in ("loss", "loop")}
+    return cls(**{k: v for k, v in values.items() if k not in nested})
 
 
 def _recent_logged_loss(log_path: Path, step: int, rows: int = 5) -> float | None:
@@ -674,6 +716,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="the run folder (the --out of the training command)")
     e.add_argument("--to", default=None, help="destination folder (default: RUN/export)")
 
+    c = sub.add_parser("resume", help="resume a stopped run with the settings its checkpoint holds (any run, "
+                       "including one started from the app's Train tab)")
+    c.add_argument("run", help="the run folder (the --out of the training command; for an app run, one arm: "
+                   "runs/NAME/l2 or runs/NAME/diffloss)")
+    c.add_argument("--steps", type=int, default=None, help="train to this step instead (extend or shorten the run)")
+    c.add_argument("--time-limit", type=float, default=None, help="minutes; saves and stops, rerun to resume")
+    c.add_argument("--device", default=None, help="auto, cpu or cuda (default: as the run was started)")
+    c.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
     r = sub.add_parser("restorer", help="train a restorer, with or without DiffLoss")
     r.add_argument("--task", required=True)
     r.add_argument("--diffloss", choices=["on", "off"], required=True)
@@ -703,6 +754,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> PriorTrainConfig | RestorerTrainConfig:
+    if args.what == "resume":
+        _, cfg = checkpoint_settings(args.run)
+        changes = {"steps": args.steps, "time_limit_min": args.time_limit, "device": args.device,
+                   "threads": args.threads}  # the loop settings a resume may change
+        loop = replace(cfg.loop, **{k: v for k, v in changes.items() if v is not None})
+        return replace(cfg, loop=loop)
     loop = _loop_config(args)
     if args.what == "prior":
         return PriorTrainConfig(clean=args.clean, preset=args.preset, crop=args.crop, max_side=args.max_side, loop=loop)
@@ -725,7 +782,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "export":
         print(f"exported to {export_checkpoint(args.run, args.to)}")
         return 0
-    cfg = config_from_args(args)
+    try:
+        cfg = config_from_args(args)
+    except checkpoint.CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     events = train_prior(cfg) if isinstance(cfg, PriorTrainConfig) else train_restorer(cfg)
     is_main = int(os.environ.get("RANK", "0")) == 0
     bar = tqdm(total=cfg.loop.steps, disable=not is_main, dynamic_ncols=True)
@@ -744,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
         # the generator makes it save its checkpoint just the same.
         events.close()
         if is_main:
-            bar.write(f"stopped at step {step}: interrupted; rerun the same command to resume")
+            bar.write(f"stopped at step {step}: interrupted; {_how_to_resume(Path(cfg.loop.out))}")
     except TrainingDiverged as err:
         bar.close()
         print(f"error: {err}", file=sys.stderr)

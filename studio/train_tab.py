@@ -4,6 +4,8 @@ by side from the same start, streaming curves; one run at a time, Stop really st
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import shutil
 import threading
 import time
@@ -15,9 +17,10 @@ import numpy as np
 import torch
 
 from diffloss import degrade, nets
+from diffloss.checkpoint import CheckpointError
 from diffloss.images import ImageLoadError, image_size, load_image, save_image
 from diffloss.loss import DiffLossConfig
-from studio.models import Registry, get_registry
+from studio.models import ARMS, Registry, get_registry
 from studio.plots import training_figure
 from studio.restorers import load_prior, load_restorer, start_entry
 from studio.toasts import warn
@@ -238,23 +241,17 @@ def train_pair(
     Closing the generator (the Stop button, or the browser going away) closes both training loops, which save
     a checkpoint; ``request_stop`` ends the run the same way from another thread. One run at a time.
     """
-    from diffloss.train import LoopConfig, RestorerTrainConfig, TrainingDiverged, train_restorer
+    from diffloss.train import LoopConfig, RestorerTrainConfig
 
     reg = registry or get_registry()
-    if not _TRAIN_LOCK.acquire(blocking=False):
-        raise gr.Error("A training run is already going (one at a time on this machine): wait for it to finish "
-                       "or press Stop.")
-    gens = _LOOPS  # module-level: a shutdown can close them even when no request iterates this run any more
-    gens.clear()
-    try:
-        _STOP.clear()
+    with _one_run() as gens:
         caps, notes = train_caps(), []
         values = {"steps": int(steps), "batch": int(batch), "crop": int(crop)}
         for key, value in values.items():
             if value < 1:
                 raise gr.Error(f"{key} must be at least 1, got {value}.")
             if value > caps[key]:
-                notes.append(f"{key} {value} capped at {caps[key]} on this {'GPU' if caps is GPU_CAPS else 'CPU'}")
+                notes.append(f"{key} {value} capped at {caps[key]} on this {_machine(caps)}")
                 values[key] = caps[key]
         for n in notes:
             warn(n)
@@ -278,7 +275,7 @@ def train_pair(
         if photos:
             folder = _uploaded_folder(photos, run_dir, notes)
         totals = {}
-        for arm in ("l2", "diffloss"):
+        for arm in ARMS:
             loop = LoopConfig(out=str(run_dir / arm), steps=values["steps"], batch_size=values["batch"], lr=float(lr),
                               warmup=min(50, values["steps"] // 10), seed=int(seed),
                               log_every=max(1, values["steps"] // 60), save_every=max(10, values["steps"] // 4),
@@ -286,40 +283,159 @@ def train_pair(
             cfg = RestorerTrainConfig(task=task, clean=[str(folder)], crop=values["crop"],
                                       init=str(entry.path) if entry else None, width=None if entry else width,
                                       prior=str(prior.source), diffloss=arm == "diffloss", loss=loss, loop=loop)
+            totals[arm] = _start_arm(gens, arm, cfg)
+        yield from _stream(gens, totals, {arm: [] for arm in gens}, name, run_dir, notes, task)
+
+
+def stopped_runs(registry: Registry | None = None) -> list[tuple[str, str]]:
+    """(label, name) of the Train runs that stopped before their last step, newest first; the label says how far
+    each arm got, e.g. ``studio-noise-0101 (l2 40/200, diffloss 38/200)``."""
+    reg = registry or get_registry()
+    if not reg.runs.is_dir():
+        return []
+    found = []
+    for run in sorted((p for p in reg.runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True):
+        progress = {arm: _arm_progress(run / arm) for arm in ARMS if (run / arm).is_dir()}
+        if any(state not in ("finished", None) for state in progress.values()):
+            shown = ", ".join(f"{arm} {state}" for arm, state in progress.items() if state)
+            found.append((f"{run.name} ({shown})", run.name))
+    return found
+
+
+def _arm_progress(arm_dir: Path) -> str | None:
+    """'finished', 'STEP/STEPS' for a stopped arm, or None (no checkpoint, or one that cannot be read)."""
+    from diffloss.train import CHECKPOINT_NAME, checkpoint_settings
+
+    if (arm_dir / "model").is_dir():
+        return "finished"
+    if not (arm_dir / "checkpoint" / CHECKPOINT_NAME).is_file():
+        return None
+    try:
+        step, cfg = checkpoint_settings(arm_dir)
+    except CheckpointError:
+        return None
+    return f"{step}/{cfg.loop.steps}"
+
+
+def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[tuple[str, np.ndarray, str | None]]:
+    """Continue a stopped Train run where its checkpoints are, with the settings they hold; yields as ``train_pair``.
+
+    Why: Stop, a closed browser or a Space restart save each arm's checkpoint, and without this a visitor could only
+    start again. The resumed arms draw the same batches and noise as an uninterrupted run (they derive from the
+    seed and step alone), so the final weights are the same; the curves go on from the run's log.
+    """
+    from diffloss.train import checkpoint_settings
+
+    reg = registry or get_registry()
+    if not name:
+        raise gr.Error("Choose a stopped run to resume (the list shows runs that stopped before their last step).")
+    run_dir = reg.runs / name
+    if Path(name).name != name or not any((run_dir / arm).is_dir() for arm in ARMS):  # a name, never a path
+        raise gr.Error(f"No Train run named {name!r} in {reg.runs}.")
+    with _one_run() as gens:
+        caps, notes, history, totals, task = train_caps(), [], {}, {}, None
+        for arm in ARMS:
+            arm_dir = run_dir / arm
+            if (arm_dir / "model").is_dir():
+                notes.append(f"{arm}: had finished; kept as it was")
+                continue
             try:
-                gens[arm] = train_restorer(cfg)
-            except (ValueError, RuntimeError, OSError) as err:
-                raise gr.Error(f"Cannot start the {arm} arm: {err}") from err
-            totals[arm] = values["steps"]
-        history: dict[str, list] = {arm: [] for arm in gens}
-        active = dict(gens)
-        yield _status(history, totals, name, notes, "Starting"), training_figure(history), None
-        while active:
-            if _STOP.is_set():
-                for gen in active.values():
-                    gen.close()
-                active.clear()
-                yield _status(history, totals, name, notes + ["stopped: checkpoints saved, no final model"],
-                              "Stopped"), training_figure(history), None
-                return
-            for arm in list(active):
-                try:
-                    event = next(active[arm])
-                except StopIteration:
-                    del active[arm]
-                    continue
-                except TrainingDiverged as err:
-                    raise gr.Error(f"The {arm} arm diverged: {err}") from err
-                if event.kind in ("step", "done") and event.values:
-                    history[arm].append((event.step, dict(event.values)))
-                if event.kind == "stopped":
-                    notes.append(f"{arm}: {event.message}")
-            yield _status(history, totals, name, notes, "Training"), training_figure(history), None
-        archive = _zip_models(run_dir)
-        done = notes + [f"both arms saved; Compare and Inspect select them when their task is {task}"]
-        yield _status(history, totals, name, done, "Done"), training_figure(history), str(archive)
+                step, cfg = checkpoint_settings(arm_dir)
+            except CheckpointError as err:
+                raise gr.Error(f"Cannot resume the {arm} arm: {err}") from err
+            for key, value in (("batch", cfg.loop.batch_size), ("crop", cfg.crop)):
+                if value > caps[key]:
+                    raise gr.Error(f"The {arm} arm was started with {key} {value}, more than this {_machine(caps)} "
+                                   f"allows ({caps[key]}): resume it where it was started.")
+            if cfg.loop.steps > caps["steps"]:
+                steps = max(step, caps["steps"])
+                notes.append(f"{arm}: {cfg.loop.steps} planned steps capped at {steps} on this {_machine(caps)}")
+                cfg.loop.steps = steps
+            missing = [folder for folder in cfg.clean if not Path(folder).is_dir()]
+            if missing:
+                raise gr.Error(f"The photos the {arm} arm trained on are gone ({', '.join(missing)}): it cannot go on "
+                               "with the same data.")
+            notes.append(f"{arm}: resumed at step {step}")
+            history[arm] = _logged_history(arm_dir / "log.csv", step)
+            totals[arm], task = _start_arm(gens, arm, cfg), cfg.task
+        if not gens:
+            raise gr.Error(f"Run {name!r} has nothing to resume: both arms finished.")
+        yield from _stream(gens, totals, history, name, run_dir, notes, task)
+
+
+def _logged_history(log_path: Path, step: int) -> list[tuple[int, dict[str, float]]]:
+    """The curve points an arm logged up to ``step`` (its log.csv), so a resumed run's curves go on from them."""
+    if not log_path.is_file():
+        return []
+    with open(log_path, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= step]
+    return [(int(r["step"]), {k: float(v) for k, v in r.items() if k not in ("step", "wall_s") and v not in ("", None)})
+            for r in rows]
+
+
+def _machine(caps: dict[str, int]) -> str:
+    return "GPU" if caps is GPU_CAPS else "CPU"
+
+
+@contextlib.contextmanager
+def _one_run() -> Iterator[dict[str, Iterator]]:
+    """The Train slot: refuse a second run, hand out the module-level dict of training loops, and close every loop
+    at the end (a no-op for a finished loop; a checkpoint for an interrupted one) and free the slot."""
+    if not _TRAIN_LOCK.acquire(blocking=False):
+        raise gr.Error("A training run is already going (one at a time on this machine): wait for it to finish "
+                       "or press Stop.")
+    gens = _LOOPS  # module-level: a shutdown can close them even when no request iterates this run any more
+    gens.clear()
+    _STOP.clear()
+    try:
+        yield gens
     finally:
         for gen in gens.values():
-            gen.close()  # a no-op for finished loops; saves a checkpoint for interrupted ones
+            gen.close()
         gens.clear()
         _TRAIN_LOCK.release()
+
+
+def _start_arm(gens: dict[str, Iterator], arm: str, cfg) -> int:
+    """Start one arm's training loop into ``gens``; returns the steps it will train to."""
+    from diffloss.train import train_restorer
+
+    try:
+        gens[arm] = train_restorer(cfg)
+    except (ValueError, RuntimeError, OSError) as err:
+        raise gr.Error(f"Cannot start the {arm} arm: {err}") from err
+    return cfg.loop.steps
+
+
+def _stream(gens: dict[str, Iterator], totals: dict[str, int], history: dict[str, list], name: str, run_dir: Path,
+            notes: list[str], task: str) -> Iterator[tuple[str, np.ndarray, str | None]]:
+    """Step the arms in turn and yield (status, curves, zip) until both finish or Stop is pressed."""
+    from diffloss.train import TrainingDiverged
+
+    active = dict(gens)
+    yield _status(history, totals, name, notes, "Starting"), training_figure(history), None
+    while active:
+        if _STOP.is_set():
+            for gen in active.values():
+                gen.close()
+            active.clear()
+            stopped = "stopped: checkpoints saved, no final model yet; resume it below (Resume a stopped run)"
+            yield _status(history, totals, name, notes + [stopped], "Stopped"), training_figure(history), None
+            return
+        for arm in list(active):
+            try:
+                event = next(active[arm])
+            except StopIteration:
+                del active[arm]
+                continue
+            except TrainingDiverged as err:
+                raise gr.Error(f"The {arm} arm diverged: {err}") from err
+            points = history.setdefault(arm, [])
+            if event.kind in ("step", "done") and event.values and (not points or points[-1][0] != event.step):
+                points.append((event.step, dict(event.values)))  # "done" repeats the last step's values: once
+            if event.kind == "stopped":
+                notes.append(f"{arm}: {event.message}")
+        yield _status(history, totals, name, notes, "Training"), training_figure(history), None
+    archive = _zip_models(run_dir)
+    done = notes + [f"both arms saved; Compare and Inspect select them when their task is {task}"]
+    yield _status(history, totals, name, done, "Done"), training_figure(history), str(archive)

@@ -155,3 +155,27 @@ def test_a_real_pair_example_in_inspect_sets_its_task_and_restorer_then_runs(tmp
         panel.locator("tbody tr").filter(has_text="haze").first.click()
         page.get_by_text("A real pair: the photo is taken as it is", exact=False).first.wait_for(timeout=90_000)
         assert panel.get_by_label("Restorer (for 'restored')").input_value().startswith("shipped haze")
+
+
+def test_a_run_stopped_after_start_up_is_resumed_from_the_train_tab(studio_url):
+    """A run stops while the app serves (Stop, a closed tab): the next page lists it, and Resume finishes it."""
+    from studio import train_tab
+
+    url, world = studio_url
+    run = train_tab.train_pair("noise", 6, 1, 32, 1e-3, 0.05, 0.1, 0, 999, 0, "", str(world.clean), width=8,
+                               name="paused", registry=world.registry)
+    next(run)
+    next(run)
+    run.close()  # the browser went away after one step of each arm
+    shot = REPO / "artifacts" / "browser" / "train-resume.png"
+    with _page(url) as page:
+        page.get_by_role("tab", name="Train").click()
+        runs = page.get_by_label("Stopped runs", exact=False)
+        runs.click()
+        page.get_by_role("option", name="paused (l2 1/6, diffloss 1/6)").click()
+        page.get_by_role("button", name="Resume", exact=True).click()
+        page.get_by_text("Done", exact=True).first.wait_for(timeout=120_000)
+        assert page.get_by_text("l2: resumed at step 1", exact=False).first.is_visible()
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+    assert (world.registry.runs / "paused" / "diffloss" / "model").is_dir()

@@ -71,6 +71,13 @@ def test_stop_over_http_ends_a_running_train_job(client):
     status = job.result(timeout=60)[0]
     assert status.startswith("**Stopped**")
     assert not train_tab._TRAIN_LOCK.locked()
+    [(label, name)] = train_tab.stopped_runs(world.registry)
+    resumed = c.submit(name, api_name="/resume")  # and it goes on where it stopped
+    while len(resumed.outputs()) < 2 and time.time() < deadline + 60:
+        time.sleep(0.2)
+    assert c.predict(api_name="/stop").startswith("Stopping")
+    status = resumed.result(timeout=60)[0]
+    assert status.startswith("**Stopped**") and "l2: resumed at step" in status and "diffloss: resumed at step" in status
 
 
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gradio as gr
+import numpy as np
 import pytest
 
 from studio import restorers, train_tab
@@ -58,6 +59,90 @@ def test_stop_ends_the_run_keeps_a_checkpoint_and_frees_the_slot(world):
     again = _run(world, "after-stop", steps=1)
     assert next(again)[0].startswith("**Starting**")
     again.close()
+
+
+def _stop_after_first_steps(run) -> str:
+    next(run)
+    next(run)  # one step of each arm
+    train_tab.request_stop()
+    status = next(run)[0]
+    run.close()
+    return status
+
+
+def test_a_stopped_run_is_listed_and_resumes_to_the_weights_of_an_unbroken_run(world):
+    from diffloss.checkpoint import load_tensors
+
+    list(_run(world, "unbroken", steps=6))
+    status = _stop_after_first_steps(_run(world, "broken", steps=6))
+    assert "resume it below" in status
+    assert train_tab.stopped_runs(world.registry) == [("broken (l2 1/6, diffloss 1/6)", "broken")]
+    outputs = list(train_tab.resume_pair("broken", registry=world.registry))
+    status, curves, archive = outputs[-1]
+    assert outputs[0][0].startswith("**Starting**") and "l2: resumed at step 1" in outputs[0][0]
+    assert status.startswith("**Done**") and "step 6/6" in status and archive.endswith("broken.zip")
+    assert curves.ndim == 3
+    for arm in ("l2", "diffloss"):
+        a = load_tensors(world.registry.runs / "unbroken" / arm / "model" / "model.safetensors")
+        b = load_tensors(world.registry.runs / "broken" / arm / "model" / "model.safetensors")
+        assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), arm
+    assert train_tab.stopped_runs(world.registry) == []
+    with pytest.raises(gr.Error, match="nothing to resume: both arms finished"):
+        next(train_tab.resume_pair("broken", registry=world.registry))
+
+
+def test_the_resumed_curves_go_on_from_the_logged_steps(world, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(train_tab, "training_figure", lambda history: drawn.append(
+        {arm: [s for s, _ in points] for arm, points in history.items()}) or np.zeros((2, 2, 3), np.uint8))
+    _stop_after_first_steps(_run(world, "curves", steps=4))
+    del drawn[:]
+    list(train_tab.resume_pair("curves", registry=world.registry))
+    assert drawn[0] == {"l2": [1], "diffloss": [1]}  # from log.csv, before the first resumed step
+    assert drawn[-1] == {"l2": [1, 2, 3, 4], "diffloss": [1, 2, 3, 4]}
+
+
+def test_a_half_finished_run_resumes_only_its_stopped_arm(world):
+    import shutil
+
+    list(_run(world, "half", steps=2))
+    shutil.rmtree(world.registry.runs / "half" / "diffloss" / "model")  # as if Stop came between the two arms' ends
+    assert train_tab.stopped_runs(world.registry) == [("half (l2 finished, diffloss 2/2)", "half")]
+    status = list(train_tab.resume_pair("half", registry=world.registry))[-1][0]
+    assert "l2: had finished; kept as it was" in status and "diffloss: resumed at step 2" in status
+    assert (world.registry.runs / "half" / "diffloss" / "model").is_dir()
+
+
+def test_resume_refuses_what_it_cannot_continue_and_frees_the_slot(world, monkeypatch):
+    import shutil
+
+    with pytest.raises(gr.Error, match="Choose a stopped run"):
+        next(train_tab.resume_pair("", registry=world.registry))
+    with pytest.raises(gr.Error, match="No Train run named 'ghost'"):
+        next(train_tab.resume_pair("ghost", registry=world.registry))
+    _stop_after_first_steps(_run(world, "big", steps=6, batch=2))
+    with pytest.raises(gr.Error, match="No Train run named '../runs/big'"):  # names only, nothing outside runs/
+        next(train_tab.resume_pair("../runs/big", registry=world.registry))
+    monkeypatch.setattr(train_tab, "CPU_CAPS", {"steps": 300, "batch": 1, "crop": 128})
+    monkeypatch.setattr(train_tab, "GPU_CAPS", {"steps": 300, "batch": 1, "crop": 128})
+    with pytest.raises(gr.Error, match="started with batch 2, more than this (CPU|GPU) allows \\(1\\)"):
+        next(train_tab.resume_pair("big", registry=world.registry))
+    monkeypatch.undo()
+    moved = world.root / "elsewhere"
+    shutil.move(str(world.clean), moved)
+    with pytest.raises(gr.Error, match="The photos the l2 arm trained on are gone"):
+        next(train_tab.resume_pair("big", registry=world.registry))
+    shutil.move(str(moved), world.clean)
+    (world.registry.runs / "big" / "l2" / "checkpoint" / "last.safetensors").write_bytes(b"torn")
+    assert train_tab.stopped_runs(world.registry) == [("big (diffloss 1/6)", "big")]
+    with pytest.raises(gr.Error, match="Cannot resume the l2 arm: .* is not a readable training checkpoint"):
+        next(train_tab.resume_pair("big", registry=world.registry))
+    assert not train_tab._TRAIN_LOCK.locked()
+    running = _run(world, "running", steps=200)
+    next(running)
+    with pytest.raises(gr.Error, match="already going"):
+        next(train_tab.resume_pair("big", registry=world.registry))
+    running.close()
 
 
 def test_a_shutdown_saves_a_run_that_no_request_iterates_any_more(world):

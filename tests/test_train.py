@@ -122,6 +122,65 @@ def test_stop_and_resume_gives_the_same_weights_as_one_run(clean_dir, prior_dir,
         assert [int(r["step"]) for r in csv.DictReader(handle)] == [1, 2, 3, 4]
 
 
+def test_a_run_resumes_from_its_checkpoint_alone_to_the_same_weights(clean_dir, prior_dir, tmp_path):
+    """No command to rerun (a Train-tab run): the settings come back from the checkpoint, also from a moved folder."""
+    list(train.train_restorer(restorer_cfg(tmp_path / "straight", clean_dir, prior_dir, steps=4)))
+    gen = train.train_restorer(restorer_cfg(tmp_path / "first", clean_dir, prior_dir, steps=4))
+    for event in gen:
+        if event.kind == "step" and event.step == 1:
+            gen.close()
+            break
+    (tmp_path / "first").rename(tmp_path / "moved")
+    step, cfg = train.checkpoint_settings(tmp_path / "moved")
+    assert step == 1 and cfg.loop.out == str(tmp_path / "moved") and cfg.loop.resume
+    assert cfg == replace(restorer_cfg(tmp_path / "moved", clean_dir, prior_dir, steps=4), loop=cfg.loop)
+    assert cfg.loss == DiffLossConfig(gamma=0.5, lam=0.5) and cfg.loop.steps == 4 and cfg.loop.batch_size == 2
+    assert [e.kind for e in train.train_restorer(cfg)][-1] == "done"
+    a, b = _final_state(tmp_path / "straight"), _final_state(tmp_path / "moved")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_resume_command_continues_a_run_and_may_extend_it(clean_dir, prior_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train, "stop_on_signals", lambda: None)
+    gen = train.train_restorer(restorer_cfg(tmp_path / "run", clean_dir, prior_dir, steps=4))
+    for event in gen:
+        if event.kind == "step" and event.step == 2:
+            gen.close()
+            break
+    assert train.main(["resume", str(tmp_path / "run"), "--steps", "5"]) == 0
+    card = json.loads((tmp_path / "run" / "model" / "card.json").read_text())
+    assert card["steps"] == 5 and card["config"]["loop"]["steps"] == 5 and card["config"]["diffloss"] is True
+    with open(tmp_path / "run" / "log.csv") as handle:
+        assert [int(r["step"]) for r in csv.DictReader(handle)] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("none", "no checkpoint to resume in"),
+    ("torn", "is not a readable training checkpoint"),
+    ("no settings", "holds no training settings"),
+    ("newer", "settings this version does not know \\(warp_factor\\)"),
+])
+def test_resuming_a_missing_or_foreign_checkpoint_says_why(damage, message, tmp_path, monkeypatch, capsys):
+    ckpt = tmp_path / "checkpoint" / train.CHECKPOINT_NAME
+    ckpt.parent.mkdir()
+    info = {"config": {"task": "noise", "loop": {"steps": 3}, "loss": {}}}
+    if damage == "torn":
+        ckpt.write_bytes(b"\x10\x00 not a safetensors file")
+    elif damage == "no settings":
+        info = {}
+    elif damage == "newer":
+        info["config"]["warp_factor"] = 9
+    if damage in ("no settings", "newer"):
+        checkpoint.atomic_save_tensors(ckpt, {"model.w": torch.zeros(1)}, metadata={"step": "1", "info": json.dumps(info)})
+    if damage == "none":
+        ckpt.parent.rmdir()
+    with pytest.raises(checkpoint.CheckpointError, match=message):
+        train.checkpoint_settings(tmp_path)
+    monkeypatch.setattr(train, "stop_on_signals", lambda: None)
+    assert train.main(["resume", str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
 def test_time_limit_stops_with_a_checkpoint(clean_dir, prior_dir, tmp_path):
     events = list(train.train_restorer(restorer_cfg(tmp_path, clean_dir, prior_dir, steps=50, time_limit_min=0.0)))
     assert events[-1].kind == "stopped" and "resume" in events[-1].message
