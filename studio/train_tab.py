@@ -24,7 +24,7 @@ from studio.models import ARMS, Registry, get_registry
 from studio.plots import training_figure
 from studio.restorers import load_prior, load_restorer, start_entry
 from studio.toasts import warn
-from studio.upload import MAX_SIDE, MIN_SIDE
+from studio.upload import MAX_SIDE, load_upload
 
 CPU_CAPS = {"steps": 300, "batch": 8, "crop": 128}
 GPU_CAPS = {"steps": 5000, "batch": 32, "crop": 256}
@@ -183,16 +183,12 @@ def save_training_photos(files: list[str], dest: Path) -> tuple[int, list[str]]:
     downscaled = 0
     for i, file in enumerate(files):
         src = Path(file)
-        try:
-            image = load_image(src, max_side=MAX_SIDE)
-            downscaled += max(image_size(src)) > MAX_SIDE
-        except (ImageLoadError, OSError) as err:
-            notes.append(f"skipped {src.name}: {err}")
+        try:  # read as Compare reads an upload: upright, RGB, downscaled, refused below MIN_SIDE
+            image, _ = load_upload(src, max_side=MAX_SIDE)
+        except gr.Error as err:
+            notes.append(f"skipped {src.name}: {err.message}")
             continue
-        h, w = image.shape[-2:]
-        if min(h, w) < MIN_SIDE:
-            notes.append(f"skipped {src.name}: {w}x{h} px is too small to crop from")
-            continue
+        downscaled += max(image_size(src)) > MAX_SIDE
         save_image(image, dest / f"{i:03d}_{src.stem}.png")
         kept += 1
     if downscaled:

@@ -212,11 +212,16 @@ def test_uploaded_photos_are_trained_on_and_kept_with_the_run(world, tmp_path):
 
 def test_at_most_max_photos_uploads_are_kept_and_large_ones_downscaled(world, tmp_path, monkeypatch):
     from diffloss.images import load_image
+    from tests.studio_helpers import write_png
 
     monkeypatch.setattr(train_tab, "MAX_PHOTOS", 2)  # the rule at a size a test can afford
     kept, notes = train_tab.save_training_photos([str(p) for p in sorted(world.clean.iterdir())], tmp_path / "out")
     assert kept == 2 and len(list((tmp_path / "out").iterdir())) == 2
     assert notes == ["1 photo left out: at most 2 per run"]
+    tiny = write_png(tmp_path / "tiny.png", np.zeros((8, 12, 3), np.uint8))
+    kept, notes = train_tab.save_training_photos([str(tiny)], tmp_path / "none")
+    assert kept == 0 and notes == ["skipped tiny.png: tiny.png is 12x8 px: too small to restore (needs at least 16 px "
+                                   "on each side)."]
     monkeypatch.setattr(train_tab, "MAX_SIDE", 32)  # the 64 px photos are then "large"
     kept, notes = train_tab.save_training_photos([str(world.clean / "0.png")], tmp_path / "small")
     assert kept == 1 and notes == ["1 photo downscaled to 32 px on the longer side"]
