@@ -17,6 +17,10 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from studio.gradio_startup import skip_stub_rewrite  # noqa: E402
+
+skip_stub_rewrite()  # before gradio is imported: ~1.7 s less start-up on 2 cores (see the module)
+
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 

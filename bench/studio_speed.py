@@ -51,6 +51,7 @@ marks = {}
 def mark(name):
     marks[name] = time.perf_counter() - t0
 import torch; mark("torch")
+from studio.gradio_startup import skip_stub_rewrite; skip_stub_rewrite()  # as app.py does before gradio
 import gradio; mark("gradio")
 import app; mark("app")
 from studio.models import get_registry
