@@ -30,9 +30,10 @@ def test_compare_inspect_and_a_short_train_run_over_http(client):
     assert "exactly zero" in values
     gamma, lam, report = c.predict("noise", 32, 0, 99, "", 0.05, 0.1, 0.2, 0.1, api_name="/calibrate")
     assert gamma > 0 and lam > 0 and "**calibrated** for L_nat 20% and L_sem 10%" in report
-    status, curves, archive = c.predict("noise", 2, 1, 32, 1e-3, gamma, lam, 0, 99, 0, "", str(world.clean), 16, l2,
-                                        api_name="/train")
+    status, curves, archive = c.predict("noise", 5, 1, 32, 1e-3, gamma, lam, 0, 99, 0, "", str(world.clean), 16, l2,
+                                        api_name="/train")  # the 5-step run
     assert status.startswith("**Done**") and str(archive).endswith(".zip")
+    assert "l2: `[####################]` step 5/5" in status and "diffloss: `[####################]` step 5/5" in status
     assert f"both arms start from `{l2}`" in status
     assert [e.arm for e in world.registry.restorers("noise") if e.source == "run"] == ["l2", "diffloss"]
 
