@@ -9,6 +9,7 @@ import csv
 import shutil
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -292,20 +293,23 @@ def stopped_runs(registry: Registry | None = None) -> list[tuple[str, str]]:
     found = []
     for run in sorted((p for p in reg.runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True):
         progress = {arm: _arm_progress(run / arm) for arm in ARMS if (run / arm).is_dir()}
-        if any(state not in ("finished", None) for state in progress.values()):
+        if any(state not in ("finished", NOT_STARTED, None) for state in progress.values()):  # one arm has steps
             shown = ", ".join(f"{arm} {state}" for arm, state in progress.items() if state)
             found.append((f"{run.name} ({shown})", run.name))
     return found
 
 
+NOT_STARTED = "not started"  # an arm whose loop was closed before its first step: nothing saved, nothing lost
+
+
 def _arm_progress(arm_dir: Path) -> str | None:
-    """'finished', 'STEP/STEPS' for a stopped arm, or None (no checkpoint, or one that cannot be read)."""
+    """'finished', 'STEP/STEPS' for a stopped arm, NOT_STARTED (no checkpoint), None (one that cannot be read)."""
     from diffloss.train import CHECKPOINT_NAME, checkpoint_settings
 
     if (arm_dir / "model").is_dir():
         return "finished"
     if not (arm_dir / "checkpoint" / CHECKPOINT_NAME).is_file():
-        return None
+        return NOT_STARTED
     try:
         step, cfg = checkpoint_settings(arm_dir)
     except CheckpointError:
@@ -320,8 +324,6 @@ def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[
     start again. The resumed arms draw the same batches and noise as an uninterrupted run (they derive from the
     seed and step alone), so the final weights are the same; the curves go on from the run's log.
     """
-    from diffloss.train import checkpoint_settings
-
     reg = registry or get_registry()
     if not name:
         raise gr.Error("Choose a stopped run to resume (the list shows runs that stopped before their last step).")
@@ -329,16 +331,10 @@ def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[
     if Path(name).name != name or not any((run_dir / arm).is_dir() for arm in ARMS):  # a name, never a path
         raise gr.Error(f"No Train run named {name!r} in {reg.runs}.")
     with _one_run() as gens:
-        caps, notes, history, totals, task = train_caps(), [], {}, {}, None
-        for arm in ARMS:
+        caps, history, totals, task = train_caps(), {}, {}, None
+        plans, notes = _resume_plans(run_dir)
+        for arm, (step, cfg) in plans.items():
             arm_dir = run_dir / arm
-            if (arm_dir / "model").is_dir():
-                notes.append(f"{arm}: had finished; kept as it was")
-                continue
-            try:
-                step, cfg = checkpoint_settings(arm_dir)
-            except CheckpointError as err:
-                raise gr.Error(f"Cannot resume the {arm} arm: {err}") from err
             for key, value in (("batch", cfg.loop.batch_size), ("crop", cfg.crop)):
                 if value > caps[key]:
                     raise gr.Error(f"The {arm} arm was started with {key} {value}, more than this {_machine(caps)} "
@@ -346,17 +342,48 @@ def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[
             if cfg.loop.steps > caps["steps"]:
                 steps = max(step, caps["steps"])
                 notes.append(f"{arm}: {cfg.loop.steps} planned steps capped at {steps} on this {_machine(caps)}")
-                cfg.loop.steps = steps
+                cfg = replace(cfg, loop=replace(cfg.loop, steps=steps))
             missing = [folder for folder in cfg.clean if not Path(folder).is_dir()]
             if missing:
                 raise gr.Error(f"The photos the {arm} arm trained on are gone ({', '.join(missing)}): it cannot go on "
                                "with the same data.")
-            notes.append(f"{arm}: resumed at step {step}")
+            notes.append(f"{arm}: resumed at step {step}" if step else f"{arm}: started (it had stopped before step 1)")
             history[arm] = _logged_history(arm_dir / "log.csv", step)
             totals[arm], task = _start_arm(gens, arm, cfg), cfg.task
         if not gens:
             raise gr.Error(f"Run {name!r} has nothing to resume: both arms finished.")
         yield from _stream(gens, totals, history, name, run_dir, notes, task)
+
+
+def _resume_plans(run_dir: Path) -> tuple[dict[str, tuple[int, object]], list[str]]:
+    """(step, settings) of each arm to go on, and notes on the arms kept as they were.
+
+    An arm with no checkpoint stopped before its first step (a shutdown between the two arms' first steps): it
+    starts at step 0 with its sibling's settings and its own arm, which is how ``train_pair`` made it.
+    """
+    from diffloss.train import CHECKPOINT_NAME, checkpoint_settings
+
+    plans, notes, saved, unsaved = {}, [], {}, []
+    for arm in ARMS:
+        arm_dir = run_dir / arm
+        if (arm_dir / "checkpoint" / CHECKPOINT_NAME).is_file():
+            try:
+                saved[arm] = checkpoint_settings(arm_dir)
+            except CheckpointError as err:
+                raise gr.Error(f"Cannot resume the {arm} arm: {err}") from err
+        if (arm_dir / "model").is_dir():
+            notes.append(f"{arm}: had finished; kept as it was")
+        elif arm in saved:
+            plans[arm] = saved[arm]
+        else:
+            unsaved.append(arm)
+    for arm in unsaved:
+        if not saved:
+            raise gr.Error(f"Run {run_dir.name!r} has no checkpoint: it stopped before its first step; start it again.")
+        sibling = next(iter(saved.values()))[1]
+        loop = replace(sibling.loop, out=str(run_dir / arm), command=f"DiffLoss Studio Train tab ({arm} arm)")
+        plans[arm] = (0, replace(sibling, diffloss=arm == "diffloss", loop=loop))
+    return {arm: plans[arm] for arm in ARMS if arm in plans}, notes
 
 
 def _logged_history(log_path: Path, step: int) -> list[tuple[int, dict[str, float]]]:

@@ -113,6 +113,32 @@ def test_a_half_finished_run_resumes_only_its_stopped_arm(world):
     assert (world.registry.runs / "half" / "diffloss" / "model").is_dir()
 
 
+def test_an_arm_closed_before_its_first_step_starts_with_its_siblings_settings(world):
+    """A shutdown between the two arms' first steps leaves one arm with a checkpoint and the other with none."""
+    import shutil
+
+    from diffloss.checkpoint import load_tensors
+
+    list(_run(world, "whole", steps=3))
+    _stop_after_first_steps(_run(world, "lopsided", steps=3))
+    shutil.rmtree(world.registry.runs / "lopsided" / "diffloss")
+    (world.registry.runs / "lopsided" / "diffloss").mkdir()
+    assert train_tab.stopped_runs(world.registry) == [("lopsided (l2 1/3, diffloss not started)", "lopsided")]
+    status = list(train_tab.resume_pair("lopsided", registry=world.registry))[-1][0]
+    assert "l2: resumed at step 1" in status and "diffloss: started (it had stopped before step 1)" in status
+    assert status.startswith("**Done**")
+    a = load_tensors(world.registry.runs / "whole" / "diffloss" / "model" / "model.safetensors")
+    b = load_tensors(world.registry.runs / "lopsided" / "diffloss" / "model" / "model.safetensors")
+    assert all(a[k].equal(b[k]) for k in a)  # the same arm as train_pair made it: DiffLoss on, same data and seed
+    shutil.rmtree(world.registry.runs / "lopsided" / "l2")
+    (world.registry.runs / "lopsided" / "l2").mkdir()
+    shutil.rmtree(world.registry.runs / "lopsided" / "diffloss")
+    (world.registry.runs / "lopsided" / "diffloss").mkdir()
+    assert train_tab.stopped_runs(world.registry) == []
+    with pytest.raises(gr.Error, match="has no checkpoint: it stopped before its first step"):
+        next(train_tab.resume_pair("lopsided", registry=world.registry))
+
+
 def test_resume_refuses_what_it_cannot_continue_and_frees_the_slot(world, monkeypatch):
     import shutil
 
