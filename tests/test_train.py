@@ -287,6 +287,23 @@ def test_export_of_a_prior_run(clean_dir, tmp_path):
     assert json.loads((dest / "card.json").read_text())["partial"] is True
 
 
+def test_a_prior_run_resumes_from_its_checkpoint_alone(clean_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "stop_on_signals", lambda: None)
+    cfg = train.PriorTrainConfig(clean=[str(clean_dir)], preset="tiny", crop=16,
+                                 loop=train.LoopConfig(out=str(tmp_path), steps=4, batch_size=2, warmup=1, log_every=1, threads=1))
+    gen = train.train_prior(cfg)
+    for event in gen:
+        if event.step == 2:
+            gen.close()
+            break
+    step, settings = train.checkpoint_settings(tmp_path)
+    assert step == 2 and isinstance(settings, train.PriorTrainConfig)
+    assert settings == replace(cfg, loop=replace(cfg.loop, resume=True))
+    assert train.main(["resume", str(tmp_path)]) == 0
+    assert DiffusionPrior.from_pretrained(tmp_path / "model").num_timesteps == 100
+    assert json.loads((tmp_path / "model" / "card.json").read_text())["steps"] == 4
+
+
 def test_sigterm_stops_the_cli_with_a_checkpoint(clean_dir, prior_dir, tmp_path):
     import signal
     import time
