@@ -102,6 +102,16 @@ def test_the_resumed_curves_go_on_from_the_logged_steps(world, monkeypatch):
     assert drawn[-1] == {"l2": [1, 2, 3, 4], "diffloss": [1, 2, 3, 4]}
 
 
+def test_the_readme_terminal_command_resumes_one_arm_of_a_train_tab_run(world, monkeypatch):
+    from diffloss import train
+
+    _stop_after_first_steps(_run(world, "terminal", steps=3))
+    monkeypatch.setattr(train, "stop_on_signals", lambda: None)  # keep pytest's own handlers
+    assert train.main(["resume", str(world.registry.runs / "terminal" / "l2")]) == 0
+    assert train_tab.stopped_runs(world.registry) == [("terminal (l2 finished, diffloss 1/3)", "terminal")]
+    assert [e.label for e in world.registry.restorers("noise")] == ["run terminal l2"]
+
+
 def test_a_half_finished_run_resumes_only_its_stopped_arm(world):
     import shutil
 
