@@ -31,6 +31,7 @@ def training_figure(
     from matplotlib.figure import Figure  # on first use, not at the app's start-up
 
     fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    fig.get_layout_engine().set(rect=(0, 0, 1, 0.86))  # a free strip on top: gradio's image buttons sit there
     axes = fig.subplots(1, len(TRAIN_TERMS) + 1)
     for ax, (term, title) in zip(axes, TRAIN_TERMS):
         for arm, points in history.items():
