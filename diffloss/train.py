@@ -759,7 +759,8 @@ def config_from_args(args: argparse.Namespace) -> PriorTrainConfig | RestorerTra
         changes = {"steps": args.steps, "time_limit_min": args.time_limit, "device": args.device,
                    "threads": args.threads}  # the loop settings a resume may change
         loop = replace(cfg.loop, **{k: v for k, v in changes.items() if v is not None})
-        return replace(cfg, loop=loop)
+        resumed = f"resumed with: python -m diffloss.train resume {args.run}"  # the card tells the whole story
+        return replace(cfg, loop=replace(loop, command="; ".join(filter(None, [loop.command, resumed]))))
     loop = _loop_config(args)
     if args.what == "prior":
         return PriorTrainConfig(clean=args.clean, preset=args.preset, crop=args.crop, max_side=args.max_side, loop=loop)
