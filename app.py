@@ -324,6 +324,8 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             t_gamma = gr.Number(value=0.05, label="gamma")
                             t_lam = gr.Number(value=0.1, label="lambda")
+                        t_bug = gr.Checkbox(value=False, label="Reproduce the released code's no_grad mistake: the "
+                                            "DiffLoss arm's prior terms are logged but send no gradient")
                         with gr.Accordion("Calibrate gamma and lambda: measure what a weight does", open=False):
                             with gr.Row():
                                 t_nat_share = gr.Number(value=0.2, label="L_nat share of the gradient")
@@ -362,7 +364,7 @@ def build_demo() -> gr.Blocks:
                 for run_event in (
                     t_go.click(on_gpu("train")(train_tab.train_pair),
                                [t_task, t_steps, t_batch, t_crop, t_lr, t_gamma, t_lam, t_tmin, t_tmax, t_seed,
-                                t_prior, t_folder, t_prior_crop, t_start, t_photos],
+                                t_prior, t_folder, t_prior_crop, t_start, t_photos, t_bug],
                                train_outputs, api_name="train", concurrency_limit=1, concurrency_id="train"),
                     t_resume.click(on_gpu("train")(train_tab.resume_pair), t_run, train_outputs, api_name="resume",
                                    concurrency_limit=1, concurrency_id="train"),

@@ -162,7 +162,7 @@ def _status(history: dict, totals: dict, name: str, notes: list[str], state: str
         bar = "#" * int(20 * step / max(1, totals[arm])) + "." * (20 - int(20 * step / max(1, totals[arm])))
         loss = f"total {values['total']:.4g}" if "total" in values else ""
         prior = values.get("share_nat", 0.0) + values.get("share_sem", 0.0)
-        if prior > 0:  # measured on log steps; the L2 arm's is zero
+        if arm == "diffloss" and "share_nat" in values:  # measured on log steps (0 with the no_grad mistake)
             loss += f", prior's share of the gradient {prior:.0%}"
         parts.append(f"- {arm}: `[{bar}]` step {step}/{totals[arm]} {loss}")
     return "\n".join(parts + [f"- {n}" for n in notes])
@@ -225,15 +225,17 @@ def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str]) -> Path
 def train_pair(
     task: str, steps: float, batch: float, crop: float, lr: float, gamma: float, lam: float, t_min: float,
     t_max: float, seed: float, prior_source: str | None, clean_folder: str | None = None, prior_crop: float = 0,
-    start: str | None = None, photos: list[str] | None = None, width: int | None = None, name: str | None = None,
-    registry: Registry | None = None,
+    start: str | None = None, photos: list[str] | None = None, released_bug: bool = False, width: int | None = None,
+    name: str | None = None, registry: Registry | None = None,
 ) -> Iterator[tuple[str, np.ndarray, str | None]]:
     """Train the L2 and DiffLoss arms side by side (same start weights, seed, batches); yield (status, curves, zip).
 
     ``prior_crop`` > 0 computes the prior terms on one random square of that side per batch (several times cheaper
     steps on a CPU; 0 = the whole crop). ``start``: a restorer label of the task to fine-tune from (both arms), or
     ``FRESH_START``/empty for a fresh restorer of ``width``. ``photos``: uploaded clean photos, used instead of
-    ``clean_folder`` (a hosted Space has no folder of its visitors' photos).
+    ``clean_folder`` (a hosted Space has no folder of its visitors' photos). ``released_bug`` computes the DiffLoss
+    arm's prior terms under no_grad, as the released code did: they are logged, but the arm ends bit for bit equal
+    to the L2 arm (the Done line says so), the failure mode shown on purpose.
 
     Closing the generator (the Stop button, or the browser going away) closes both training loops, which save
     a checkpoint; ``request_stop`` ends the run the same way from another thread. One run at a time.
@@ -262,7 +264,9 @@ def train_pair(
         prior = load_prior(prior_source, reg)  # fails early, with the reason, before any work
         sub = int(prior_crop or 0)
         loss = DiffLossConfig(gamma=float(gamma), lam=float(lam), **_train_t_range(t_min, t_max, prior),
-                              prior_crop=sub if 0 < sub < values["crop"] else None)
+                              prior_crop=sub if 0 < sub < values["crop"] else None, detach_prior=bool(released_bug))
+        if released_bug:
+            notes.append("the released code's no_grad mistake is on: the DiffLoss arm's prior terms send no gradient")
         try:
             loss.validate(prior.num_timesteps)
         except ValueError as err:
@@ -396,6 +400,27 @@ def _logged_history(log_path: Path, step: int) -> list[tuple[int, dict[str, floa
             for r in rows]
 
 
+def _arms_difference(run_dir: Path) -> str:
+    """How far the DiffLoss arm's weights ended from the L2 arm's: what the prior's gradient did, in one number.
+
+    Why: with the released code's no_grad mistake the answer is 'not at all', bit for bit, however large gamma is;
+    a curve of L_nat going down cannot show that, the weights can.
+    """
+    from diffloss.checkpoint import MODEL_FILE, load_tensors
+
+    try:
+        l2, dl = (load_tensors(run_dir / arm / "model" / MODEL_FILE) for arm in ARMS)
+    except (CheckpointError, OSError) as err:
+        return f"the arms' weights could not be compared ({err})"
+    if l2.keys() != dl.keys() or any(l2[k].shape != dl[k].shape for k in l2):
+        return "the arms have different architectures: their weights are not comparable"
+    largest = max((float((l2[k].float() - dl[k].float()).abs().max()) for k in l2 if l2[k].numel()), default=0.0)
+    if largest == 0.0:
+        return ("the DiffLoss arm's weights are identical to the L2 arm's, bit for bit: the prior sent no gradient "
+                "(the released code's no_grad mistake does exactly this)")
+    return f"the DiffLoss arm's weights differ from the L2 arm's by up to {largest:.3g} (largest change of any weight)"
+
+
 def _machine(caps: dict[str, int]) -> str:
     return "GPU" if caps is GPU_CAPS else "CPU"
 
@@ -460,5 +485,6 @@ def _stream(gens: dict[str, Iterator], totals: dict[str, int], history: dict[str
                 notes.append(f"{arm}: {event.message}")
         yield _status(history, totals, name, notes, "Training"), training_figure(history), None
     archive = _zip_models(run_dir)
-    done = notes + [f"both arms saved; Compare and Inspect select them when their task is {task}"]
+    done = notes + [_arms_difference(run_dir),
+                    f"both arms saved; Compare and Inspect select them when their task is {task}"]
     yield _status(history, totals, name, done, "Done"), training_figure(history), str(archive)

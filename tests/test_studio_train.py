@@ -42,6 +42,23 @@ def test_a_short_run_trains_both_arms_streams_curves_and_lands_in_compare(world,
     assert restorers.restorer_choices("noise", world.registry)[1:] == ("run short l2", "run short diffloss")
 
 
+def test_the_released_no_grad_mistake_leaves_the_diffloss_arm_equal_to_the_l2_arm(world):
+    """The failure mode on purpose: same start, seed and batches, prior terms logged under no_grad: the two arms end
+    bit for bit equal however large gamma is; without the mistake they differ, and the Done line says by how much."""
+    from diffloss.checkpoint import load_tensors
+
+    status = list(_run(world, "bug", steps=3, gamma=5.0, released_bug=True))[-1][0]
+    assert "the released code's no_grad mistake is on" in status
+    assert "identical to the L2 arm's, bit for bit" in status
+    assert "prior's share of the gradient 0%" in status
+    l2, dl = (load_tensors(world.registry.runs / "bug" / arm / "model" / "model.safetensors") for arm in ("l2", "diffloss"))
+    assert all(l2[k].equal(dl[k]) for k in l2)
+    status = list(_run(world, "fixed", steps=3, gamma=5.0))[-1][0]
+    assert "no_grad" not in status
+    [line] = [n for n in status.splitlines() if "differ from the L2 arm's by up to" in n]
+    assert float(line.split("by up to ")[1].split()[0]) > 1e-6
+
+
 def test_stop_ends_the_run_keeps_a_checkpoint_and_frees_the_slot(world):
     run = _run(world, "stopped", steps=200)
     first = next(run)
