@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 
 from diffloss import degrade  # noqa: E402
 from diffloss.images import ImageLoadError, load_image, to_uint8_numpy  # noqa: E402
+from diffloss.loss import DiffLossConfig  # noqa: E402
 from diffloss.signals import stop_on_signals  # noqa: E402
 from studio import compare_tab, inspect_tab, model_upload, restorers, train_tab, upload  # noqa: E402
 from studio.components import UploadImage  # noqa: E402
@@ -99,6 +100,16 @@ def _inspect(image, task, seed_image, restorer_label, pair, t, seed, prior_sourc
     """Inspect's button; named parameters so the HTTP API keeps ``ground_truth`` optional (see ``_compare``)."""
     return inspect_tab.inspect(image, task, seed_image, restorer_label, pair, t, seed, prior_source, released_bug,
                                gamma, lam, side, ground_truth).as_tuple()
+
+
+def _released_weights() -> tuple[float, float]:
+    """gamma and lambda as the released code weighted its terms (1e-3 on the noise term, 1e-6 on h): a button sets
+    them, so a learner sees what they do (next to nothing, next to the fidelity term) instead of reading it."""
+    released = DiffLossConfig.released()
+    return released.gamma, released.lam
+
+
+RELEASED_LABEL = "Released code's weights (1e-3 on L_nat, 1e-6 on L_sem)"
 
 
 def _again(handler, outputs: int):
@@ -251,6 +262,7 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             i_gamma = gr.Number(value=0.05, label="gamma (Enter: re-weight at once)")
                             i_lam = gr.Number(value=0.1, label="lambda (Enter: re-weight at once)")
+                        i_released = gr.Button(RELEASED_LABEL, size="sm")
                         i_side = gr.Slider(32, inspect_tab.INSPECT_MAX_SIDE, value=inspect_tab.INSPECT_SIDE, step=16,
                                            label="Centre crop (px): larger is slower on a CPU")
                         i_bug = gr.Checkbox(value=False, label="Reproduce the released code's no_grad mistake")
@@ -295,6 +307,8 @@ def build_demo() -> gr.Blocks:
                 gr.on([i_gamma.submit, i_lam.submit, i_bug.input, i_pair.input, i_t.release, i_seed.submit],
                       _again(inspect_fn, len(inspect_outputs)), inspect_inputs, inspect_outputs,
                       api_visibility="private", trigger_mode="always_last")
+                i_released.click(_released_weights, None, [i_gamma, i_lam]).then(
+                    _again(inspect_fn, len(inspect_outputs)), inspect_inputs, inspect_outputs, api_visibility="private")
                 i_curves_go.click(on_gpu("curves")(inspect_tab.inspect_curves),
                                   [i_image, i_task, i_seed_img, i_rest, i_prior, i_nseeds, i_curve_side, i_gt],
                                   [i_curves, i_curves_reading], api_name="curves")
@@ -324,6 +338,7 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             t_gamma = gr.Number(value=0.05, label="gamma")
                             t_lam = gr.Number(value=0.1, label="lambda")
+                        t_released = gr.Button(RELEASED_LABEL, size="sm")
                         t_bug = gr.Checkbox(value=False, label="Reproduce the released code's no_grad mistake: the "
                                             "DiffLoss arm's prior terms are logged but send no gradient")
                         with gr.Accordion("Calibrate gamma and lambda: measure what a weight does", open=False):
@@ -375,6 +390,7 @@ def build_demo() -> gr.Blocks:
                 demo.load(_stopped_runs, None, [t_resume_box, t_run])  # a reload lists runs stopped since start-up
                 t_task.change(_start_dropdown, t_task, t_start)
                 t_stop.click(train_tab.request_stop, None, t_status, api_name="stop")
+                t_released.click(_released_weights, None, [t_gamma, t_lam])
                 t_calibrate.click(on_gpu("calibrate")(train_tab.calibrate_weights),
                                   [t_task, t_crop, t_tmin, t_tmax, t_prior, t_gamma, t_lam, t_nat_share, t_sem_share,
                                    t_start],

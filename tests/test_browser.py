@@ -179,3 +179,16 @@ def test_a_run_stopped_after_start_up_is_resumed_from_the_train_tab(studio_url):
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
     assert (world.registry.runs / "paused" / "diffloss" / "model").is_dir()
+
+
+def test_the_released_weights_button_shows_what_they_do_in_inspect(studio_url):
+    """One click sets the released code's weights and re-weights the inspected pair: the values and shares update."""
+    url, world = studio_url
+    with _page(url, height=2400) as page:
+        page.get_by_role("tab", name="Inspect").click()
+        panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Inspect", exact=True))
+        panel.get_by_role("button", name="Inspect", exact=True).click()
+        page.get_by_text("gamma 0.05, lambda 0.1", exact=False).first.wait_for(timeout=90_000)
+        panel.get_by_role("button", name="Released code's weights", exact=False).click()
+        page.get_by_text("gamma 0.001, lambda 0.001", exact=False).first.wait_for(timeout=30_000)
+        assert panel.get_by_label("gamma (Enter: re-weight at once)").input_value() == "0.001"
