@@ -212,7 +212,8 @@ def build_demo() -> gr.Blocks:
                             c_out_dl = gr.Image(label="DiffLoss arm", format="png")
                         c_slider = gr.ImageSlider(label="L2 arm | DiffLoss arm", format="png")
                         c_zoom = _picture("Zoomed crop")
-                        c_err = _picture("Error against ground truth (shared scale)")
+                        with gr.Column(visible=False) as c_err_box:  # shown for a comparison with a ground truth
+                            c_err = _picture("Error against ground truth (shared scale)")
                         c_metrics = gr.Markdown()
                         c_notes = gr.Markdown()
                         with gr.Accordion("How these two restorers were trained (cards, measured metrics)", open=False):
@@ -237,6 +238,8 @@ def build_demo() -> gr.Blocks:
                 c_mode.change(lambda mode: gr.update(visible=mode == upload.MODES[2]), c_mode, c_gt,
                               api_visibility="private")
                 compare_outputs = [c_deg, c_out_l2, c_out_dl, c_slider, c_zoom, c_err, c_metrics, c_notes]
+                # An already degraded photo has no error map: its empty box and title go, the note says why.
+                c_err.change(lambda err: gr.update(visible=err is not None), c_err, c_err_box, api_visibility="private")
                 c_go.click(compare_fn, compare_inputs, compare_outputs, api_name="compare")
                 _run_on_example(c_examples, compare_fn, compare_inputs, compare_outputs,
                                 first=(_restorer_dropdowns, c_task, [c_l2, c_dl]))

@@ -112,6 +112,12 @@ def test_a_first_visit_needs_one_click_per_tab(studio_url):
         page.get_by_role("button", name="Compare", exact=True).click()  # no upload: the photo is preloaded
         page.get_by_text("Conventions", exact=False).first.wait_for(timeout=90_000)
         assert page.get_by_text("Output 64x64 px", exact=False).first.is_visible()  # the world's 64 px example
+        error_title = page.get_by_text("Error against ground truth", exact=False).first
+        error_title.wait_for(state="visible", timeout=30_000)  # degraded for the visitor: the truth is known
+        page.get_by_label("it is already degraded").check()
+        page.get_by_role("button", name="Compare", exact=True).click()
+        page.get_by_text("No ground truth (already degraded)", exact=False).first.wait_for(timeout=90_000)
+        error_title.wait_for(state="hidden", timeout=30_000)  # no empty box left where the error map was
 
         page.get_by_role("tab", name="Inspect").click()
         panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Inspect", exact=True))
