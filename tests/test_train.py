@@ -50,13 +50,27 @@ def restorer_cfg(out: Path, clean_dir: Path, prior_dir: Path, diffloss: bool = T
     )
 
 
+def _stop_at(events, step: int) -> None:
+    """Close a training loop once it has logged ``step``, as the app's Stop button does (the loop saves there)."""
+    for event in events:
+        if event.kind == "step" and event.step == step:
+            events.close()
+            return
+    raise AssertionError(f"the run ended before step {step}")
+
+
+def _tiny_prior_cfg(out: Path, clean_dir: Path) -> train.PriorTrainConfig:
+    return train.PriorTrainConfig(clean=[str(clean_dir)], preset="tiny", crop=16, loop=train.LoopConfig(
+        out=str(out), steps=4, batch_size=2, warmup=1, log_every=1, threads=1))
+
+
 def _final_state(out: Path) -> dict[str, torch.Tensor]:
     return checkpoint.load_tensors(out / "checkpoint" / train.CHECKPOINT_NAME)
 
 
 def test_prior_training_writes_a_loadable_prior_with_a_card(clean_dir, tmp_path):
-    cfg = train.PriorTrainConfig(clean=[str(clean_dir)], preset="tiny", crop=16,
-                                 loop=train.LoopConfig(out=str(tmp_path), steps=3, batch_size=2, warmup=1, log_every=1, threads=1))
+    cfg = _tiny_prior_cfg(tmp_path, clean_dir)
+    cfg.loop.steps = 3
     events = list(train.train_prior(cfg))
     assert [e.kind for e in events][-1] == "done"
     prior = DiffusionPrior.from_pretrained(tmp_path / "model")
@@ -105,11 +119,7 @@ def test_both_arms_see_the_same_batches_and_noise(clean_dir, prior_dir, tmp_path
 
 def test_stop_and_resume_gives_the_same_weights_as_one_run(clean_dir, prior_dir, tmp_path):
     list(train.train_restorer(restorer_cfg(tmp_path / "straight", clean_dir, prior_dir, steps=4)))
-    gen = train.train_restorer(restorer_cfg(tmp_path / "resumed", clean_dir, prior_dir, steps=4))
-    for event in gen:
-        if event.kind == "step" and event.step == 1:
-            gen.close()  # the app's Stop button: the loop saves where it stopped
-            break
+    _stop_at(train.train_restorer(restorer_cfg(tmp_path / "resumed", clean_dir, prior_dir, steps=4)), 1)  # the app's Stop button: the loop saves where it stopped
     stopped = _final_state(tmp_path / "resumed")
     assert not (tmp_path / "resumed" / "model").exists()
     list(train.train_restorer(restorer_cfg(tmp_path / "resumed", clean_dir, prior_dir, steps=4)))
@@ -125,11 +135,7 @@ def test_stop_and_resume_gives_the_same_weights_as_one_run(clean_dir, prior_dir,
 def test_a_run_resumes_from_its_checkpoint_alone_to_the_same_weights(clean_dir, prior_dir, tmp_path):
     """No command to rerun (a Train-tab run): the settings come back from the checkpoint, also from a moved folder."""
     list(train.train_restorer(restorer_cfg(tmp_path / "straight", clean_dir, prior_dir, steps=4)))
-    gen = train.train_restorer(restorer_cfg(tmp_path / "first", clean_dir, prior_dir, steps=4))
-    for event in gen:
-        if event.kind == "step" and event.step == 1:
-            gen.close()
-            break
+    _stop_at(train.train_restorer(restorer_cfg(tmp_path / "first", clean_dir, prior_dir, steps=4)), 1)
     (tmp_path / "first").rename(tmp_path / "moved")
     step, cfg = train.checkpoint_settings(tmp_path / "moved")
     assert step == 1 and cfg.loop.out == str(tmp_path / "moved") and cfg.loop.resume
@@ -142,11 +148,7 @@ def test_a_run_resumes_from_its_checkpoint_alone_to_the_same_weights(clean_dir, 
 
 def test_the_resume_command_continues_a_run_and_may_extend_it(clean_dir, prior_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train, "stop_on_signals", lambda: None)
-    gen = train.train_restorer(restorer_cfg(tmp_path / "run", clean_dir, prior_dir, steps=4))
-    for event in gen:
-        if event.kind == "step" and event.step == 2:
-            gen.close()
-            break
+    _stop_at(train.train_restorer(restorer_cfg(tmp_path / "run", clean_dir, prior_dir, steps=4)), 2)
     assert train.main(["resume", str(tmp_path / "run"), "--steps", "5"]) == 0
     card = json.loads((tmp_path / "run" / "model" / "card.json").read_text())
     assert card["steps"] == 5 and card["config"]["loop"]["steps"] == 5 and card["config"]["diffloss"] is True
@@ -259,11 +261,7 @@ def test_resuming_with_other_settings_is_refused(clean_dir, prior_dir, tmp_path)
 
 
 def test_export_of_a_stopped_run_is_loadable_and_marked_partial(clean_dir, prior_dir, tmp_path):
-    gen = train.train_restorer(restorer_cfg(tmp_path / "run", clean_dir, prior_dir, steps=6))
-    for event in gen:
-        if event.kind == "step" and event.step == 3:
-            gen.close()
-            break
+    _stop_at(train.train_restorer(restorer_cfg(tmp_path / "run", clean_dir, prior_dir, steps=6)), 3)
     dest = train.export_checkpoint(tmp_path / "run")
     model = load_restorer(dest)
     card = json.loads((dest / "card.json").read_text())
@@ -275,13 +273,8 @@ def test_export_of_a_stopped_run_is_loadable_and_marked_partial(clean_dir, prior
 
 
 def test_export_of_a_prior_run(clean_dir, tmp_path):
-    cfg = train.PriorTrainConfig(clean=[str(clean_dir)], preset="tiny", crop=16,
-                                 loop=train.LoopConfig(out=str(tmp_path), steps=4, batch_size=2, warmup=1, log_every=1, threads=1))
-    gen = train.train_prior(cfg)
-    for event in gen:
-        if event.step == 2:
-            gen.close()
-            break
+    cfg = _tiny_prior_cfg(tmp_path, clean_dir)
+    _stop_at(train.train_prior(cfg), 2)
     dest = train.export_checkpoint(tmp_path, tmp_path / "exported")
     prior = DiffusionPrior.from_pretrained(dest)
     assert prior.num_timesteps == 100
@@ -290,13 +283,8 @@ def test_export_of_a_prior_run(clean_dir, tmp_path):
 
 def test_a_prior_run_resumes_from_its_checkpoint_alone(clean_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(train, "stop_on_signals", lambda: None)
-    cfg = train.PriorTrainConfig(clean=[str(clean_dir)], preset="tiny", crop=16,
-                                 loop=train.LoopConfig(out=str(tmp_path), steps=4, batch_size=2, warmup=1, log_every=1, threads=1))
-    gen = train.train_prior(cfg)
-    for event in gen:
-        if event.step == 2:
-            gen.close()
-            break
+    cfg = _tiny_prior_cfg(tmp_path, clean_dir)
+    _stop_at(train.train_prior(cfg), 2)
     step, settings = train.checkpoint_settings(tmp_path)
     assert step == 2 and isinstance(settings, train.PriorTrainConfig)
     assert settings == replace(cfg, loop=replace(cfg.loop, resume=True))
