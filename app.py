@@ -165,7 +165,8 @@ def _picture(title: str) -> gr.Image:
     """An output picture titled above it: gradio's label badge sits over the picture's top left, where our grids
     (zoom, error maps, Inspect's views) carry their own captions."""
     gr.Markdown(f"**{title}**")
-    return gr.Image(label=title, show_label=False, format="png")
+    # interactive=False: an output that is also an event's input (the error map's .change) would become an upload box
+    return gr.Image(label=title, show_label=False, format="png", interactive=False)
 
 
 def build_demo() -> gr.Blocks:

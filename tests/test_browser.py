@@ -109,11 +109,13 @@ def test_a_first_visit_needs_one_click_per_tab(studio_url):
     """Every tab opens with a photo, so Compare needs only its button; a click on an example runs Inspect at once."""
     url, world = studio_url
     with _page(url) as page:
+        uploads = page.locator("input[type=file]").count()
         page.get_by_role("button", name="Compare", exact=True).click()  # no upload: the photo is preloaded
         page.get_by_text("Conventions", exact=False).first.wait_for(timeout=90_000)
         assert page.get_by_text("Output 64x64 px", exact=False).first.is_visible()  # the world's 64 px example
         error_title = page.get_by_text("Error against ground truth", exact=False).first
         error_title.wait_for(state="visible", timeout=30_000)  # degraded for the visitor: the truth is known
+        assert page.locator("input[type=file]").count() == uploads  # the error map shows, and is no upload box
         page.get_by_label("it is already degraded").check()
         page.get_by_role("button", name="Compare", exact=True).click()
         page.get_by_text("No ground truth (already degraded)", exact=False).first.wait_for(timeout=90_000)
