@@ -352,6 +352,9 @@ def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[
                 raise gr.Error(f"The photos the {arm} arm trained on are gone ({', '.join(missing)}): it cannot go on "
                                "with the same data.")
             notes.append(f"{arm}: resumed at step {step}" if step else f"{arm}: started (it had stopped before step 1)")
+            if step:  # the card tells the whole story, as the CLI's resume does
+                cfg = replace(cfg, loop=replace(cfg.loop, command=f"{cfg.loop.command}; resumed in the Train tab at "
+                                                                  f"step {step}"))
             history[arm] = _logged_history(arm_dir / "log.csv", step)
             totals[arm], task = _start_arm(gens, arm, cfg), cfg.task
         if not gens:

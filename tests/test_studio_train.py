@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import gradio as gr
 import numpy as np
 import pytest
@@ -104,6 +106,8 @@ def test_a_stopped_run_is_listed_and_resumes_to_the_weights_of_an_unbroken_run(w
         b = load_tensors(world.registry.runs / "broken" / arm / "model" / "model.safetensors")
         assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), arm
     assert train_tab.stopped_runs(world.registry) == []
+    card = json.loads((world.registry.runs / "broken" / "diffloss" / "model" / "card.json").read_text())
+    assert card["command"] == "DiffLoss Studio Train tab (diffloss arm); resumed in the Train tab at step 1"
     with pytest.raises(gr.Error, match="nothing to resume: both arms finished"):
         next(train_tab.resume_pair("broken", registry=world.registry))
 
