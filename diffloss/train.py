@@ -182,6 +182,18 @@ def weights_checksum(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def logged_rows(path: Path, up_to_step: int) -> list[dict[str, str]]:
+    """The rows of a run's log.csv up to ``up_to_step`` (its checkpoint's step), as written; [] without a log.
+
+    One reader for the three that need it: a resume trims the log to its checkpoint, an export reports the recent
+    loss, and the app's resumed curves go on from these rows.
+    """
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [r for r in csv.DictReader(handle) if int(r["step"]) <= up_to_step]
+
+
 class CsvLog:
     """Append-only CSV of every logged term; on resume, rows past the checkpoint are dropped (no duplicates)."""
 
@@ -190,8 +202,7 @@ class CsvLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.fields: list[str] | None = None
         if path.is_file() and resume_step > 0:
-            with open(path, newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
+            rows = logged_rows(path, resume_step)
             if rows:
                 self.fields = list(rows[0].keys())
                 self._rewrite(rows)
@@ -640,10 +651,7 @@ def _settings(cls: type, values: dict[str, Any], path: Path) -> Any:
 
 
 def _recent_logged_loss(log_path: Path, step: int, rows: int = 5) -> float | None:
-    if not log_path.is_file():
-        return None
-    with open(log_path, newline="") as handle:
-        totals = [float(r["total"]) for r in csv.DictReader(handle) if int(r["step"]) <= step]
+    totals = [float(r["total"]) for r in logged_rows(log_path, step)]
     return sum(totals[-rows:]) / len(totals[-rows:]) if totals else None
 
 

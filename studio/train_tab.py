@@ -5,7 +5,6 @@ by side from the same start, streaming curves; one run at a time, Stop really st
 from __future__ import annotations
 
 import contextlib
-import csv
 import shutil
 import threading
 import time
@@ -308,17 +307,23 @@ NOT_STARTED = "not started"  # an arm whose loop was closed before its first ste
 
 def _arm_progress(arm_dir: Path) -> str | None:
     """'finished', 'STEP/STEPS' for a stopped arm, NOT_STARTED (no checkpoint), None (one that cannot be read)."""
-    from diffloss.train import CHECKPOINT_NAME, checkpoint_settings
-
     if (arm_dir / "model").is_dir():
         return "finished"
-    if not (arm_dir / "checkpoint" / CHECKPOINT_NAME).is_file():
-        return NOT_STARTED
     try:
-        step, cfg = checkpoint_settings(arm_dir)
+        saved = _arm_checkpoint(arm_dir)
     except CheckpointError:
         return None
-    return f"{step}/{cfg.loop.steps}"
+    return NOT_STARTED if saved is None else f"{saved[0]}/{saved[1].loop.steps}"
+
+
+def _arm_checkpoint(arm_dir: Path) -> tuple[int, object] | None:
+    """(step, settings) of an arm's checkpoint; None when it has none (closed before its first step);
+    CheckpointError when it cannot be read."""
+    from diffloss.train import CHECKPOINT_NAME, checkpoint_settings
+
+    if not (arm_dir / "checkpoint" / CHECKPOINT_NAME).is_file():
+        return None
+    return checkpoint_settings(arm_dir)
 
 
 def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[tuple[str, np.ndarray, str | None]]:
@@ -368,16 +373,15 @@ def _resume_plans(run_dir: Path) -> tuple[dict[str, tuple[int, object]], list[st
     An arm with no checkpoint stopped before its first step (a shutdown between the two arms' first steps): it
     starts at step 0 with its sibling's settings and its own arm, which is how ``train_pair`` made it.
     """
-    from diffloss.train import CHECKPOINT_NAME, checkpoint_settings
-
     plans, notes, saved, unsaved = {}, [], {}, []
     for arm in ARMS:
         arm_dir = run_dir / arm
-        if (arm_dir / "checkpoint" / CHECKPOINT_NAME).is_file():
-            try:
-                saved[arm] = checkpoint_settings(arm_dir)
-            except CheckpointError as err:
-                raise gr.Error(f"Cannot resume the {arm} arm: {err}") from err
+        try:
+            checkpoint = _arm_checkpoint(arm_dir)
+        except CheckpointError as err:
+            raise gr.Error(f"Cannot resume the {arm} arm: {err}") from err
+        if checkpoint is not None:
+            saved[arm] = checkpoint
         if (arm_dir / "model").is_dir():
             notes.append(f"{arm}: had finished; kept as it was")
         elif arm in saved:
@@ -395,12 +399,10 @@ def _resume_plans(run_dir: Path) -> tuple[dict[str, tuple[int, object]], list[st
 
 def _logged_history(log_path: Path, step: int) -> list[tuple[int, dict[str, float]]]:
     """The curve points an arm logged up to ``step`` (its log.csv), so a resumed run's curves go on from them."""
-    if not log_path.is_file():
-        return []
-    with open(log_path, newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= step]
+    from diffloss.train import logged_rows
+
     return [(int(r["step"]), {k: float(v) for k, v in r.items() if k not in ("step", "wall_s") and v not in ("", None)})
-            for r in rows]
+            for r in logged_rows(log_path, step)]
 
 
 def _arms_difference(run_dir: Path) -> str:
