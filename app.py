@@ -365,11 +365,12 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             t_go = gr.Button("Train both arms", variant="primary")
                             t_stop = gr.Button("Stop", variant="stop")
-                        stopped = train_tab.stopped_runs()
-                        with gr.Accordion("Resume a stopped run", open=bool(stopped)) as t_resume_box:
-                            # allow_custom_value: a run stopped after start-up is not in the choices built here
-                            # (the list is refreshed in the page; the handler checks the name itself)
-                            t_run = gr.Dropdown(stopped, value=None, allow_custom_value=True,
+                        # Filled (and opened when there are stopped runs) by each page load, below: no scan of
+                        # runs/ at start-up, and a reload lists runs stopped since.
+                        with gr.Accordion("Resume a stopped run", open=False) as t_resume_box:
+                            # allow_custom_value: the choices are set in the page, not here; the handler checks the
+                            # name itself
+                            t_run = gr.Dropdown([], value=None, allow_custom_value=True,
                                                 label="Stopped runs (steps done per arm): they go on with their own "
                                                 "settings, the ones above are not used")
                             t_resume = gr.Button("Resume")
