@@ -105,11 +105,11 @@ def _inspect(image, task, seed_image, restorer_label, pair, t, seed, prior_sourc
 def _released_weights() -> tuple[float, float]:
     """gamma and lambda as the released code weighted its terms (1e-3 on the noise term, 1e-6 on h): a button sets
     them, so a learner sees what they do (next to nothing, next to the fidelity term) instead of reading it."""
-    released = DiffLossConfig.released()
-    return released.gamma, released.lam
+    return _RELEASED.gamma, _RELEASED.lam
 
 
-RELEASED_LABEL = "Released code's weights (1e-3 on L_nat, 1e-6 on L_sem)"
+_RELEASED = DiffLossConfig.released()
+RELEASED_LABEL = f"Released code's weights ({_RELEASED.gamma:g} on L_nat, {_RELEASED.gamma * _RELEASED.lam:g} on L_sem)"
 
 
 def _again(handler, outputs: int):
