@@ -1,21 +1,27 @@
 """What ``pretrained/`` holds, how to load it by task and arm, and the one command that rebuilds it.
 
-    python -m diffloss.zoo build --quick        # 2 CPU cores, under 2 hours
+    python -m diffloss.zoo build --quick        # the 2-CPU-core recipe (resumable; run it with --time-limit)
     python -m diffloss.zoo build                # the full recipe (meant for a CUDA GPU)
     python -m diffloss.zoo report               # pretrained/REPORT.md + report.json
 
-The build is a list of steps, each a training run of ``diffloss.train`` in ``runs/zoo/<recipe>/``:
-the prior; then per task an L2 base, a calibration of gamma/lambda on ``clean/val`` (the weights that give
-L_nat and L_sem the recipe's share of the gradient), and two arms fine-tuned from the same base for the same
-steps with the same seed: ``l2`` (fidelity only) and ``diffloss`` (fidelity + DiffLoss). A step whose model
-exists is skipped and a step that was interrupted resumes from its checkpoint, so rerunning the command after any
-stop continues where it stopped. Finished models are installed into ``pretrained/`` (restorers in fp16) with
-cards that say the command, data, steps, time and device.
+The zoo is an experiment: per task one L2 **base** restorer, trained until its validation curve is flat, then a
+**dose-response family** of arms fine-tuned from that base with the same seed, the same batches and the same
+steps, differing only in how much of the gradient the diffusion prior carries (``FAMILY``): the L2 arm (none),
+a calibrated arm (a 20 % / 10 % share for L_nat / L_sem), a strong arm (70 %) and the strong weights at small t
+only (t <= 250, where the prior best tells a restored image from a clean one). The weights for a share are
+solved from the gradient norms measured through the base on training photos (``diffloss.calibrate``), never on
+the validation photos the report uses.
+
+Every step is a training run of ``diffloss.train`` in ``<runs>/<recipe>/``; a step whose model exists is
+skipped and an interrupted one resumes from its checkpoint, so rerunning the command continues where it stopped.
+Finished models are installed into ``pretrained/`` (restorers in fp16) with cards that say the command, data,
+steps, time and device.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import sys
@@ -29,9 +35,55 @@ from diffloss import checkpoint, train
 from diffloss.loss import DiffLossConfig
 
 REPO = Path(__file__).resolve().parents[1]
-ARMS = ("l2", "diffloss")
 TASK_ORDER = ("lowlight", "rain", "haze", "noise", "sr4", "inpaint")
 SOTS_VAL_SCENES = ("1430", "1431", "1432", "1433", "1434")
+SMALL_T = 250  # the small-t arms' last timestep: where the L(t) curves tell restored from clean best
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One member of a task's family: how much of the gradient on the restored image the prior should carry.
+
+    The shares are targets for the calibration (measured through the L2 base); ``weights`` fixes gamma and
+    lambda instead (the released code's values). ``t_max`` limits the timesteps the prior terms draw.
+    """
+
+    name: str
+    nat_share: float = 0.0
+    sem_share: float = 0.0
+    t_max: int | None = None
+    weights: tuple[float, float] | None = None  # (gamma, lambda), overrides the shares
+    optional: bool = False  # built after every task's required arms
+    about: str = ""
+
+    @property
+    def uses_prior(self) -> bool:
+        return self.weights is not None or self.nat_share > 0
+
+    @property
+    def prior_share(self) -> float:
+        return self.nat_share + self.sem_share
+
+
+FAMILY: tuple[ArmSpec, ...] = (
+    ArmSpec("l2", about="fidelity only (MSE): the arm every other arm is compared with"),
+    ArmSpec("calibrated", 0.2, 0.1, about="the prior carries 30 % of the gradient (20 % L_nat, 10 % L_sem)"),
+    ArmSpec("strong", 0.5, 0.2, about="the prior carries 70 % of the gradient (50 % L_nat, 20 % L_sem)"),
+    ArmSpec("strong-small-t", 0.5, 0.2, t_max=SMALL_T,
+            about=f"the strong shares with t drawn from 0..{SMALL_T} only"),
+    ArmSpec("released", weights=(1e-3, 1e-3), optional=True,
+            about="the released code's weights (gamma 1e-3, lambda 1e-3), with a real gradient"),
+)
+FAMILY_ARMS = tuple(arm.name for arm in FAMILY)
+DOSE_ORDER = ("l2", "calibrated", "strong")  # the family joined in weight order (perception-distortion plot)
+BUILD_ORDER = ("l2", "strong", "calibrated", "strong-small-t", "released")  # the most telling arms land first
+
+
+def family_arm(name: str) -> ArmSpec:
+    for arm in FAMILY:
+        if arm.name == name:
+            return arm
+    raise ValueError(f"unknown arm {name!r}; the family is {', '.join(FAMILY_ARMS)}")
 
 
 @dataclass(frozen=True)
@@ -46,15 +98,19 @@ class PriorRecipe:
 @dataclass(frozen=True)
 class RestorerRecipe:
     crop: int = 96  # the L2 base's crop
-    arm_crop: int | None = None  # both arms' crop (None: same as the base); smaller makes DiffLoss cheap on CPU
+    arm_crop: int | None = None  # the arms' crop (None: same as the base); smaller makes DiffLoss cheap on CPU
     batch_size: int = 8
-    base_steps: int = 600
-    arm_steps: int = 300
-    base_lr: float = 1e-3
+    base_steps: int = 1500
+    arm_steps: int = 200
+    base_lr: float = 5e-4
     arm_lr: float = 3e-4
-    nat_share: float = 0.2  # calibration target: L_nat's share of the gradient on the restored image
-    sem_share: float = 0.1
-    calibration_images: int = 8
+    # "previous": the base continues from the L2 arm pretrained/ held when the build started (a snapshot is
+    # kept in the run folder, so a resume never reads the new arm); None: a fresh restorer.
+    base_init: str | None = None
+    calibration_images: int = 8  # training photos, evenly spread (the validation photos stay unseen)
+    val_images: int = 8  # clean/val photos for the base's validation curve
+    val_crop: int = 128
+    val_points: int = 10  # points on the validation curve
 
 
 @dataclass(frozen=True)
@@ -67,9 +123,9 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # A DiffLoss step with the small prior took 3.4 s at batch 8, 96 px on one CPU thread (L2: 0.42 s), so the
-    # quick arms train on 64 px crops (~0.44x the prior's work); the base still sees 96 px.
-    "quick": Recipe("quick", PriorRecipe(), RestorerRecipe(arm_crop=64)),
+    # 2 CPU cores: the base goes on from the previous zoo's L2 arm at 96 px; the arms train on 64 px crops, where
+    # a DiffLoss step with the small prior costs about 6x an L2 step at 96 px (bench/results/zoo-cpu.md).
+    "quick": Recipe("quick", PriorRecipe(), RestorerRecipe(arm_crop=64, base_init="previous")),
     "full": Recipe(
         "full",
         PriorRecipe(preset="base", batch_size=128, steps=20000, lr=2e-4),
@@ -108,14 +164,17 @@ class ZooPaths:
 
 # ---------------------------------------------------------------------------------------------- loading
 def shipped_restorers(pretrained: Path = ZooPaths().pretrained) -> dict[str, dict[str, Path]]:
-    """task -> arm -> folder, for every restorer folder in ``pretrained/restorers`` that has weights."""
+    """task -> arm -> folder, for every restorer folder in ``pretrained/restorers`` that has weights.
+
+    Arms come in family order (``FAMILY``); a folder of another name (an older zoo's ``diffloss``) follows.
+    """
     found: dict[str, dict[str, Path]] = {}
     root = Path(pretrained) / "restorers"
     for task in TASK_ORDER:
-        for arm in ARMS:
-            folder = root / task / arm
-            if (folder / checkpoint.MODEL_FILE).is_file():
-                found.setdefault(task, {})[arm] = folder
+        folders = sorted(p for p in (root / task).glob("*") if (p / checkpoint.MODEL_FILE).is_file())
+        rank = {name: i for i, name in enumerate(FAMILY_ARMS)}
+        for folder in sorted(folders, key=lambda p: (rank.get(p.name, len(rank)), p.name)):
+            found.setdefault(task, {})[folder.name] = folder
     return found
 
 
@@ -129,22 +188,26 @@ class Step:
     run: Callable[[], None]
 
 
-def _drain(events: Iterator[train.TrainEvent], log: Callable[[str], None], name: str) -> train.TrainEvent:
+def _drain(events: Iterator[train.TrainEvent], log: Callable[[str], None], name: str,
+           on_checkpoint: Callable[[train.TrainEvent], None] | None = None) -> train.TrainEvent:
     last = None
     for event in events:
         last = event
         if event.kind in ("checkpoint", "stopped", "done"):
             log(f"[{name}] {event.kind} at step {event.step}/{event.total_steps} {event.message}".rstrip())
+        if event.kind == "checkpoint" and on_checkpoint is not None:
+            on_checkpoint(event)
     if last is None or last.kind != "done":
         raise RuntimeError(f"[{name}] stopped before the end; rerun the build to resume")
     return last
 
 
 def _loop(out: Path, steps: int, batch: int, lr: float, seed: int, device: str, command: str,
-          time_limit: float | None) -> train.LoopConfig:
+          time_limit: float | None, threads: int | None = None, save_every: int | None = None,
+          log_every: int = 25) -> train.LoopConfig:
     return train.LoopConfig(out=str(out), steps=steps, batch_size=batch, lr=lr, warmup=min(200, steps // 10 + 1),
-                            seed=seed, log_every=25, save_every=max(50, steps // 10), device=device,
-                            command=command, time_limit_min=time_limit)
+                            seed=seed, log_every=log_every, save_every=save_every or max(50, steps // 10),
+                            device=device, command=command, time_limit_min=time_limit, threads=threads)
 
 
 def _task_data(task: str, paths: ZooPaths) -> dict:
@@ -155,10 +218,95 @@ def _task_data(task: str, paths: ZooPaths) -> dict:
     return data
 
 
+def t_range_key(arm: ArmSpec) -> str:
+    """The calibration key of an arm's timestep range: norms differ with the range, so each is measured."""
+    return "all" if arm.t_max is None else f"0-{arm.t_max}"
+
+
+def arm_weights(arm: ArmSpec, calibration: dict) -> tuple[float, float]:
+    """(gamma, lambda) for an arm: fixed, zero for the L2 arm, or solved for its shares from measured norms."""
+    from diffloss.calibrate import weights_for_shares
+
+    if arm.weights is not None:
+        return arm.weights
+    if not arm.uses_prior:
+        return 0.0, 0.0
+    return weights_for_shares(calibration["norms"][t_range_key(arm)], arm.nat_share, arm.sem_share)
+
+
+def arm_loss_config(arm: ArmSpec, calibration: dict) -> DiffLossConfig:
+    gamma, lam = arm_weights(arm, calibration)
+    # The L2 arm skips L_nat/L_sem entirely (no prior passes); its loss is fidelity either way.
+    return DiffLossConfig(gamma=gamma, lam=lam if gamma else 0.1, t_max=arm.t_max, track_when_off=False)
+
+
+def validation_images(paths: ZooPaths, count: int) -> list[torch.Tensor]:
+    from diffloss.images import list_images, load_image
+
+    return [load_image(p) for p in list_images(paths.clean_val)[:count]]
+
+
+def validation_psnr(model: torch.nn.Module, task: str, images: list[torch.Tensor], crop: int) -> tuple[float, float]:
+    """(mean PSNR of the restored, of the degraded input) on centre crops degraded with seeds 0..n-1."""
+    from diffloss import degrade
+    from diffloss.images import centre_crop
+    from diffloss.metrics import psnr
+
+    spec = degrade.get_task(task)
+    out, inp = [], []
+    model.eval()
+    for i, img in enumerate(images):
+        clean = degrade.crop_to_multiple(centre_crop(img, crop), spec.size_multiple)[None]
+        pair = degrade.make_pair(task, clean, i)
+        with torch.no_grad():
+            restored = model(pair.net_input).clamp(0, 1)
+        shown = pair.lq if pair.lq.shape == clean.shape else pair.net_input[:, :3]
+        out.append(psnr(restored[0], clean[0]))
+        inp.append(psnr(shown[0].clamp(0, 1), clean[0]))
+    return sum(out) / len(out), sum(inp) / len(inp)
+
+
+class ValidationCurve:
+    """The base's validation PSNR at every checkpoint (EMA weights, as exported), in ``val_curve.csv``."""
+
+    FIELDS = ("step", "psnr", "input_psnr")
+
+    def __init__(self, path: Path, model: torch.nn.Module, task: str, images: list[torch.Tensor], crop: int) -> None:
+        self.path, self.model, self.task, self.images, self.crop = path, model, task, images, crop
+
+    def rows(self) -> list[dict[str, float]]:
+        if not self.path.is_file():
+            return []
+        with self.path.open() as f:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+    def record(self, step: int, state: dict[str, torch.Tensor] | None = None) -> None:
+        rows = [r for r in self.rows() if r["step"] < step]
+        if state is not None:
+            self.model.load_state_dict(state)
+        value, base = validation_psnr(self.model, self.task, self.images, self.crop)
+        rows.append({"step": step, "psnr": round(value, 4), "input_psnr": round(base, 4)})
+        lines = [",".join(self.FIELDS)] + [",".join(f"{r[k]:g}" for k in self.FIELDS) for r in rows]
+        checkpoint.atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+    def from_checkpoint(self, event: train.TrainEvent) -> None:
+        tensors = checkpoint.load_tensors(Path(event.path))
+        self.record(event.step, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+
+
+def curve_is_flat(rows: list[dict[str, float]], tolerance_db: float = 0.1) -> bool | None:
+    """Flat = the last fifth of the curve gains less than ``tolerance_db`` (None with too few points)."""
+    if len(rows) < 5:
+        return None
+    tail = rows[-max(2, len(rows) // 5):]
+    return tail[-1]["psnr"] - tail[0]["psnr"] < tolerance_db
+
+
 def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: float | None = None,
-         log: Callable[[str], None] = print, command: str | None = None) -> list[Step]:
+         log: Callable[[str], None] = print, command: str | None = None, threads: int | None = None) -> list[Step]:
     """The build as an ordered list of steps; ``build`` runs the ones not done yet.
 
+    Per task: base, calibration, then the required arms; every optional arm comes after all tasks.
     ``command`` is what the cards record (the CLI passes its own argv, options included).
     """
     work = paths.runs / recipe.name
@@ -169,56 +317,101 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
     def train_prior() -> None:
         cfg = train.PriorTrainConfig(clean=[str(paths.clean_train)], preset=pr.preset, crop=pr.crop,
                                      loop=_loop(work / "prior", pr.steps, pr.batch_size, pr.lr, recipe.seed, device,
-                                                command, time_limit))
+                                                command, time_limit, threads))
         _drain(train.train_prior(cfg), log, "prior")
         install_prior(work / "prior" / "model", paths, log)
 
     steps.append(Step("prior", lambda: (paths.prior_dir() / "config.json").is_file(), train_prior))
+    optional: list[Step] = []
 
     for task in recipe.tasks:
         base = work / task / "base"
 
         def train_base(task: str = task, base: Path = base) -> None:
-            cfg = train.RestorerTrainConfig(task=task, crop=rr.crop, prior=None, diffloss=False,
+            init = snapshot_base_init(task, rr, paths, base.parent / "init", log)
+            cfg = train.RestorerTrainConfig(task=task, crop=rr.crop, prior=None, diffloss=False, init=init,
                                             loss=DiffLossConfig.off(track_when_off=False),
                                             loop=_loop(base, rr.base_steps, rr.batch_size, rr.base_lr, recipe.seed,
-                                                       device, command, time_limit), **_task_data(task, paths))
-            _drain(train.train_restorer(cfg), log, f"{task}/base")
+                                                       device, command, time_limit, threads,
+                                                       save_every=max(50, rr.base_steps // rr.val_points)),
+                                            **_task_data(task, paths))
+            from diffloss import nets
+
+            model = nets.load_restorer(init) if init else nets.Restorer(train.new_restorer_config(task))
+            curve = ValidationCurve(base / "val_curve.csv", model, task,
+                                    validation_images(paths, rr.val_images), rr.val_crop)
+            if not curve.rows():
+                curve.record(0)  # the starting point
+            _drain(train.train_restorer(cfg), log, f"{task}/base", on_checkpoint=curve.from_checkpoint)
+            curve.record(rr.base_steps, nets.load_restorer(base / "model").state_dict())
+            log(f"[{task}/base] validation PSNR {curve.rows()[0]['psnr']:.2f} -> {curve.rows()[-1]['psnr']:.2f} dB "
+                f"(input {curve.rows()[-1]['input_psnr']:.2f}); flat: {curve_is_flat(curve.rows())}")
 
         steps.append(Step(f"{task}/base", lambda base=base: (base / "model" / checkpoint.MODEL_FILE).is_file(), train_base))
 
         def calibrate_task(task: str = task, base: Path = base) -> None:
             calibration = run_calibration(task, base / "model", paths, rr)
             checkpoint.atomic_write_json(base.parent / "calibration.json", calibration)
-            log(f"[{task}/calibrate] gamma={calibration['gamma']:.4g} lambda={calibration['lam']:.4g}")
+            log(f"[{task}/calibrate] " + "; ".join(
+                f"{arm.name}: gamma={arm_weights(arm, calibration)[0]:.4g} lambda={arm_weights(arm, calibration)[1]:.4g}"
+                for arm in FAMILY if arm.uses_prior))
 
         steps.append(Step(f"{task}/calibrate", lambda base=base: (base.parent / "calibration.json").is_file(), calibrate_task))
 
-        for arm in ARMS:
-            def train_arm(task: str = task, arm: str = arm, base: Path = base) -> None:
+        for arm in sorted(FAMILY, key=lambda a: BUILD_ORDER.index(a.name)):
+            def train_arm(task: str = task, arm: ArmSpec = arm, base: Path = base) -> None:
                 calibration = json.loads((base.parent / "calibration.json").read_text())
-                # The L2 arm skips logging L_nat/L_sem (saves prior passes on CPU); its loss is fidelity either way.
-                loss = DiffLossConfig(gamma=calibration["gamma"], lam=calibration["lam"], track_when_off=False)
                 cfg = train.RestorerTrainConfig(
                     task=task, crop=rr.arm_crop or rr.crop, init=str(base / "model"), prior=str(paths.prior_dir()),
-                    diffloss=arm == "diffloss", loss=loss,
-                    loop=_loop(base.parent / arm, rr.arm_steps, rr.batch_size, rr.arm_lr, recipe.seed + 1, device,
-                               command, time_limit), **_task_data(task, paths))
-                _drain(train.train_restorer(cfg), log, f"{task}/{arm}")
-                install_restorer(base.parent / arm / "model", paths.restorer_dir(task, arm), calibration, recipe, log,
-                                 base=base / "model", command=command)
+                    diffloss=arm.uses_prior, loss=arm_loss_config(arm, calibration),
+                    loop=_loop(base.parent / arm.name, rr.arm_steps, rr.batch_size, rr.arm_lr, recipe.seed + 1, device,
+                               command, time_limit, threads, log_every=10), **_task_data(task, paths))
+                _drain(train.train_restorer(cfg), log, f"{task}/{arm.name}")
+                install_restorer(base.parent / arm.name / "model", paths.restorer_dir(task, arm.name), calibration,
+                                 recipe, log, base=base, command=command, arm=arm)
 
-            steps.append(Step(f"{task}/{arm}",
-                              lambda task=task, arm=arm: (paths.restorer_dir(task, arm) / checkpoint.MODEL_FILE).is_file(),
-                              train_arm))
-    return steps
+            step = Step(f"{task}/{arm.name}",
+                        lambda task=task, arm=arm: (paths.restorer_dir(task, arm.name) / checkpoint.MODEL_FILE).is_file()
+                        and _installed_by(paths.restorer_dir(task, arm.name), recipe),
+                        train_arm)
+            (optional if arm.optional else steps).append(step)
+    return steps + optional
+
+
+def _installed_by(folder: Path, recipe: Recipe) -> bool:
+    """An arm counts as built only when this recipe's family build installed it (not an older zoo's)."""
+    card = checkpoint.read_json(folder / checkpoint.CARD_FILE) if (folder / checkpoint.CARD_FILE).is_file() else {}
+    return card.get("recipe") == recipe.name and "arm" in card
+
+
+def snapshot_base_init(task: str, rr: RestorerRecipe, paths: ZooPaths, snapshot: Path,
+                       log: Callable[[str], None] = print) -> str | None:
+    """The folder the base starts from; for "previous", a copy of the shipped L2 arm taken once."""
+    if rr.base_init is None:
+        return None
+    if rr.base_init != "previous":
+        return rr.base_init
+    if not (snapshot / checkpoint.MODEL_FILE).is_file():
+        source = paths.restorer_dir(task, "l2")
+        if not (source / checkpoint.MODEL_FILE).is_file():
+            log(f"[{task}/base] no previous L2 arm in {source}; starting from a fresh restorer")
+            return None
+        tmp = snapshot.with_name(snapshot.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp)
+        tmp.rename(snapshot)
+    return str(snapshot)
 
 
 def build(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: float | None = None,
-          only: list[str] | None = None, log: Callable[[str], None] = print, command: str | None = None) -> None:
-    """Run every step that is not done yet (``only``: step names or task names to restrict to)."""
-    for step in plan(recipe, paths, device, time_limit, log, command):
+          only: list[str] | None = None, log: Callable[[str], None] = print, command: str | None = None,
+          threads: int | None = None, optional: bool = True) -> None:
+    """Run every step that is not done yet (``only``: step or task names; ``optional``: the optional arms too)."""
+    names_optional = {f"{t}/{a.name}" for t in recipe.tasks for a in FAMILY if a.optional}
+    for step in plan(recipe, paths, device, time_limit, log, command, threads):
         if only and step.name not in only and step.name.split("/")[0] not in only:
+            continue
+        if not optional and step.name in names_optional:
             continue
         if step.done():
             log(f"[{step.name}] already built, skipped")
@@ -227,20 +420,34 @@ def build(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: flo
         step.run()
 
 
-def run_calibration(task: str, base_model: Path, paths: ZooPaths, rr: RestorerRecipe) -> dict:
-    """gamma/lambda for the recipe's gradient shares, measured on clean/val restored by the L2 base."""
-    from diffloss.calibrate import calibrate
+def calibration_images(paths: ZooPaths, count: int) -> list[torch.Tensor]:
+    """``count`` training photos spread evenly over the folder (both sources), never a validation photo."""
     from diffloss.images import list_images, load_image
+
+    files = list_images(paths.clean_train)
+    stride = max(1, len(files) // count)
+    return [load_image(p) for p in files[::stride][:count]]
+
+
+def run_calibration(task: str, base_model: Path, paths: ZooPaths, rr: RestorerRecipe) -> dict:
+    """Unit-weight gradient norms through the L2 base, per timestep range the family uses."""
+    from diffloss.calibrate import measure_norms
     from diffloss.nets import load_restorer
     from diffloss.prior import DiffusionPrior
 
     prior = DiffusionPrior.from_pretrained(paths.prior_dir())
-    images = [load_image(p) for p in list_images(paths.clean_val)[: rr.calibration_images]]
-    result = calibrate(prior, load_restorer(base_model), task, images, rr.nat_share, rr.sem_share,
-                       crop=rr.arm_crop or rr.crop)  # measured at the crop the arms train on
-    return {**asdict(result), "data": str(paths.clean_val), "restorer": str(base_model),
-            "note": "weights solved so that L_nat and L_sem carry the target shares of the gradient on validation "
-                    "images restored by the L2 base (diffloss.calibrate)"}
+    restorer = load_restorer(base_model)
+    images = calibration_images(paths, rr.calibration_images)
+    norms = {}
+    for arm in FAMILY:
+        key = t_range_key(arm)
+        if arm.uses_prior and key not in norms:
+            cfg = DiffLossConfig(t_max=arm.t_max)
+            norms[key] = measure_norms(prior, restorer, task, images, crop=rr.arm_crop or rr.crop, config=cfg)
+    return {"norms": norms, "images": len(images), "data": "clean/train (evenly spread photos)",
+            "crop": rr.arm_crop or rr.crop,
+            "note": "unit-weight gradient norms of fidelity, L_nat and L_sem on training photos restored by the L2 "
+                    "base; each arm's weights are solved from them for its target shares (diffloss.calibrate)"}
 
 
 def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] = print) -> None:
@@ -269,27 +476,48 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
 
 
 def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Recipe,
-                     log: Callable[[str], None] = print, base: Path | None = None, command: str | None = None) -> None:
+                     log: Callable[[str], None] = print, base: Path | None = None, command: str | None = None,
+                     arm: ArmSpec | None = None) -> None:
     """Store a finished arm in fp16 (halves the size; the report measures it as shipped).
 
-    The card gains the recipe, the calibration and a summary of the L2 base it was fine-tuned from, so it says
-    the whole history of the weights: base steps and time, then the arm's own.
+    The card gains the recipe, the arm (its target shares, t range and the weights they gave), the calibration
+    and a summary of the L2 base run it was fine-tuned from (with its validation curve and what the base itself
+    started from), so it says the whole history of the weights.
     """
     from diffloss.nets import load_restorer, save_restorer
 
     card = json.loads((model_dir / checkpoint.CARD_FILE).read_text())
     card.update(recipe=recipe.name, calibration=calibration, storage="float16")
+    if arm is not None:
+        gamma, lam = arm_weights(arm, calibration)
+        card["arm"] = {"name": arm.name, "about": arm.about, "nat_share": arm.nat_share, "sem_share": arm.sem_share,
+                       "t_max": arm.t_max, "gamma": gamma, "lam": lam}
     if command:
         card["command"] = command
-    base_card_path = (base or Path()) / checkpoint.CARD_FILE
-    if base is not None and base_card_path.is_file():
-        b = json.loads(base_card_path.read_text())
-        card["base"] = {"steps": b.get("steps"), "wall_time_s": b.get("wall_time_s"), "device": b.get("device"),
-                        "batch_size": b.get("batch_size"), "crop": b.get("config", {}).get("crop"),
-                        "lr": b.get("config", {}).get("loop", {}).get("lr"), "final_loss": b.get("final_loss"),
-                        "loss": "fidelity only (mse)"}
+    if base is not None and (base / "model" / checkpoint.CARD_FILE).is_file():
+        card["base"] = base_summary(base)
     save_restorer(load_restorer(model_dir), dest, card=card, dtype=torch.float16)
     log(f"[install] {dest}")
+
+
+def base_summary(base: Path) -> dict:
+    """What a card says of the L2 base run: its training, its validation curve, and where it started."""
+    b = json.loads((base / "model" / checkpoint.CARD_FILE).read_text())
+    summary = {"steps": b.get("steps"), "wall_time_s": b.get("wall_time_s"), "device": b.get("device"),
+               "batch_size": b.get("batch_size"), "crop": b.get("config", {}).get("crop"),
+               "lr": b.get("config", {}).get("loop", {}).get("lr"), "final_loss": b.get("final_loss"),
+               "loss": "fidelity only (mse)"}
+    curve = ValidationCurve(base / "val_curve.csv", torch.nn.Identity(), "", [], 0).rows()
+    if curve:
+        summary["validation_curve"] = curve
+        summary["validation_flat"] = curve_is_flat(curve)
+    init = b.get("config", {}).get("init")
+    init_card = Path(init) / checkpoint.CARD_FILE if init else None
+    if init_card is not None and init_card.is_file():
+        previous = json.loads(init_card.read_text())
+        summary["started_from"] = {"what": "the previous zoo's L2 arm", "steps": previous.get("steps"),
+                                   "wall_time_s": previous.get("wall_time_s"), "base": previous.get("base")}
+    return summary
 
 
 # ------------------------------------------------------------------------------------------------- CLI
@@ -302,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--device", default="auto")
     b.add_argument("--time-limit", type=float, default=None, help="minutes per training step before it pauses")
     b.add_argument("--plan", action="store_true", help="list the steps and whether each is done, then exit")
+    b.add_argument("--threads", type=int, default=None, help="CPU threads per training run")
+    b.add_argument("--no-optional", action="store_true", help="skip the optional arms (the released weights)")
     for q in (b, sub.add_parser("report", help="write pretrained/REPORT.md and report.json")):
         q.add_argument("--datasets", default=str(ZooPaths().datasets))
         q.add_argument("--runs", default=str(ZooPaths().runs))
@@ -318,10 +548,11 @@ def main(argv: list[str] | None = None) -> int:
     if not paths.clean_train.is_dir():
         p.error(f"clean training photos not found at {paths.clean_train} (use --datasets)")
     if args.plan:
-        for step in plan(recipe, paths, args.device, command=command):
+        for step in plan(recipe, paths, args.device, command=command, threads=args.threads):
             print(f"{'done' if step.done() else 'todo'}  {step.name}")
         return 0
-    build(recipe, paths, args.device, args.time_limit, args.only, command=command)
+    build(recipe, paths, args.device, args.time_limit, args.only, command=command, threads=args.threads,
+          optional=not args.no_optional)
     return 0
 
 
