@@ -217,3 +217,6 @@ def test_cli_writes_a_folder_that_diffusion_prior_loads(tmp_path, capsys):
     assert main([str(tmp_path / "absent.pt"), str(tmp_path / "never")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+    (tmp_path / "a-file").write_text("")
+    assert main([str(checkpoint), str(tmp_path / "a-file")]) == 2
+    assert "is a file" in capsys.readouterr().err
