@@ -5,8 +5,8 @@
 - P1  one restorer training step with DiffLoss over the same step with the fidelity loss only (full crop, and the
       prior terms on a ``prior_crop`` sub-crop, and that sub-crop on ``prior_samples`` of the batch's items).
       Goal: <= 3x.
-- P2  that DiffLoss step with the shipped prior over the same step with a paper-scale prior (a random UNet shaped
-      like ADM-256, ~500 M parameters). Goal: the shipped prior >= 10x cheaper.
+- P2  that DiffLoss step with the shipped prior over the same step with the paper's prior shape (ADM-256 as
+      diffloss.convert_adm builds it, random weights, 552.8 M parameters). Goal: the shipped prior >= 10x cheaper.
 - P3  one 512x512 image through the restorer vs diffusion-based restoration with the same prior (noise to t=400,
       50 DDIM steps back). Goal: the restorer >= 100x faster.
 - P4  the studio (cold start, Compare, Inspect, L(t)), measured by ``bench/studio_speed.py``.
@@ -305,25 +305,24 @@ def load_restorer(task: str, device: torch.device, notes: list[str]) -> tuple[ne
 
 
 def paper_scale_prior(quick: bool) -> tuple[DiffusionPrior, str]:
-    """A random UNet2DModel shaped like ADM-256 (Dhariwal & Nichol 2021, the released code's prior), ~500 M params.
+    """The paper's prior shape with random weights: guided-diffusion's ADM-256 unconditional model (552.8 M params)
+    exactly as ``python -m diffloss.convert_adm --preset 256-uncond`` builds it, without its download.
 
     Random weights cost the same as trained ones. 6 output channels as ADM (eps and the learned variance); the
-    wrapper keeps the first 3. Quick mode keeps the shape (6 levels, attention at the 3 lowest, scale-shift
-    norm, 6 outputs) with tiny widths.
+    wrapper keeps the first 3. Quick mode keeps the layout (6 levels, attention at the 3 lowest, scale-shift
+    norm, 6 outputs) with the narrowest widths ADM's 32-group norms allow.
     """
-    from diffusers import DDPMScheduler, UNet2DModel
+    from dataclasses import replace
 
-    widths, head, groups = ((16, 16, 32, 32, 64, 64), 8, 8) if quick else ((256, 256, 512, 512, 1024, 1024), 64, 32)
+    from diffloss.convert_adm import ADM_PRESETS, build_prior
+
+    cfg = ADM_PRESETS["256-uncond"]
+    if quick:
+        cfg = replace(cfg, num_channels=32, num_head_channels=32)
+    label = "ADM-256 layout with tiny widths, random weights (quick)" if quick else \
+        "ADM-256 (converter preset 256-uncond), random weights"
     torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=256, in_channels=3, out_channels=6, block_out_channels=widths, layers_per_block=2,
-        down_block_types=("DownBlock2D",) * 3 + ("AttnDownBlock2D",) * 3,
-        up_block_types=("AttnUpBlock2D",) * 3 + ("UpBlock2D",) * 3,
-        resnet_time_scale_shift="scale_shift", attention_head_dim=head, norm_num_groups=groups,
-    )
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
-    label = "ADM-256-shaped stand-in with tiny widths (quick)" if quick else "ADM-256-shaped UNet, random weights"
-    return DiffusionPrior(unet, scheduler, source=label), label
+    return build_prior(cfg, source=label), label
 
 
 @dataclass(frozen=True)
