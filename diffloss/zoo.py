@@ -27,10 +27,7 @@ import torch
 
 from diffloss import checkpoint, train
 from diffloss.loss import DiffLossConfig
-
-REPO = Path(__file__).resolve().parents[1]
-ARMS = ("l2", "diffloss")
-TASK_ORDER = ("lowlight", "rain", "haze", "noise", "sr4", "inpaint")
+from diffloss.paths import ARMS, REPO, TASK_ORDER
 SOTS_VAL_SCENES = ("1430", "1431", "1432", "1433", "1434")
 
 
