@@ -60,7 +60,8 @@ def calibrate_weights(
     Measured on clean validation photos, never the training folder, degraded for the task and restored by what
     both arms start from (``start``: a restorer label, or a fresh restorer, the identity): their step 0.
     """
-    from diffloss.calibrate import calibrate, shares_for_weights
+    from diffloss.calibrate import calibrate
+    from diffloss.loss import shares_for_weights
     from diffloss.train_config import new_restorer_config
 
     reg = registry or get_registry()
