@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.run import write_json  # noqa: E402
+from bench.timing import write_json  # noqa: E402
 from diffloss import degrade  # noqa: E402
 from diffloss.images import load_image  # noqa: E402
 from diffloss.loss import DiffLoss, DiffLossConfig  # noqa: E402

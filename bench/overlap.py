@@ -6,7 +6,7 @@
 restored image's forward, L_nat's backward beside L_sem's when each term's gradient is measured, the images of an
 L(t) chunk and the two arms of a comparison side by side. The numbers are identical (tests/test_loss.py); only the time may differ, and by how much depends on how well one pass alone
 keeps the cores busy: most at one image per pass (Inspect), less at a full batch. Each case is timed with the
-flag on and off, interleaved (``bench.run.median_times``), with the shipped prior and restorer (random ones of the
+flag on and off, interleaved (``bench.timing.median_times``), with the shipped prior and restorer (random ones of the
 same architecture in a clone without ``pretrained/``); ``thread_scaling`` says what the VM's threads gave:
 - ``pair_256``: both forwards for one 256x256 image at t = T/5, as the Inspect view runs them;
 - ``pair_256_with_gradients``: that and each term's gradient on the image (L_nat's backward beside L_sem's):
@@ -28,7 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import run  # noqa: E402
+from bench import run, timing  # noqa: E402
 from diffloss import loss as loss_module  # noqa: E402
 from diffloss import side_by_side  # noqa: E402
 from diffloss.machine import thread_scaling  # noqa: E402
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     scaling = thread_scaling(s.threads)
     results = {}
     for name, fn in cases.items():
-        times = run.median_times({"overlap": with_overlap(fn, True), "sequential": with_overlap(fn, False)},
+        times = timing.median_times({"overlap": with_overlap(fn, True), "sequential": with_overlap(fn, False)},
                                  s.repeats, ctx.device)
         results[name] = {**times, "speedup": times["sequential"] / times["overlap"]}
         print(f"{name:<26} sequential {times['sequential']:6.3f} s   overlap {times['overlap']:6.3f} s   "
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         "prior": ctx.prior_label, "restorer": ctx.restorer_label, "cases": results, "notes": ctx.notes,
     }
     if args.json:
-        run.write_json(args.json, out)
+        timing.write_json(args.json, out)
     return out
 
 

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.run import write_json  # noqa: E402
+from bench.timing import write_json  # noqa: E402
 from diffloss.nets import Restorer, RestorerConfig, count_parameters  # noqa: E402
 
 

@@ -27,7 +27,6 @@ import itertools
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,18 +42,19 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.timing import median_times, write_json  # noqa: E402
 from diffloss import degrade, nets  # noqa: E402
 from diffloss.loss import DiffLoss, DiffLossConfig  # noqa: E402
 from diffloss.machine import device_name, thread_scaling  # noqa: E402
 from diffloss.prior import PRIOR_PRESETS, DiffusionPrior  # noqa: E402
 from diffloss.schedule import ddim_timesteps  # noqa: E402
+from diffloss.train import make_optimizer, train_step  # noqa: E402
+from diffloss.train_config import LoopConfig  # noqa: E402
 
 FIGURES = ("P1", "P2", "P3", "P4", "P5")
 PAPER_BATCH, PAPER_SIDE = 4, 256  # the released code's DiffLoss setting
 PAPER_DDIM_STEPS, PAPER_T_START_FRACTION = 50, 0.4  # diffusion restoration: noise to t=400 of 1000, 50 DDIM steps
-# The optimiser diffloss.train.run_loop uses for every job (AdamW without weight decay is Adam), and its clip.
-ADAM = {"lr": 1e-3, "betas": (0.9, 0.99), "weight_decay": 0.0}
-GRAD_CLIP = 1.0
+STEP_LOOP = LoopConfig(lr=1e-3)  # the optimiser (diffloss.train.make_optimizer) and the clip of a restorer step
 
 
 # ------------------------------------------------------------------------------------------------ settings
@@ -204,42 +204,6 @@ class Context:
         return x.to(memory_format=torch.channels_last) if self.settings.channels_last else x
 
 
-# -------------------------------------------------------------------------------------------------- timing
-def synchronize(device: torch.device) -> None:
-    """CUDA runs asynchronously: without a sync the timer reads when work was queued, not when it finished."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_times(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
-    """Median seconds per call of each function, timed interleaved after one untimed warm-up each.
-
-    Why interleaved: load from other processes drifts over minutes; alternating the arms spreads it over all of
-    them, so their ratio stays fair even when the absolute numbers do not. The warm-up pays for lazy
-    initialisation, allocator growth and kernel selection, which a training run pays once.
-    """
-    for fn in fns.values():
-        fn()
-    synchronize(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(max(1, repeats)):
-        for name, fn in fns.items():
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
-def write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write a result file as every bench script does: its folder made, indented, a final newline."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    return path
-
-
 # ------------------------------------------------------------------------------------------------- machine
 def device_slug(device: torch.device) -> str:
     """``cpu``, or the GPU name as a file name, e.g. ``nvidia-h100-80gb-hbm3``."""
@@ -291,7 +255,7 @@ def load_prior(settings: Settings, device: torch.device, notes: list[str]) -> tu
 
 def load_restorer(task: str, device: torch.device, notes: list[str]) -> tuple[nets.Restorer, str]:
     """The shipped restorer for the task (either arm: they share the architecture), else a fresh default one."""
-    from diffloss.train import new_restorer_config
+    from diffloss.train_config import new_restorer_config
     from diffloss.zoo import shipped_restorers
 
     arms = shipped_restorers(REPO / "pretrained").get(task, {})
@@ -352,26 +316,21 @@ def make_batch(task: str, batch: int, side: int, seed: int = 0) -> Batch:
 # --------------------------------------------------------------------------------------------- train steps
 def restorer_step(ctx: Context, prior: DiffusionPrior, config: DiffLossConfig, batch: Batch,
                   ) -> Callable[[], None]:
-    """One restorer training step as diffloss.train.run_loop takes it: forward and loss (under autocast),
-    backward, gradient clip, AdamW step. Data loading and the EMA are left out on purpose: both arms pay them
-    alike, and leaving them out makes the ratio about the loss. Each arm trains its own copy of the restorer.
+    """One restorer training step as training takes it (``diffloss.train.train_step``: forward and loss under
+    autocast, backward, gradient clip, AdamW step). Data loading and the EMA are left out on purpose: both arms pay
+    them alike, and leaving them out makes the ratio about the loss. Each arm trains its own copy of the restorer.
     """
     model = ctx.layout(copy.deepcopy(ctx.restorer).train().requires_grad_(True))
-    opt = torch.optim.AdamW(model.parameters(), **ADAM)
+    opt = make_optimizer(model, STEP_LOOP)
     loss = DiffLoss(prior, config)
     net_input = ctx.layout(batch.net_input.to(ctx.device))
     gt = batch.gt.to(ctx.device)
 
-    def step() -> None:
+    def compute():
         g = torch.Generator().manual_seed(0)  # the same (t, eps, sub-crop) every call: equal work per call
-        with ctx.autocast():
-            terms = loss(model(net_input).float(), gt, generator=g, measure_grad_share=False)
-        opt.zero_grad(set_to_none=True)
-        terms.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        opt.step()
+        return loss(model(net_input).float(), gt, generator=g, measure_grad_share=False)
 
-    return step
+    return lambda: train_step(model, opt, compute, STEP_LOOP.grad_clip, ctx.autocast())
 
 
 def diffloss_config(ctx: Context, **overrides: Any) -> DiffLossConfig:
@@ -499,7 +458,7 @@ def figure_p4(ctx: Context) -> Figure:
 def figure_p5(ctx: Context) -> Figure:
     """Images/s of a prior training step, through diffloss.train.PriorJob (its data sampling included)."""
     from diffloss.images import save_image
-    from diffloss.train import LoopConfig, PriorJob, PriorTrainConfig
+    from diffloss.train import PriorJob, PriorTrainConfig
 
     s = ctx.settings
     with tempfile.TemporaryDirectory() as tmp:
@@ -512,16 +471,11 @@ def figure_p5(ctx: Context) -> Figure:
                                loop=LoopConfig(batch_size=s.prior_train_batch, device=str(ctx.device)))
         job = PriorJob(cfg, ctx.device)
     model = ctx.layout(job.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.loop.lr, betas=ADAM["betas"])
+    opt = make_optimizer(model, cfg.loop)
     seeds = itertools.count()
 
     def step() -> None:
-        with ctx.autocast():
-            loss = job.compute(model, next(seeds), False)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        opt.step()
+        train_step(model, opt, lambda: job.compute(model, next(seeds), False), cfg.loop.grad_clip, ctx.autocast())
 
     times = median_times({"prior_train_step": step}, s.repeats, ctx.device)
     rate = s.prior_train_batch / times["prior_train_step"]

@@ -123,7 +123,7 @@ def timed(fn, repeats: int) -> float:
     """Median seconds of ``fn`` after one warm-up call (the bench suite's own timer, for one function)."""
     import torch
 
-    from bench.run import median_times
+    from bench.timing import median_times
 
     return median_times({"fn": fn}, repeats, torch.device("cpu"))["fn"]
 
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     from diffloss import nets
     from diffloss.images import save_image
-    from bench.run import write_json
+    from bench.timing import write_json
     from diffloss.machine import device_description, thread_scaling
     from diffloss.prior import PRIOR_PRESETS
     from studio import compare_tab, inspect_tab, train_tab, upload

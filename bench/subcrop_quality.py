@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.run import write_json  # noqa: E402
+from bench.timing import write_json  # noqa: E402
 from diffloss import train, zoo_report  # noqa: E402
 from diffloss.evaluate import EvalSource, evaluate  # noqa: E402
 from diffloss.loss import DiffLossConfig  # noqa: E402

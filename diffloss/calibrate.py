@@ -3,7 +3,8 @@
 A DiffLoss weight only means something relative to the gradient scale of the prior it multiplies: the released
 weights (1e-3, 1e-6) gave the prior ~0.06 % of the loss with our small prior and changed nothing. Calibration
 measures, on validation images restored by a restorer, the norm of each unweighted term's gradient on the
-restored image, then solves for the weights that give L_nat and L_sem the requested shares of the gradient.
+restored image, then solves for the weights that give L_nat and L_sem the requested shares of the gradient
+(the arithmetic is ``diffloss.loss.weights_for_shares``).
 
     python -m diffloss.calibrate --prior pretrained/prior --restorer runs/noise-l2/model \
         --clean ../shared/datasets/clean/val --task noise --nat-share 0.2 --sem-share 0.1
@@ -21,7 +22,7 @@ import torch
 
 from diffloss import degrade
 from diffloss.images import centre_crop, list_images, load_image
-from diffloss.loss import DiffLoss, DiffLossConfig
+from diffloss.loss import DiffLoss, DiffLossConfig, weights_for_shares
 from diffloss.nets import Restorer, load_restorer
 from diffloss.prior import DiffusionPrior
 
@@ -37,32 +38,6 @@ class Calibration:
     lam: float
     images: int
     t_range: tuple[int, int]
-
-
-def weights_for_shares(norms: dict[str, float], nat_share: float, sem_share: float) -> tuple[float, float]:
-    """Solve w_nat * n_nat = s_nat * T and w_sem * n_sem = s_sem * T with n_fid = (1 - s_nat - s_sem) * T.
-
-    Returns (gamma, lambda) where gamma = w_nat and lambda = w_sem / w_nat (the loss's parameterisation).
-    """
-    if nat_share <= 0 or sem_share < 0 or nat_share + sem_share >= 1:
-        raise ValueError("shares must be > 0 (nat), >= 0 (sem) and sum to less than 1")
-    if norms["nat"] <= 0 or (sem_share > 0 and norms["sem"] <= 0):
-        raise ValueError("a prior term has no gradient; is the prior detached?")
-    total = norms["fidelity"] / (1 - nat_share - sem_share)
-    w_nat = nat_share * total / norms["nat"]
-    w_sem = sem_share * total / norms["sem"] if sem_share > 0 else 0.0
-    return w_nat, w_sem / w_nat
-
-
-def shares_for_weights(norms: dict[str, float], gamma: float, lam: float) -> dict[str, float]:
-    """Each term's share of the gradient norm at these weights: what ``weights_for_shares`` inverts.
-
-    Why: a user who types a gamma should see what it does, e.g. that the released 1e-3 leaves the prior a
-    fraction of a percent. Same sum-of-norms convention as ``LossTerms.grad_share``.
-    """
-    weighted = {"fidelity": norms["fidelity"], "nat": gamma * norms["nat"], "sem": gamma * lam * norms["sem"]}
-    total = sum(weighted.values())
-    return {k: (v / total if total > 0 else 0.0) for k, v in weighted.items()}
 
 
 def measure_norms(prior: DiffusionPrior, restorer: Restorer, task: str, images: list[torch.Tensor],

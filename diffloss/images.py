@@ -176,3 +176,49 @@ def list_images(folder: str | Path) -> list[Path]:
         if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
     ]
     return sorted(files, key=lambda p: p.name)
+
+
+# ------------------------------------------------------------------------------------ arrays for metrics
+# BT.601 luma as in BasicSR's rgb2ycbcr (studio swing: Y in [16,235]/255 for RGB in [0,1]).
+_Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
+_Y_OFFSET = 16.0 / 255.0
+
+
+def as_hwc(img: torch.Tensor | np.ndarray) -> np.ndarray:
+    """One image as a float64 ``HxWx3`` (or ``HxW``) numpy array.
+
+    Accepts torch ``(3,H,W)`` / ``(1,3,H,W)`` and numpy ``HxWx3`` / ``HxW``; a batch of several images is refused
+    because every metric here is per image (averaging happens in the caller, where it is visible).
+    """
+    if isinstance(img, torch.Tensor):
+        t = img.detach().to("cpu", torch.float64)
+        if t.dim() == 4:
+            if t.shape[0] != 1:
+                raise ValueError(f"expected one image, got a batch of shape {tuple(t.shape)}")
+            t = t[0]
+        if t.dim() == 3:
+            if t.shape[0] not in (1, 3):
+                raise ValueError(f"expected a (3,H,W) tensor, got shape {tuple(t.shape)}")
+            arr = t.permute(1, 2, 0).numpy()
+            return arr[..., 0] if arr.shape[-1] == 1 else arr
+        if t.dim() == 2:
+            return t.numpy()
+        raise ValueError(f"expected a (3,H,W) or (1,3,H,W) tensor, got shape {tuple(t.shape)}")
+    arr = np.asarray(img)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"expected a float image in [0,1], got dtype {arr.dtype} (divide uint8 images by 255)")
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3):
+        return arr.astype(np.float64)
+    raise ValueError(f"expected an HxWx3 array, got shape {arr.shape}")
+
+
+def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of an ``HxWx3`` RGB array in [0,1], in [0,1] (BasicSR's ``rgb2ycbcr(..., y_only=True)``).
+
+    Grey ``HxW`` input is returned as it is: it already is a single channel.
+    """
+    if rgb.ndim == 2:
+        return rgb
+    return rgb @ _Y_WEIGHTS + _Y_OFFSET

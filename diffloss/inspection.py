@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from diffloss import side_by_side
-from diffloss.loss import DiffLoss, DiffLossConfig, LossTerms, output_distances
+from diffloss.loss import (TERMS, DiffLoss, DiffLossConfig, LossTerms, output_distances, prior_term, shares_of,
+                           term_weights)
 from diffloss.prior import DiffusionPrior, PriorOutput
 
 DEFAULT_CURVE_POINTS = 12
@@ -265,13 +266,12 @@ class TermGradients:
 
     def weighted(self, gamma: float, lam: float) -> GradientMap:
         """The map and shares at (gamma, lambda): gamma*d L_nat + gamma*lambda*d L_sem, beside d fidelity."""
-        prior_grad = gamma * self.nat + (gamma * lam) * self.sem
-        norms = {"fidelity": float(self.fidelity.norm()), "nat": abs(gamma) * float(self.nat.norm()),
-                 "sem": abs(gamma * lam) * float(self.sem.norm())}
-        total = sum(norms.values())
+        prior_grad = prior_term(self.nat, self.sem, gamma, lam)
+        weights = term_weights(gamma, lam)
+        norms = {k: abs(weights[k]) * float(getattr(self, k).norm()) for k in TERMS}
         return GradientMap(
             magnitude=prior_grad.norm(dim=0), norm=float(prior_grad.norm()), grad_norms=norms,
-            grad_share={k: (v / total if total > 0 else 0.0) for k, v in norms.items()},
+            grad_share=shares_of(norms),
             t=self.t, nat=self.l_nat, sem=self.l_sem,
         )
 

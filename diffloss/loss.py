@@ -98,10 +98,7 @@ class LossTerms:
     @property
     def grad_share(self) -> dict[str, float] | None:
         """Each term's gradient norm over the sum of the three: what the weights really do."""
-        if self.grad_norms is None:
-            return None
-        total = sum(self.grad_norms.values())
-        return {k: (v / total if total > 0 else 0.0) for k, v in self.grad_norms.items()}
+        return None if self.grad_norms is None else shares_of(self.grad_norms)
 
     def backward(self) -> None:
         """Backpropagate the total into the restorer.
@@ -246,7 +243,8 @@ class DiffLoss:
             outputs = (PriorOutput(pred.eps.detach(), pred.h.detach()), target)
         else:
             nat, sem = zero, zero
-        weighted = {"fidelity": fid, "nat": cfg.gamma * nat, "sem": cfg.gamma * cfg.lam * sem}
+        weights = term_weights(cfg.gamma, cfg.lam)
+        weighted = {"fidelity": weights["fidelity"] * fid, "nat": weights["nat"] * nat, "sem": weights["sem"] * sem}
         total = weighted["fidelity"] + weighted["nat"] + weighted["sem"]
         terms = LossTerms(total=total, fidelity=fid, nat=nat, sem=sem, t=t, eps=eps, outputs=outputs)
         measure = cfg.report_grad_share if measure_grad_share is None else measure_grad_share
@@ -275,14 +273,46 @@ class DiffLoss:
         terms._grad = total_grad
 
 
-def weight_for_share(norm_fidelity: float, norm_term: float, share: float) -> float:
-    """The weight w that gives a term ``share`` of the gradient: w*n / (n_fid + w*n) = share.
+# ------------------------------------------------------------------------------------------ weighting arithmetic
+# One place for how gamma and lambda weigh the terms and what share of the gradient that gives each term: the loss,
+# calibration (``diffloss.calibrate``), the Inspect view (``diffloss.inspection``) and the app all call these.
+def term_weights(gamma: float, lam: float) -> dict[str, float]:
+    """Each term's weight in the total: fidelity + gamma * L_nat + gamma * lambda * L_sem."""
+    return {"fidelity": 1.0, "nat": gamma, "sem": gamma * lam}
 
-    Used to calibrate gamma and lambda on validation data instead of guessing: a weight is meaningful only
-    relative to the gradient scale of the prior it multiplies.
+
+def prior_term(nat, sem, gamma: float, lam: float):
+    """gamma * (L_nat + lambda * L_sem): the prior's part of the total, for numbers, tensors or gradients alike."""
+    weights = term_weights(gamma, lam)
+    return weights["nat"] * nat + weights["sem"] * sem
+
+
+def shares_of(norms: dict[str, float]) -> dict[str, float]:
+    """Each term's gradient norm over the sum of all terms' norms (0 everywhere when there is no gradient)."""
+    total = sum(norms.values())
+    return {k: (v / total if total > 0 else 0.0) for k, v in norms.items()}
+
+
+def shares_for_weights(norms: dict[str, float], gamma: float, lam: float) -> dict[str, float]:
+    """Each term's share of the gradient at these weights, from unit-weight gradient norms (``weights_for_shares``
+    inverts it). Why: a user who types a gamma should see what it does, e.g. that the released 1e-3 leaves the prior
+    a fraction of a percent. Same sum-of-norms convention as ``LossTerms.grad_share``."""
+    weights = term_weights(gamma, lam)
+    return shares_of({k: abs(weights[k]) * norms[k] for k in TERMS})
+
+
+def weights_for_shares(norms: dict[str, float], nat_share: float, sem_share: float) -> tuple[float, float]:
+    """(gamma, lambda) that give L_nat and L_sem these shares of the gradient, from unit-weight gradient norms.
+
+    Solves w_nat * n_nat = s_nat * T and w_sem * n_sem = s_sem * T with n_fid = (1 - s_nat - s_sem) * T, then
+    gamma = w_nat and lambda = w_sem / w_nat (the loss's parameterisation). Why: a weight is meaningful only
+    relative to the gradient scale of the prior it multiplies, so calibration measures instead of guessing.
     """
-    if not 0 < share < 1:
-        raise ValueError(f"share must be in (0, 1), got {share}")
-    if norm_term <= 0:
-        raise ValueError("the term has no gradient to weight (is the prior detached?)")
-    return share * norm_fidelity / ((1 - share) * norm_term)
+    if nat_share <= 0 or sem_share < 0 or nat_share + sem_share >= 1:
+        raise ValueError("shares must be > 0 (nat), >= 0 (sem) and sum to less than 1")
+    if norms["nat"] <= 0 or (sem_share > 0 and norms["sem"] <= 0):
+        raise ValueError("a prior term has no gradient; is the prior detached?")
+    total = norms["fidelity"] / (1 - nat_share - sem_share)
+    w_nat = nat_share * total / norms["nat"]
+    w_sem = sem_share * total / norms["sem"] if sem_share > 0 else 0.0
+    return w_nat, w_sem / w_nat

@@ -40,15 +40,15 @@ import torch
 from PIL import Image
 
 from diffloss.checkpoint import atomic_write, atomic_write_json
-from diffloss.images import list_images, load_image
-from diffloss.metrics import as_hwc, rgb_to_y
+from diffloss.images import as_hwc, list_images, load_image, rgb_to_y
+from diffloss.paths import PRETRAINED
 
 PATCH_SIZE = 96
 SHARPNESS_FRACTION = 0.75
 N_FEATURES = 36
 MODEL_FILE = "niqe_pristine.npz"
 CARD_FILE = "card.json"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "pretrained" / "niqe"
+DEFAULT_MODEL_DIR = PRETRAINED / "niqe"
 
 
 class NIQEUndefined(ValueError):

@@ -32,10 +32,8 @@ from typing import Callable, Iterator
 import torch
 
 from diffloss import checkpoint, train
-from diffloss.loss import DiffLossConfig
-
-REPO = Path(__file__).resolve().parents[1]
-TASK_ORDER = ("lowlight", "rain", "haze", "noise", "sr4", "inpaint")
+from diffloss.loss import DiffLossConfig, weights_for_shares
+from diffloss.paths import REPO, TASK_ORDER
 SOTS_VAL_SCENES = ("1430", "1431", "1432", "1433", "1434")
 SMALL_T = 250  # the small-t arms' last timestep: where the L(t) curves tell restored from clean best
 
@@ -225,8 +223,6 @@ def t_range_key(arm: ArmSpec) -> str:
 
 def arm_weights(arm: ArmSpec, calibration: dict) -> tuple[float, float]:
     """(gamma, lambda) for an arm: fixed, zero for the L2 arm, or solved for its shares from measured norms."""
-    from diffloss.calibrate import weights_for_shares
-
     if arm.weights is not None:
         return arm.weights
     if not arm.uses_prior:

@@ -15,11 +15,12 @@ import torch
 from diffloss import degrade, side_by_side
 from diffloss.checkpoint import CheckpointError
 from diffloss.images import ImageLoadError, to_uint8_numpy
+from diffloss.paths import REPO
 from diffloss.viz import grid as image_grid
 from diffloss.viz import heatmap
 from studio import cards
 from studio.metrics_table import PendingMetrics, metrics_table, start_metrics
-from studio.models import REPO, Registry, get_registry
+from studio.models import Registry, get_registry
 from studio.restorers import TILE, load_named_restorer, restorer_entry, run_restorer
 from studio.toasts import warn
 from studio.upload import MODES, prepare_case

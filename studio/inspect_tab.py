@@ -18,7 +18,7 @@ from diffloss.images import centre_crop
 from diffloss.inspection import (
     PairInspection, best_separation, default_timesteps, inspect_pair, loss_curves, purification,
 )
-from diffloss.loss import DiffLossConfig
+from diffloss.loss import DiffLossConfig, prior_term
 from diffloss.prior import PriorLoadError
 from diffloss.viz import (
     enlarge, heatmap, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image,
@@ -123,7 +123,7 @@ class InspectResult:
 
 def inspect(
     image: str | None, task: str, seed_image: float, restorer_label: str | None, pair: str, t: float, seed: float,
-    prior_source: str | None, released_bug: bool = False, gamma: float = 0.05, lam: float = 0.1,
+    prior_source: str | None, detach_prior: bool = False, gamma: float = 0.05, lam: float = 0.1,
     side: float = INSPECT_SIDE, ground_truth: str | None = None, registry: Registry | None = None,
 ) -> InspectResult:
     """What the prior sees of (a, ground truth) at one (t, eps): x_t, eps_hat, x0, h maps, terms, gradient on a."""
@@ -133,7 +133,7 @@ def inspect(
                         ground_truth)
     t = check_t(t, prior)
     seed = int(seed or 0)
-    config = DiffLossConfig(gamma=float(gamma), lam=float(lam), detach_prior=bool(released_bug))
+    config = DiffLossConfig(gamma=float(gamma), lam=float(lam), detach_prior=bool(detach_prior))
     try:
         config.validate(prior.num_timesteps)
     except ValueError as err:
@@ -156,8 +156,8 @@ def inspect(
                      [f"h {name_a}", "h GT"], 2, scale=k)
     h_err = enlarge(heatmap(p.h_error, overlay=case.b, mode="bilinear"), k)
     grad = enlarge(heatmap(g.magnitude, overlay=case.a), k)
-    weighted = config.gamma * (p.l_nat + config.lam * p.l_sem)
-    if released_bug:
+    weighted = prior_term(p.l_nat, p.l_sem, config.gamma, config.lam)
+    if detach_prior:
         push = (f"Gradient norm **{g.norm:.3g}**: with the released code's `torch.no_grad()` the prior terms are "
                 "computed but send **exactly zero** gradient to the restorer.")
     else:

@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 import gradio as gr
 
 from diffloss.checkpoint import CARD_FILE, CONFIG_FILE, MODEL_FILE, CheckpointError
-from studio.models import ARMS, Registry, RestorerEntry, get_registry
+from diffloss.paths import ARMS, MODEL_DIR
+from studio.models import Registry, RestorerEntry, get_registry
 
 MAX_UNPACKED_BYTES = 256 * 2**20  # the studio's restorers are a few MB; a zip far beyond this is not one of them
 MODEL_FILES = (MODEL_FILE, CONFIG_FILE, CARD_FILE)
@@ -52,9 +53,9 @@ def layout(folders: list[str]) -> dict[str, str]:
         raise ModelZipError(f"no model folder in it (a folder with {MODEL_FILE} and {CONFIG_FILE})")
     arms = {f: PurePosixPath(f).name for f in folders if PurePosixPath(f).name in ARMS}
     if len(arms) == len(folders) and len(set(arms.values())) == len(arms):
-        return {f: f"{arm}/model" for f, arm in arms.items()}
+        return {f: f"{arm}/{MODEL_DIR}" for f, arm in arms.items()}
     if len(folders) == 1:
-        return {folders[0]: "model"}
+        return {folders[0]: MODEL_DIR}
     raise ModelZipError(f"{len(folders)} model folders ({', '.join(sorted(f or '(root)' for f in folders))}): "
                         "upload one model, or a pair in l2/ and diffloss/ folders")
 

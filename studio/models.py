@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,9 @@ import torch
 from diffloss import nets
 from diffloss.checkpoint import CARD_FILE, CONFIG_FILE, MODEL_FILE, CheckpointError
 from diffloss.images import list_images
+# REPO, datasets_folder and runs_folder are defined in diffloss.paths; importable here too for the studio's tests.
+from diffloss.paths import ARMS, EXAMPLES, MODEL_DIR, PRETRAINED, REPO, RunFolder, datasets_folder, runs_folder  # noqa: F401
 from diffloss.prior import DiffusionPrior, PriorLoadError
-
-REPO = Path(__file__).resolve().parents[1]
-ARMS = ("l2", "diffloss")
 SHIPPED_PRIOR = "shipped prior (pretrained/prior)"
 
 
@@ -42,11 +40,6 @@ class RestorerEntry:
     task: str
     arm: str  # "l2", "diffloss" or "?" when the folder does not say
     source: str  # "shipped" or "run"
-
-
-def datasets_folder() -> Path:
-    """The benchmark datasets: ``$DIFFLOSS_DATASETS``, else ``../shared/datasets`` beside the repo (may not exist)."""
-    return Path(os.environ.get("DIFFLOSS_DATASETS", REPO.parent / "shared" / "datasets"))
 
 
 def is_degraded_example(path: Path) -> bool:
@@ -77,25 +70,19 @@ def _arm_of(folder: Path, hint: str | None) -> str:
         return "diffloss" if flag else "l2"
     if hint in ARMS:
         return hint
-    name = folder.name.lower() if folder.name != "model" else folder.parent.name.lower()
+    name = folder.name.lower() if folder.name != MODEL_DIR else folder.parent.name.lower()
     for arm in ARMS:
         if name.endswith(arm) or name == arm:
             return arm
     return "?"
 
 
-def runs_folder() -> Path:
-    """Where Train runs are written and found: ``$DIFFLOSS_RUNS``, else ``runs/`` in the repo. On a hosted Space,
-    point it at persistent storage (e.g. ``/data/runs``) so trained pairs outlive a restart."""
-    return Path(os.environ.get("DIFFLOSS_RUNS", REPO / "runs"))
-
-
 class Registry:
     """Discovers models under its roots and loads them once (thread-safe)."""
 
     def __init__(
-        self, pretrained: str | Path = REPO / "pretrained", runs: str | Path | None = None,
-        examples: str | Path | None = REPO / "examples", device: str | torch.device | None = None,
+        self, pretrained: str | Path = PRETRAINED, runs: str | Path | None = None,
+        examples: str | Path | None = EXAMPLES, device: str | torch.device | None = None,
     ) -> None:
         self.pretrained = Path(pretrained)
         self.runs = Path(runs) if runs is not None else runs_folder()
@@ -126,11 +113,11 @@ class Registry:
         if self.runs.is_dir():
             runs = sorted((p for p in self.runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
             for run in runs:
-                if _is_model_folder(run / "model"):
-                    found.append(self._entry(run / "model", f"run {run.name}", "run", None))
+                if _is_model_folder(RunFolder(run).model):
+                    found.append(self._entry(RunFolder(run).model, f"run {run.name}", "run", None))
                 for arm in ARMS:
-                    if _is_model_folder(run / arm / "model"):
-                        found.append(self._entry(run / arm / "model", f"run {run.name} {arm}", "run", arm))
+                    if _is_model_folder(RunFolder(run / arm).model):
+                        found.append(self._entry(RunFolder(run / arm).model, f"run {run.name} {arm}", "run", arm))
         found = [e for e in found if e.task]
         return [e for e in found if task is None or e.task == task]
 

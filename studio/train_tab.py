@@ -5,7 +5,6 @@ by side from the same start, streaming curves; one run at a time, Stop really st
 from __future__ import annotations
 
 import contextlib
-import shutil
 import threading
 import time
 from dataclasses import replace
@@ -16,11 +15,11 @@ import gradio as gr
 import numpy as np
 import torch
 
-from diffloss import degrade, nets
-from diffloss.checkpoint import CheckpointError
+from diffloss import degrade, nets, pair
 from diffloss.images import ImageLoadError, image_size, load_image, save_image
 from diffloss.loss import DiffLossConfig
-from studio.models import ARMS, Registry, get_registry
+from diffloss.paths import ARMS, PHOTOS_DIR
+from studio.models import Registry, get_registry
 from studio.plots import training_figure
 from studio.restorers import load_prior, load_restorer, start_entry
 from studio.toasts import warn
@@ -31,6 +30,7 @@ GPU_CAPS = {"steps": 5000, "batch": 32, "crop": 256}
 _TRAIN_LOCK = threading.Lock()
 _STOP = threading.Event()
 _LOOPS: dict[str, Iterator] = {}  # the running Train run's two training loops, for stop_for_shutdown
+TRAIN_TAB = "DiffLoss Studio Train tab"  # what the arms' cards record as their command
 
 
 def train_caps() -> dict[str, int]:
@@ -60,8 +60,9 @@ def calibrate_weights(
     Measured on clean validation photos, never the training folder, degraded for the task and restored by what
     both arms start from (``start``: a restorer label, or a fresh restorer, the identity): their step 0.
     """
-    from diffloss.calibrate import calibrate, shares_for_weights
-    from diffloss.train import new_restorer_config
+    from diffloss.calibrate import calibrate
+    from diffloss.loss import shares_for_weights
+    from diffloss.train_config import new_restorer_config
 
     reg = registry or get_registry()
     try:
@@ -127,31 +128,7 @@ def stop_for_shutdown(timeout: float = 30.0) -> list[str]:
     and a loop left to the interpreter's shutdown dies mid-step with everything since its last periodic save.
     """
     _STOP.set()
-    pending = dict(_LOOPS)
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for arm, loop in list(pending.items()):
-            try:
-                loop.close()  # GeneratorExit inside the loop: it saves a checkpoint and returns
-            except ValueError:  # "generator already executing": a step in the run's own thread; retry after it
-                continue
-            del pending[arm]
-        if pending:
-            time.sleep(0.05)
-    return sorted(pending)
-
-
-def _zip_models(run_dir: Path) -> Path:
-    """run_dir/<name>.zip holding l2/model and diffloss/model (safetensors + config + card)."""
-    staging = run_dir / "_download"
-    if staging.exists():
-        shutil.rmtree(staging)
-    for arm in ("l2", "diffloss"):
-        if (run_dir / arm / "model").is_dir():
-            shutil.copytree(run_dir / arm / "model", staging / arm)
-    archive = shutil.make_archive(str(run_dir / run_dir.name), "zip", root_dir=staging)
-    shutil.rmtree(staging)
-    return Path(archive)
+    return pair.close_loops(_LOOPS, timeout)
 
 
 def _status(history: dict, totals: dict, name: str, notes: list[str], state: str) -> str:
@@ -207,42 +184,42 @@ def _clean_folder(clean_folder: str | None, registry: Registry) -> Path:
 
 def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str]) -> Path:
     """The uploads saved into the run, and what the status line should say about them."""
-    kept, photo_notes = save_training_photos(list(photos), run_dir / "photos")
+    kept, photo_notes = save_training_photos(list(photos), run_dir / PHOTOS_DIR)
     for note in photo_notes:
         warn(note)
     if not kept:
         raise gr.Error(f"None of the {len(photos)} uploaded files is a usable photo: " + "; ".join(photo_notes))
     plural, skipped = "s" if kept > 1 else "", min(len(photos), MAX_PHOTOS) - kept
-    notes.append(f"{kept} uploaded photo{plural}, saved in `{run_dir / 'photos'}`"
+    notes.append(f"{kept} uploaded photo{plural}, saved in `{run_dir / PHOTOS_DIR}`"
                  + (f" ({skipped} skipped)" if skipped else ""))
     if kept < FEW_PHOTOS:
         notes.append(f"only {kept} photo{plural}: the arms will fit them; compare on other photos, as a "
                      "demonstration rather than a benchmark")
-    return run_dir / "photos"
+    return run_dir / PHOTOS_DIR
 
 
 def train_pair(
     task: str, steps: float, batch: float, crop: float, lr: float, gamma: float, lam: float, t_min: float,
     t_max: float, seed: float, prior_source: str | None, clean_folder: str | None = None, prior_crop: float = 0,
-    start: str | None = None, photos: list[str] | None = None, released_bug: bool = False, width: int | None = None,
+    start: str | None = None, photos: list[str] | None = None, detach_prior: bool = False, width: int | None = None,
     name: str | None = None, registry: Registry | None = None,
 ) -> Iterator[tuple[str, np.ndarray, str | None]]:
     """Train the L2 and DiffLoss arms side by side (same start weights, seed, batches); yield (status, curves, zip).
 
-    ``prior_crop`` > 0 computes the prior terms on one random square of that side per batch (several times cheaper
-    steps on a CPU; 0 = the whole crop). ``start``: a restorer label of the task to fine-tune from (both arms), or
+    ``prior_crop`` > 0 computes the prior terms on one random square of that side per batch (cheaper steps on a
+    CPU; 0 = the whole crop). ``start``: a restorer label of the task to fine-tune from (both arms), or
     ``FRESH_START``/empty for a fresh restorer of ``width``. ``photos``: uploaded clean photos, used instead of
-    ``clean_folder`` (a hosted Space has no folder of its visitors' photos). ``released_bug`` computes the DiffLoss
+    ``clean_folder`` (a hosted Space has no folder of its visitors' photos). ``detach_prior`` computes the DiffLoss
     arm's prior terms under no_grad, as the released code did: they are logged, but the arm ends bit for bit equal
     to the L2 arm (the Done line says so), the failure mode shown on purpose.
 
     Closing the generator (the Stop button, or the browser going away) closes both training loops, which save
     a checkpoint; ``request_stop`` ends the run the same way from another thread. One run at a time.
     """
-    from diffloss.train import LoopConfig, RestorerTrainConfig
+    from diffloss.train_config import LoopConfig, RestorerTrainConfig
 
     reg = registry or get_registry()
-    with _one_run() as gens:
+    with _one_run() as run:
         caps, notes = train_caps(), []
         values = {"steps": int(steps), "batch": int(batch), "crop": int(crop)}
         for key, value in values.items():
@@ -263,8 +240,8 @@ def train_pair(
         prior = load_prior(prior_source, reg)  # fails early, with the reason, before any work
         sub = int(prior_crop or 0)
         loss = DiffLossConfig(gamma=float(gamma), lam=float(lam), **_train_t_range(t_min, t_max, prior),
-                              prior_crop=sub if 0 < sub < values["crop"] else None, detach_prior=bool(released_bug))
-        if released_bug:
+                              prior_crop=sub if 0 < sub < values["crop"] else None, detach_prior=bool(detach_prior))
+        if detach_prior:
             notes.append("the released code's no_grad mistake is on: the DiffLoss arm's prior terms send no gradient")
         try:
             loss.validate(prior.num_timesteps)
@@ -274,56 +251,21 @@ def train_pair(
         run_dir = reg.runs / name
         if photos:
             folder = _uploaded_folder(photos, run_dir, notes)
-        totals = {}
-        for arm in ARMS:
-            loop = LoopConfig(out=str(run_dir / arm), steps=values["steps"], batch_size=values["batch"], lr=float(lr),
-                              warmup=min(50, values["steps"] // 10), seed=int(seed),
-                              log_every=max(1, values["steps"] // 60), save_every=max(10, values["steps"] // 4),
-                              resume=False, command=f"DiffLoss Studio Train tab ({arm} arm)")
-            cfg = RestorerTrainConfig(task=task, clean=[str(folder)], crop=values["crop"],
-                                      init=str(entry.path) if entry else None, width=None if entry else width,
-                                      prior=str(prior.source), diffloss=arm == "diffloss", loss=loss, loop=loop)
-            totals[arm] = _start_arm(gens, arm, cfg)
-        yield from _stream(gens, totals, {arm: [] for arm in gens}, name, run_dir, notes, task)
+        loop = LoopConfig(steps=values["steps"], batch_size=values["batch"], lr=float(lr),
+                          warmup=min(50, values["steps"] // 10), seed=int(seed),
+                          log_every=max(1, values["steps"] // 60), save_every=max(10, values["steps"] // 4),
+                          resume=False)
+        base = RestorerTrainConfig(task=task, clean=[str(folder)], crop=values["crop"],
+                                   init=str(entry.path) if entry else None, width=None if entry else width,
+                                   prior=str(prior.source), loss=loss, loop=loop)
+        for arm, cfg in pair.arm_configs(base, run_dir, TRAIN_TAB).items():
+            _start_arm(run, arm, cfg)
+        yield from _stream(run, {arm: [] for arm in ARMS}, name, run_dir, notes, task)
 
 
 def stopped_runs(registry: Registry | None = None) -> list[tuple[str, str]]:
-    """(label, name) of the Train runs that stopped before their last step, newest first; the label says how far
-    each arm got, e.g. ``studio-noise-0101 (l2 40/200, diffloss 38/200)``."""
-    reg = registry or get_registry()
-    if not reg.runs.is_dir():
-        return []
-    found = []
-    for run in sorted((p for p in reg.runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True):
-        progress = {arm: _arm_progress(run / arm) for arm in ARMS if (run / arm).is_dir()}
-        if any(state not in ("finished", NOT_STARTED, None) for state in progress.values()):  # one arm has steps
-            shown = ", ".join(f"{arm} {state}" for arm, state in progress.items() if state)
-            found.append((f"{run.name} ({shown})", run.name))
-    return found
-
-
-NOT_STARTED = "not started"  # an arm whose loop was closed before its first step: nothing saved, nothing lost
-
-
-def _arm_progress(arm_dir: Path) -> str | None:
-    """'finished', 'STEP/STEPS' for a stopped arm, NOT_STARTED (no checkpoint), None (one that cannot be read)."""
-    if (arm_dir / "model").is_dir():
-        return "finished"
-    try:
-        saved = _arm_checkpoint(arm_dir)
-    except CheckpointError:
-        return None
-    return NOT_STARTED if saved is None else f"{saved[0]}/{saved[1].loop.steps}"
-
-
-def _arm_checkpoint(arm_dir: Path) -> tuple[int, object] | None:
-    """(step, settings) of an arm's checkpoint; None when it has none (closed before its first step);
-    CheckpointError when it cannot be read."""
-    from diffloss.train import CHECKPOINT_NAME, checkpoint_settings
-
-    if not (arm_dir / "checkpoint" / CHECKPOINT_NAME).is_file():
-        return None
-    return checkpoint_settings(arm_dir)
+    """(label, name) of the Train runs that stopped before their last step, newest first (``pair.stopped_pairs``)."""
+    return pair.stopped_pairs((registry or get_registry()).runs)
 
 
 def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[tuple[str, np.ndarray, str | None]]:
@@ -337,13 +279,15 @@ def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[
     if not name:
         raise gr.Error("Choose a stopped run to resume (the list shows runs that stopped before their last step).")
     run_dir = reg.runs / name
-    if Path(name).name != name or not any((run_dir / arm).is_dir() for arm in ARMS):  # a name, never a path
+    if Path(name).name != name or not pair.is_pair(run_dir):  # a name, never a path
         raise gr.Error(f"No Train run named {name!r} in {reg.runs}.")
-    with _one_run() as gens:
-        caps, history, totals, task = train_caps(), {}, {}, None
-        plans, notes = _resume_plans(run_dir)
+    with _one_run() as run:
+        caps, history, task = train_caps(), {}, None
+        try:
+            plans, notes = pair.resume_plans(run_dir, TRAIN_TAB)
+        except pair.PairError as err:
+            raise gr.Error(str(err)) from err
         for arm, (step, cfg) in plans.items():
-            arm_dir = run_dir / arm
             for key, value in (("batch", cfg.loop.batch_size), ("crop", cfg.crop)):
                 if value > caps[key]:
                     raise gr.Error(f"The {arm} arm was started with {key} {value}, more than this {_machine(caps)} "
@@ -357,73 +301,14 @@ def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[
                 raise gr.Error(f"The photos the {arm} arm trained on are gone ({', '.join(missing)}): it cannot go on "
                                "with the same data.")
             notes.append(f"{arm}: resumed at step {step}" if step else f"{arm}: started (it had stopped before step 1)")
-            if step:  # the card tells the whole story, as the CLI's resume does
-                cfg = replace(cfg, loop=replace(cfg.loop, command=f"{cfg.loop.command}; resumed in the Train tab at "
-                                                                  f"step {step}"))
-            history[arm] = _logged_history(arm_dir / "log.csv", step)
-            totals[arm], task = _start_arm(gens, arm, cfg), cfg.task
-        if not gens:
+            if step:
+                cfg = pair.with_resume_note(cfg, f"resumed in the Train tab at step {step}")
+            history[arm] = pair.logged_history(run_dir / arm, step)
+            _start_arm(run, arm, cfg)
+            task = cfg.task
+        if not run.loops:
             raise gr.Error(f"Run {name!r} has nothing to resume: both arms finished.")
-        yield from _stream(gens, totals, history, name, run_dir, notes, task)
-
-
-def _resume_plans(run_dir: Path) -> tuple[dict[str, tuple[int, object]], list[str]]:
-    """(step, settings) of each arm to go on, and notes on the arms kept as they were.
-
-    An arm with no checkpoint stopped before its first step (a shutdown between the two arms' first steps): it
-    starts at step 0 with its sibling's settings and its own arm, which is how ``train_pair`` made it.
-    """
-    plans, notes, saved, unsaved = {}, [], {}, []
-    for arm in ARMS:
-        arm_dir = run_dir / arm
-        try:
-            checkpoint = _arm_checkpoint(arm_dir)
-        except CheckpointError as err:
-            raise gr.Error(f"Cannot resume the {arm} arm: {err}") from err
-        if checkpoint is not None:
-            saved[arm] = checkpoint
-        if (arm_dir / "model").is_dir():
-            notes.append(f"{arm}: had finished; kept as it was")
-        elif arm in saved:
-            plans[arm] = saved[arm]
-        else:
-            unsaved.append(arm)
-    for arm in unsaved:
-        if not saved:
-            raise gr.Error(f"Run {run_dir.name!r} has no checkpoint: it stopped before its first step; start it again.")
-        sibling = next(iter(saved.values()))[1]
-        loop = replace(sibling.loop, out=str(run_dir / arm), command=f"DiffLoss Studio Train tab ({arm} arm)")
-        plans[arm] = (0, replace(sibling, diffloss=arm == "diffloss", loop=loop))
-    return {arm: plans[arm] for arm in ARMS if arm in plans}, notes
-
-
-def _logged_history(log_path: Path, step: int) -> list[tuple[int, dict[str, float]]]:
-    """The curve points an arm logged up to ``step`` (its log.csv), so a resumed run's curves go on from them."""
-    from diffloss.train import logged_rows
-
-    return [(int(r["step"]), {k: float(v) for k, v in r.items() if k not in ("step", "wall_s") and v not in ("", None)})
-            for r in logged_rows(log_path, step)]
-
-
-def _arms_difference(run_dir: Path) -> str:
-    """How far the DiffLoss arm's weights ended from the L2 arm's: what the prior's gradient did, in one number.
-
-    Why: with the released code's no_grad mistake the answer is 'not at all', bit for bit, however large gamma is;
-    a curve of L_nat going down cannot show that, the weights can.
-    """
-    from diffloss.checkpoint import MODEL_FILE, load_tensors
-
-    try:
-        l2, dl = (load_tensors(run_dir / arm / "model" / MODEL_FILE) for arm in ARMS)
-    except (CheckpointError, OSError) as err:
-        return f"the arms' weights could not be compared ({err})"
-    if l2.keys() != dl.keys() or any(l2[k].shape != dl[k].shape for k in l2):
-        return "the arms have different architectures: their weights are not comparable"
-    largest = max((float((l2[k].float() - dl[k].float()).abs().max()) for k in l2 if l2[k].numel()), default=0.0)
-    if largest == 0.0:
-        return ("the DiffLoss arm's weights are identical to the L2 arm's, bit for bit: the prior sent no gradient "
-                "(the released code's no_grad mistake does exactly this)")
-    return f"the DiffLoss arm's weights differ from the L2 arm's by up to {largest:.3g} (largest change of any weight)"
+        yield from _stream(run, history, name, run_dir, notes, task)
 
 
 def _machine(caps: dict[str, int]) -> str:
@@ -431,65 +316,51 @@ def _machine(caps: dict[str, int]) -> str:
 
 
 @contextlib.contextmanager
-def _one_run() -> Iterator[dict[str, Iterator]]:
-    """The Train slot: refuse a second run, hand out the module-level dict of training loops, and close every loop
-    at the end (a no-op for a finished loop; a checkpoint for an interrupted one) and free the slot."""
+def _one_run() -> Iterator[pair.PairRun]:
+    """The Train slot: refuse a second run, hand out a pair run over the module-level loops, close every loop at
+    the end (a no-op for a finished loop; a checkpoint for an interrupted one) and free the slot."""
     if not _TRAIN_LOCK.acquire(blocking=False):
         raise gr.Error("A training run is already going (one at a time on this machine): wait for it to finish "
                        "or press Stop.")
-    gens = _LOOPS  # module-level: a shutdown can close them even when no request iterates this run any more
-    gens.clear()
+    _LOOPS.clear()  # module-level: a shutdown can close them even when no request iterates this run any more
     _STOP.clear()
+    run = pair.PairRun(loops=_LOOPS, stop=_STOP)
     try:
-        yield gens
+        yield run
     finally:
-        for gen in gens.values():
-            gen.close()
-        gens.clear()
+        run.close()
         _TRAIN_LOCK.release()
 
 
-def _start_arm(gens: dict[str, Iterator], arm: str, cfg) -> int:
-    """Start one arm's training loop into ``gens``; returns the steps it will train to."""
-    from diffloss.train import train_restorer
-
+def _start_arm(run: pair.PairRun, arm: str, cfg) -> None:
+    """Start one arm's training loop; a bad setting is the arm's gr.Error."""
     try:
-        gens[arm] = train_restorer(cfg)
+        run.start(arm, cfg)
     except (ValueError, RuntimeError, OSError) as err:
         raise gr.Error(f"Cannot start the {arm} arm: {err}") from err
-    return cfg.loop.steps
 
 
-def _stream(gens: dict[str, Iterator], totals: dict[str, int], history: dict[str, list], name: str, run_dir: Path,
-            notes: list[str], task: str) -> Iterator[tuple[str, np.ndarray, str | None]]:
+def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Path, notes: list[str],
+            task: str) -> Iterator[tuple[str, np.ndarray, str | None]]:
     """Step the arms in turn and yield (status, curves, zip) until both finish or Stop is pressed."""
-    from diffloss.train import TrainingDiverged
-
-    active = dict(gens)
+    totals = run.totals
     yield _status(history, totals, name, notes, "Starting"), training_figure(history), None
-    while active:
-        if _STOP.is_set():
-            for gen in active.values():
-                gen.close()
-            active.clear()
-            stopped = "stopped: checkpoints saved, no final model yet; resume it below (Resume a stopped run)"
-            yield _status(history, totals, name, notes + [stopped], "Stopped"), training_figure(history), None
-            return
-        for arm in list(active):
-            try:
-                event = next(active[arm])
-            except StopIteration:
-                del active[arm]
-                continue
-            except TrainingDiverged as err:
-                raise gr.Error(f"The {arm} arm diverged: {err}") from err
-            points = history.setdefault(arm, [])
-            if event.kind in ("step", "done") and event.values and (not points or points[-1][0] != event.step):
-                points.append((event.step, dict(event.values)))  # "done" repeats the last step's values: once
-            if event.kind == "stopped":
-                notes.append(f"{arm}: {event.message}")
-        yield _status(history, totals, name, notes, "Training"), training_figure(history), None
-    archive = _zip_models(run_dir)
-    done = notes + [_arms_difference(run_dir),
+    try:
+        for events in run.rounds():
+            for arm, event in events.items():
+                points = history.setdefault(arm, [])
+                if event.kind in ("step", "done") and event.values and (not points or points[-1][0] != event.step):
+                    points.append((event.step, dict(event.values)))  # "done" repeats the last step's values: once
+                if event.kind == "stopped":
+                    notes.append(f"{arm}: {event.message}")
+            yield _status(history, totals, name, notes, "Training"), training_figure(history), None
+    except pair.ArmDiverged as err:
+        raise gr.Error(f"The {err.arm} arm diverged: {err}") from err
+    if run.stopped:
+        stopped = "stopped: checkpoints saved, no final model yet; resume it below (Resume a stopped run)"
+        yield _status(history, totals, name, notes + [stopped], "Stopped"), training_figure(history), None
+        return
+    archive = pair.zip_models(run_dir)
+    done = notes + [pair.arms_difference(run_dir),
                     f"both arms saved; Compare and Inspect select them when their task is {task}"]
     yield _status(history, totals, name, done, "Done"), training_figure(history), str(archive)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from diffloss.calibrate import calibrate, shares_for_weights, weights_for_shares
-from diffloss.loss import DiffLoss, DiffLossConfig
+from diffloss.calibrate import calibrate
+from diffloss.loss import DiffLoss, DiffLossConfig, shares_for_weights, weights_for_shares
 from diffloss.nets import Restorer, RestorerConfig
 from tests.helpers import tiny_prior
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffloss import side_by_side
-from diffloss.loss import DiffLoss, DiffLossConfig, fidelity_loss, sub_crop, weight_for_share
+from diffloss.loss import DiffLoss, DiffLossConfig, fidelity_loss, sub_crop, weights_for_shares
 from tests.helpers import ConvNet, tiny_prior
 
 
@@ -171,11 +171,11 @@ def test_fidelity_losses(kind, expected):
     assert float(fidelity_loss(torch.full((1, 3, 2, 2), 0.6), torch.full((1, 3, 2, 2), 0.5), kind)) == pytest.approx(expected, rel=1e-4)
 
 
-def test_weight_for_share_solves_for_the_requested_share():
-    w = weight_for_share(2.0, 0.5, 0.25)
+def test_one_weight_solves_for_the_requested_share():
+    w, _ = weights_for_shares({"fidelity": 2.0, "nat": 0.5, "sem": 0.0}, 0.25, 0.0)
     assert w * 0.5 / (2.0 + w * 0.5) == pytest.approx(0.25)
     with pytest.raises(ValueError, match="detached"):
-        weight_for_share(1.0, 0.0, 0.5)
+        weights_for_shares({"fidelity": 1.0, "nat": 0.0, "sem": 1.0}, 0.5, 0.0)
 
 
 def test_sub_crop_cuts_the_same_seeded_square_from_both_images():

@@ -94,7 +94,7 @@ def test_the_readme_command_serves_the_shipped_studio_and_a_stop_saves_a_running
     from pathlib import Path
 
     from bench.studio_speed import served_app
-    from diffloss.train import read_checkpoint_meta
+    from diffloss.run_folder import read_checkpoint_meta
     from studio.models import REPO, Registry
     from tests.studio_helpers import make_world
 

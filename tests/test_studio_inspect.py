@@ -33,7 +33,7 @@ def test_inspect_shows_every_view_and_the_terms_on_a_centre_crop(world):
 
 def test_the_released_no_grad_mistake_pushes_exactly_zero(world):
     _, dl = world.labels()
-    r = inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "", released_bug=True,
+    r = inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "", detach_prior=True,
                   registry=world.registry)
     assert "Gradient norm **0**" in r.values and "exactly zero" in r.values
     assert r.gradient.shape == (4 * 48, 4 * 64, 3)  # 256 // 64: shown four times larger

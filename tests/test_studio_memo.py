@@ -93,7 +93,7 @@ def test_new_weights_re_run_nothing_and_new_t_re_runs_only_the_prior(counted):
     _, dl = world.labels()
 
     def inspect(t=40, gamma=0.05, lam=0.1, bug=False):
-        return inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], t, 1, "", released_bug=bug, gamma=gamma,
+        return inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], t, 1, "", detach_prior=bug, gamma=gamma,
                          lam=lam, side=32, registry=world.registry)
 
     first = inspect()

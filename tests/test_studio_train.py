@@ -49,7 +49,7 @@ def test_the_released_no_grad_mistake_leaves_the_diffloss_arm_equal_to_the_l2_ar
     bit for bit equal however large gamma is; without the mistake they differ, and the Done line says by how much."""
     from diffloss.checkpoint import load_tensors
 
-    status = list(_run(world, "bug", steps=3, gamma=5.0, released_bug=True))[-1][0]
+    status = list(_run(world, "bug", steps=3, gamma=5.0, detach_prior=True))[-1][0]
     assert "the released code's no_grad mistake is on" in status
     assert "identical to the L2 arm's, bit for bit" in status
     assert "prior's share of the gradient 0%" in status
@@ -124,11 +124,11 @@ def test_the_resumed_curves_go_on_from_the_logged_steps(world, monkeypatch):
 
 
 def test_the_readme_terminal_command_resumes_one_arm_of_a_train_tab_run(world, monkeypatch):
-    from diffloss import train
+    from diffloss import train_cli
 
     _stop_after_first_steps(_run(world, "terminal", steps=3))
-    monkeypatch.setattr(train, "stop_on_signals", lambda: None)  # keep pytest's own handlers
-    assert train.main(["resume", str(world.registry.runs / "terminal" / "l2")]) == 0
+    monkeypatch.setattr(train_cli, "stop_on_signals", lambda: None)  # keep pytest's own handlers
+    assert train_cli.main(["resume", str(world.registry.runs / "terminal" / "l2")]) == 0
     assert train_tab.stopped_runs(world.registry) == [("terminal (l2 finished, diffloss 1/3)", "terminal")]
     assert [e.label for e in world.registry.restorers("noise")] == ["run terminal l2"]
 
@@ -204,7 +204,7 @@ def test_resume_refuses_what_it_cannot_continue_and_frees_the_slot(world, monkey
 
 def test_a_shutdown_saves_a_run_that_no_request_iterates_any_more(world):
     """Ctrl-C closes the server first: the run's stream is left where it was, and the shutdown closes its loops."""
-    from diffloss.train import read_checkpoint_meta
+    from diffloss.run_folder import read_checkpoint_meta
 
     run = _run(world, "orphan", steps=200)
     next(run)

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffloss import checkpoint, train
+from diffloss import checkpoint, run_folder, train, train_cli
 from diffloss.images import save_image
 from diffloss.loss import DiffLossConfig
+from diffloss.paths import RunFolder
 from diffloss.nets import load_restorer
 from diffloss.prior import DiffusionPrior
 from tests.helpers import tiny_prior
@@ -65,7 +66,7 @@ def _tiny_prior_cfg(out: Path, clean_dir: Path) -> train.PriorTrainConfig:
 
 
 def _final_state(out: Path) -> dict[str, torch.Tensor]:
-    return checkpoint.load_tensors(out / "checkpoint" / train.CHECKPOINT_NAME)
+    return checkpoint.load_tensors(RunFolder(out).checkpoint)
 
 
 def test_prior_training_writes_a_loadable_prior_with_a_card(clean_dir, tmp_path):
@@ -137,7 +138,7 @@ def test_a_run_resumes_from_its_checkpoint_alone_to_the_same_weights(clean_dir, 
     list(train.train_restorer(restorer_cfg(tmp_path / "straight", clean_dir, prior_dir, steps=4)))
     _stop_at(train.train_restorer(restorer_cfg(tmp_path / "first", clean_dir, prior_dir, steps=4)), 1)
     (tmp_path / "first").rename(tmp_path / "moved")
-    step, cfg = train.checkpoint_settings(tmp_path / "moved")
+    step, cfg = run_folder.checkpoint_settings(tmp_path / "moved")
     assert step == 1 and cfg.loop.out == str(tmp_path / "moved") and cfg.loop.resume
     assert cfg == replace(restorer_cfg(tmp_path / "moved", clean_dir, prior_dir, steps=4), loop=cfg.loop)
     assert cfg.loss == DiffLossConfig(gamma=0.5, lam=0.5) and cfg.loop.steps == 4 and cfg.loop.batch_size == 2
@@ -147,9 +148,9 @@ def test_a_run_resumes_from_its_checkpoint_alone_to_the_same_weights(clean_dir, 
 
 
 def test_the_resume_command_continues_a_run_and_may_extend_it(clean_dir, prior_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(train, "stop_on_signals", lambda: None)
+    monkeypatch.setattr(train_cli, "stop_on_signals", lambda: None)
     _stop_at(train.train_restorer(restorer_cfg(tmp_path / "run", clean_dir, prior_dir, steps=4)), 2)
-    assert train.main(["resume", str(tmp_path / "run"), "--steps", "5"]) == 0
+    assert train_cli.main(["resume", str(tmp_path / "run"), "--steps", "5"]) == 0
     card = json.loads((tmp_path / "run" / "model" / "card.json").read_text())
     assert card["steps"] == 5 and card["config"]["loop"]["steps"] == 5 and card["config"]["diffloss"] is True
     assert card["command"] == f"resumed with: python -m diffloss.train resume {tmp_path / 'run'}"  # no first command
@@ -164,7 +165,7 @@ def test_the_resume_command_continues_a_run_and_may_extend_it(clean_dir, prior_d
     ("newer", "settings this version does not know \\(warp_factor\\)"),
 ])
 def test_resuming_a_missing_or_foreign_checkpoint_says_why(damage, message, tmp_path, monkeypatch, capsys):
-    ckpt = tmp_path / "checkpoint" / train.CHECKPOINT_NAME
+    ckpt = RunFolder(tmp_path).checkpoint
     ckpt.parent.mkdir()
     info = {"config": {"task": "noise", "loop": {"steps": 3}, "loss": {}}}
     if damage == "torn":
@@ -178,9 +179,9 @@ def test_resuming_a_missing_or_foreign_checkpoint_says_why(damage, message, tmp_
     if damage == "none":
         ckpt.parent.rmdir()
     with pytest.raises(checkpoint.CheckpointError, match=message):
-        train.checkpoint_settings(tmp_path)
-    monkeypatch.setattr(train, "stop_on_signals", lambda: None)
-    assert train.main(["resume", str(tmp_path)]) == 2
+        run_folder.checkpoint_settings(tmp_path)
+    monkeypatch.setattr(train_cli, "stop_on_signals", lambda: None)
+    assert train_cli.main(["resume", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
 
 
@@ -262,7 +263,7 @@ def test_resuming_with_other_settings_is_refused(clean_dir, prior_dir, tmp_path)
 
 def test_export_of_a_stopped_run_is_loadable_and_marked_partial(clean_dir, prior_dir, tmp_path):
     _stop_at(train.train_restorer(restorer_cfg(tmp_path / "run", clean_dir, prior_dir, steps=6)), 3)
-    dest = train.export_checkpoint(tmp_path / "run")
+    dest = run_folder.export_checkpoint(tmp_path / "run")
     model = load_restorer(dest)
     card = json.loads((dest / "card.json").read_text())
     assert card["partial"] is True and card["steps"] == 3 and card["planned_steps"] == 6
@@ -275,20 +276,20 @@ def test_export_of_a_stopped_run_is_loadable_and_marked_partial(clean_dir, prior
 def test_export_of_a_prior_run(clean_dir, tmp_path):
     cfg = _tiny_prior_cfg(tmp_path, clean_dir)
     _stop_at(train.train_prior(cfg), 2)
-    dest = train.export_checkpoint(tmp_path, tmp_path / "exported")
+    dest = run_folder.export_checkpoint(tmp_path, tmp_path / "exported")
     prior = DiffusionPrior.from_pretrained(dest)
     assert prior.num_timesteps == 100
     assert json.loads((dest / "card.json").read_text())["partial"] is True
 
 
 def test_a_prior_run_resumes_from_its_checkpoint_alone(clean_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "stop_on_signals", lambda: None)
+    monkeypatch.setattr(train_cli, "stop_on_signals", lambda: None)
     cfg = _tiny_prior_cfg(tmp_path, clean_dir)
     _stop_at(train.train_prior(cfg), 2)
-    step, settings = train.checkpoint_settings(tmp_path)
+    step, settings = run_folder.checkpoint_settings(tmp_path)
     assert step == 2 and isinstance(settings, train.PriorTrainConfig)
     assert settings == replace(cfg, loop=replace(cfg.loop, resume=True))
-    assert train.main(["resume", str(tmp_path)]) == 0
+    assert train_cli.main(["resume", str(tmp_path)]) == 0
     assert DiffusionPrior.from_pretrained(tmp_path / "model").num_timesteps == 100
     assert json.loads((tmp_path / "model" / "card.json").read_text())["steps"] == 4
 
@@ -311,18 +312,18 @@ def test_sigterm_stops_the_cli_with_a_checkpoint(clean_dir, prior_dir, tmp_path)
     stdout, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-2000:]
     assert "stopped at step" in stdout + err
-    step = int(train.read_checkpoint_meta(out / "checkpoint" / train.CHECKPOINT_NAME)["step"])
+    step = int(run_folder.read_checkpoint_meta(RunFolder(out).checkpoint)["step"])
     assert step >= 1
 
 
 def test_a_setting_added_since_the_checkpoint_keeps_old_runs_resumable():
     saved = {"task": "noise", "loss": {"gamma": 0.05, "lam": 0.1}}
     newer_code = {"task": "noise", "loss": {"gamma": 0.05, "lam": 0.1, "prior_crop": None}}
-    train._check_same_run(Path("ckpt"), saved, newer_code)  # a new option left off: same run
+    run_folder.check_same_run(Path("ckpt"), saved, newer_code)  # a new option left off: same run
     with pytest.raises(checkpoint.CheckpointError, match="prior_crop"):
-        train._check_same_run(Path("ckpt"), saved, {**newer_code, "loss": {**newer_code["loss"], "prior_crop": 64}})
+        run_folder.check_same_run(Path("ckpt"), saved, {**newer_code, "loss": {**newer_code["loss"], "prior_crop": 64}})
     with pytest.raises(checkpoint.CheckpointError, match="gamma"):
-        train._check_same_run(Path("ckpt"), saved, {**newer_code, "loss": {**newer_code["loss"], "gamma": 0.1}})
+        run_folder.check_same_run(Path("ckpt"), saved, {**newer_code, "loss": {**newer_code["loss"], "gamma": 0.1}})
 
 
 def test_an_interrupt_between_steps_still_saves_a_checkpoint(clean_dir, tmp_path, monkeypatch, capsys):
@@ -339,12 +340,12 @@ def test_an_interrupt_between_steps_still_saves_a_checkpoint(clean_dir, tmp_path
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(tqdm.tqdm, "refresh", refresh)
-    monkeypatch.setattr(train, "stop_on_signals", lambda: None)  # keep pytest's own handlers
+    monkeypatch.setattr(train_cli, "stop_on_signals", lambda: None)  # keep pytest's own handlers
     out = tmp_path / "run"
-    code = train.main(["restorer", "--task", "noise", "--diffloss", "off", "--no-track", "--clean", str(clean_dir),
+    code = train_cli.main(["restorer", "--task", "noise", "--diffloss", "off", "--no-track", "--clean", str(clean_dir),
                        "--crop", "32", "--width", "8", "--steps", "50", "--batch", "2", "--log-every", "1",
                        "--save-every", "1000", "--threads", "1", "--device", "cpu", "--out", str(out)])
     assert code == 0
     captured = capsys.readouterr()
     assert "stopped at step 3" in captured.out + captured.err
-    assert int(train.read_checkpoint_meta(out / "checkpoint" / train.CHECKPOINT_NAME)["step"]) == 3
+    assert int(run_folder.read_checkpoint_meta(RunFolder(out).checkpoint)["step"]) == 3

@@ -1,0 +1,73 @@
+"""The settings of a training run, as explicit dataclasses: what the CLI parses, a checkpoint stores and a resume
+reads back.
+
+Why a module of its own: the loop (``diffloss.train``), the run folder (``diffloss.run_folder``: a checkpoint
+holds these settings and a resume rebuilds them) and the two-arm pair (``diffloss.pair``) all need them, and none
+of those should import another just for a dataclass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from diffloss.loss import DiffLossConfig
+
+
+@dataclass
+class LoopConfig:
+    """What every run shares: length, optimiser, bookkeeping."""
+
+    out: str = "runs/run"
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 2e-4
+    warmup: int = 100
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 200
+    time_limit_min: float | None = None  # stop (with a checkpoint) after this many minutes; rerun to resume
+    device: str = "auto"
+    threads: int | None = None
+    resume: bool = True
+    command: str = ""  # recorded in the card; the CLI fills it in
+
+
+@dataclass
+class PriorTrainConfig:
+    clean: list[str] = field(default_factory=list)
+    preset: str = "small"
+    crop: int = 64
+    max_side: int | None = None
+    loop: LoopConfig = field(default_factory=LoopConfig)
+
+
+@dataclass
+class RestorerTrainConfig:
+    task: str = "noise"
+    clean: list[str] = field(default_factory=list)  # folders of clean photos, degraded on the fly
+    paired: list[str] = field(default_factory=list)  # real lq/gt folders, mixed in with ``paired_weight``
+    paired_exclude: list[str] = field(default_factory=list)  # file-name prefixes held out (validation scenes)
+    paired_weight: float = 0.5
+    crop: int = 96
+    init: str | None = None  # restorer folder to fine-tune from (both arms start from the same weights)
+    width: int | None = None  # restorer width when not fine-tuning (None: the architecture's default)
+    prior: str | None = "pretrained/prior"
+    diffloss: bool = True
+    loss: DiffLossConfig = field(default_factory=DiffLossConfig)
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(lr=1e-3, batch_size=8, warmup=50))
+
+    def loss_config(self) -> DiffLossConfig:
+        """The arm is one field: ``diffloss=False`` zeroes gamma and changes nothing else."""
+        return self.loss if self.diffloss else replace(self.loss, gamma=0.0)
+
+
+def new_restorer_config(task: str, width: int | None = None):
+    """The architecture of a restorer trained from scratch for ``task`` (None width: the default)."""
+    from diffloss import degrade, nets
+
+    extra = {"width": width} if width else {}
+    return nets.RestorerConfig(task=task, in_channels=degrade.get_task(task).in_channels, **extra)
