@@ -256,7 +256,7 @@ def load_prior(settings: Settings, device: torch.device, notes: list[str]) -> tu
 def load_restorer(task: str, device: torch.device, notes: list[str]) -> tuple[nets.Restorer, str]:
     """The shipped restorer for the task (either arm: they share the architecture), else a fresh default one."""
     from diffloss.train_config import new_restorer_config
-    from diffloss.zoo import shipped_restorers
+    from diffloss.family import shipped_restorers
 
     arms = shipped_restorers(REPO / "pretrained").get(task, {})
     if arms:

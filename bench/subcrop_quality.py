@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.timing import write_json  # noqa: E402
-from diffloss import train, zoo_report  # noqa: E402
-from diffloss.evaluate import EvalSource, evaluate  # noqa: E402
+from diffloss import train  # noqa: E402
+from diffloss.evaluate import EvalSource, evaluate, wins as evaluate_wins  # noqa: E402
 from diffloss.loss import DiffLossConfig  # noqa: E402
 
 ARMS = ("l2", "diffloss", "diffloss-sub", "diffloss-sub-few")
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     arms = {}
     for arm in ARMS:
         row = report.row(arm)
-        wins = {key: zoo_report.wins(report, key, arm, "l2")[0] for key in ("psnr", "ssim", "niqe")}
+        wins = {key: evaluate_wins(report, key, arm, "l2")[0] for key in ("psnr", "ssim", "niqe")}
         arms[arm] = {"means": row.means(), "wins_vs_l2": wins, "train_s_per_step": seconds_per_step(Path(args.out) / arm)}
     result = {
         "task": args.task, "crop": args.crop, "prior_crop": args.prior_crop, "prior_samples": args.prior_samples,

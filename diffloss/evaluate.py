@@ -23,7 +23,7 @@ from diffloss import degrade
 from diffloss.checkpoint import atomic_write_json, atomic_write_text
 from diffloss.data import PairedFolder
 from diffloss.images import list_images, load_image
-from diffloss.metrics import CONVENTIONS, compute_metrics, load_lpips
+from diffloss.metrics import CONVENTIONS, HIGHER_IS_BETTER, compute_metrics, load_lpips
 from diffloss.nets import load_restorer, restore
 
 IDENTITY = "identity"  # the pseudo-restorer that returns the degraded input
@@ -281,6 +281,39 @@ def evaluate(
         progress(len(samples), len(samples), "")
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return EvalReport(source=source, task=task, rows=rows, lpips_note=lpips_note, created=created)
+
+
+def wins(report: EvalReport, metric: str, a: str, b: str) -> tuple[int, int]:
+    """(images where restorer ``a`` is strictly better than ``b`` on ``metric``, images with the metric)."""
+    better = total = 0
+    for x, y in zip(report.row(a).images, report.row(b).images):
+        if x.get(metric) is None or y.get(metric) is None:
+            continue
+        total += 1
+        if (x[metric] > y[metric]) if HIGHER_IS_BETTER[metric] else (x[metric] < y[metric]):
+            better += 1
+    return better, total
+
+
+def verdict(report: EvalReport, a: str, b: str) -> str:
+    """One plain sentence on whether restorer ``a`` did better than ``b`` on this source, metric by metric."""
+    ma, mb = report.row(a).means(), report.row(b).means()
+    parts = []
+    for metric in METRICS:
+        if ma.get(metric) is None or mb.get(metric) is None:
+            continue
+        delta = ma[metric] - mb[metric]
+        won, n = wins(report, metric, a, b)
+        parts.append((metric, delta > 0 if HIGHER_IS_BETTER[metric] else delta < 0, delta, won, n))
+    if not parts:
+        return "No metric could be computed."
+    helped = [p for p in parts if p[1]]
+    words = ", ".join(f"{m.upper()} {'+' if d >= 0 else ''}{d:.3g} ({w}/{n} images)" for m, _, d, w, n in parts)
+    if not helped:
+        return f"{a} did not do better than {b} here: {words}."
+    if len(helped) == len(parts):
+        return f"{a} did better than {b} on every metric: {words}."
+    return f"Mixed: {words}."
 
 
 # ---------------------------------------------------------------- CLI

@@ -25,7 +25,7 @@ import csv
 import json
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -33,55 +33,8 @@ import torch
 
 from diffloss import checkpoint, train
 from diffloss.loss import DiffLossConfig, weights_for_shares
-from diffloss.paths import REPO, TASK_ORDER
-SOTS_VAL_SCENES = ("1430", "1431", "1432", "1433", "1434")
-SMALL_T = 250  # the small-t arms' last timestep: where the L(t) curves tell restored from clean best
-
-
-@dataclass(frozen=True)
-class ArmSpec:
-    """One member of a task's family: how much of the gradient on the restored image the prior should carry.
-
-    The shares are targets for the calibration (measured through the L2 base); ``weights`` fixes gamma and
-    lambda instead (the released code's values). ``t_max`` limits the timesteps the prior terms draw.
-    """
-
-    name: str
-    nat_share: float = 0.0
-    sem_share: float = 0.0
-    t_max: int | None = None
-    weights: tuple[float, float] | None = None  # (gamma, lambda), overrides the shares
-    optional: bool = False  # built after every task's required arms
-    about: str = ""
-
-    @property
-    def uses_prior(self) -> bool:
-        return self.weights is not None or self.nat_share > 0
-
-    @property
-    def prior_share(self) -> float:
-        return self.nat_share + self.sem_share
-
-
-FAMILY: tuple[ArmSpec, ...] = (
-    ArmSpec("l2", about="fidelity only (MSE): the arm every other arm is compared with"),
-    ArmSpec("calibrated", 0.2, 0.1, about="the prior carries 30 % of the gradient (20 % L_nat, 10 % L_sem)"),
-    ArmSpec("strong", 0.5, 0.2, about="the prior carries 70 % of the gradient (50 % L_nat, 20 % L_sem)"),
-    ArmSpec("strong-small-t", 0.5, 0.2, t_max=SMALL_T,
-            about=f"the strong shares with t drawn from 0..{SMALL_T} only"),
-    ArmSpec("released", weights=(1e-3, 1e-3), optional=True,
-            about="the released code's weights (gamma 1e-3, lambda 1e-3), with a real gradient"),
-)
-FAMILY_ARMS = tuple(arm.name for arm in FAMILY)
-DOSE_ORDER = ("l2", "calibrated", "strong")  # the family joined in weight order (perception-distortion plot)
-BUILD_ORDER = ("l2", "strong", "calibrated", "strong-small-t", "released")  # the most telling arms land first
-
-
-def family_arm(name: str) -> ArmSpec:
-    for arm in FAMILY:
-        if arm.name == name:
-            return arm
-    raise ValueError(f"unknown arm {name!r}; the family is {', '.join(FAMILY_ARMS)}")
+from diffloss.family import BUILD_ORDER, FAMILY, SOTS_VAL_SCENES, ArmSpec, ZooPaths
+from diffloss.paths import TASK_ORDER
 
 
 @dataclass(frozen=True)
@@ -131,49 +84,6 @@ RECIPES: dict[str, Recipe] = {
                        calibration_images=16),
     ),
 }
-
-
-@dataclass(frozen=True)
-class ZooPaths:
-    """Where data is read, runs are written and finished models are installed (all options, never hard-coded)."""
-
-    datasets: Path = REPO.parent / "shared" / "datasets"
-    runs: Path = REPO / "runs" / "zoo"
-    pretrained: Path = REPO / "pretrained"
-
-    @property
-    def clean_train(self) -> Path:
-        return self.datasets / "clean" / "train"
-
-    @property
-    def clean_val(self) -> Path:
-        return self.datasets / "clean" / "val"
-
-    @property
-    def sots(self) -> Path:
-        return self.datasets / "haze" / "sots_indoor"
-
-    def prior_dir(self) -> Path:
-        return self.pretrained / "prior"
-
-    def restorer_dir(self, task: str, arm: str) -> Path:
-        return self.pretrained / "restorers" / task / arm
-
-
-# ---------------------------------------------------------------------------------------------- loading
-def shipped_restorers(pretrained: Path = ZooPaths().pretrained) -> dict[str, dict[str, Path]]:
-    """task -> arm -> folder, for every restorer folder in ``pretrained/restorers`` that has weights.
-
-    Arms come in family order (``FAMILY``); a folder of another name (an older zoo's ``diffloss``) follows.
-    """
-    found: dict[str, dict[str, Path]] = {}
-    root = Path(pretrained) / "restorers"
-    for task in TASK_ORDER:
-        folders = sorted(p for p in (root / task).glob("*") if (p / checkpoint.MODEL_FILE).is_file())
-        rank = {name: i for i, name in enumerate(FAMILY_ARMS)}
-        for folder in sorted(folders, key=lambda p: (rank.get(p.name, len(rank)), p.name)):
-            found.setdefault(task, {})[folder.name] = folder
-    return found
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -233,7 +143,14 @@ def arm_weights(arm: ArmSpec, calibration: dict) -> tuple[float, float]:
 def arm_loss_config(arm: ArmSpec, calibration: dict) -> DiffLossConfig:
     gamma, lam = arm_weights(arm, calibration)
     # The L2 arm skips L_nat/L_sem entirely (no prior passes); its loss is fidelity either way.
-    return DiffLossConfig(gamma=gamma, lam=lam if gamma else 0.1, t_max=arm.t_max, track_when_off=False)
+    return DiffLossConfig(gamma=gamma, lam=lam if gamma else 0.1, t_max=_t_max(arm, calibration), track_when_off=False)
+
+
+def _t_max(arm: ArmSpec, calibration: dict) -> int | None:
+    """The arm's last timestep, within the prior's schedule (a small test prior has fewer than 1000 steps)."""
+    if arm.t_max is None:
+        return None
+    return min(arm.t_max, int(calibration.get("num_timesteps", arm.t_max + 1)) - 1)
 
 
 def validation_images(paths: ZooPaths, count: int) -> list[torch.Tensor]:
@@ -329,7 +246,7 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
                                             loss=DiffLossConfig.off(track_when_off=False),
                                             loop=_loop(base, rr.base_steps, rr.batch_size, rr.base_lr, recipe.seed,
                                                        device, command, time_limit, threads,
-                                                       save_every=max(50, rr.base_steps // rr.val_points)),
+                                                       save_every=max(1, rr.base_steps // rr.val_points)),
                                             **_task_data(task, paths))
             from diffloss import nets
 
@@ -438,9 +355,10 @@ def run_calibration(task: str, base_model: Path, paths: ZooPaths, rr: RestorerRe
     for arm in FAMILY:
         key = t_range_key(arm)
         if arm.uses_prior and key not in norms:
-            cfg = DiffLossConfig(t_max=arm.t_max)
+            cfg = DiffLossConfig(t_max=_t_max(arm, {"num_timesteps": prior.num_timesteps}))
             norms[key] = measure_norms(prior, restorer, task, images, crop=rr.arm_crop or rr.crop, config=cfg)
     return {"norms": norms, "images": len(images), "data": "clean/train (evenly spread photos)",
+            "num_timesteps": prior.num_timesteps,
             "crop": rr.arm_crop or rr.crop,
             "note": "unit-weight gradient norms of fidelity, L_nat and L_sem on training photos restored by the L2 "
                     "base; each arm's weights are solved from them for its target shares (diffloss.calibrate)"}

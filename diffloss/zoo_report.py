@@ -1,34 +1,55 @@
-"""``pretrained/REPORT.md`` and ``report.json``: the shipped L2 and DiffLoss arms, side by side, on held-out data.
+"""``pretrained/REPORT.md`` and ``report.json``: each task's dose-response family, arm by arm, on held-out data.
 
-Generated, never written by hand: ``python -m diffloss.zoo report``. Per task, every validation source the data
-allows (synthetic degradations of ``clean/val`` with fixed seeds; the SOTS validation scenes; the three real rain
-pairs; the real unpaired low-light photos with the no-reference metric only). For each metric: the mean over
-images and the number of images where the DiffLoss arm beats the L2 arm. Plain words where DiffLoss does not help.
+Generated, never written by hand: ``python -m diffloss.zoo report``. Per task: the L2 base (its validation curve,
+its gain over the degraded input, set against the previous zoo's), then every arm of the family on every
+validation source the data allows (synthetic degradations of ``clean/val`` with fixed seeds, the SOTS
+validation scenes, the three real rain pairs, the real unpaired low-light photos with NIQE only): PSNR, SSIM,
+MS-SSIM, VIF, NIQE, high-frequency energy relative to the ground truth, PSNR against the L2 arm's output (how
+*visible* the prior's effect is), per-image wins over the L2 arm with a two-sided sign test, the prior's share of
+the gradient during training, a perception-distortion plot, crops, and verdicts in plain words.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import json
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
 
 from diffloss import checkpoint
-from diffloss.evaluate import EvalReport, EvalSource, evaluate, iter_samples
-from diffloss.metrics import CONVENTIONS, psnr
+from diffloss.evaluate import EvalSource, iter_samples
+from diffloss.family import DOSE_ORDER, FAMILY_ARMS, SOTS_VAL_SCENES, ZooPaths, shipped_restorers
+from diffloss.loss import shares_for_weights
+from diffloss.metrics import (CONVENTIONS, HIGHER_IS_BETTER, PERCEPTUAL_CONVENTIONS, full_reference_metrics,
+                              no_reference_metrics, perceptual_reference_metrics, psnr)
 from diffloss.nets import load_restorer, restore
-from diffloss.zoo import SOTS_VAL_SCENES, TASK_ORDER, ZooPaths, shipped_restorers
+from diffloss.paths import REPO, TASK_ORDER
 
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "niqe": False, "lpips": False}
+COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("ms_ssim", "MS-SSIM ↑", 4), ("vif", "VIF ↑", 3),
+           ("niqe", "NIQE ↓", 3), ("lpips", "LPIPS ↓", 4), ("hf_ratio", "HF ratio", 2), ("psnr_vs_l2", "PSNR vs L2", 1))
+VISIBLE_DB = 33.0  # median PSNR between two arms' outputs at or below this: a person can see the difference
+SIGNIFICANT_P = 0.05
 REPORT_JSON = "report.json"  # in the pretrained folder, beside REPORT.md; the app reads it (studio.models)
+FIGURES = "report"  # pretrained/report/: plots and crops the report links
 SYNTHETIC_LIMIT = 24
 UNPAIRED_LIMIT = 16
+PREVIOUS_L2 = REPO / "bench" / "results" / "zoo-previous-l2.json"  # the zoo this family replaced, for the gain
 
 
 @dataclass(frozen=True)
 class ReportSource:
     label: str
     source: EvalSource
+
+    @property
+    def synthetic(self) -> bool:
+        return self.source.mode == "synthetic"
 
 
 def sources_for(task: str, paths: ZooPaths) -> list[ReportSource]:
@@ -50,119 +71,374 @@ def sources_for(task: str, paths: ZooPaths) -> list[ReportSource]:
     return out
 
 
-def wins(report: EvalReport, metric: str, a: str = "diffloss", b: str = "l2") -> tuple[int, int]:
-    """(images where arm ``a`` is strictly better than ``b`` on ``metric``, images with the metric)."""
-    better = 0
-    total = 0
-    for x, y in zip(report.row(a).images, report.row(b).images):
-        if x.get(metric) is None or y.get(metric) is None:
-            continue
-        total += 1
-        if (x[metric] > y[metric]) if HIGHER_IS_BETTER[metric] else (x[metric] < y[metric]):
-            better += 1
-    return better, total
+# ------------------------------------------------------------------------------------------- statistics
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided sign test p-value for ``wins`` against ``losses`` (ties dropped): is the split unlike 50/50?"""
+    from scipy.stats import binomtest
+
+    n = wins + losses
+    return 1.0 if n == 0 else float(binomtest(wins, n, 0.5).pvalue)
 
 
-def verdict(report: EvalReport) -> str:
-    """One plain sentence on whether the DiffLoss arm helped on this source."""
-    diff, l2 = report.row("diffloss").means(), report.row("l2").means()
-    parts = []
-    for metric, higher in HIGHER_IS_BETTER.items():
-        if diff.get(metric) is None or l2.get(metric) is None:
-            continue
-        delta = diff[metric] - l2[metric]
-        good = delta > 0 if higher else delta < 0
-        won, n = wins(report, metric)
-        parts.append((metric, good, delta, won, n))
-    if not parts:
-        return "No metric could be computed."
-    helped = [p for p in parts if p[1]]
-    words = ", ".join(f"{m.upper()} {'+' if d >= 0 else ''}{d:.3g} ({w}/{n} images)" for m, _, d, w, n in parts)
-    if not helped:
-        return f"DiffLoss did not help here: {words}."
-    if len(helped) == len(parts):
-        return f"DiffLoss helped on every metric: {words}."
-    return f"Mixed: {words}."
-
-
-def fp16_agreement(shipped: Path, full_precision: Path, source: EvalSource, images: int = 4) -> float | None:
-    """Lowest PSNR (dB) between the shipped fp16 arm's output and its fp32 original's over a few val images.
-
-    Why: the zoo stores restorers in fp16 to halve their size; this number says whether that costs anything
-    measurable (above ~50 dB the two outputs differ by less than one 8-bit level). None when the fp32 run is gone.
-    """
-    if not (full_precision / checkpoint.MODEL_FILE).is_file():
+def compare_arms(a: list[dict], b: list[dict], metric: str) -> dict | None:
+    """Per-image wins of ``a`` over ``b`` on ``metric`` (strictly better), losses, and the sign test."""
+    pairs = [(x[metric], y[metric]) for x, y in zip(a, b) if x.get(metric) is not None and y.get(metric) is not None]
+    if not pairs:
         return None
-    half, full = load_restorer(shipped), load_restorer(full_precision)
-    worst = None
-    for k, sample in enumerate(iter_samples(source)):
-        if k >= images:
-            break
-        value = psnr(restore(half, sample.net_input), restore(full, sample.net_input))
-        worst = value if worst is None else min(worst, value)
-    return worst
+    higher = HIGHER_IS_BETTER[metric]
+    wins = sum((x > y) if higher else (x < y) for x, y in pairs)
+    losses = sum((x < y) if higher else (x > y) for x, y in pairs)
+    return {"wins": wins, "losses": losses, "images": len(pairs), "p": sign_test(wins, losses),
+            "mean_delta": float(np.mean([x - y for x, y in pairs]))}
 
 
+def means(images: list[dict]) -> dict[str, float | None]:
+    """Mean of each column over the images that have it; PSNR against L2 as a median (inf for identical)."""
+    out: dict[str, float | None] = {}
+    for key, _, _ in COLUMNS:
+        values = [r[key] for r in images if r.get(key) is not None]
+        if key == "psnr_vs_l2":
+            out[key] = float(statistics.median(values)) if values else None
+        else:
+            out[key] = float(np.mean(values)) if values else None
+    return out
+
+
+def training_summary(log: Path) -> dict | None:
+    """From an arm's ``log.csv``: the prior's mean share of the gradient and whether the terms were flat.
+
+    Flat = every logged term's mean over the last fifth of the steps within 5 % of its mean over the fifth
+    before (the issue's "train until the terms are flat over the last fifth").
+    """
+    if not log.is_file():
+        return None
+    with log.open() as f:
+        rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+    if len(rows) < 10:
+        return None
+    fifth = max(1, len(rows) // 5)
+    last, before = rows[-fifth:], rows[-2 * fifth:-fifth]
+    out: dict = {"logged_steps": len(rows)}
+    shares = [r.get("share_nat", 0.0) + r.get("share_sem", 0.0) for r in last if "share_fidelity" in r]
+    if shares:
+        out["prior_share_last_fifth"] = float(np.mean(shares))
+    flat = {}
+    for term in ("fidelity", "nat", "sem"):
+        a = [r[term] for r in last if term in r]
+        b = [r[term] for r in before if term in r]
+        if a and b and np.mean(b) > 0:
+            flat[term] = float(np.mean(a) / np.mean(b) - 1)
+    out["change_last_fifth"] = flat
+    out["flat"] = bool(flat) and all(abs(v) <= 0.05 for v in flat.values())
+    return out
+
+
+# --------------------------------------------------------------------------------------------- measuring
+@dataclass
+class SourceResult:
+    label: str
+    mode: str
+    images: dict[str, list[dict]] = field(default_factory=dict)  # arm (and "input") -> per-image metrics
+
+
+def measure(arms: dict[str, Path], rs: ReportSource, keep_outputs: int = 1
+            ) -> tuple[SourceResult, list[tuple[dict[str, torch.Tensor], torch.Tensor | None]]]:
+    """Every arm and the input on every image of a source; returns the results and the first outputs (crops)."""
+    models = {arm: load_restorer(folder) for arm, folder in arms.items()}
+    result = SourceResult(rs.label, rs.source.mode, {"input": [], **{arm: [] for arm in arms}})
+    kept = []
+    for k, sample in enumerate(iter_samples(rs.source)):
+        outputs = {"input": sample.net_input[:3].clamp(0, 1)}
+        for arm, model in models.items():
+            out = restore(model, sample.net_input)
+            outputs[arm] = (out[0] if out.dim() == 4 else out).detach().float().clamp(0, 1)
+        for name, out in outputs.items():
+            row = {"name": sample.name, **full_reference_metrics(out, sample.gt), **no_reference_metrics(out),
+                   **perceptual_reference_metrics(out, sample.gt)}
+            if "l2" in outputs and name != "l2":
+                row["psnr_vs_l2"] = psnr(out, outputs["l2"])
+            result.images[name].append(row)
+        if k < keep_outputs:
+            kept.append((outputs, sample.gt))
+    return result, kept
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def _arm_style(arm: str) -> dict:
+    colours = {"input": "0.5", "l2": "C0", "calibrated": "C1", "strong": "C3", "strong-small-t": "C4",
+               "released": "C2"}
+    return {"color": colours.get(arm, "k"), "marker": "s" if arm == "input" else "o"}
+
+
+def perception_distortion_plot(points: dict[str, tuple[float, float]], title: str, out: Path,
+                               marked: tuple[str, ...] = ()) -> Path:
+    """PSNR (x, distortion) against NIQE (y, perception; lower is better), one point per arm, the dose order
+    joined by a line; ``marked`` arms get a ring (the Compare tab marks the two arms on show)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.0), dpi=100)
+    dose = [points[a] for a in DOSE_ORDER if a in points]
+    if len(dose) > 1:
+        ax.plot(*zip(*dose), "-", color="0.6", lw=1.2, zorder=1, label="dose order (prior weight)")
+    for arm, (x, y) in points.items():
+        ax.scatter([x], [y], s=46, zorder=2, label=arm, **_arm_style(arm))
+        if arm in marked:
+            ax.scatter([x], [y], s=190, facecolors="none", edgecolors="k", linewidths=1.4, zorder=3)
+    ax.set_xlabel("PSNR to ground truth (dB) →  less distortion")
+    ax.set_ylabel("NIQE (lower = more natural)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def validation_curve_plot(curve: list[dict], title: str, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.0), dpi=100)
+    ax.plot([r["step"] for r in curve], [r["psnr"] for r in curve], "o-", color="C0", label="L2 base")
+    ax.axhline(curve[-1]["input_psnr"], color="0.5", ls="--", label="degraded input")
+    ax.set_xlabel("base training step (from the previous zoo's L2 arm)")
+    ax.set_ylabel("validation PSNR (dB)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def most_different_window(a: torch.Tensor, b: torch.Tensor, side: int) -> tuple[int, int]:
+    """Top-left corner of the ``side`` square where two images differ most (where to look)."""
+    diff = (a - b).abs().mean(0, keepdim=True)[None]
+    side = min(side, *a.shape[-2:])
+    pooled = torch.nn.functional.avg_pool2d(diff, side, stride=max(1, side // 4))
+    idx = int(pooled.flatten().argmax())
+    cols = pooled.shape[-1]
+    stride = max(1, side // 4)
+    return (idx // cols) * stride, (idx % cols) * stride
+
+
+def crops_figure(outputs: dict[str, torch.Tensor], gt: torch.Tensor | None, versus: str, out: Path,
+                 side: int = 96, zoom: int = 3) -> Path:
+    """One row of crops (input, each arm, ground truth) where ``versus`` differs most from the L2 arm."""
+    from PIL import Image, ImageDraw
+
+    ref = outputs.get("l2")
+    other = outputs.get(versus, ref)
+    y, x = most_different_window(other, ref, side) if ref is not None else (0, 0)
+    panels = [(name, img) for name, img in outputs.items()] + ([("ground truth", gt)] if gt is not None else [])
+    tiles = []
+    for name, img in panels:
+        crop = img[:, y:y + side, x:x + side].clamp(0, 1)
+        arr = (crop.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        tile = Image.fromarray(arr).resize((arr.shape[1] * zoom, arr.shape[0] * zoom), Image.NEAREST)
+        canvas = Image.new("RGB", (tile.width, tile.height + 18), "white")
+        canvas.paste(tile, (0, 18))
+        ImageDraw.Draw(canvas).text((4, 3), name, fill="black")
+        tiles.append(canvas)
+    sheet = Image.new("RGB", (sum(t.width + 4 for t in tiles), max(t.height for t in tiles)), "white")
+    left = 0
+    for t in tiles:
+        sheet.paste(t, (left, 0))
+        left += t.width + 4
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ verdicts
+def verdicts(task: str, synthetic: dict[str, dict], comparisons: dict[str, dict]) -> list[str]:
+    """Plain sentences: which arms differ visibly from the L2 arm, and whether each helped or hurt."""
+    lines = []
+    for arm, m in synthetic.items():
+        if arm in ("input", "l2"):
+            continue
+        visible = m.get("psnr_vs_l2") is not None and m["psnr_vs_l2"] <= VISIBLE_DB
+        c = comparisons.get(arm, {})
+        words = []
+        for metric in ("psnr", "niqe", "vif"):
+            r = c.get(metric)
+            if not r:
+                continue
+            better = r["mean_delta"] > 0 if HIGHER_IS_BETTER[metric] else r["mean_delta"] < 0
+            sig = "significant" if r["p"] < SIGNIFICANT_P else "not significant"
+            words.append(f"{metric.upper()} {'better' if better else 'worse'} by {abs(r['mean_delta']):.3g} "
+                         f"({r['wins']}/{r['images']} images, sign test p={r['p']:.2g}, {sig})")
+        seen = ("visibly different from the L2 arm" if visible else "not visibly different from the L2 arm")
+        lines.append(f"- **{arm}**: {seen} (median {m.get('psnr_vs_l2', float('nan')):.1f} dB between their "
+                     f"outputs); " + "; ".join(words) + ".")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ writing
 def _fmt(v: float | None, digits: int) -> str:
-    return "unavailable" if v is None else f"{v:.{digits}f}"
+    if v is None:
+        return "–"
+    return "inf" if v == float("inf") else f"{v:.{digits}f}"
 
 
-def write_report(paths: ZooPaths, out_dir: Path | None = None) -> Path:
-    """Evaluate both arms of every shipped task on every available source; write REPORT.md and report.json."""
+def _previous_gain(task: str) -> dict:
+    if not PREVIOUS_L2.is_file():
+        return {}
+    return json.loads(PREVIOUS_L2.read_text()).get("tasks", {}).get(task, {})
+
+
+def _relative(path: Path) -> str:
+    """A path as a reader of the repo knows it (never an absolute server path in a shipped file)."""
+    try:
+        return Path(path).resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Path,
+                 log: Callable[[str], None]) -> tuple[list[str], dict]:
+    cards = {arm: checkpoint.read_json(folder / checkpoint.CARD_FILE) for arm, folder in arms.items()}
+    family_arms = {a: f for a, f in arms.items() if a in FAMILY_ARMS}
+    lines = [f"## {task}", ""]
+    data: dict = {"arms": {}, "sources": [], "pd_points": {}}
+    base = next((c.get("base") for c in cards.values() if c.get("base")), {}) or {}
+    curve = base.get("validation_curve") or []
+    if curve:
+        plot = validation_curve_plot(curve, f"{task}: L2 base validation curve (8 clean/val crops)",
+                                     fig_dir / f"{task}-base-curve.png")
+        flat = base.get("validation_flat")
+        lines += [f"**L2 base**: {base.get('steps')} steps at {base.get('crop')} px (batch {base.get('batch_size')}, "
+                  f"lr {base.get('lr')}, {base.get('wall_time_s')} s on {base.get('device')}), continued from the "
+                  f"previous zoo's L2 arm. Validation PSNR {curve[0]['psnr']:.2f} -> {curve[-1]['psnr']:.2f} dB "
+                  f"(input {curve[-1]['input_psnr']:.2f}); curve "
+                  f"{'flat over its last fifth' if flat else 'still rising' if flat is False else 'too short to judge'}. "
+                  f"![validation curve]({FIGURES}/{plot.name})", ""]
+        data["base"] = {k: base.get(k) for k in ("steps", "crop", "batch_size", "lr", "wall_time_s", "device")}
+        data["base"].update(validation_curve=curve, validation_flat=flat)
+    lines += ["| arm | what | gamma | lambda | t | prior share (training, last fifth) | terms flat |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for arm, card in cards.items():
+        spec = card.get("arm") or {}
+        run_log = paths.runs / str(card.get("recipe", "quick")) / task / arm / "log.csv"
+        summary = training_summary(run_log) or card.get("training_summary")
+        share = summary.get("prior_share_last_fifth") if summary else None
+        flat = summary.get("flat") if summary else None
+        t_range = f"0..{spec['t_max']}" if spec.get("t_max") is not None else "0..999"
+        lines.append(f"| {arm} | {spec.get('about', 'an older zoo arm')} | {_fmt(spec.get('gamma'), 4)} | "
+                     f"{_fmt(spec.get('lam'), 4)} | {t_range} | {_fmt(share * 100 if share is not None else None, 1)} % | "
+                     f"{'yes' if flat else 'no' if flat is False else '–'} |")
+        data["arms"][arm] = {"path": _relative(arms[arm]), "arm": spec, "training": summary,
+                             "steps": card.get("steps"), "wall_time_s": card.get("wall_time_s")}
+    calib = next((c.get("calibration") for c in cards.values() if c.get("calibration")), None)
+    if calib and "all" in (calib.get("norms") or {}):
+        released = shares_for_weights(calib["norms"]["all"], 1e-3, 1e-3)
+        lines += ["", f"The released code's weights (gamma 1e-3, lambda 1e-3) would give the prior "
+                      f"{(released['nat'] + released['sem']) * 100:.2f} % of the gradient through this base "
+                      f"(L_nat {released['nat'] * 100:.2f} %, L_sem {released['sem'] * 100:.4f} %), and none at "
+                      "all under their no_grad."]
+        data["released_shares"] = released
+    lines.append("")
+    synthetic_means: dict[str, dict] = {}
+    comparisons_synth: dict[str, dict] = {}
+    for rs in sources_for(task, paths):
+        log(f"[report] {task}: {rs.label}")
+        result, kept = measure(family_arms or arms, rs)
+        n = len(result.images["input"])
+        has_gt = rs.source.mode != "unpaired"
+        # a column no image has (LPIPS offline; full-reference metrics without a ground truth) is left out
+        shown = [c for c in COLUMNS if any(r.get(c[0]) is not None for rows in result.images.values() for r in rows)]
+        lines += [f"**{rs.label}** ({n} images)", "", "| arm | " + " | ".join(c[1] for c in shown) + " |",
+                  "| --- |" + " --- |" * len(shown)]
+        table_means = {}
+        for name, images in result.images.items():
+            m = means(images)
+            table_means[name] = m
+            lines.append(f"| {name} | " + " | ".join(_fmt(m[k], d) for k, _, d in shown) + " |")
+        comparisons = {arm: {metric: compare_arms(result.images[arm], result.images["l2"], metric)
+                             for metric in HIGHER_IS_BETTER}
+                       for arm in result.images if arm not in ("input", "l2") and "l2" in result.images}
+        win_lines = []
+        for arm, by_metric in comparisons.items():
+            cells = [f"{m.upper()} {r['wins']}/{r['images']} (p={r['p']:.2g})" for m, r in by_metric.items() if r]
+            win_lines.append(f"- {arm} vs l2, images where {arm} is better: " + ", ".join(cells))
+        lines += ["", *win_lines, ""]
+        if rs.synthetic:
+            synthetic_means, comparisons_synth = table_means, comparisons
+            points = {a: (m["psnr"], m["niqe"]) for a, m in table_means.items()
+                      if m.get("psnr") is not None and m.get("niqe") is not None}
+            pd = perception_distortion_plot(points, f"{task}: perception-distortion, clean/val",
+                                            fig_dir / f"{task}-perception-distortion.png")
+            data["pd_points"] = {a: {"psnr": p[0], "niqe": p[1]} for a, p in points.items()}
+            lines += [f"![perception-distortion]({FIGURES}/{pd.name})", ""]
+            if kept:
+                versus = min((a for a in table_means if a not in ("input", "l2")),
+                             key=lambda a: table_means[a].get("psnr_vs_l2") or 1e9, default="l2")
+                outputs, gt = kept[0]
+                crop = crops_figure(outputs, gt, versus, fig_dir / f"{task}-crops.png")
+                lines += [f"Crops of {result.images['input'][0]['name']} where `{versus}` differs most from `l2` "
+                          f"(3x, nearest): ![crops]({FIGURES}/{crop.name})", ""]
+        if has_gt and "input" in result.images and "l2" in result.images:
+            gains = [a["psnr"] - b["psnr"] for a, b in zip(result.images["l2"], result.images["input"])]
+            previous = _previous_gain(task).get(rs.label, {}).get("median_gain_db")
+            lines += [f"L2 arm's median gain over the input: {statistics.median(gains):+.2f} dB"
+                      + (f" (previous zoo: {previous:+.2f} dB)" if previous is not None else "") + ".", ""]
+        data["sources"].append({"source": rs.label, "mode": rs.source.mode, "images": n,
+                                "means": table_means, "comparisons": comparisons,
+                                "per_image": result.images,
+                                # the shape studio.cards.measured_rows reads: one row per arm with its folder
+                                "report": {"restorers": [{"name": a, "path": _relative(arms[a]) if a in arms else None,
+                                                          "mean": table_means[a], "images": len(result.images[a])}
+                                                         for a in result.images if a != "input"]}})
+    if synthetic_means:
+        lines += ["**Verdicts (clean/val)**", "", *verdicts(task, synthetic_means, comparisons_synth), ""]
+    return lines, data
+
+
+def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[str], None] = print) -> Path:
+    """Measure every shipped arm of every task on every available source; write REPORT.md, report.json, figures."""
     out_dir = Path(out_dir or paths.pretrained)
+    fig_dir = out_dir / FIGURES
     shipped = shipped_restorers(paths.pretrained)
-    lines = ["# DiffLoss Studio: shipped restorers, L2 arm vs DiffLoss arm", "",
-             "Generated by `python -m diffloss.zoo report`; do not edit by hand. "
-             "Wins = images where the DiffLoss arm is strictly better than the L2 arm. "
-             "`input` is the degraded image itself.", "", f"Conventions: {CONVENTIONS}", ""]
-    data: dict = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "tasks": {}}
+    lines = ["# DiffLoss Studio: the dose-response family of each task", "",
+             "Generated by `python -m diffloss.zoo report`; do not edit by hand. Every arm of a task is fine-tuned "
+             "from the same L2 base with the same seed, batches and steps; only the prior's weight (and for "
+             "`strong-small-t` its t range) differs. `input` is the degraded image itself. PSNR vs L2 = median "
+             f"PSNR between this arm's output and the L2 arm's (<= {VISIBLE_DB:.0f} dB: visible). Wins = images where "
+             "the arm is strictly better than the L2 arm; p = two-sided sign test.", "",
+             f"Conventions: {CONVENTIONS}; {PERCEPTUAL_CONVENTIONS}. LPIPS: unavailable offline here (its "
+             "backbone cannot be loaded), never estimated.", ""]
+    data: dict = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                  "visible_db": VISIBLE_DB, "tasks": {}}
     for task in TASK_ORDER:
         arms = shipped.get(task, {})
-        lines += [f"## {task}", ""]
-        if set(arms) != {"l2", "diffloss"}:
-            lines += [f"Not shipped yet (found arms: {sorted(arms) or 'none'}).", ""]
+        if "l2" not in arms or len(arms) < 2:
+            lines += [f"## {task}", "", f"Not shipped yet (found arms: {sorted(arms) or 'none'}).", ""]
             continue
-        cards = {arm: checkpoint.read_json(folder / checkpoint.CARD_FILE) for arm, folder in arms.items()}
-        calib = cards["diffloss"].get("calibration", {})
-        lines += [f"Arms fine-tuned for {cards['l2'].get('steps')} steps from one L2 base; DiffLoss weights "
-                  f"gamma={calib.get('gamma', float('nan')):.4g}, lambda={calib.get('lam', float('nan')):.4g} "
-                  f"(calibrated on clean/val). Device: {cards['diffloss'].get('device')}.", ""]
-        task_data = []
-        fp16 = {}
-        if paths.clean_val.is_dir():
-            probe = EvalSource("synthetic", paths.clean_val, task)
-            fp16 = {arm: fp16_agreement(folder, paths.runs / str(cards[arm].get("recipe", "quick")) / task / arm / "model",
-                                        probe) for arm, folder in arms.items()}
-            known = {arm: v for arm, v in fp16.items() if v is not None}
-            if known:
-                lines += ["fp16 storage vs the fp32 weights it came from (lowest PSNR between their outputs, 4 val "
-                          "images): " + ", ".join(f"{arm} {v:.1f} dB" for arm, v in known.items()) + ".", ""]
-        for rs in sources_for(task, paths):
-            report = evaluate({"l2": arms["l2"], "diffloss": arms["diffloss"]}, rs.source)
-            lines += [f"**{rs.label}** ({len(report.rows[0].images)} images)", "",
-                      "| arm | PSNR ↑ | SSIM ↑ | NIQE ↓ | LPIPS ↓ |", "| --- | --- | --- | --- | --- |"]
-            for row in report.rows:
-                m = row.means()
-                name = "input" if row.name == "identity" else row.name
-                lines.append(f"| {name} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'], 4)} | {_fmt(m['niqe'], 3)} | "
-                             f"{_fmt(m['lpips'], 4)} |")
-            win_cells = []
-            for metric in HIGHER_IS_BETTER:
-                won, n = wins(report, metric)
-                if n:
-                    win_cells.append(f"{metric.upper()} {won}/{n}")
-            lines += ["", f"DiffLoss wins: {', '.join(win_cells) or 'n/a'}. {verdict(report)}", ""]
-            task_data.append({"source": rs.label, "report": report.to_dict(),
-                              "wins": {m: wins(report, m) for m in HIGHER_IS_BETTER}, "verdict": verdict(report)})
-        data["tasks"][task] = {"arms": {a: str(f) for a, f in arms.items()}, "calibration": calib,
-                               "fp16_vs_fp32_psnr_db": fp16, "sources": task_data}
-    if report_lpips_missing(data):
-        lines += ["LPIPS: unavailable (its backbone weights cannot be loaded offline here); never estimated.", ""]
+        section, task_data = task_section(task, arms, paths, fig_dir, log)
+        lines += section
+        data["tasks"][task] = task_data
     md = out_dir / "REPORT.md"
     checkpoint.atomic_write_text(md, "\n".join(lines) + "\n")
-    checkpoint.atomic_write_json(out_dir / REPORT_JSON, json.loads(json.dumps(data, default=str)))
+    checkpoint.atomic_write_json(out_dir / REPORT_JSON, json.loads(json.dumps(data, default=_json_default)))
     return md
 
 
+def _json_default(value):
+    if isinstance(value, float) and not np.isfinite(value):
+        return "inf"
+    return str(value)
+
+
 def report_lpips_missing(data: dict) -> bool:
-    return any(s["report"]["lpips"] != "computed" for t in data["tasks"].values() for s in t["sources"])
+    """True when no LPIPS value was measured anywhere in a report (the UI then hides the column)."""
+    return not any(m.get("lpips") is not None for t in data.get("tasks", {}).values()
+                   for s in t.get("sources", []) for m in (s.get("means") or {}).values())

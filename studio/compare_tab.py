@@ -142,8 +142,7 @@ def evaluate_pair(
     """Both arms (and the degraded input) on clean validation photos degraded for the task: mean metrics, per-image
     wins and a verdict (``diffloss.evaluate``, as the zoo report measures). One photo is an anecdote; this is the
     number a comparison should rest on. Photo i is degraded with seed i, so a re-run gives the same numbers."""
-    from diffloss.evaluate import EvalSource, evaluate
-    from diffloss.zoo_report import HIGHER_IS_BETTER, verdict, wins
+    from diffloss.evaluate import METRICS, EvalSource, evaluate, verdict, wins
 
     reg = registry or get_registry()
     entries = {arm: restorer_entry(label, task, name, reg)
@@ -163,10 +162,10 @@ def evaluate_pair(
     except (ValueError, CheckpointError, ImageLoadError, OSError) as err:
         raise gr.Error(f"Cannot evaluate: {err}") from err
     table = report.to_markdown(standalone=False)
-    counts = [f"{m.upper()} {w}/{n}" for m in HIGHER_IS_BETTER for w, n in [wins(report, m)] if n]
+    counts = [f"{m.upper()} {w}/{n}" for m in METRICS for w, n in [wins(report, m, "diffloss", "l2")] if n]
     return "\n".join([
         f"`l2` = {entries['l2'].label}, `diffloss` = {entries['diffloss'].label}. " + table,
-        f"DiffLoss arm better than the L2 arm on: {', '.join(counts) or 'n/a'} images. {verdict(report)}",
+        f"DiffLoss arm better than the L2 arm on: {', '.join(counts) or 'n/a'} images. {verdict(report, 'diffloss', 'l2')}",
     ])
 
 

@@ -13,7 +13,7 @@ from diffloss.nets import load_restorer, restore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "clean_mcmaster_05.png"  # shipped with the repo
 
-SHIPPED = [(task, arm, folder) for task, arms in zoo.shipped_restorers().items() for arm, folder in arms.items()]
+SHIPPED = [(task, arm, folder) for task, arms in family.shipped_restorers().items() for arm, folder in arms.items()]
 CARD_KEYS = ("command", "data", "steps", "wall_time_s", "device")
 
 
@@ -36,11 +36,11 @@ def test_shipped_restorer_beats_its_input(task, arm, folder):
     assert psnr(out, clean) > psnr(pair.net_input[0, :3], clean)
 
 
-@pytest.mark.skipif(not (zoo.ZooPaths().prior_dir() / "config.json").is_file(), reason="no prior shipped yet")
+@pytest.mark.skipif(not (family.ZooPaths().prior_dir() / "config.json").is_file(), reason="no prior shipped yet")
 def test_shipped_prior_loads_with_its_card_and_samples():
     from diffloss.prior import DiffusionPrior
 
-    folder = zoo.ZooPaths().prior_dir()
+    folder = family.ZooPaths().prior_dir()
     prior = DiffusionPrior.from_pretrained(folder)
     card = json.loads((folder / "card.json").read_text())
     assert all(key in card for key in CARD_KEYS) and "validation" in card
@@ -50,5 +50,5 @@ def test_shipped_prior_loads_with_its_card_and_samples():
 
 
 def test_pretrained_stays_under_100_mb():
-    total = sum(f.stat().st_size for f in zoo.ZooPaths().pretrained.rglob("*") if f.is_file())
+    total = sum(f.stat().st_size for f in family.ZooPaths().pretrained.rglob("*") if f.is_file())
     assert total < 100 * 2**20

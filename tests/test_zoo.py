@@ -1,65 +1,133 @@
-"""The zoo build: every step runs, installs with a card, skips when done; the report compares both arms."""
+"""The zoo build: every step runs, each family arm installs with a card, steps skip when done; the report
+compares every arm with the L2 arm, and says when an arm is visibly different."""
 
 import json
+from dataclasses import replace
 
+import pytest
 import torch
 
-from diffloss import zoo
+from diffloss import family, zoo
 from diffloss.images import save_image
 from diffloss.nets import load_restorer
 from diffloss.prior import DiffusionPrior
-from diffloss.zoo_report import write_report
+from diffloss.zoo_report import compare_arms, sign_test, training_summary, write_report
 
 TINY = zoo.Recipe(
     "tiny",
     zoo.PriorRecipe(preset="tiny", crop=16, batch_size=2, steps=2),
-    zoo.RestorerRecipe(crop=32, batch_size=2, base_steps=2, arm_steps=2, calibration_images=1),
+    zoo.RestorerRecipe(crop=32, batch_size=2, base_steps=4, arm_steps=2, calibration_images=1, val_images=1,
+                       val_crop=32, val_points=2),
     tasks=("noise",),
 )
+REQUIRED = [a.name for a in family.FAMILY if not a.optional]
 
 
-def _photos(folder, n, size, seed):
+def _photos(folder, n, size, seed, detail=6):
     folder.mkdir(parents=True)
     g = torch.Generator().manual_seed(seed)
     for i in range(n):
-        img = torch.nn.functional.interpolate(torch.rand(1, 3, 6, 6, generator=g), size=size, mode="bilinear")[0]
+        img = torch.nn.functional.interpolate(torch.rand(1, 3, detail, detail, generator=g), size=size,
+                                              mode="bilinear")[0]
         save_image(img, folder / f"p{i}.png")
 
 
-def test_tiny_build_installs_both_arms_and_resumes_by_skipping(tmp_path):
-    paths = zoo.ZooPaths(datasets=tmp_path / "data", runs=tmp_path / "runs", pretrained=tmp_path / "pretrained")
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("zoo")
+    paths = family.ZooPaths(datasets=tmp_path / "data", runs=tmp_path / "runs", pretrained=tmp_path / "pretrained")
     _photos(paths.clean_train, 3, (48, 64), 0)
-    _photos(paths.clean_val, 2, (64, 64), 1)
+    _photos(paths.clean_val, 2, (192, 192), 1, detail=48)  # large and textured enough for NIQE
     log = []
-    zoo.build(TINY, paths, device="cpu", log=log.append)
+    zoo.build(TINY, paths, device="cpu", log=log.append, optional=False)
+    return paths, log
+
+
+def test_tiny_build_installs_every_required_arm_with_its_card(built):
+    paths, _ = built
     prior = DiffusionPrior.from_pretrained(paths.prior_dir())
     card = json.loads((paths.prior_dir() / "card.json").read_text())
     assert set(card["validation"]["eps_mse"]) == {"50", "200", "500"} or prior.num_timesteps < 501
-    assert (paths.prior_dir() / "samples.png").is_file()
-    for arm in zoo.ARMS:
+    calibration = json.loads((paths.runs / "tiny" / "noise" / "calibration.json").read_text())
+    assert set(calibration["norms"]) == {"all", f"0-{family.SMALL_T}"}
+    assert calibration["data"].startswith("clean/train")  # weights are never solved on the validation photos
+    weights = {}
+    for arm in REQUIRED:
         model = load_restorer(paths.restorer_dir("noise", arm))
         arm_card = json.loads((paths.restorer_dir("noise", arm) / "card.json").read_text())
-        assert arm_card["storage"] == "float16" and arm_card["steps"] == 2
-        assert arm_card["data"]["init"].endswith("noise/base/model")
-        assert arm_card["data"]["diffloss"] is (arm == "diffloss")
+        assert arm_card["storage"] == "float16" and arm_card["steps"] == 2 and model.config.task == "noise"
+        assert arm_card["data"]["init"].endswith("noise/base/model")  # every arm from the same base
+        assert arm_card["config"]["loop"]["seed"] == TINY.seed + 1  # same seed, so the same batches
         assert arm_card["base"]["steps"] == TINY.restorer.base_steps and arm_card["base"]["wall_time_s"] > 0
-        assert model.config.task == "noise"
-    calibration = json.loads((paths.runs / "tiny" / "noise" / "calibration.json").read_text())
-    assert calibration["gamma"] > 0 and calibration["lam"] > 0
-    assert zoo.shipped_restorers(paths.pretrained) == {"noise": {a: paths.restorer_dir("noise", a) for a in zoo.ARMS}}
+        assert [r["step"] for r in arm_card["base"]["validation_curve"]] == [0, 2, 4]
+        weights[arm] = (arm_card["arm"]["gamma"], arm_card["arm"]["lam"], arm_card["config"]["loss"]["t_max"])
+    assert weights["l2"][0] == 0 and not json.loads(
+        (paths.restorer_dir("noise", "l2") / "card.json").read_text())["data"]["diffloss"]
+    assert 0 < weights["calibrated"][0] < weights["strong"][0]  # more share, more weight: the dose order
+    assert weights["strong-small-t"][2] == min(family.SMALL_T, calibration["num_timesteps"] - 1)
+    assert weights["strong"][2] is None
+    assert not paths.restorer_dir("noise", "released").exists()  # optional: left out when asked
+    assert list(family.shipped_restorers(paths.pretrained)["noise"]) == REQUIRED  # family order
 
-    log.clear()
-    zoo.build(TINY, paths, device="cpu", log=log.append)
-    assert sum("already built" in line for line in log) == 5  # prior, base, calibrate, two arms
 
-    md = write_report(paths)
+def test_the_arm_weights_give_the_target_shares_through_the_measured_norms():
+    from diffloss.loss import shares_for_weights
+
+    calibration = {"norms": {"all": {"fidelity": 1e-3, "nat": 1e-2, "sem": 5e-3}}}
+    for arm in (family.family_arm("calibrated"), family.family_arm("strong")):
+        gamma, lam = zoo.arm_weights(arm, calibration)
+        shares = shares_for_weights(calibration["norms"]["all"], gamma, lam)
+        assert shares["nat"] == pytest.approx(arm.nat_share) and shares["sem"] == pytest.approx(arm.sem_share)
+    assert family.family_arm("strong").prior_share >= 0.6  # the issue's strong arm: at least 60 % of the gradient
+    assert zoo.arm_weights(family.family_arm("released"), calibration) == (1e-3, 1e-3)
+    with pytest.raises(ValueError, match="unknown arm 'x'.*l2, calibrated"):
+        family.family_arm("x")
+
+
+def test_rerunning_the_build_skips_every_step(built):
+    paths, _ = built
+    log = []
+    zoo.build(TINY, paths, device="cpu", log=log.append, optional=False)
+    assert sum("already built" in line for line in log) == 3 + len(REQUIRED)  # prior, base, calibrate, arms
+
+
+def test_the_report_compares_every_arm_with_l2_and_draws_the_family(built):
+    paths, _ = built
+    md = write_report(paths, log=lambda _: None)
     text = md.read_text()
-    assert "## noise" in text and "| diffloss |" in text and "| l2 |" in text and "| input |" in text
+    assert "## noise" in text and "| strong |" in text and "| l2 |" in text and "| input |" in text
     assert "## haze" in text and "Not shipped yet" in text
+    assert "LPIPS ↓" not in text  # never measured offline: the column is left out, not shown empty
     data = json.loads((paths.pretrained / "report.json").read_text())
-    wins = data["tasks"]["noise"]["sources"][0]["wins"]["psnr"]
-    assert wins[1] == 2 and 0 <= wins[0] <= 2
-    # fp16 storage measured against the fp32 run it came from: agreement far above visible differences
-    fp16 = data["tasks"]["noise"]["fp16_vs_fp32_psnr_db"]
-    assert set(fp16) == {"l2", "diffloss"} and all(v is not None and v > 45 for v in fp16.values())
-    assert "fp16 storage vs the fp32 weights" in text
+    noise = data["tasks"]["noise"]
+    assert set(noise["pd_points"]) == {"input", *REQUIRED}
+    synthetic = noise["sources"][0]
+    assert synthetic["comparisons"]["strong"]["psnr"]["images"] == 2
+    assert 0 < synthetic["means"]["strong"]["psnr_vs_l2"]  # a median PSNR between the two arms' outputs
+    for name in ("noise-perception-distortion.png", "noise-crops.png", "noise-base-curve.png"):
+        assert (paths.pretrained / "report" / name).stat().st_size > 1000
+    assert "/" not in "".join(r["path"].split("pretrained/")[0] for r in synthetic["report"]["restorers"] if r["path"])
+    assert "**strong**:" in text and "sign test" in text
+
+
+def test_sign_test_and_comparisons_count_strict_wins():
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(10, 0) == pytest.approx(2 * 0.5 ** 10)
+    a = [{"psnr": 30.0, "niqe": 4.0}, {"psnr": 31.0, "niqe": 5.0}, {"psnr": 29.0, "niqe": None}]
+    b = [{"psnr": 29.0, "niqe": 4.5}, {"psnr": 31.0, "niqe": 4.0}, {"psnr": 30.0, "niqe": 3.0}]
+    assert compare_arms(a, b, "psnr") == {"wins": 1, "losses": 1, "images": 3, "p": 1.0, "mean_delta": 0.0}
+    niqe = compare_arms(a, b, "niqe")  # lower is better; the image without NIQE is left out
+    assert (niqe["wins"], niqe["losses"], niqe["images"]) == (1, 1, 2)
+
+
+def test_training_summary_reads_the_prior_share_and_flatness(tmp_path):
+    log = tmp_path / "log.csv"
+    rows = ["step,fidelity,nat,sem,share_fidelity,share_nat,share_sem"]
+    rows += [f"{i},{0.01 - 0.0001 * min(i, 50)},0.5,0.2,0.3,0.5,0.2" for i in range(100)]
+    log.write_text("\n".join(rows) + "\n")
+    summary = training_summary(log)
+    assert summary["prior_share_last_fifth"] == pytest.approx(0.7)
+    assert summary["flat"] is True
+    rows = rows[:1] + [f"{i},{0.01 - 0.00009 * i},0.5,0.2,0.3,0.5,0.2" for i in range(100)]
+    log.write_text("\n".join(rows) + "\n")
+    assert training_summary(log)["flat"] is False  # fidelity still falling over the last fifth

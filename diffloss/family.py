@@ -1,0 +1,104 @@
+"""The dose-response family: which arms a task's zoo holds, and where a zoo's data, runs and weights are.
+
+One module that both the build (``diffloss.zoo``), the report (``diffloss.zoo_report``) and the studio read, so
+an arm's name, its share of the gradient and its place in the dose order are written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from diffloss import checkpoint
+from diffloss.paths import PRETRAINED, TASK_ORDER, datasets_folder
+
+SOTS_VAL_SCENES = ("1430", "1431", "1432", "1433", "1434")
+SMALL_T = 250  # the small-t arms' last timestep: where the L(t) curves tell restored from clean best
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One member of a task's family: how much of the gradient on the restored image the prior should carry.
+
+    The shares are targets for the calibration (measured through the L2 base); ``weights`` fixes gamma and
+    lambda instead (the released code's values). ``t_max`` limits the timesteps the prior terms draw.
+    """
+
+    name: str
+    nat_share: float = 0.0
+    sem_share: float = 0.0
+    t_max: int | None = None
+    weights: tuple[float, float] | None = None  # (gamma, lambda), overrides the shares
+    optional: bool = False  # built after every task's required arms
+    about: str = ""
+
+    @property
+    def uses_prior(self) -> bool:
+        return self.weights is not None or self.nat_share > 0
+
+    @property
+    def prior_share(self) -> float:
+        return self.nat_share + self.sem_share
+
+
+FAMILY: tuple[ArmSpec, ...] = (
+    ArmSpec("l2", about="fidelity only (MSE): the arm every other arm is compared with"),
+    ArmSpec("calibrated", 0.2, 0.1, about="the prior carries 30 % of the gradient (20 % L_nat, 10 % L_sem)"),
+    ArmSpec("strong", 0.5, 0.2, about="the prior carries 70 % of the gradient (50 % L_nat, 20 % L_sem)"),
+    ArmSpec("strong-small-t", 0.5, 0.2, t_max=SMALL_T,
+            about=f"the strong shares with t drawn from 0..{SMALL_T} only"),
+    ArmSpec("released", weights=(1e-3, 1e-3), optional=True,
+            about="the released code's weights (gamma 1e-3, lambda 1e-3), with a real gradient"),
+)
+FAMILY_ARMS = tuple(arm.name for arm in FAMILY)
+DOSE_ORDER = ("l2", "calibrated", "strong")  # the family joined in weight order (perception-distortion plot)
+BUILD_ORDER = ("l2", "strong", "calibrated", "strong-small-t", "released")  # the most telling arms land first
+
+
+def family_arm(name: str) -> ArmSpec:
+    for arm in FAMILY:
+        if arm.name == name:
+            return arm
+    raise ValueError(f"unknown arm {name!r}; the family is {', '.join(FAMILY_ARMS)}")
+
+
+@dataclass(frozen=True)
+class ZooPaths:
+    """Where data is read, runs are written and finished models are installed (all options, never hard-coded)."""
+
+    datasets: Path = datasets_folder()
+    runs: Path = PRETRAINED.parent / "runs" / "zoo"
+    pretrained: Path = PRETRAINED
+
+    @property
+    def clean_train(self) -> Path:
+        return self.datasets / "clean" / "train"
+
+    @property
+    def clean_val(self) -> Path:
+        return self.datasets / "clean" / "val"
+
+    @property
+    def sots(self) -> Path:
+        return self.datasets / "haze" / "sots_indoor"
+
+    def prior_dir(self) -> Path:
+        return self.pretrained / "prior"
+
+    def restorer_dir(self, task: str, arm: str) -> Path:
+        return self.pretrained / "restorers" / task / arm
+
+
+def shipped_restorers(pretrained: Path = ZooPaths().pretrained) -> dict[str, dict[str, Path]]:
+    """task -> arm -> folder, for every restorer folder in ``pretrained/restorers`` that has weights.
+
+    Arms come in family order (``FAMILY``); a folder of another name (an older zoo's ``diffloss``) follows.
+    """
+    found: dict[str, dict[str, Path]] = {}
+    root = Path(pretrained) / "restorers"
+    for task in TASK_ORDER:
+        folders = sorted(p for p in (root / task).glob("*") if (p / checkpoint.MODEL_FILE).is_file())
+        rank = {name: i for i, name in enumerate(FAMILY_ARMS)}
+        for folder in sorted(folders, key=lambda p: (rank.get(p.name, len(rank)), p.name)):
+            found.setdefault(task, {})[folder.name] = folder
+    return found
