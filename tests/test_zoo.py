@@ -2,7 +2,6 @@
 compares every arm with the L2 arm, and says when an arm is visibly different."""
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch
