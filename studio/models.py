@@ -27,6 +27,7 @@ from diffloss import nets
 from diffloss.checkpoint import CARD_FILE, CONFIG_FILE, MODEL_FILE, CheckpointError
 from diffloss.images import list_images
 from diffloss.prior import DiffusionPrior, PriorLoadError
+from studio import hosting
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ("l2", "diffloss")
@@ -88,6 +89,18 @@ def runs_folder() -> Path:
     """Where Train runs are written and found: ``$DIFFLOSS_RUNS``, else ``runs/`` in the repo. On a hosted Space,
     point it at persistent storage (e.g. ``/data/runs``) so trained pairs outlive a restart."""
     return Path(os.environ.get("DIFFLOSS_RUNS", REPO / "runs"))
+
+
+def _prior_stamp(folder: Path) -> float:
+    """The newest modification time among a prior folder's model files (top level and ``unet/``, ``scheduler/``),
+    so a prior retrained in place is loaded again. Never a walk of the tree: a typed "/" or "~" must not make
+    every request crawl the disk; a folder without a diffusers config is refused."""
+    files = [f for sub in ("", "unet", "scheduler") for f in (folder / sub).glob("*") if f.suffix in
+             (".json", ".safetensors", ".bin")]
+    if not any(f.name == CONFIG_FILE for f in files):
+        raise PriorLoadError(f"{folder} holds no diffusers model (no {CONFIG_FILE} in it or in its unet/ folder): "
+                             "give the folder a diffusers UNet2DModel was saved to")
+    return max(f.stat().st_mtime for f in files)
 
 
 class Registry:
@@ -251,11 +264,19 @@ class Registry:
 
     def load_prior(self, source: str | None) -> DiffusionPrior:
         """The prior for a folder / hub id / the shipped one, loaded once; PriorLoadError with the reason otherwise."""
+        if hosting.is_hosted():  # the shipped prior or a hub id, never a path typed by a visitor
+            try:
+                hub_id = hosting.hosted_prior_source(source, SHIPPED_PRIOR)
+                source = None if hub_id is None else str(hosting.fetch_hub_prior(hub_id))
+            except ValueError as err:
+                raise PriorLoadError(str(err)) from err
+            except Exception as err:  # noqa: BLE001  (offline, no such repo, a gated one: one readable reason)
+                raise PriorLoadError(f"could not fetch {hub_id!r} from the hub ({type(err).__name__})") from err
         resolved = self.resolve_prior(source)
         path = Path(resolved).expanduser()
         stamp = 0.0
-        if path.exists():
-            stamp = max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=0.0)
+        if path.is_dir():
+            stamp = _prior_stamp(path)
         key = (str(path.resolve()) if path.exists() else resolved, stamp)
         with self._lock:
             prior = self._priors.get(key)

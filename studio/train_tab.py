@@ -20,7 +20,8 @@ from diffloss import degrade, nets
 from diffloss.checkpoint import CheckpointError
 from diffloss.images import ImageLoadError, image_size, load_image, save_image
 from diffloss.loss import DiffLossConfig
-from studio.models import ARMS, Registry, get_registry
+from studio import hosting
+from studio.models import ARMS, Registry, get_registry, is_degraded_example
 from studio.plots import training_figure
 from studio.restorers import load_prior, load_restorer, start_entry
 from studio.toasts import warn
@@ -205,6 +206,14 @@ def _clean_folder(clean_folder: str | None, registry: Registry) -> Path:
     return folder
 
 
+def _hosted_photos(photos: list[str] | None, clean_folder: str | None, registry: Registry) -> list[str]:
+    clean_examples = [p for p in registry.example_images() if not is_degraded_example(p)]
+    try:
+        return hosting.hosted_training_photos(photos, clean_folder, clean_examples)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+
+
 def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str]) -> Path:
     """The uploads saved into the run, and what the status line should say about them."""
     kept, photo_notes = save_training_photos(list(photos), run_dir / "photos")
@@ -257,6 +266,8 @@ def train_pair(
             degrade.get_task(task)
         except ValueError as err:
             raise gr.Error(str(err)) from err
+        if hosting.is_hosted():  # uploads or the shipped examples, never a folder on the server
+            photos = _hosted_photos(photos, clean_folder, reg)
         folder = None if photos else _clean_folder(clean_folder, reg)  # uploads are saved once all checks pass
         entry = start_entry(start, task, reg)
         notes.append(f"both arms start from {f'`{entry.label}`' if entry else 'a fresh restorer'}")
