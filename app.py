@@ -25,6 +25,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from diffloss import degrade  # noqa: E402
+from diffloss.checkpoint import remove_interrupted_saves  # noqa: E402
 from diffloss.images import ImageLoadError, load_image, to_uint8_numpy  # noqa: E402
 from diffloss.loss import DiffLossConfig  # noqa: E402
 from diffloss.signals import stop_on_signals  # noqa: E402
@@ -437,6 +438,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.public:
         hosting.enable_public()
+    removed = remove_interrupted_saves(get_registry().runs)  # saves a kill cut short: no run is going yet
+    if removed:
+        print(f"Removed {len(removed)} temporary file(s) of saves interrupted in an earlier session.")
     demo = build_demo().queue()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=allowed_paths(),
                 prevent_thread_lock=True, **hosting.launch_options())

@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,31 @@ def runs_folder() -> Path:
     return Path(os.environ.get("DIFFLOSS_RUNS", REPO / "runs"))
 
 
+MAX_CACHED_RESTORERS = 16  # a Compare pair, Inspect's restorer and a Train start per visitor, a few visitors
+MAX_CACHED_PRIORS = 2  # the shipped prior and one typed in
+
+
+class LruCache(OrderedDict):
+    """A dict of at most ``size`` entries that forgets the least recently used one: every visitor's uploaded
+    restorers would otherwise stay in memory for good. Not thread-safe by itself (the registry holds its lock)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get(self, key, default=None):
+        if key not in self:
+            return default
+        self.move_to_end(key)
+        return self[key]
+
+    def put(self, key, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 def _prior_stamp(folder: Path) -> float:
     """The newest modification time among a prior folder's model files (top level and ``unet/``, ``scheduler/``),
     so a prior retrained in place is loaded again. Never a walk of the tree: a typed "/" or "~" must not make
@@ -98,8 +124,8 @@ def _prior_stamp(folder: Path) -> float:
     files = [f for sub in ("", "unet", "scheduler") for f in (folder / sub).glob("*") if f.suffix in
              (".json", ".safetensors", ".bin")]
     if not any(f.name == CONFIG_FILE for f in files):
-        raise PriorLoadError(f"{folder} holds no diffusers model (no {CONFIG_FILE} in it or in its unet/ folder): "
-                             "give the folder a diffusers UNet2DModel was saved to")
+        raise PriorLoadError(f"{folder}: no UNet2DModel found, it holds no diffusers model (no {CONFIG_FILE} in it "
+                             "or in its unet/ folder)")
     return max(f.stat().st_mtime for f in files)
 
 
@@ -115,8 +141,8 @@ class Registry:
         self.examples = Path(examples) if examples is not None else None
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._lock = threading.Lock()
-        self._restorers: dict[tuple[str, float], nets.Restorer] = {}
-        self._priors: dict[tuple[str, float], DiffusionPrior] = {}
+        self._restorers: LruCache = LruCache(MAX_CACHED_RESTORERS)
+        self._priors: LruCache = LruCache(MAX_CACHED_PRIORS)
 
     # ------------------------------------------------------------------------------------------ discovery
     @property
@@ -247,7 +273,7 @@ class Registry:
             model = self._restorers.get(key)
             if model is None:
                 model = nets.load_restorer(path, device=self.device)
-                self._restorers[key] = model
+                self._restorers.put(key, model)
             return model
 
     def resolve_prior(self, source: str | None) -> str:
@@ -287,7 +313,7 @@ class Registry:
                     raise
                 except Exception as err:  # a hub id offline, a broken file: the UI needs one readable reason
                     raise PriorLoadError(f"could not load prior {resolved!r}: {type(err).__name__}: {err}") from err
-                self._priors[key] = prior
+                self._priors.put(key, prior)
             return prior
 
     def warm_up(self) -> threading.Thread:

@@ -20,7 +20,7 @@ from diffloss import degrade, nets
 from diffloss.checkpoint import CheckpointError
 from diffloss.images import ImageLoadError, image_size, load_image, save_image
 from diffloss.loss import DiffLossConfig
-from studio import hosting
+from studio import hosting, inputs
 from studio.models import ARMS, Registry, get_registry, is_degraded_example
 from studio.plots import training_figure
 from studio.restorers import load_prior, load_restorer, start_entry
@@ -190,7 +190,7 @@ def save_training_photos(files: list[str], dest: Path) -> tuple[int, list[str]]:
             notes.append(f"skipped {src.name}: {err.message}")
             continue
         downscaled += max(image_size(src)) > MAX_SIDE
-        save_image(image, dest / f"{i:03d}_{src.stem}.png")
+        save_image(image, dest / f"{i:03d}_{inputs.file_stem(src.stem) or 'photo'}.png")
         kept += 1
     if downscaled:
         notes.append(f"{downscaled} photo{'s' if downscaled > 1 else ''} downscaled to {MAX_SIDE} px on the longer side")
@@ -253,7 +253,13 @@ def train_pair(
     reg = registry or get_registry()
     with _one_run() as gens:
         caps, notes = train_caps(), []
-        values = {"steps": int(steps), "batch": int(batch), "crop": int(crop)}
+        try:  # NaN, inf, a seed past 2**63, a learning rate <= 0: said here, by the box's name
+            checked = inputs.train_numbers(steps, batch, crop, lr, gamma, lam, t_min, t_max, seed, prior_crop)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        lr, gamma, lam, t_min, t_max, seed, prior_crop = (checked[k] for k in ("lr", "gamma", "lam", "t_min", "t_max",
+                                                                               "seed", "prior_crop"))
+        values = {"steps": checked["steps"], "batch": checked["batch"], "crop": checked["crop"]}
         for key, value in values.items():
             if value < 1:
                 raise gr.Error(f"{key} must be at least 1, got {value}.")
@@ -307,6 +313,8 @@ def stopped_runs(registry: Registry | None = None) -> list[tuple[str, str]]:
     found = []
     for run in sorted((p for p in reg.runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True):
         progress = {arm: _arm_progress(run / arm) for arm in ARMS if (run / arm).is_dir()}
+        if DIVERGED in progress.values():  # its resume would be refused: not offered
+            continue
         if any(state not in ("finished", NOT_STARTED, None) for state in progress.values()):  # one arm has steps
             shown = ", ".join(f"{arm} {state}" for arm, state in progress.items() if state)
             found.append((f"{run.name} ({shown})", run.name))
@@ -314,17 +322,29 @@ def stopped_runs(registry: Registry | None = None) -> list[tuple[str, str]]:
 
 
 NOT_STARTED = "not started"  # an arm whose loop was closed before its first step: nothing saved, nothing lost
+DIVERGED = "diverged"  # an arm whose checkpoint holds non-finite or absurd weights
 
 
 def _arm_progress(arm_dir: Path) -> str | None:
-    """'finished', 'STEP/STEPS' for a stopped arm, NOT_STARTED (no checkpoint), None (one that cannot be read)."""
+    """'finished', 'STEP/STEPS' for a stopped arm, NOT_STARTED (no checkpoint), DIVERGED, None (one that
+    cannot be read)."""
     if (arm_dir / "model").is_dir():
         return "finished"
     try:
         saved = _arm_checkpoint(arm_dir)
+        if saved is not None and _diverged(arm_dir):  # weights run off to 1e30: not worth resuming
+            return DIVERGED
     except CheckpointError:
         return None
     return NOT_STARTED if saved is None else f"{saved[0]}/{saved[1].loop.steps}"
+
+
+def _diverged(arm_dir: Path) -> str | None:
+    """Why an arm's checkpoint holds weights of a diverged run (None: they are sane)."""
+    from diffloss.divergence import checkpoint_diverged
+    from diffloss.train import CHECKPOINT_NAME
+
+    return checkpoint_diverged(arm_dir / "checkpoint" / CHECKPOINT_NAME)
 
 
 def _arm_checkpoint(arm_dir: Path) -> tuple[int, object] | None:
@@ -347,6 +367,10 @@ def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[
     reg = registry or get_registry()
     if not name:
         raise gr.Error("Choose a stopped run to resume (the list shows runs that stopped before their last step).")
+    try:
+        inputs.run_name(name)  # one path component: never "..", a path, or over the file system's 255 bytes
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
     run_dir = reg.runs / name
     if Path(name).name != name or not any((run_dir / arm).is_dir() for arm in ARMS):  # a name, never a path
         raise gr.Error(f"No Train run named {name!r} in {reg.runs}.")
@@ -392,6 +416,10 @@ def _resume_plans(run_dir: Path) -> tuple[dict[str, tuple[int, object]], list[st
         except CheckpointError as err:
             raise gr.Error(f"Cannot resume the {arm} arm: {err}") from err
         if checkpoint is not None:
+            diverged = None if (arm_dir / "model").is_dir() else _diverged(arm_dir)
+            if diverged:
+                raise gr.Error(f"The {arm} arm diverged before it stopped ({diverged}): start a new run, with a "
+                               "smaller learning rate or gamma.")
             saved[arm] = checkpoint
         if (arm_dir / "model").is_dir():
             notes.append(f"{arm}: had finished; kept as it was")

@@ -17,14 +17,14 @@ from tests.studio_helpers import make_world
 
 @pytest.fixture
 def hosted(monkeypatch):
-    monkeypatch.delenv(hosting.PUBLIC_ENV, raising=False)
+    monkeypatch.setenv(hosting.PUBLIC_ENV, "0")
     monkeypatch.setenv("SPACE_ID", "someone/diffloss-studio")
 
 
 @pytest.fixture
 def local(monkeypatch):
     monkeypatch.delenv("SPACE_ID", raising=False)
-    monkeypatch.delenv(hosting.PUBLIC_ENV, raising=False)
+    monkeypatch.setenv(hosting.PUBLIC_ENV, "0")  # recorded, so a test that turns it on is undone after
 
 
 def test_hosted_mode_is_on_for_a_space_or_public_and_off_on_ones_own_machine(local, monkeypatch):
