@@ -148,3 +148,53 @@ def test_guarded_handlers_send_no_server_path_in_text_outputs_or_errors(tmp_path
     with pytest.raises(gr.Error) as err:
         hosting.guarded(plain, [True], roots)("k")
     assert "/srv" not in err.value.message and "k" in err.value.message
+
+
+def test_hosted_over_http_no_run_file_is_served_and_no_server_path_is_shown(tmp_path):
+    """A visitor of a hosted studio: a run's uploaded photo and checkpoint are not reachable by URL (runs/ is no
+    static path), and the status line, the page's markdown and error messages name no absolute server path."""
+    import httpx
+    from gradio_client import Client, handle_file
+
+    from studio import upload
+    from tests.studio_helpers import launched_studio
+
+    with launched_studio(tmp_path / "w", hosted=True) as (url, world):
+        c = Client(url, verbose=False)
+        photos = [handle_file(str(p)) for p in sorted(world.clean.iterdir())]
+        status, _, archive = c.predict("noise", 1, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", "", 0,
+                                       restorers.FRESH_START, photos, api_name="/train")
+        assert status.startswith("**Done**") and str(archive).endswith(".zip")
+        assert str(tmp_path) not in status and "saved in `runs/studio-noise-" in status
+        (run,) = world.registry.runs.iterdir()
+        base = url.rstrip("/")
+        assert httpx.get(f"{base}/gradio_api/file={world.photo}").status_code != 200  # not an example: not served
+        example = next(world.clean.iterdir())
+        assert httpx.get(f"{base}/gradio_api/file={example}").status_code == 200  # the route works: examples are
+        for private in (next((run / "photos").iterdir()), run / "l2" / "checkpoint" / "last.safetensors"):
+            assert private.is_file()
+            answer = httpx.get(f"{base}/gradio_api/file={private}")
+            assert answer.status_code in (403, 404) and b"safetensors" not in answer.content[:20]
+        page = httpx.get(f"{base}/config").json()
+        texts = [c["props"].get("value") for c in page["components"] if c.get("type") in ("markdown", "textbox")]
+        assert not any(isinstance(t, str) and str(tmp_path) in t for t in texts)
+        bad = tmp_path / "broken.png"
+        bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+        l2, dl = world.labels()
+        with pytest.raises(Exception, match="Could not read") as err:
+            c.predict(handle_file(str(bad)), "noise", upload.MODES[0], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
+        assert "/tmp" not in str(err.value) and "broken.png" in str(err.value)
+        with pytest.raises(Exception, match="never a path on the server"):
+            c.predict("noise", 32, 0, 99, "/etc", 0.05, 0.1, 0.2, 0.1, api_name="/calibrate")
+
+
+def test_local_over_http_keeps_runs_downloadable(tmp_path, local):
+    import app
+    from studio.models import set_registry
+
+    world = make_world(tmp_path)
+    set_registry(world.registry)
+    try:
+        assert str(world.registry.runs) in app.allowed_paths()
+    finally:
+        set_registry(None)
