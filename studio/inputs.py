@@ -51,7 +51,7 @@ def learning_rate(value: object) -> float:
 def run_name(name: str) -> str:
     """A run's folder name as typed or sent: one path component, never '.', '..' or a path, at most 255 bytes."""
     if name in (".", "..") or "/" in name or "\\" in name or "\0" in name or not name.strip():
-        raise ValueError(f"{name[:80]!r} is not a run name (a name from the list, never a path)")
+        raise ValueError(f"No Train run named {name[:80]!r}: a run name is a name from the list, never a path")
     if len(name.encode()) > NAME_BYTES:
         raise ValueError(f"a run name has at most {NAME_BYTES} bytes; this one has {len(name.encode())}")
     return name
@@ -68,8 +68,8 @@ def train_numbers(steps: object, batch: object, crop: object, lr: object, gamma:
                   t_min: object, t_max: object, seed_value: object, prior_crop: object) -> dict[str, float | int]:
     """The Train tab's number boxes checked, by their names in the page; ValueError for the first bad one."""
     return {
-        "steps": whole_number(steps, "Steps", 1), "batch": whole_number(batch, "Batch", 1),
-        "crop": whole_number(crop, "Crop px", 1), "lr": learning_rate(lr),
+        "steps": whole_number(steps, "steps", 1), "batch": whole_number(batch, "batch", 1),
+        "crop": whole_number(crop, "crop", 1), "lr": learning_rate(lr),
         "gamma": finite_number(gamma, "gamma"), "lam": finite_number(lam, "lambda"),
         "t_min": whole_number(t_min, "t min", 0), "t_max": whole_number(t_max, "t max", 0),
         "seed": seed(seed_value), "prior_crop": whole_number(prior_crop or 0, "Prior sub-crop px", 0),

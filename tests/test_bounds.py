@@ -231,9 +231,9 @@ def test_temp_files_of_a_save_killed_mid_write_are_removed_at_the_next_start(tmp
 
 # ---------------------------------------------------------------------------------------------- typed values
 @pytest.mark.parametrize("kwargs, message", [
-    ({"steps": float("nan")}, "Steps must be a finite number, got nan"),
-    ({"steps": float("inf")}, "Steps must be a finite number, got inf"),
-    ({"steps": 0}, "Steps must be at least 1"),
+    ({"steps": float("nan")}, "steps must be a finite number, got nan"),
+    ({"steps": float("inf")}, "steps must be a finite number, got inf"),
+    ({"steps": 0}, "steps must be at least 1"),
     ({"lr": 0}, "Learning rate must be above 0"),
     ({"lr": -1e-3}, "Learning rate must be above 0"),
     ({"lr": float("nan")}, "Learning rate must be a finite number"),
@@ -254,8 +254,8 @@ def test_bad_train_numbers_get_a_message_naming_the_box(tmp_path, kwargs, messag
     assert not world.registry.runs.exists()
 
 
-@pytest.mark.parametrize("name, message", [("..", "not a run name"), (".", "not a run name"),
-                                           ("a/../../etc", "not a run name"), ("x" * 256, "at most 255 bytes")])
+@pytest.mark.parametrize("name, message", [("..", "never a path"), (".", "never a path"),
+                                           ("a/../../etc", "never a path"), ("x" * 256, "at most 255 bytes")])
 def test_a_resume_name_that_is_not_a_run_name_gets_a_message(tmp_path, name, message):
     world = make_world(tmp_path)
     with pytest.raises(gr.Error, match=message):
