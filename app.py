@@ -25,10 +25,11 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from diffloss import degrade  # noqa: E402
+from diffloss.checkpoint import remove_interrupted_saves  # noqa: E402
 from diffloss.images import ImageLoadError, load_image, to_uint8_numpy  # noqa: E402
 from diffloss.loss import DiffLossConfig  # noqa: E402
 from diffloss.signals import stop_on_signals  # noqa: E402
-from studio import compare_tab, inspect_tab, model_upload, restorers, train_tab, upload  # noqa: E402
+from studio import compare_tab, hosting, inspect_tab, model_upload, restorers, train_tab, upload  # noqa: E402
 from studio.components import UploadImage  # noqa: E402
 from studio.gpu import on_gpu  # noqa: E402
 from studio.models import SHIPPED_PRIOR, get_registry  # noqa: E402
@@ -177,7 +178,7 @@ def build_demo() -> gr.Blocks:
     photo = registry.first_clean_example()
     rows = _example_rows()  # listed once: Compare takes them all, Inspect and Degradations the clean ones
     clean_rows = [r[:1] for r in rows if r[2] == upload.MODES[0]]
-    with gr.Blocks(title="DiffLoss Studio") as demo:
+    with gr.Blocks(title="DiffLoss Studio", **hosting.blocks_options()) as demo:
         gr.Markdown(
             "# DiffLoss Studio\nA frozen diffusion model used as a *loss* for image restoration "
             "(DiffLoss, ACCV 2024): compare restorers trained with and without it, look inside the loss, train a pair."
@@ -259,7 +260,8 @@ def build_demo() -> gr.Blocks:
                         i_seed_img = gr.Number(value=0, precision=0, label="Degradation seed")
                         i_rest = gr.Dropdown(labels, value=dl_default, label="Restorer (for 'restored')")
                         i_pair = gr.Radio(list(inspect_tab.PAIRS), value=inspect_tab.PAIRS[0], label="Pair")
-                        i_prior = gr.Textbox(value=prior_default, label="Prior: shipped, a diffusers folder or a hub id")
+                        i_prior = gr.Textbox(value=prior_default, label="Prior: shipped, a hub id" if hosting.is_hosted() else
+                                             "Prior: shipped, a diffusers folder or a hub id")
                         i_prior_info = gr.Markdown()
                         i_t = gr.Slider(0, 999, value=200, step=1, label="timestep t")
                         i_seed = gr.Number(value=0, precision=0, label="Noise seed")
@@ -360,7 +362,7 @@ def build_demo() -> gr.Blocks:
                         t_prior = gr.Textbox(value=prior_default, label="Prior")
                         t_photos = gr.File(file_count="multiple", file_types=["image"], type="filepath", height=140,
                                            label="Clean photos to train on (upload; used instead of the folder)")
-                        t_folder = gr.Textbox(value=str(folder) if folder else "",
+                        t_folder = gr.Textbox(value=str(folder) if folder else "", visible=not hosting.is_hosted(),
                                               label="...or a folder of clean photos on this machine")
                         with gr.Row():
                             t_go = gr.Button("Train both arms", variant="primary")
@@ -415,13 +417,14 @@ def build_demo() -> gr.Blocks:
                         note = gr.Markdown()
                 go.click(preview_degradation, [image, task, seed], [clean_out, degraded_out, note])
                 _run_on_example(d_examples, preview_degradation, [image, task, seed], [clean_out, degraded_out, note])
-    return demo
+    return hosting.guard_demo(demo, hosting.server_roots()) if hosting.is_hosted() else demo
 
 
 def allowed_paths() -> list[str]:
-    """Folders the app may serve files from: examples and runs (downloads)."""
+    """Folders the app may serve files from: examples, and runs (downloads) on one's own machine only (hosted, a
+    download is served from gradio's cache to the visitor who trained it)."""
     registry = get_registry()
-    paths = [registry.runs]
+    paths = [] if hosting.is_hosted() else [registry.runs]
     paths += [p.parent for p in registry.example_images()[:1]]
     return [str(p) for p in paths]
 
@@ -431,10 +434,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    parser.add_argument("--public", action="store_true", help="hosted mode, as on a Space (see README)")
     args = parser.parse_args(argv)
+    if args.public:
+        hosting.enable_public()
+    removed = remove_interrupted_saves(get_registry().runs)  # saves a kill cut short: no run is going yet
+    if removed:
+        print(f"Removed {len(removed)} temporary file(s) of saves interrupted in an earlier session.")
     demo = build_demo().queue()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=allowed_paths(),
-                prevent_thread_lock=True)
+                prevent_thread_lock=True, **hosting.launch_options())
     # Serve first, then warm up (diffusers, the prior): a warm-up thread beside build_demo and launch competed with
     # them for the GIL, and the page came up later (12.8 s -> 11.3 s to the first page, median of 4, 2-core VM).
     get_registry().warm_up()

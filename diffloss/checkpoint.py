@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +35,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Run ``write(tmp)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}{_PID_END}", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -46,6 +47,37 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+TEMP_SUFFIX = ".tmp"
+_PID_END = "-"  # ".<name>.<pid>-<random>.tmp": the writer's pid tells a live save from one a kill interrupted
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)-[^.]+\.tmp$")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_interrupted_saves(root: str | Path) -> list[Path]:
+    """Delete the temporary files that saves killed mid-write left under ``root`` (their writer is gone); returns
+    them. Why: each kill during a checkpoint save leaves a full-size temporary file that nothing else removes.
+    A save still going (its writer's pid alive, this process included) is left alone."""
+    root = Path(root)
+    removed = []
+    if not root.is_dir():
+        return removed
+    for tmp in root.rglob(f".*{TEMP_SUFFIX}"):
+        match = _TEMP_NAME.match(tmp.name)
+        if match and tmp.is_file() and not _process_alive(int(match.group(1))):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

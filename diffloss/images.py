@@ -26,8 +26,22 @@ _SWAPPED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that rotate by 90 degr
 _EXIF_ORIENTATION = 0x0112
 
 
+MAX_PIXELS = 50_000_000  # a 50-megapixel photo decodes to ~150 MB of RGB; a larger one is refused from its header
+
+
 class ImageLoadError(ValueError):
     """A file or upload is not a decodable image; the message names the file and the problem."""
+
+
+def check_pixels(width: int, height: int, name: str, limit: int = MAX_PIXELS) -> None:
+    """ImageLoadError when a ``width`` x ``height`` image (read from its header) is over ``limit`` pixels.
+
+    Why before decoding: a small PNG can declare 12000 x 12000 pixels and take gigabytes once decoded; the header
+    says so for free.
+    """
+    if width * height > limit:
+        raise ImageLoadError(f"{name}: {width}x{height} px is {width * height / 1e6:.0f} megapixels, more than the "
+                             f"{limit / 1e6:.0f} megapixels this app decodes: downscale it first")
 
 
 def _describe(source: ImageSource) -> str:
@@ -54,7 +68,12 @@ def _to_array(img: Image.Image, name: str) -> np.ndarray:
         grey = np.asarray(img).astype(np.float32) / 65535.0
         return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=2)
     if mode == "F":
-        grey = np.nan_to_num(np.asarray(img, dtype=np.float32))
+        grey = np.asarray(img, dtype=np.float32)
+        infinite = int(np.isinf(grey).sum())
+        if infinite:  # no range can show an infinite pixel; scaling by it would turn the whole image black
+            raise ImageLoadError(f"{name}: {infinite} pixel{'s are' if infinite > 1 else ' is'} infinite in this "
+                                 "floating-point image: no brightness range can show it; clip it to finite values first")
+        grey = np.nan_to_num(grey)
         grey = np.clip(grey / _float_scale(grey), 0.0, 1.0)
         return np.repeat(grey[..., None], 3, axis=2)
     try:
@@ -99,12 +118,14 @@ def load_image(source: ImageSource, max_side: int | None = None) -> torch.Tensor
     """
     name = _describe(source)
     if isinstance(source, Image.Image):
+        check_pixels(*source.size, name)
         return _limit_side(_from_pil_named(ImageOps.exif_transpose(source), name), max_side)
     if isinstance(source, (str, Path)) and not Path(source).exists():
         raise FileNotFoundError(f"image file not found: {source}")
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     try:
         with Image.open(fp) as img:
+            check_pixels(*img.size, name)  # from the header, before any pixel is decoded
             if max_side is not None and img.format == "JPEG":
                 img.draft(None, (max_side, max_side))  # decode at 1/2..1/8 scale: never below max_side
             img.load()  # decode now, so truncation surfaces here with the file's name
@@ -131,12 +152,15 @@ def image_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             w, h = img.size
+            check_pixels(w, h, str(path))
             # A PNG's getexif() decodes the whole file to look for an eXIf chunk after the pixels; only
             # trust one found in the header, which keeps checking a folder of PNGs a header-only job.
             header_only = img.format == "PNG" and "exif" not in img.info
             orientation = 1 if header_only else img.getexif().get(_EXIF_ORIENTATION, 1)
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: {path}") from None
+    except ImageLoadError:
+        raise
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageLoadError(f"{path}: not a readable image ({exc})") from exc
     return (h, w) if orientation in _SWAPPED_ORIENTATIONS else (w, h)

@@ -26,6 +26,27 @@ from diffloss.checkpoint import CheckpointError, load_model_folder, save_model_f
 KIND = "restorer"
 
 
+# Bounds of a restorer config: the studio's restorers are width 32, 3 levels, 1.7 M parameters; these allow ~15x that.
+MAX_WIDTH = 64
+MAX_LEVELS = 4
+MAX_BLOCKS = 8
+MAX_BOTTOM_CHANNELS = 512
+
+
+def _whole(value: Any, name: str) -> int:
+    """``value`` as an int when it is a whole number (JSON may hold 32.0); ValueError naming the field otherwise."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value != int(value)):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _sequence(value: Any, name: str) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} must be a list of block counts, got {value!r}")
+    return tuple(value)
+
+
 @dataclass
 class RestorerConfig:
     """Architecture of a restorer; ``in_channels`` is 4 for inpaint (RGB + mask), 3 otherwise."""
@@ -42,12 +63,32 @@ class RestorerConfig:
 
     def __post_init__(self) -> None:
         # JSON turns tuples into lists; normalise so configs compare equal after a round trip.
-        self.enc_blocks = tuple(int(b) for b in self.enc_blocks)
-        self.dec_blocks = tuple(int(b) for b in self.dec_blocks)
+        self.enc_blocks = tuple(_whole(b, "a block count") for b in _sequence(self.enc_blocks, "enc_blocks"))
+        self.dec_blocks = tuple(_whole(b, "a block count") for b in _sequence(self.dec_blocks, "dec_blocks"))
         if len(self.enc_blocks) != len(self.dec_blocks):
             raise ValueError(f"enc_blocks {self.enc_blocks} and dec_blocks {self.dec_blocks} need one entry per level")
+        self._check_bounds()
+        self.width, self.in_channels, self.out_channels, self.middle_blocks = (
+            int(self.width), int(self.in_channels), int(self.out_channels), int(self.middle_blocks))
         if self.in_channels < self.out_channels:
             raise ValueError("the residual output adds the first out_channels input channels, so in >= out")
+
+    def _check_bounds(self) -> None:
+        """ValueError, saying which field and what is allowed, for a config no restorer of this studio has: checked
+        before anything is built, so a crafted config.json (width 65536, 40 levels) costs nothing."""
+        for name, value, low, high in (("width", self.width, 2, MAX_WIDTH), ("in_channels", self.in_channels, 1, 8),
+                                       ("out_channels", self.out_channels, 1, 8),
+                                       ("levels (entries of enc_blocks)", len(self.enc_blocks), 1, MAX_LEVELS),
+                                       ("middle_blocks", self.middle_blocks, 0, MAX_BLOCKS)):
+            if not low <= _whole(value, name) <= high:
+                raise ValueError(f"{name} is {value}; a restorer has {low} to {high}")
+        for name, blocks in (("enc_blocks", self.enc_blocks), ("dec_blocks", self.dec_blocks)):
+            if any(not 0 <= b <= MAX_BLOCKS for b in blocks):
+                raise ValueError(f"{name} is {list(blocks)}; each level has 0 to {MAX_BLOCKS} blocks")
+        bottom = self.width * 2 ** len(self.enc_blocks)
+        if bottom > MAX_BOTTOM_CHANNELS:
+            raise ValueError(f"width {self.width} with {len(self.enc_blocks)} levels gives {bottom} channels at the "
+                             f"lowest resolution; at most {MAX_BOTTOM_CHANNELS} (the width doubles at each level)")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -25,6 +25,7 @@ from diffloss.train import TrainEvent, TrainingDiverged, train_restorer
 from diffloss.train_config import RestorerTrainConfig
 
 NOT_STARTED = "not started"  # an arm whose loop was closed before its first step: nothing saved, nothing lost
+DIVERGED = "diverged"  # an arm whose checkpoint holds non-finite or absurd weights: never offered for resume
 
 
 class PairError(ValueError):
@@ -122,12 +123,22 @@ def arm_checkpoint(arm_dir: Path) -> tuple[int, RestorerTrainConfig] | None:
     return checkpoint_settings(arm_dir)
 
 
+def arm_diverged(arm_dir: Path) -> str | None:
+    """Why an unfinished arm's checkpoint holds the weights of a diverged run (None: they are sane)."""
+    from diffloss.divergence import checkpoint_diverged
+
+    return checkpoint_diverged(RunFolder(arm_dir).checkpoint)
+
+
 def arm_progress(arm_dir: Path) -> str | None:
-    """'finished', 'STEP/STEPS' for a stopped arm, NOT_STARTED (no checkpoint), None (one that cannot be read)."""
+    """'finished', 'STEP/STEPS' for a stopped arm, NOT_STARTED (no checkpoint), DIVERGED, None (one that cannot
+    be read)."""
     if RunFolder(arm_dir).model.is_dir():
         return "finished"
     try:
         saved = arm_checkpoint(arm_dir)
+        if saved is not None and arm_diverged(arm_dir):  # weights run off to 1e30: not worth resuming
+            return DIVERGED
     except CheckpointError:
         return None
     return NOT_STARTED if saved is None else f"{saved[0]}/{saved[1].loop.steps}"
@@ -141,6 +152,8 @@ def stopped_pairs(runs: Path) -> list[tuple[str, str]]:
     found = []
     for run in sorted((p for p in runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True):
         progress = {arm: arm_progress(run / arm) for arm in ARMS if (run / arm).is_dir()}
+        if DIVERGED in progress.values():  # its resume would be refused: not offered
+            continue
         if any(state not in ("finished", NOT_STARTED, None) for state in progress.values()):  # one arm has steps
             shown = ", ".join(f"{arm} {state}" for arm, state in progress.items() if state)
             found.append((f"{run.name} ({shown})", run.name))
@@ -173,6 +186,10 @@ def resume_plans(run_dir: Path, command: str) -> tuple[dict[str, tuple[int, Rest
         except CheckpointError as err:
             raise PairError(f"Cannot resume the {arm} arm: {err}") from err
         if found is not None:
+            diverged = None if RunFolder(arm_dir).model.is_dir() else arm_diverged(arm_dir)
+            if diverged:
+                raise PairError(f"The {arm} arm diverged before it stopped ({diverged}): start a new run, with a "
+                                "smaller learning rate or gamma.")
             saved[arm] = found
         if RunFolder(arm_dir).model.is_dir():
             notes.append(f"{arm}: had finished; kept as it was")

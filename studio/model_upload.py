@@ -9,7 +9,6 @@ with the reason, and nothing of them is left behind.
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 import zipfile
@@ -19,9 +18,11 @@ import gradio as gr
 
 from diffloss.checkpoint import CARD_FILE, CONFIG_FILE, MODEL_FILE, CheckpointError
 from diffloss.paths import ARMS, MODEL_DIR
+from diffloss.safe_zip import ZipMemberError, check_compression, read_member
+from studio.inputs import file_stem
 from studio.models import Registry, RestorerEntry, get_registry
 
-MAX_UNPACKED_BYTES = 256 * 2**20  # the studio's restorers are a few MB; a zip far beyond this is not one of them
+MAX_UNPACKED_BYTES = 64 * 2**20  # a studio restorer pair is a few MB (3.3 MB an arm); far beyond is not one
 MODEL_FILES = (MODEL_FILE, CONFIG_FILE, CARD_FILE)
 
 
@@ -71,12 +72,17 @@ def unpack(zip_path: Path, run_dir: Path) -> list[Path]:
         if size > MAX_UNPACKED_BYTES:
             raise ModelZipError(f"its models unpack to {size / 2**20:.0f} MB, more than the "
                                 f"{MAX_UNPACKED_BYTES / 2**20:.0f} MB a studio restorer could need")
-        written = []
+        for files in folders.values():  # before anything is written: a bzip2 member is refused unread
+            for member in files.values():
+                check_compression(archive.getinfo(member))
+        written, left = [], MAX_UNPACKED_BYTES
         for folder, target in targets.items():
             out = run_dir / target
             out.mkdir(parents=True, exist_ok=True)
             for file_name, member in folders[folder].items():
-                (out / file_name).write_bytes(archive.read(member))
+                data = read_member(archive, member, left)  # counted as it streams: the declared sizes may lie
+                left -= len(data)
+                (out / file_name).write_bytes(data)
             written.append(out)
     return written
 
@@ -88,7 +94,7 @@ def add_restorers(zip_path: str | None, registry: Registry | None = None) -> tup
     if not zip_path:
         raise gr.Error("Choose a zip first: the one the Train tab's download gives (l2/ and diffloss/ folders).")
     path = Path(zip_path)
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-.") or "models"
+    stem = file_stem(path.stem) or "models"  # at most 80 characters: a 255-character upload name is a valid one
     run_dir = reg.runs / f"upload-{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists():
         raise gr.Error(f"{run_dir.name} already exists in {reg.runs}: upload it again in a second.")
@@ -98,7 +104,7 @@ def add_restorers(zip_path: str | None, registry: Registry | None = None) -> tup
         if len(tasks) > 1:
             raise ModelZipError(f"its models are for different tasks ({', '.join(sorted(tasks))}): a pair "
                                 "compares two restorers of one task")
-    except (ModelZipError, CheckpointError, zipfile.BadZipFile, OSError) as err:
+    except (ModelZipError, ZipMemberError, CheckpointError, ValueError, zipfile.BadZipFile, OSError) as err:
         shutil.rmtree(run_dir, ignore_errors=True)
         reason = str(err).replace(f"{run_dir}/", "")  # the folder is gone: name files as the zip's layout
         raise gr.Error(f"Cannot add restorers from {path.name}: {reason}") from err

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from diffloss.images import list_images
 # REPO, datasets_folder and runs_folder are defined in diffloss.paths; importable here too for the studio's tests.
 from diffloss.paths import ARMS, EXAMPLES, MODEL_DIR, PRETRAINED, REPO, RunFolder, datasets_folder, runs_folder  # noqa: F401
 from diffloss.prior import DiffusionPrior, PriorLoadError
+from studio import hosting
 SHIPPED_PRIOR = "shipped prior (pretrained/prior)"
 
 
@@ -77,6 +79,43 @@ def _arm_of(folder: Path, hint: str | None) -> str:
     return "?"
 
 
+MAX_CACHED_RESTORERS = 16  # a Compare pair, Inspect's restorer and a Train start per visitor, a few visitors
+MAX_CACHED_PRIORS = 2  # the shipped prior and one typed in
+
+
+class LruCache(OrderedDict):
+    """A dict of at most ``size`` entries that forgets the least recently used one: every visitor's uploaded
+    restorers would otherwise stay in memory for good. Not thread-safe by itself (the registry holds its lock)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get(self, key, default=None):
+        if key not in self:
+            return default
+        self.move_to_end(key)
+        return self[key]
+
+    def put(self, key, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+def _prior_stamp(folder: Path) -> float:
+    """The newest modification time among a prior folder's model files (top level and ``unet/``, ``scheduler/``),
+    so a prior retrained in place is loaded again. Never a walk of the tree: a typed "/" or "~" must not make
+    every request crawl the disk; a folder without a diffusers config is refused."""
+    files = [f for sub in ("", "unet", "scheduler") for f in (folder / sub).glob("*") if f.suffix in
+             (".json", ".safetensors", ".bin")]
+    if not any(f.name == CONFIG_FILE for f in files):
+        raise PriorLoadError(f"{folder}: no UNet2DModel found, it holds no diffusers model (no {CONFIG_FILE} in it "
+                             "or in its unet/ folder)")
+    return max(f.stat().st_mtime for f in files)
+
+
 class Registry:
     """Discovers models under its roots and loads them once (thread-safe)."""
 
@@ -89,8 +128,8 @@ class Registry:
         self.examples = Path(examples) if examples is not None else None
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._lock = threading.Lock()
-        self._restorers: dict[tuple[str, float], nets.Restorer] = {}
-        self._priors: dict[tuple[str, float], DiffusionPrior] = {}
+        self._restorers: LruCache = LruCache(MAX_CACHED_RESTORERS)
+        self._priors: LruCache = LruCache(MAX_CACHED_PRIORS)
 
     # ------------------------------------------------------------------------------------------ discovery
     @property
@@ -221,7 +260,7 @@ class Registry:
             model = self._restorers.get(key)
             if model is None:
                 model = nets.load_restorer(path, device=self.device)
-                self._restorers[key] = model
+                self._restorers.put(key, model)
             return model
 
     def resolve_prior(self, source: str | None) -> str:
@@ -238,11 +277,19 @@ class Registry:
 
     def load_prior(self, source: str | None) -> DiffusionPrior:
         """The prior for a folder / hub id / the shipped one, loaded once; PriorLoadError with the reason otherwise."""
+        if hosting.is_hosted():  # the shipped prior or a hub id, never a path typed by a visitor
+            try:
+                hub_id = hosting.hosted_prior_source(source, SHIPPED_PRIOR)
+                source = None if hub_id is None else str(hosting.fetch_hub_prior(hub_id))
+            except ValueError as err:
+                raise PriorLoadError(str(err)) from err
+            except Exception as err:  # noqa: BLE001  (offline, no such repo, a gated one: one readable reason)
+                raise PriorLoadError(f"could not fetch {hub_id!r} from the hub ({type(err).__name__})") from err
         resolved = self.resolve_prior(source)
         path = Path(resolved).expanduser()
         stamp = 0.0
-        if path.exists():
-            stamp = max((p.stat().st_mtime for p in path.rglob("*") if p.is_file()), default=0.0)
+        if path.is_dir():
+            stamp = _prior_stamp(path)
         key = (str(path.resolve()) if path.exists() else resolved, stamp)
         with self._lock:
             prior = self._priors.get(key)
@@ -253,7 +300,7 @@ class Registry:
                     raise
                 except Exception as err:  # a hub id offline, a broken file: the UI needs one readable reason
                     raise PriorLoadError(f"could not load prior {resolved!r}: {type(err).__name__}: {err}") from err
-                self._priors[key] = prior
+                self._priors.put(key, prior)
             return prior
 
     def warm_up(self) -> threading.Thread:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gradio as gr
 
+from studio.hosting import public_message
+
 
 def warn(message: str) -> None:
     """Show ``message`` as a warning toast; never raises (handlers call it from tests and scripts too)."""
     try:
-        gr.Warning(message)
+        gr.Warning(public_message(message))
     except Exception:  # noqa: BLE001  (gradio versions differ in what they do outside a request)
         pass

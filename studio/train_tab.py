@@ -19,7 +19,8 @@ from diffloss import degrade, nets, pair
 from diffloss.images import ImageLoadError, image_size, load_image, save_image
 from diffloss.loss import DiffLossConfig
 from diffloss.paths import ARMS, PHOTOS_DIR
-from studio.models import Registry, get_registry
+from studio import hosting, inputs
+from studio.models import Registry, get_registry, is_degraded_example
 from studio.plots import training_figure
 from studio.restorers import load_prior, load_restorer, start_entry
 from studio.toasts import warn
@@ -166,7 +167,7 @@ def save_training_photos(files: list[str], dest: Path) -> tuple[int, list[str]]:
             notes.append(f"skipped {src.name}: {err.message}")
             continue
         downscaled += max(image_size(src)) > MAX_SIDE
-        save_image(image, dest / f"{i:03d}_{src.stem}.png")
+        save_image(image, dest / f"{i:03d}_{inputs.file_stem(src.stem) or 'photo'}.png")
         kept += 1
     if downscaled:
         notes.append(f"{downscaled} photo{'s' if downscaled > 1 else ''} downscaled to {MAX_SIDE} px on the longer side")
@@ -180,6 +181,14 @@ def _clean_folder(clean_folder: str | None, registry: Registry) -> Path:
         raise gr.Error("No clean photos to train on: upload a few clean photos, or give a folder of them on this "
                        "machine (the benchmark clean/train, or any folder of PNG/JPEG photos).")
     return folder
+
+
+def _hosted_photos(photos: list[str] | None, clean_folder: str | None, registry: Registry) -> list[str]:
+    clean_examples = [p for p in registry.example_images() if not is_degraded_example(p)]
+    try:
+        return hosting.hosted_training_photos(photos, clean_folder, clean_examples)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
 
 
 def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str]) -> Path:
@@ -221,7 +230,13 @@ def train_pair(
     reg = registry or get_registry()
     with _one_run() as run:
         caps, notes = train_caps(), []
-        values = {"steps": int(steps), "batch": int(batch), "crop": int(crop)}
+        try:  # NaN, inf, a seed past 2**63, a learning rate <= 0: said here, by the box's name
+            checked = inputs.train_numbers(steps, batch, crop, lr, gamma, lam, t_min, t_max, seed, prior_crop)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        lr, gamma, lam, t_min, t_max, seed, prior_crop = (checked[k] for k in ("lr", "gamma", "lam", "t_min", "t_max",
+                                                                               "seed", "prior_crop"))
+        values = {"steps": checked["steps"], "batch": checked["batch"], "crop": checked["crop"]}
         for key, value in values.items():
             if value < 1:
                 raise gr.Error(f"{key} must be at least 1, got {value}.")
@@ -234,6 +249,8 @@ def train_pair(
             degrade.get_task(task)
         except ValueError as err:
             raise gr.Error(str(err)) from err
+        if hosting.is_hosted():  # uploads or the shipped examples, never a folder on the server
+            photos = _hosted_photos(photos, clean_folder, reg)
         folder = None if photos else _clean_folder(clean_folder, reg)  # uploads are saved once all checks pass
         entry = start_entry(start, task, reg)
         notes.append(f"both arms start from {f'`{entry.label}`' if entry else 'a fresh restorer'}")
@@ -278,6 +295,10 @@ def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[
     reg = registry or get_registry()
     if not name:
         raise gr.Error("Choose a stopped run to resume (the list shows runs that stopped before their last step).")
+    try:
+        inputs.run_name(name)  # one path component: never "..", a path, or over the file system's 255 bytes
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
     run_dir = reg.runs / name
     if Path(name).name != name or not pair.is_pair(run_dir):  # a name, never a path
         raise gr.Error(f"No Train run named {name!r} in {reg.runs}.")

@@ -74,22 +74,32 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def launched_studio(root: Path, registry: Registry | None = None) -> Iterator[tuple[str, World | None]]:
+def launched_studio(root: Path, registry: Registry | None = None, hosted: bool = False) -> Iterator[tuple[str, World | None]]:
     """The real app on a free local port, serving a tiny world (or ``registry``, e.g. the shipped models); yields
-    (url, world or None) and shuts it down after."""
+    (url, world or None) and shuts it down after. ``hosted``: in hosted mode, as on a Space (``--public``)."""
+    import os
+
     import app
+    from studio import hosting
     from studio.models import set_registry
 
+    previous = os.environ.get(hosting.PUBLIC_ENV)
+    if hosted:
+        hosting.enable_public()
     world = make_world(root) if registry is None else None
     set_registry(world.registry if world is not None else registry)
     demo = app.build_demo()
     demo.queue().launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
-                        allowed_paths=app.allowed_paths())
+                        allowed_paths=app.allowed_paths(), **hosting.launch_options())
     try:
         yield demo.local_url, world
     finally:
         demo.close()
         set_registry(None)
+        if previous is None:
+            os.environ.pop(hosting.PUBLIC_ENV, None)
+        else:
+            os.environ[hosting.PUBLIC_ENV] = previous
 
 
 def zip_pair(world: World, path: Path, task: str = "noise") -> Path:

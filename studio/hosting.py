@@ -1,0 +1,209 @@
+"""Hosted mode: the studio served to strangers (a Hugging Face Space, or ``python app.py --public``).
+
+Why a mode: on one's own machine the researcher owns the files, so typing a local prior folder or a folder of
+training photos is a feature; on a public Space the same boxes would let any visitor probe and read the server's
+filesystem. Hosted mode is on when ``SPACE_ID`` is set (Spaces set it) or ``--public`` is given. In it:
+
+- the prior is the shipped one or a hub id of a valid form (downloaded with a size cap), never a local path: the
+  text is checked by its form alone, no path is looked up;
+- training photos come from uploads or the shipped examples, never a folder on the server;
+- no absolute server path reaches a page: every message, markdown and textbox a handler sends out is rewritten
+  (repo paths relative to the repo, runs as ``runs/...``, anything else by its file name);
+- uploads are capped in size (gradio's ``max_file_size``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+PUBLIC_ENV = "DIFFLOSS_PUBLIC"  # "1": hosted mode without SPACE_ID (what ``--public`` sets)
+MAX_UPLOAD = "50mb"  # gradio's max_file_size in hosted mode: photos and model zips are a few MB
+MAX_HUB_PRIOR_BYTES = 300 * 2**20  # a hub prior larger than this is not downloaded (the shipped one is 17 MB)
+HUB_PRIOR_FILES = ("*.json", "*.safetensors")  # what a diffusers UNet2DModel + DDPMScheduler need, nothing else
+
+_HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
+_HUB_ID = re.compile(rf"{_HUB_PART}/{_HUB_PART}")
+# An absolute posix path not glued to a word, a number or a URL ("https://", "1/2", "L2/DiffLoss" are not paths).
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])/[^\s`'\"()\[\]{},;:*?<>|]+")
+
+
+def is_hosted() -> bool:
+    """True on a Space (``SPACE_ID``) or with ``--public`` (``DIFFLOSS_PUBLIC=1``)."""
+    return bool(os.environ.get("SPACE_ID")) or os.environ.get(PUBLIC_ENV) == "1"
+
+
+def enable_public() -> None:
+    """``python app.py --public``: hosted mode on this machine (to try a Space's rules before deploying)."""
+    os.environ[PUBLIC_ENV] = "1"
+
+
+def check_hub_id(text: str) -> str:
+    """``text`` when it has the form of a hub model id ``owner/name``; ValueError saying what is accepted otherwise.
+
+    Only the form is checked: nothing on the server is looked up, so the answer says nothing about its files.
+    """
+    candidate = text.strip()
+    if not _HUB_ID.fullmatch(candidate) or ".." in candidate:
+        raise ValueError(f"{candidate[:80]!r} is not a hub id: on this hosted studio the prior is the shipped one or "
+                         "a Hugging Face model id such as 'google/ddpm-cifar10-32' (owner/name; letters, digits, "
+                         "'-', '_', '.'), never a path on the server")
+    return candidate
+
+
+def hosted_prior_source(text: str | None, shipped_label: str) -> str | None:
+    """None for the shipped prior (empty or its label), else the checked hub id; ValueError for anything else."""
+    candidate = (text or "").strip()
+    if not candidate or candidate == shipped_label:
+        return None
+    return check_hub_id(candidate)
+
+
+def fetch_hub_prior(repo_id: str, cap: int = MAX_HUB_PRIOR_BYTES, api: Any = None) -> Path:
+    """The hub prior's files in the local hub cache (a folder ``DiffusionPrior.from_pretrained`` loads), after
+    checking that the files it needs weigh at most ``cap`` bytes; ValueError otherwise.
+
+    Why not hand the id to diffusers: it first tries the text as a local folder (a relative path such as
+    ``runs/x`` has the form of an id), and it downloads without a size limit.
+    """
+    from fnmatch import fnmatch
+
+    from huggingface_hub import HfApi, snapshot_download
+
+    repo_id = check_hub_id(repo_id)
+    info = (api or HfApi()).model_info(repo_id, files_metadata=True)
+    wanted = [s for s in (info.siblings or []) if any(fnmatch(Path(s.rfilename).name, p) for p in HUB_PRIOR_FILES)]
+    size = sum(int(s.size or 0) for s in wanted)
+    if size > cap:
+        raise ValueError(f"{repo_id} weighs {size / 2**20:.0f} MB, more than the {cap / 2**20:.0f} MB a prior may "
+                         "have on this hosted studio")
+    patterns = [p for p in HUB_PRIOR_FILES] + [f"*/{p}" for p in HUB_PRIOR_FILES]
+    return Path(snapshot_download(repo_id, allow_patterns=patterns))
+
+
+def public_text(text: str, roots: dict[Path, str]) -> str:
+    """``text`` with every absolute path rewritten: under a root, as ``prefix + relative path`` (``roots`` maps
+    e.g. the repo to "" and the runs folder to "runs/"); anywhere else, by its file name alone."""
+    resolved = sorted(((Path(os.path.abspath(root)), prefix) for root, prefix in roots.items()),
+                      key=lambda item: len(str(item[0])), reverse=True)  # the deepest root first
+
+    def rewrite(match: re.Match) -> str:
+        path = Path(os.path.abspath(match.group(0)))
+        for root, prefix in resolved:
+            if path == root:
+                return prefix.rstrip("/") or "."
+            if root in path.parents:
+                return prefix + str(path.relative_to(root))
+        return path.name or "."
+
+    return _ABS_PATH.sub(rewrite, text)
+
+
+def _public_value(value: Any, roots: dict[Path, str]) -> Any:
+    if isinstance(value, str):
+        return public_text(value, roots)
+    if isinstance(value, dict) and isinstance(value.get("value"), str):  # a gr.update(value=...)
+        return {**value, "value": public_text(value["value"], roots)}
+    return value
+
+
+def _text_outputs(outputs: list) -> list[bool]:
+    import gradio as gr
+
+    return [isinstance(o, (gr.Markdown, gr.Textbox)) for o in outputs]
+
+
+def _public_result(result: Any, texts: list[bool], roots: dict[Path, str]) -> Any:
+    if len(texts) == 1:
+        return _public_value(result, roots) if texts[0] else result
+    if isinstance(result, (tuple, list)) and len(result) == len(texts):
+        return type(result)(_public_value(v, roots) if t else v for v, t in zip(result, texts))
+    return result
+
+
+def _public_error(err: Exception, roots: dict[Path, str]) -> Exception:
+    import gradio as gr
+
+    if isinstance(err, gr.Error):
+        err.message = public_text(str(err.message), roots)
+        err.args = (err.message,)
+        return err
+    # Anything else would reach the page as gradio's generic error; say what it was, without its paths
+    return gr.Error(public_text(f"{type(err).__name__}: {err}", roots))
+
+
+def guarded(fn: Callable, texts: list[bool], roots: dict[Path, str]) -> Callable:
+    """``fn`` whose text outputs and error messages carry no absolute server path (same kind: plain or generator,
+    same signature, so gradio still injects ``gr.Request`` and builds the same API)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                for item in fn(*args, **kwargs):
+                    yield _public_result(item, texts, roots)
+            except Exception as err:  # noqa: BLE001
+                raise _public_error(err, roots) from err
+        return gen_wrapper
+
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return fn  # the studio has none; gradio's own helpers carry no paths
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return _public_result(fn(*args, **kwargs), texts, roots)
+        except Exception as err:  # noqa: BLE001
+            raise _public_error(err, roots) from err
+    return wrapper
+
+
+def guard_demo(demo: Any, roots: dict[Path, str]) -> Any:
+    """Every handler of ``demo`` wrapped by ``guarded``, and every Markdown/Textbox's first value rewritten too."""
+    import gradio as gr
+
+    for block in demo.blocks.values():
+        if isinstance(block, (gr.Markdown, gr.Textbox)) and isinstance(getattr(block, "value", None), str):
+            block.value = public_text(block.value, roots)
+    for block_fn in demo.fns.values():
+        if block_fn.fn is not None:
+            block_fn.fn = guarded(block_fn.fn, _text_outputs(block_fn.outputs), roots)
+    return demo
+
+
+def launch_options() -> dict[str, Any]:
+    """Extra ``launch()`` arguments: an upload size limit in hosted mode, none on one's own machine."""
+    return {"max_file_size": MAX_UPLOAD} if is_hosted() else {}
+
+
+def server_roots() -> dict[Path, str]:
+    """The server folders a visitor may see named, and how: the repo relative to itself, the runs as ``runs/``."""
+    from studio.models import REPO, get_registry
+
+    return {REPO: "", get_registry().runs: "runs/"}
+
+
+def public_message(text: str) -> str:
+    """``text`` as a visitor may see it: unchanged on one's own machine, without server paths when hosted."""
+    return public_text(text, server_roots()) if is_hosted() else text
+
+
+def hosted_training_photos(photos: list[str] | None, clean_folder: str | None, clean_examples: list[Path]) -> list[str]:
+    """The photos a hosted Train run uses: the visitor's uploads, else the shipped clean examples; a typed folder
+    is refused without looking at it (whether it exists is the server's business)."""
+    if photos:
+        return list(photos)
+    if clean_folder and clean_folder.strip():
+        raise ValueError("On this hosted studio the photos to train on are uploaded (the box above) or, with none "
+                         "uploaded, the shipped example photos: a folder on the server cannot be used.")
+    if not clean_examples:
+        raise ValueError("Upload a few clean photos to train on (this studio ships no clean examples).")
+    return [str(p) for p in clean_examples]
+
+
+def blocks_options() -> dict[str, Any]:
+    """Extra ``gr.Blocks`` arguments: in hosted mode gradio deletes uploads and served copies a day old, hourly."""
+    return {"delete_cache": (3600, 86400)} if is_hosted() else {}

@@ -1,0 +1,200 @@
+"""Hosted mode (a public Space, or ``--public``): no server path typed in a box is used or probed, no absolute
+server path reaches a page; on one's own machine the same boxes keep their freedoms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+from diffloss.prior import PriorLoadError
+from studio import hosting, restorers, train_tab
+from studio.models import SHIPPED_PRIOR
+from tests.studio_helpers import make_world
+
+
+@pytest.fixture
+def hosted(monkeypatch):
+    monkeypatch.setenv(hosting.PUBLIC_ENV, "0")
+    monkeypatch.setenv("SPACE_ID", "someone/diffloss-studio")
+
+
+@pytest.fixture
+def local(monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setenv(hosting.PUBLIC_ENV, "0")  # recorded, so a test that turns it on is undone after
+
+
+def test_hosted_mode_is_on_for_a_space_or_public_and_off_on_ones_own_machine(local, monkeypatch):
+    assert not hosting.is_hosted() and hosting.launch_options() == {}
+    monkeypatch.setenv("SPACE_ID", "a/b")
+    assert hosting.is_hosted() and hosting.launch_options()["max_file_size"] == hosting.MAX_UPLOAD
+    monkeypatch.delenv("SPACE_ID")
+    hosting.enable_public()
+    assert hosting.is_hosted()
+
+
+@pytest.mark.parametrize("text", ["/", "/etc/passwd", "/root", "~/x", "../pretrained/prior", "runs/../etc", "a/b/c",
+                                  "pretrained", "x" * 300 + "/y", "owner/name/"])
+def test_a_hub_id_is_checked_by_its_form_and_paths_are_refused(text):
+    with pytest.raises(ValueError, match="not a hub id"):
+        hosting.check_hub_id(text)
+
+
+def test_valid_hub_ids_pass():
+    assert hosting.check_hub_id(" google/ddpm-cifar10-32 ") == "google/ddpm-cifar10-32"
+    assert hosting.hosted_prior_source("", SHIPPED_PRIOR) is None
+    assert hosting.hosted_prior_source(SHIPPED_PRIOR, SHIPPED_PRIOR) is None
+
+
+def test_hosted_prior_box_never_probes_the_server(tmp_path, hosted, monkeypatch):
+    """An existing and a missing folder get the same answer, and no path is looked at to give it."""
+    world = make_world(tmp_path)
+    looked = []
+    monkeypatch.setattr(Path, "exists", lambda self: looked.append(self) or True)
+    messages = set()
+    for text in ("/etc", "/definitely/missing", str(world.root / "pretrained" / "prior"), "/"):
+        with pytest.raises(PriorLoadError, match="never a path on the server") as err:
+            world.registry.load_prior(text)
+        messages.add(str(err.value).replace(repr(text.strip()[:80]), "X"))
+    assert len(messages) == 1 and looked == []
+
+
+def test_hosted_hub_prior_is_fetched_with_a_size_cap_then_loaded(tmp_path, hosted, monkeypatch):
+    world = make_world(tmp_path)
+    fetched = []
+    monkeypatch.setattr(hosting, "fetch_hub_prior",
+                        lambda repo_id: fetched.append(repo_id) or world.root / "pretrained" / "prior")
+    prior = world.registry.load_prior("someone/tiny-prior")
+    assert fetched == ["someone/tiny-prior"] and prior.num_timesteps > 1
+    assert world.registry.load_prior("").num_timesteps == prior.num_timesteps  # the shipped one still works
+
+
+def test_a_hub_prior_over_the_cap_is_not_downloaded(monkeypatch):
+    import huggingface_hub
+
+    downloads = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: downloads.append(a) or "/x")
+    files = [SimpleNamespace(rfilename="unet/diffusion_pytorch_model.safetensors", size=400 * 2**20),
+             SimpleNamespace(rfilename="unet/config.json", size=1000),
+             SimpleNamespace(rfilename="big.ckpt", size=10 * 2**30)]  # not needed, not counted
+    api = SimpleNamespace(model_info=lambda repo_id, files_metadata: SimpleNamespace(siblings=files))
+    with pytest.raises(ValueError, match="weighs 400 MB, more than the 300 MB"):
+        hosting.fetch_hub_prior("someone/huge", api=api)
+    assert downloads == []
+    files[0].size = 20 * 2**20
+    assert hosting.fetch_hub_prior("someone/huge", api=api) == Path("/x") and len(downloads) == 1
+
+
+def test_local_prior_box_keeps_folders_but_a_typed_root_is_not_walked(tmp_path, local, monkeypatch):
+    world = make_world(tmp_path)
+    assert world.registry.load_prior(str(world.root / "pretrained" / "prior")).num_timesteps > 1  # a local folder
+    monkeypatch.setattr(Path, "rglob", lambda self, pattern: pytest.fail(f"walked {self}"))
+    with pytest.raises(PriorLoadError, match="holds no diffusers model"):
+        world.registry.load_prior("/")
+
+
+def test_public_text_rewrites_every_absolute_path_and_nothing_else(tmp_path):
+    repo, runs = tmp_path / "repo", tmp_path / "data" / "runs"
+    roots = {repo: "", runs: "runs/"}
+    text = (f"saved in `{runs}/studio-noise-1/photos`; prior `{repo}/pretrained/prior`; upload "
+            f"/tmp/gradio/ab12/photo.png failed; runs in `{runs}`. See https://huggingface.co/x/y, "
+            "step 5/5, L2/DiffLoss, 1e-3/2, ~/notes")
+    out = hosting.public_text(text, roots)
+    assert str(tmp_path) not in out and "/tmp" not in out
+    assert "`runs/studio-noise-1/photos`" in out and "`pretrained/prior`" in out and "upload photo.png failed" in out
+    assert "runs in `runs`" in out
+    assert "https://huggingface.co/x/y" in out and "step 5/5" in out and "L2/DiffLoss" in out and "1e-3/2" in out
+
+
+def test_hosted_training_refuses_a_server_folder_and_uses_the_shipped_examples(tmp_path, hosted):
+    world = make_world(tmp_path)
+    with pytest.raises(gr.Error, match="a folder on the server cannot be used") as err:
+        next(train_tab.train_pair("noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", "/etc",
+                                  start=restorers.FRESH_START, registry=world.registry))
+    assert "/etc" not in err.value.message
+    *_, (status, _, archive) = train_tab.train_pair("noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", "",
+                                                    start=restorers.FRESH_START, registry=world.registry)
+    assert status.startswith("**Done**") and "3 uploaded photos" in status  # the world's examples: 3 clean photos
+    assert archive.endswith(".zip")
+
+
+def test_a_local_train_run_still_takes_a_folder_on_this_machine(tmp_path, local):
+    world = make_world(tmp_path)
+    *_, (status, _, _) = train_tab.train_pair("noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean),
+                                              start=restorers.FRESH_START, registry=world.registry)
+    assert status.startswith("**Done**")
+
+
+def test_guarded_handlers_send_no_server_path_in_text_outputs_or_errors(tmp_path):
+    roots = {tmp_path: ""}
+
+    def gen(x):
+        yield f"at {tmp_path}/a/b.txt", str(tmp_path / "file.zip")
+        raise gr.Error(f"cannot read {tmp_path}/secret/x.png")
+
+    def plain(x):
+        raise OSError(f"[Errno 2] No such file: '/srv/private/{x}'")
+
+    wrapped = hosting.guarded(gen, [True, False], roots)
+    it = wrapped(1)
+    text, file = next(it)
+    assert text == "at a/b.txt" and file == str(tmp_path / "file.zip")  # a file output keeps its real path
+    with pytest.raises(gr.Error) as err:
+        next(it)
+    assert err.value.message == "cannot read secret/x.png"
+    with pytest.raises(gr.Error) as err:
+        hosting.guarded(plain, [True], roots)("k")
+    assert "/srv" not in err.value.message and "k" in err.value.message
+
+
+def test_hosted_over_http_no_run_file_is_served_and_no_server_path_is_shown(tmp_path):
+    """A visitor of a hosted studio: a run's uploaded photo and checkpoint are not reachable by URL (runs/ is no
+    static path), and the status line, the page's markdown and error messages name no absolute server path."""
+    import httpx
+    from gradio_client import Client, handle_file
+
+    from studio import upload
+    from tests.studio_helpers import launched_studio
+
+    with launched_studio(tmp_path / "w", hosted=True) as (url, world):
+        c = Client(url, verbose=False)
+        photos = [handle_file(str(p)) for p in sorted(world.clean.iterdir())]
+        status, _, archive = c.predict("noise", 1, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", "", 0,
+                                       restorers.FRESH_START, photos, api_name="/train")
+        assert status.startswith("**Done**") and str(archive).endswith(".zip")
+        assert str(tmp_path) not in status and "saved in `runs/studio-noise-" in status
+        (run,) = world.registry.runs.iterdir()
+        base = url.rstrip("/")
+        assert httpx.get(f"{base}/gradio_api/file={world.photo}").status_code != 200  # not an example: not served
+        example = next(world.clean.iterdir())
+        assert httpx.get(f"{base}/gradio_api/file={example}").status_code == 200  # the route works: examples are
+        for private in (next((run / "photos").iterdir()), run / "l2" / "checkpoint" / "last.safetensors"):
+            assert private.is_file()
+            answer = httpx.get(f"{base}/gradio_api/file={private}")
+            assert answer.status_code in (403, 404) and b"safetensors" not in answer.content[:20]
+        page = httpx.get(f"{base}/config").json()
+        texts = [c["props"].get("value") for c in page["components"] if c.get("type") in ("markdown", "textbox")]
+        assert not any(isinstance(t, str) and str(tmp_path) in t for t in texts)
+        bad = tmp_path / "broken.png"
+        bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+        l2, dl = world.labels()
+        with pytest.raises(Exception, match="Could not read") as err:
+            c.predict(handle_file(str(bad)), "noise", upload.MODES[0], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
+        assert "/tmp" not in str(err.value) and "broken.png" in str(err.value)
+        with pytest.raises(Exception, match="never a path on the server"):
+            c.predict("noise", 32, 0, 99, "/etc", 0.05, 0.1, 0.2, 0.1, api_name="/calibrate")
+
+
+def test_local_over_http_keeps_runs_downloadable(tmp_path, local):
+    import app
+    from studio.models import set_registry
+
+    world = make_world(tmp_path)
+    set_registry(world.registry)
+    try:
+        assert str(world.registry.runs) in app.allowed_paths()
+    finally:
+        set_registry(None)
