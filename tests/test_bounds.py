@@ -286,7 +286,7 @@ def test_diverged_weights_are_recognised():
 
 
 def test_a_diverged_run_is_not_offered_for_resume(tmp_path):
-    from diffloss.train import CHECKPOINT_NAME
+    from diffloss.paths import RunFolder
 
     world = make_world(tmp_path)
     job = train_tab.train_pair("noise", 40, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean),
@@ -297,7 +297,7 @@ def test_a_diverged_run_is_not_offered_for_resume(tmp_path):
     status = list(job)[-1][0]
     assert status.startswith("**Stopped**")
     assert [name for _, name in train_tab.stopped_runs(world.registry)] == ["r"]
-    path = world.registry.runs / "r" / "diffloss" / "checkpoint" / CHECKPOINT_NAME
+    path = RunFolder(world.registry.runs / "r" / "diffloss").checkpoint
     tensors = checkpoint.load_tensors(path)
     key = next(k for k in tensors if k.startswith("model.") and tensors[k].is_floating_point())
     tensors[key] = torch.full_like(tensors[key], 1e30)

@@ -126,7 +126,7 @@ def test_no_zip_asks_for_one(world):
 
 
 def test_the_zip_the_train_tab_writes_is_one_this_accepts(world, tmp_path):
-    from studio.train_tab import _zip_models
+    from diffloss.pair import zip_models as _zip_models
 
     run = tmp_path / "runs-elsewhere" / "studio-noise-x"
     for member, file in _pair(tmp_path).items():
