@@ -13,10 +13,11 @@ import gradio as gr
 import numpy as np
 import torch
 
+from diffloss import side_by_side
 from diffloss.checkpoint import MODEL_FILE
 from diffloss.images import centre_crop
 from diffloss.inspection import (
-    PairInspection, best_separation, default_timesteps, inspect_pair, loss_curves, purification,
+    PairInspection, best_separation, default_timesteps, inspect_pair, purification,
 )
 from diffloss.loss import DiffLossConfig, prior_term
 from diffloss.prior import PriorLoadError
@@ -190,7 +191,7 @@ def inspect_curves(
         pairs["restored vs GT"] = (case.restored, case.b)
     pairs["degraded vs GT"] = (case.degraded, case.b)
     steps = default_timesteps(prior.num_timesteps, CURVE_POINTS)
-    curves = loss_curves(prior, pairs, timesteps=steps, seeds=tuple(range(max(1, min(int(seeds), 8)))))
+    curves = side_by_side.loss_curves(prior, pairs, timesteps=steps, seeds=tuple(range(max(1, min(int(seeds), 8)))))
     h, w = case.b.shape[-2:]
     return loss_curve_figure(curves, note=f"{w}x{h} px centre crop"), curves_reading(curves)
 
