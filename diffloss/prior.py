@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from diffloss import schedule
 
-if TYPE_CHECKING:  # diffusers costs ~4 s to import on 2 cores: loaded on first use, so the app's UI starts sooner
+if TYPE_CHECKING:  # diffusers is slow to import: loaded on first use, so the app's UI starts sooner
     from diffusers import DDPMScheduler, UNet2DModel
 
 SCHEDULER_FILE = "scheduler_config.json"
@@ -111,8 +111,8 @@ class DiffusionPrior:
         prediction = scheduler.config.get("prediction_type", "epsilon")
         if prediction not in ("epsilon", "v_prediction", "sample"):
             raise PriorLoadError(f"{source}: unsupported prediction_type {prediction!r}")
-        # channels_last: measured 20 % faster for a forward + backward at 256 px on 2 CPU cores (oneDNN's NHWC
-        # convolutions), and the layout tensor cores want on a GPU.
+        # channels_last: measured faster for a forward + backward on a CPU (oneDNN's NHWC convolutions; figure in
+        # bench/results/figures-from-comments.md), and the layout tensor cores want on a GPU.
         self.unet = unet.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.scheduler = scheduler
         self.source = source
@@ -291,8 +291,9 @@ class DiffusionPrior:
 class PriorArchConfig:
     """Shape of a prior trained by this project: attention only at the lowest resolution.
 
-    Why: attention at high resolution is the cost trap of a diffusion loss (a 2.7 M prior with attention at 1/4
-    resolution took 145 ms per batch-4 256x256 step on an H200); convolutions carry the texture statistics.
+    Why: attention at high resolution is the cost trap of a diffusion loss (a small prior with attention at 1/4
+    resolution was slow even on a GPU: bench/results/figures-from-comments.md); convolutions carry the texture
+    statistics.
     """
 
     block_out_channels: tuple[int, ...] = (64, 128, 192, 256)

@@ -31,8 +31,8 @@ from studio.restorers import load_prior, load_restorer, restorer_entry, run_rest
 from studio.toasts import warn
 from studio.upload import MODES, prepare_case
 
-# Inspect works on a centre crop: every view is a few prior forwards (and one backward), and with the "small"
-# prior one 256x256 forward took ~1.1 s on a busy 2-core CPU, so the CPU default is 128 px.
+# Inspect works on a centre crop: every view is a few prior forwards (and one backward), slow at 256 px on a
+# small CPU (inspect_256_s in bench/results/studio-cpu.json), so the CPU default is 128 px.
 INSPECT_SIDE = 256 if torch.cuda.is_available() else 128
 INSPECT_MAX_SIDE = 512 if torch.cuda.is_available() else 256
 DISPLAY_SIDE = 256  # Inspect's pictures are shown at least this large: a 128 px crop's pixels twice over
