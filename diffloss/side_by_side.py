@@ -3,7 +3,7 @@
 Why: a pass over one small image leaves oneDNN's threads idle part of the time on a 2-core CPU; two independent
 passes side by side fill them. This module is a wrapper the app puts *around* the library's plain functions (the
 two restorers of a comparison, the halves of an L(t) plot); no maths module imports it. Only the timing changes:
-each piece computes exactly what it would alone (tests compare bit for bit). Off on CUDA (one stream serialises
+each piece computes exactly what it would alone, threads or not (tests compare bit for bit). Off on CUDA (one stream serialises
 the work anyway) and under CPU autocast (its state does not cross threads). ``bench/overlap.py`` times each
 wrapper against the plain call; its results are in ``bench/results/`` (overlap-*.json).
 """
@@ -11,16 +11,14 @@ wrapper against the plain call; its results are in ``bench/results/`` (overlap-*
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from diffloss.inspection import LossCurves
-    from diffloss.prior import DiffusionPrior
+from diffloss import inspection
+from diffloss.prior import DiffusionPrior
 
 ENABLED = True  # execution only, so not part of any config or run setting (old runs stay resumable)
 
@@ -59,11 +57,10 @@ def run(device: torch.device, main: Callable[[], Any], *beside: Callable[[], Any
 def loss_curves(
     prior: DiffusionPrior, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]],
     timesteps: Sequence[int] | None = None, seeds: Sequence[int] = (0, 1, 2), batch_size: int = 8, parts: int = 2,
-) -> LossCurves:
+) -> inspection.LossCurves:
     """``inspection.loss_curves`` with its timesteps split into ``parts`` consecutive groups measured side by side
-    and joined (``inspection.join_curves``): the same curves, since each (t, seed) is measured on its own."""
-    from diffloss import inspection
-
+    and joined (``inspection.join_curves``): the same curves, since each (t, seed) is measured on its own (equal to
+    float rounding, not bit for bit: the prior's batches differ)."""
     steps = inspection.default_timesteps(prior.num_timesteps) if timesteps is None else [int(v) for v in timesteps]
     if parts < 1:
         raise ValueError(f"parts must be >= 1, got {parts}")
