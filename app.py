@@ -19,7 +19,7 @@ from pathlib import Path  # noqa: E402
 
 from studio.gradio_startup import skip_stub_rewrite  # noqa: E402
 
-skip_stub_rewrite()  # before gradio is imported: ~1.7 s less start-up on 2 cores (see the module)
+skip_stub_rewrite()  # before gradio is imported: a quicker start-up (see the module)
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=allowed_paths(),
                 prevent_thread_lock=True, **hosting.launch_options())
     # Serve first, then warm up (diffusers, the prior): a warm-up thread beside build_demo and launch competed with
-    # them for the GIL, and the page came up later (12.8 s -> 11.3 s to the first page, median of 4, 2-core VM).
+    # them for the GIL, and the page came up later (bench/results/figures-from-comments.md).
     get_registry().warm_up()
     stop_on_signals()  # SIGTERM (a Space restart) and a SIGINT a background shell ignored end the app like Ctrl-C
     demo.block_thread()  # returns after Ctrl-C, the server closed

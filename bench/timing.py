@@ -17,8 +17,10 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_times(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
-    """Median seconds per call of each function, timed interleaved after one untimed warm-up each.
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int,
+                      device: torch.device) -> dict[str, list[float]]:
+    """Seconds of each call of each function, timed in rounds (one call of each per round) after one untimed
+    warm-up each.
 
     Why interleaved: load from other processes drifts over minutes; alternating the arms spreads it over all of
     them, so their ratio stays fair even when the absolute numbers do not. The warm-up pays for lazy
@@ -35,7 +37,17 @@ def median_times(fns: dict[str, Callable[[], object]], repeats: int, device: tor
             fn()
             synchronize(device)
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
+
+
+def median_times(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per call of each function, timed interleaved (``interleaved_times``)."""
+    return {name: statistics.median(values) for name, values in interleaved_times(fns, repeats, device).items()}
+
+
+def median_ratio(slow: list[float], fast: list[float]) -> float:
+    """The median over rounds of ``slow / fast``: a speed-up that a load change between rounds does not skew."""
+    return statistics.median(s / f for s, f in zip(slow, fast, strict=True))
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:

@@ -34,7 +34,7 @@ Around
   paths         where things live: the repository, pretrained/, runs/ (DIFFLOSS_RUNS), run-folder names, arms, tasks
   checkpoint    atomic safetensors model folders with config and card
   machine       which machine a number came from
-  side_by_side  two independent pieces of CPU work in threads (a speed wrapper; no maths depends on it)
+  side_by_side  the app's speed wrapper: independent CPU work in threads (Compare's arms, L(t) halves); no maths uses it
   zoo           what pretrained/ holds and the command that rebuilds it
   zoo_report    pretrained/REPORT.md from evaluations of the zoo
 """

@@ -14,13 +14,12 @@ then ``eps = torch.randn((1, 3, H, W), generator=g)`` on the CPU. So ``inspect_p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from diffloss import side_by_side
 from diffloss.loss import (TERMS, DiffLoss, DiffLossConfig, LossTerms, output_distances, prior_term, shares_of,
                            term_weights)
 from diffloss.prior import DiffusionPrior, PriorOutput
@@ -139,6 +138,26 @@ class LossCurves:
         return list(self.nat)
 
 
+def join_curves(parts: Sequence[LossCurves]) -> LossCurves:
+    """The curves of consecutive timestep ranges (same pairs, same seeds) as one: what ``loss_curves`` gives for
+    all of their timesteps at once, since each (t, seed) is measured on its own."""
+    if not parts:
+        raise ValueError("join_curves needs at least one part")
+    first = parts[0]
+    for part in parts[1:]:
+        if part.seeds != first.seeds or part.names != first.names:
+            raise ValueError("curves to join must have the same seeds and pairs")
+
+    def joined(term: str, name: str) -> CurveStats:
+        return CurveStats.from_samples(np.concatenate([getattr(p, term)[name].samples for p in parts]))
+
+    return LossCurves(
+        timesteps=[t for p in parts for t in p.timesteps], seeds=list(first.seeds),
+        nat={name: joined("nat", name) for name in first.names},
+        sem={name: joined("sem", name) for name in first.names},
+    )
+
+
 def default_timesteps(num_timesteps: int, count: int = DEFAULT_CURVE_POINTS) -> list[int]:
     """About ``count`` timesteps evenly spread over the whole schedule [0, T-1]."""
     return sorted({int(v) for v in torch.linspace(0, num_timesteps - 1, count).round().long().tolist()})
@@ -183,11 +202,11 @@ def loss_curves(
         chunk = combos[start:start + batch_size]
         t = torch.tensor([c[0] for c in chunk], dtype=torch.long, device=prior.device)
 
-        def forward(x: torch.Tensor) -> Callable[[], PriorOutput]:
+        def forward(x: torch.Tensor) -> PriorOutput:
             eps = torch.cat([noise[(tuple(x.shape), c[1])] for c in chunk])
-            return lambda: prior.predict(prior.add_noise(x.expand(len(chunk), -1, -1, -1), t, eps), t)
+            return prior.predict(prior.add_noise(x.expand(len(chunk), -1, -1, -1), t, eps), t)
 
-        outs = side_by_side.run(prior.device, *(forward(x) for x in images))  # the images' forwards side by side
+        outs = [forward(x) for x in images]
         for name, (ia, ib) in refs.items():
             parts[name].append(output_distances(outs[ia].eps, outs[ia].h, outs[ib].eps, outs[ib].h, per_sample=True))
     shape = (len(steps), len(seeds))

@@ -22,7 +22,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from diffloss import side_by_side
 from diffloss.prior import DiffusionPrior, PriorOutput
 
 Fidelity = Literal["mse", "l1", "charbonnier"]
@@ -173,19 +172,12 @@ def prior_outputs(
     prior: DiffusionPrior, restored: torch.Tensor, gt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
     detach: bool = False,
 ) -> tuple[PriorOutput, PriorOutput]:
-    """The prior's reading of both images at one shared (t, eps); only the restored branch keeps a graph.
-
-    On a CPU the ground truth's forward runs beside the restored one's (``diffloss.side_by_side``).
-    """
-    def restored_forward() -> PriorOutput:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
-            return prior.predict(prior.add_noise(restored, t, eps), t)
-
-    def target_forward() -> PriorOutput:
-        with torch.no_grad():
-            return prior.predict(prior.add_noise(gt, t, eps), t)
-
-    return side_by_side.run(prior.device, restored_forward, target_forward)
+    """The prior's reading of both images at one shared (t, eps); only the restored branch keeps a graph."""
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not detach):
+        pred = prior.predict(prior.add_noise(restored, t, eps), t)
+    with torch.no_grad():
+        target = prior.predict(prior.add_noise(gt, t, eps), t)
+    return pred, target
 
 
 def prior_distances(
@@ -261,11 +253,7 @@ class DiffLoss:
                 (grad,) = torch.autograd.grad(term, restored, retain_graph=True, allow_unused=True)
             return torch.zeros_like(restored) if grad is None else grad.detach()
 
-        # L_nat's backward (the whole UNet) beside the others (L_sem's reaches only the encoder); concurrent
-        # backward passes over one graph are safe with retain_graph.
-        others, nat = side_by_side.run(restored.device, lambda: {n: gradient(n) for n in TERMS if n != "nat"},
-                                       lambda: gradient("nat"))
-        grads = {name: nat if name == "nat" else others[name] for name in TERMS}
+        grads = {name: gradient(name) for name in TERMS}
         total_grad = grads["fidelity"] + grads["nat"] + grads["sem"]
         terms.grads = grads
         terms.grad_norms = {name: float(g.float().norm()) for name, g in grads.items()}

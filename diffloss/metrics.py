@@ -51,7 +51,8 @@ def psnr(pred, gt, data_range: float = 1.0, crop_border: int = 0, y_channel: boo
     """PSNR in dB; ``inf`` for identical images (skimage's limit, returned without a divide-by-zero warning).
 
     scikit-image's formula, 10 log10(data_range^2 / MSE) in float64, written out: its module imports scipy.stats,
-    which alone cost the app's start-up ~1.2 s (a test holds the two equal).
+    which alone slowed the app's start-up (figure in bench/results/figures-from-comments.md); a test holds the
+    two equal.
     """
     a, b = _prepare(pred, gt, crop_border, y_channel)
     if np.array_equal(a, b):
@@ -62,10 +63,10 @@ def psnr(pred, gt, data_range: float = 1.0, crop_border: int = 0, y_channel: boo
 
 def ssim(pred, gt, data_range: float = 1.0, crop_border: int = 0, y_channel: bool = False) -> float:
     """SSIM (Wang et al. 2004 settings: Gaussian sigma 1.5, population covariance), mean over channels."""
-    from skimage.metrics import structural_similarity  # on first use: ~0.6 s the app's start-up need not wait for
+    from skimage.metrics import structural_similarity  # on first use: the app's start-up need not wait for it
 
     a, b = _prepare(pred, gt, crop_border, y_channel)
-    # float32 filtering: ~1.4x faster than float64 (which keeps Compare under a second) and equal to it within
+    # float32 filtering: faster than float64 (it keeps Compare within its bench goal) and equal to it within
     # ~1e-7, far below the 4 decimals any table prints; identical images still give exactly 1.
     a, b = a.astype(np.float32), b.astype(np.float32)
     return float(

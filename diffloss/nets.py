@@ -1,10 +1,10 @@
 """Restorer architectures: one compact NAFNet-style UNet serves all six tasks.
 
-Why this shape: the restorer must run a 512x512 image in under 0.25 s on two CPU cores and stay under
-2 M parameters, so the full resolution only sees a pixel (un)shuffle, every block is depthwise conv + 1x1 convs
-with a multiplicative gate instead of activations (NAFNet, Chen et al. 2022), and the width doubles as the
-resolution halves so each level costs about the same. The output is residual and the last conv starts at zero,
-so an untrained restorer returns its RGB input unchanged and training starts from "do nothing".
+Why this shape: the restorer must run a 512x512 image within the CPU budget of ``bench/restorer_speed.py`` on two
+CPU cores and stay under 2 M parameters, so the full resolution only sees a pixel (un)shuffle, every block is
+depthwise conv + 1x1 convs with a multiplicative gate instead of activations (NAFNet, Chen et al. 2022), and the
+width doubles as the resolution halves so each level costs about the same. The output is residual and the last conv
+starts at zero, so an untrained restorer returns its RGB input unchanged and training starts from "do nothing".
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class RestorerConfig:
     in_channels: int = 3
     out_channels: int = 3
     # Measured (400-step trials, noise / sr4): width 32 beat 24 by 0.3 / 0.05 dB; dropping the encoder block at
-    # half resolution, where a block costs most, lost <= 0.06 dB and ~20% of the inference time.
+    # half resolution, where a block costs most, lost <= 0.06 dB and saved inference time.
     width: int = 32
     enc_blocks: tuple[int, ...] = (0, 1, 2)
     middle_blocks: int = 2
@@ -128,8 +128,10 @@ _LOADING = threading.local()  # set while this thread builds a restorer that a c
 @contextlib.contextmanager
 def _filled_from_checkpoint() -> Iterator[None]:
     """Convs built inside skip their random init: every weight is overwritten by ``load_state_dict(strict=True)``
-    next, and drawing them first was a quarter of a restorer's load time. This thread only: a restorer built
-    meanwhile on another thread (a Train run) still gets its random init."""
+    next, and drawing them first was a large part of a restorer's load time. This thread only: a restorer built
+    meanwhile on another thread (a Train run) still gets its random init. Why not torch's meta-device loading
+    (``torch.device("meta")`` + ``load_state_dict(assign=True)``): ``bench/restorer_load.py`` measured it slower
+    than this skip (bench/results/restorer-load-cpu.json)."""
     _LOADING.active = True
     try:
         yield
@@ -217,7 +219,7 @@ class Restorer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         if x.device.type == "cpu":
-            # oneDNN runs the depthwise and 1x1 convs in NHWC ~1.3x faster (inference), ~1.1x (training step).
+            # oneDNN runs the depthwise and 1x1 convs faster in NHWC (bench/results/figures-from-comments.md).
             x = x.contiguous(memory_format=torch.channels_last)
         x = pad_to_multiple(x, self.config.multiple)
         f = self.stem(x)

@@ -131,8 +131,8 @@ _SHAPES = np.arange(0.2, 10.0, 0.001)
 def _rho() -> np.ndarray:
     """rho(a) = Gamma(2/a)^2 / (Gamma(1/a) Gamma(3/a)) on ``_SHAPES``: it grows monotonically with the shape a, so
     a moment ratio is inverted by a sorted look-up on this grid (the nearest grid value, as in the reference
-    moment matching). Computed on first use: scipy costs the app's start-up ~0.25 s, and NIQE is not needed
-    until a first Compare."""
+    moment matching). Computed on first use: importing scipy would slow the app's start-up, and NIQE is not
+    needed until a first Compare."""
     from scipy.special import gamma
 
     return gamma(2 / _SHAPES) ** 2 / (gamma(1 / _SHAPES) * gamma(3 / _SHAPES))

@@ -11,8 +11,8 @@ Images come in and go out in [0, 1]; the model sees [-1, 1] (``schedule.to_model
 
 from __future__ import annotations
 
+import copy
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from diffloss import schedule
 
-if TYPE_CHECKING:  # diffusers costs ~4 s to import on 2 cores: loaded on first use, so the app's UI starts sooner
+if TYPE_CHECKING:  # diffusers is slow to import: loaded on first use, so the app's UI starts sooner
     from diffusers import DDPMScheduler, UNet2DModel
 
 SCHEDULER_FILE = "scheduler_config.json"
@@ -69,6 +69,34 @@ def _find_component(root: Path, filename: str, subfolder: str) -> Path | None:
     return None
 
 
+class _KeepOutput(torch.nn.Module):
+    """Runs ``inner`` and hands its output to ``sink`` as well: how one ``predict`` call gets its h map."""
+
+    def __init__(self, inner: torch.nn.Module, sink: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.sink = sink
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        out = self.inner(*args, **kwargs)
+        self.sink.append(out)
+        return out
+
+
+def _unet_keeping_mid(unet: UNet2DModel, sink: list[torch.Tensor]) -> UNet2DModel:
+    """A view of ``unet`` for one call: the same blocks and weights, but its mid block also appends its output
+    (the h map) to ``sink``.
+
+    Why a per-call view and not a forward hook: a hook sits on the shared mid block and fires for every caller's
+    forward while it is registered, so two threads predicting on one prior would collect each other's h. The view
+    is a shallow copy with its own table of child modules; nothing is left on ``unet`` afterwards (a training loop
+    deep-copies the UNet for its EMA, and the saved weights keep their names).
+    """
+    view = copy.copy(unet)
+    view._modules = {**unet._modules, "mid_block": _KeepOutput(unet.mid_block, sink)}
+    return view
+
+
 class DiffusionPrior:
     """A frozen unconditional image diffusion model used as a measuring instrument, never trained here."""
 
@@ -83,8 +111,8 @@ class DiffusionPrior:
         prediction = scheduler.config.get("prediction_type", "epsilon")
         if prediction not in ("epsilon", "v_prediction", "sample"):
             raise PriorLoadError(f"{source}: unsupported prediction_type {prediction!r}")
-        # channels_last: measured 20 % faster for a forward + backward at 256 px on 2 CPU cores (oneDNN's NHWC
-        # convolutions), and the layout tensor cores want on a GPU.
+        # channels_last: measured faster for a forward + backward on a CPU (oneDNN's NHWC convolutions; figure in
+        # bench/results/figures-from-comments.md), and the layout tensor cores want on a GPU.
         self.unet = unet.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.scheduler = scheduler
         self.source = source
@@ -199,21 +227,9 @@ class DiffusionPrior:
         """
         n, _, height, width = x_t.shape
         t = self._timesteps(t, n)
-        captured: list[torch.Tensor] = []
-        caller = threading.get_ident()
-
-        def keep_h(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
-            # Two threads may run predict() on one prior at once (the loss runs the ground truth's forward beside
-            # the restored one's): each hook keeps only its own thread's h, never the other's.
-            if threading.get_ident() == caller:
-                captured.append(output)
-
-        handle = self.unet.mid_block.register_forward_hook(keep_h)
-        try:
-            padded = _pad_to_multiple(x_t, self.size_multiple).contiguous(memory_format=torch.channels_last)
-            out = self.unet(padded, t).sample
-        finally:
-            handle.remove()
+        captured: list[torch.Tensor] = []  # this call's own: concurrent callers never share it
+        padded = _pad_to_multiple(x_t, self.size_multiple).contiguous(memory_format=torch.channels_last)
+        out = _unet_keeping_mid(self.unet, captured)(padded, t).sample
         out = out[:, :3, :height, :width]
         _, hh, hw = self.h_shape(height, width)
         h = captured[0][..., :hh, :hw]
@@ -275,8 +291,9 @@ class DiffusionPrior:
 class PriorArchConfig:
     """Shape of a prior trained by this project: attention only at the lowest resolution.
 
-    Why: attention at high resolution is the cost trap of a diffusion loss (a 2.7 M prior with attention at 1/4
-    resolution took 145 ms per batch-4 256x256 step on an H200); convolutions carry the texture statistics.
+    Why: attention at high resolution is the cost trap of a diffusion loss (a small prior with attention at 1/4
+    resolution was slow even on a GPU: bench/results/figures-from-comments.md); convolutions carry the texture
+    statistics.
     """
 
     block_out_channels: tuple[int, ...] = (64, 128, 192, 256)

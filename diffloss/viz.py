@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from diffloss.images import to_uint8_numpy
 from diffloss.inspection import LossCurves
 
-if TYPE_CHECKING:  # matplotlib is imported on first use: ~0.5 s the app's start-up does not need to wait for
+if TYPE_CHECKING:  # matplotlib is imported on first use: the app's start-up does not need to wait for it
     from matplotlib.figure import Figure
 
 _TERM_LABELS = {
@@ -90,8 +90,8 @@ def pca_basis(*hs: torch.Tensor) -> PcaBasis:
     rows = torch.cat([_pixels(h) for h in hs])
     mean = rows.mean(dim=0)
     centred = rows - mean
-    # Eigenvectors of the C x C covariance, not an SVD of the (positions x C) matrix: same components, and
-    # ~50x cheaper at Inspect sizes (thousands of positions, ~128 channels).
+    # Eigenvectors of the C x C covariance, not an SVD of the (positions x C) matrix: same components, and much
+    # cheaper at Inspect sizes (thousands of positions, ~128 channels).
     _, evecs = torch.linalg.eigh(centred.double().T @ centred.double())
     k = min(3, centred.shape[1], centred.shape[0])
     comps = evecs.flip(1)[:, :k].float()  # (C, k): largest eigenvalues first

@@ -75,7 +75,7 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     # 2 CPU cores: the base goes on from the previous zoo's L2 arm at 96 px; the arms train on 64 px crops, where
-    # a DiffLoss step with the small prior costs about 6x an L2 step at 96 px (bench/results/zoo-cpu.md).
+    # a DiffLoss step with the small prior costs several L2 steps at 96 px (bench/results/zoo-cpu.md).
     "quick": Recipe("quick", PriorRecipe(), RestorerRecipe(arm_crop=64, base_init="previous")),
     "full": Recipe(
         "full",

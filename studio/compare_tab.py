@@ -86,7 +86,7 @@ def compare(
         z = run_restorer(m_l2, case.net_input)
         return z, start_metrics(z, case.gt)  # overlaps the rest of the DiffLoss arm's restore
 
-    # The arms are independent: on a CPU they restore side by side (both took 0.61 s instead of 0.94 s at 512 px).
+    # The arms are independent: on a CPU they restore side by side (bench/results/overlap-wrappers-cpu.json).
     (z_l2, l2_metrics), z_dl = side_by_side.run(reg.device, l2_arm, lambda: run_restorer(m_dl, case.net_input))
     dl_metrics = start_metrics(z_dl, case.gt)  # overlaps the pictures below
     shown = {"degraded input": case.shown, "L2 arm": z_l2, "DiffLoss arm": z_dl}

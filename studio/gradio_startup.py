@@ -1,4 +1,5 @@
-"""Import gradio without rewriting its type stubs: about 1.7 of the 4.3 s that ``import gradio`` took on 2 cores.
+"""Import gradio without rewriting its type stubs: a large part of what ``import gradio`` costs on a small CPU
+(figure in bench/results/figures-from-comments.md).
 
 Why: every ``import gradio`` runs ``gradio.component_meta.create_or_modify_pyi`` once per component class (81 of
 them): it reads the component's source, parses it with ``ast`` and rewrites the ``.pyi`` stub beside it in

@@ -13,10 +13,11 @@ import gradio as gr
 import numpy as np
 import torch
 
+from diffloss import side_by_side
 from diffloss.checkpoint import MODEL_FILE
 from diffloss.images import centre_crop
 from diffloss.inspection import (
-    PairInspection, best_separation, default_timesteps, inspect_pair, loss_curves, purification,
+    PairInspection, best_separation, default_timesteps, inspect_pair, purification,
 )
 from diffloss.loss import DiffLossConfig, prior_term
 from diffloss.prior import PriorLoadError
@@ -30,8 +31,8 @@ from studio.restorers import load_prior, load_restorer, restorer_entry, run_rest
 from studio.toasts import warn
 from studio.upload import MODES, prepare_case
 
-# Inspect works on a centre crop: every view is a few prior forwards (and one backward), and with the "small"
-# prior one 256x256 forward took ~1.1 s on a busy 2-core CPU, so the CPU default is 128 px.
+# Inspect works on a centre crop: every view is a few prior forwards (and one backward), slow at 256 px on a
+# small CPU (inspect_256_s in bench/results/studio-cpu.json), so the CPU default is 128 px.
 INSPECT_SIDE = 256 if torch.cuda.is_available() else 128
 INSPECT_MAX_SIDE = 512 if torch.cuda.is_available() else 256
 DISPLAY_SIDE = 256  # Inspect's pictures are shown at least this large: a 128 px crop's pixels twice over
@@ -190,7 +191,7 @@ def inspect_curves(
         pairs["restored vs GT"] = (case.restored, case.b)
     pairs["degraded vs GT"] = (case.degraded, case.b)
     steps = default_timesteps(prior.num_timesteps, CURVE_POINTS)
-    curves = loss_curves(prior, pairs, timesteps=steps, seeds=tuple(range(max(1, min(int(seeds), 8)))))
+    curves = side_by_side.loss_curves(prior, pairs, timesteps=steps, seeds=tuple(range(max(1, min(int(seeds), 8)))))
     h, w = case.b.shape[-2:]
     return loss_curve_figure(curves, note=f"{w}x{h} px centre crop"), curves_reading(curves)
 

@@ -306,8 +306,9 @@ class Registry:
     def warm_up(self) -> threading.Thread:
         """Import what the first requests need and load the shipped prior (and diffusers) in a background thread.
 
-        Why: importing diffusers and loading the prior take ~4-5 s on 2 cores; the page and Compare need neither,
-        so the app starts serving first and Inspect finds the prior ready a few seconds later. A failure is kept
+        Why: importing diffusers and loading the prior take seconds on a small CPU (cold_start_parts_s in
+        bench/results/studio-cpu.json); the page and Compare need neither, so the app starts serving first and
+        Inspect finds the prior ready soon after. A failure is kept
         for the first Inspect call to report (it loads again and raises there with the reason).
         """
         def load() -> None:
@@ -324,7 +325,7 @@ class Registry:
         return thread
 
 
-# Imported lazily by the library (they cost ~1 s at start-up), warmed up here so the first Compare does not wait.
+# Imported lazily by the library (they would slow the start-up), warmed up here so the first Compare does not wait.
 WARM_IMPORTS = ("matplotlib.figure", "matplotlib.backends.backend_agg", "skimage.metrics._structural_similarity",
                 "scipy.ndimage", "scipy.special")
 

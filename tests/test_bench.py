@@ -111,18 +111,29 @@ def test_subcrop_quality_study_trains_four_arms_from_one_base_and_scores_them(tm
     assert cards["diffloss-sub"]["config"]["loss"]["prior_crop"] == 16 and cards["l2"]["config"]["diffloss"] is False
 
 
-def test_overlap_study_times_each_case_both_ways_and_leaves_the_flag_as_it_was(tmp_path) -> None:
+def test_overlap_study_times_each_wrapper_against_the_plain_call_and_leaves_the_flag_as_it_was(tmp_path) -> None:
     from bench import overlap
     from diffloss import side_by_side
 
     before = side_by_side.ENABLED
-    result = overlap.main(["--quick", "--repeats", "1", "--json", str(tmp_path / "o.json")])
+    result = overlap.main(["--quick", "--repeats", "2", "--json", str(tmp_path / "o.json")])
     assert side_by_side.ENABLED == before
     assert json.loads((tmp_path / "o.json").read_text())["cases"].keys() == result["cases"].keys()
-    assert len(result["cases"]) == 6
+    assert set(result["cases"]) == {"curves_64", "arms_512"}
     for case in result["cases"].values():
-        assert _positive(case["overlap"]) and _positive(case["sequential"])
-        assert case["speedup"] == pytest.approx(case["sequential"] / case["overlap"])
+        assert _positive(case["plain"]) and _positive(case["side_by_side"])
+        rounds = case["rounds"]
+        assert len(rounds["plain"]) == len(rounds["side_by_side"]) == 2
+        ratios = sorted(p / w for p, w in zip(rounds["plain"], rounds["side_by_side"]))
+        assert case["speedup"] == pytest.approx((ratios[0] + ratios[1]) / 2)
+
+
+def test_median_ratio_is_the_median_of_the_per_round_ratios() -> None:
+    from bench.timing import median_ratio
+
+    assert median_ratio([2.0, 4.0, 9.0], [1.0, 1.0, 3.0]) == pytest.approx(3.0)
+    with pytest.raises(ValueError):
+        median_ratio([1.0, 2.0], [1.0])
 
 
 def test_cold_start_marks_become_the_seconds_each_step_adds() -> None:

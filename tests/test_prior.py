@@ -145,11 +145,38 @@ def test_threads_sharing_a_prior_each_get_their_own_h():
         assert torch.equal(out.h, ref.h) and torch.equal(out.eps, ref.eps)
 
 
+def test_two_threads_inside_the_mid_block_at_once_each_get_their_own_h(monkeypatch):
+    """Both callers are held inside the shared mid block until the other arrives, so their forwards surely overlap
+    there: each still gets exactly the h (and eps) a call alone gives."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    prior = tiny_prior()
+    inputs = [torch.randn(1, 3, 16 + 8 * i, 16, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    alone = [prior.predict(x, 10) for x in inputs]
+    both_inside = threading.Barrier(2, timeout=30)
+    mid = prior.unet.mid_block
+    forward = mid.forward
+
+    def meet_then_forward(*args, **kwargs):
+        both_inside.wait()
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(mid, "forward", meet_then_forward)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(lambda x: prior.predict(x, 10), inputs))
+    for out, ref in zip(together, alone):
+        assert out.h.shape == ref.h.shape
+        assert torch.equal(out.h, ref.h) and torch.equal(out.eps, ref.eps)
+
+
 def test_a_prior_leaves_no_hook_on_its_unet():
     """The UNet stays a plain module (a training loop deep-copies it for its EMA; a hook would come along)."""
     import copy
 
     prior = tiny_prior()
+    names = list(prior.unet.state_dict())
     prior.predict(torch.randn(1, 3, 16, 16), 10)
     assert not prior.unet.mid_block._forward_hooks
+    assert list(prior.unet.state_dict()) == names  # the per-call view leaves the UNet's modules as they were
     copy.deepcopy(prior.unet)
