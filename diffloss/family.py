@@ -51,6 +51,7 @@ FAMILY: tuple[ArmSpec, ...] = (
             about="the released code's weights (gamma 1e-3, lambda 1e-3), with a real gradient"),
 )
 FAMILY_ARMS = tuple(arm.name for arm in FAMILY)
+SHOWCASE_ARM = "strong"  # the arm Compare sets against the L2 arm first: the one whose difference is visible
 DOSE_ORDER = ("l2", "calibrated", "strong")  # the family joined in weight order (perception-distortion plot)
 BUILD_ORDER = ("l2", "strong", "calibrated", "strong-small-t", "released")  # the most telling arms land first
 

@@ -170,8 +170,7 @@ def _arm_style(arm: str) -> dict:
     return {"color": colours.get(arm, "k"), "marker": "s" if arm == "input" else "o"}
 
 
-def perception_distortion_plot(points: dict[str, tuple[float, float]], title: str, out: Path,
-                               marked: tuple[str, ...] = ()) -> Path:
+def _perception_distortion_figure(points: dict[str, tuple[float, float]], title: str, marked: tuple[str, ...] = ()):
     """PSNR (x, distortion) against NIQE (y, perception; lower is better), one point per arm, the dose order
     joined by a line; ``marked`` arms get a ring (the Compare tab marks the two arms on show)."""
     import matplotlib
@@ -193,10 +192,31 @@ def perception_distortion_plot(points: dict[str, tuple[float, float]], title: st
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
+    return fig
+
+
+def perception_distortion_plot(points: dict[str, tuple[float, float]], title: str, out: Path,
+                               marked: tuple[str, ...] = ()) -> Path:
+    """The perception-distortion plot saved as a PNG (the report's figure)."""
+    import matplotlib.pyplot as plt
+
+    fig = _perception_distortion_figure(points, title, marked)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def perception_distortion_image(points: dict[str, tuple[float, float]], title: str,
+                                marked: tuple[str, ...] = ()) -> np.ndarray:
+    """The perception-distortion plot as an HxWx3 uint8 picture (the Compare tab's figure)."""
+    import matplotlib.pyplot as plt
+
+    fig = _perception_distortion_figure(points, title, marked)
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
 
 
 def validation_curve_plot(curve: list[dict], title: str, out: Path) -> Path:

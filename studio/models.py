@@ -2,7 +2,7 @@
 
 Where things are looked for (all roots configurable, so tests and other clones can point elsewhere):
 
-- shipped restorers: ``pretrained/restorers/<task>/{l2,diffloss}/`` (config.json + model.safetensors + card.json)
+- shipped restorers: ``pretrained/restorers/<task>/<arm>/`` (the task's family, ``diffloss.family``) (config.json + model.safetensors + card.json)
 - trained restorers: ``runs/<name>/model`` (one CLI run) and ``runs/<name>/{l2,diffloss}/model`` (a Train-tab pair)
 - the prior: ``pretrained/prior``, or any diffusers UNet2DModel folder or hub id the user types
 - example photos: ``examples/*.png`` (falls back to the benchmark clean/val folder when it is beside the repo)
@@ -28,6 +28,7 @@ from diffloss.checkpoint import CARD_FILE, CONFIG_FILE, MODEL_FILE, CheckpointEr
 from diffloss.images import list_images
 # REPO, datasets_folder and runs_folder are defined in diffloss.paths; importable here too for the studio's tests.
 from diffloss.paths import ARMS, EXAMPLES, MODEL_DIR, PRETRAINED, REPO, RunFolder, datasets_folder, runs_folder  # noqa: F401
+from diffloss.family import SHOWCASE_ARM, shipped_restorers
 from diffloss.prior import DiffusionPrior, PriorLoadError
 from studio import hosting
 SHIPPED_PRIOR = "shipped prior (pretrained/prior)"
@@ -142,13 +143,11 @@ class Registry:
     def restorers(self, task: str | None = None) -> list[RestorerEntry]:
         """Shipped restorers first, then trained runs (newest first); only those for ``task`` when given."""
         found: list[RestorerEntry] = []
-        shipped = self.pretrained / "restorers"
-        if shipped.is_dir():
-            for task_dir in sorted(p for p in shipped.iterdir() if p.is_dir()):
-                for arm in ARMS:
-                    folder = task_dir / arm
-                    if _is_model_folder(folder):
-                        found.append(self._entry(folder, f"shipped {task_dir.name} {arm}", "shipped", arm))
+        for task_name, arms in shipped_restorers(self.pretrained).items():  # each task's family, in dose order
+            for member, folder in arms.items():
+                if _is_model_folder(folder):
+                    found.append(self._entry(folder, f"shipped {task_name} {member}", "shipped",
+                                             member if member in ARMS else None))
         if self.runs.is_dir():
             runs = sorted((p for p in self.runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
             for run in runs:
@@ -163,7 +162,7 @@ class Registry:
     def _entry(self, folder: Path, label: str, source: str, arm_hint: str | None) -> RestorerEntry:
         config = _read_json(folder / CONFIG_FILE)
         arm = _arm_of(folder, arm_hint)
-        if arm_hint is None and arm != "?":
+        if arm_hint is None and arm != "?" and source != "shipped":  # a shipped arm is named by its folder
             label = f"{label} ({arm})"
         return RestorerEntry(label=label, path=folder, task=str(config.get("task", "")), arm=arm, source=source)
 
@@ -171,10 +170,13 @@ class Registry:
         return next((e for e in self.restorers(task) if e.label == label), None)
 
     def default_pair(self, task: str) -> tuple[str | None, str | None]:
-        """Labels of the L2 and DiffLoss arms to preselect: the first of each arm for the task."""
+        """Labels of the L2 and DiffLoss arms to preselect: the first of each arm for the task, the family's
+        showcase arm (the one whose difference a person can see) before any other DiffLoss arm."""
         entries = self.restorers(task)
         l2 = next((e.label for e in entries if e.arm == "l2"), None)
-        dl = next((e.label for e in entries if e.arm == "diffloss"), None)
+        showcase = f"shipped {task} {SHOWCASE_ARM}"
+        dl = next((e.label for e in entries if e.label == showcase),
+                  next((e.label for e in entries if e.arm == "diffloss"), None))
         return l2, dl
 
     def example_images(self) -> list[Path]:

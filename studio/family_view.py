@@ -1,0 +1,125 @@
+"""Compare's family view: a task's arms in weight order, the amplified difference of two outputs, the family's
+perception-distortion plot with the two arms on show marked, and each arm's card in a few lines.
+
+Why: one DiffLoss arm against one L2 arm answers "does the prior do anything?"; the family answers "how much,
+and at what price?". Stepping the prior's weight on the same input, with the difference amplified by a stated
+factor, is what lets a person *see* the dose. Pure functions of labels, tensors and the report; tested without
+a browser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from diffloss.family import DOSE_ORDER, FAMILY_ARMS, family_arm
+from diffloss.images import to_uint8_numpy
+from studio.models import Registry, RestorerEntry
+
+
+@dataclass(frozen=True)
+class Member:
+    """One arm a person can pick: its dropdown label, and where it sits in the family (None: a trained run)."""
+
+    label: str
+    arm: str | None
+    weight_label: str
+
+
+def weight_label(arm: str) -> str:
+    """How the prior-weight control names an arm: its share of the gradient, then its name."""
+    spec = family_arm(arm)
+    if spec.weights is not None:
+        return f"released weights (gamma {spec.weights[0]:g}) ({arm})"
+    if not spec.uses_prior:
+        return f"0 % prior ({arm})"
+    t = f", t <= {spec.t_max}" if spec.t_max is not None else ""
+    return f"{spec.prior_share * 100:.0f} % prior{t} ({arm})"
+
+
+def members(task: str, registry: Registry) -> list[Member]:
+    """The task's shipped family in weight order (dose order first, then the other family arms), then trained
+    runs of the task as their own arms."""
+    entries: list[RestorerEntry] = registry.restorers(task)
+    shipped = {e.label.rsplit(" ", 1)[-1]: e for e in entries if e.source == "shipped"}
+    order = list(DOSE_ORDER) + [a for a in FAMILY_ARMS if a not in DOSE_ORDER]
+    out = [Member(shipped[a].label, a, weight_label(a)) for a in order if a in shipped]
+    out += [Member(e.label, None, e.label) for e in entries if e.source != "shipped"]
+    return out
+
+
+def weight_choices(task: str, registry: Registry) -> list[tuple[str, str]]:
+    """(shown, label) pairs for the prior-weight control: the shipped family, lightest prior first."""
+    return [(m.weight_label, m.label) for m in members(task, registry) if m.arm is not None]
+
+
+def amplified_difference(a: torch.Tensor, b: torch.Tensor, gain: float) -> tuple[np.ndarray, str]:
+    """``0.5 + gain * (a - b)`` as a picture (grey = equal) and a caption stating the scale and the largest gap.
+
+    Why signed and centred: brighter and darker than grey say which output is lighter there, per channel, so a
+    colour cast shows as a tint and an edge made sharper shows as a light/dark seam.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"the two outputs differ in size: {tuple(a.shape[-2:])} and {tuple(b.shape[-2:])}")
+    if not gain > 0:
+        raise ValueError(f"the amplification must be > 0, got {gain}")
+    diff = a.float() - b.float()
+    picture = to_uint8_numpy((0.5 + gain * diff).clamp(0, 1))
+    largest = float(diff.abs().max()) * 255
+    clipped = float(((0.5 + gain * diff) - (0.5 + gain * diff).clamp(0, 1)).abs().gt(0).float().mean()) * 100
+    caption = (f"difference x{gain:g} (grey = identical; one level of 255 shows as {gain:g} levels); largest "
+               f"difference {largest:.1f}/255, mean {float(diff.abs().mean()) * 255:.2f}/255"
+               + (f"; {clipped:.1f} % of values clipped at this gain" if clipped > 0 else ""))
+    return picture, caption
+
+
+def pd_points(report: dict | None, task: str) -> dict[str, tuple[float, float]]:
+    """(PSNR, NIQE) per arm on clean/val from the zoo report (empty when the report has none for the task)."""
+    points = ((report or {}).get("tasks", {}).get(task, {}) or {}).get("pd_points") or {}
+    return {arm: (float(p["psnr"]), float(p["niqe"])) for arm, p in points.items()
+            if isinstance(p, dict) and p.get("psnr") is not None and p.get("niqe") is not None}
+
+
+def pd_figure(report: dict | None, task: str, marked: tuple[str, ...] = ()) -> np.ndarray | None:
+    """The family's perception-distortion plot with the two arms on show ringed (None without report points)."""
+    from diffloss.zoo_report import perception_distortion_image
+
+    points = pd_points(report, task)
+    if not points:
+        return None
+    return perception_distortion_image(points, f"{task}: the family on clean/val (zoo report)", marked)
+
+
+def arm_of_label(label: str | None) -> str | None:
+    """The family arm a shipped label names (``shipped noise strong`` -> ``strong``), else None."""
+    if not label or not label.startswith("shipped "):
+        return None
+    arm = label.rsplit(" ", 1)[-1]
+    return arm if arm in FAMILY_ARMS else None
+
+
+def arm_lines(card: dict | None, report: dict | None, task: str, label: str) -> list[str]:
+    """A few lines on one arm: what it is in the family, its weights, and what the report measured for it."""
+    arm = arm_of_label(label)
+    spec = (card or {}).get("arm") or {}
+    lines = [f"**{label}**"]
+    if arm is not None:
+        lines.append(f"- {family_arm(arm).about}")
+    if spec.get("gamma"):
+        t = f"t <= {spec['t_max']}" if spec.get("t_max") is not None else "t over the whole schedule"
+        lines.append(f"- gamma {spec['gamma']:.4g}, lambda {spec.get('lam', 0):.4g}, {t}")
+    task_report = ((report or {}).get("tasks") or {}).get(task) or {}
+    training = ((task_report.get("arms") or {}).get(arm or "") or {}).get("training") or {}
+    if training.get("prior_share_last_fifth") is not None:
+        lines.append(f"- the prior carried {training['prior_share_last_fifth']:.0%} of the gradient over the last "
+                     "fifth of its training")
+    for source in task_report.get("sources") or []:
+        m = (source.get("means") or {}).get(arm or "")
+        if m and m.get("psnr") is not None:
+            vs = m.get("psnr_vs_l2")
+            lines.append(f"- {source['source']}: PSNR {m['psnr']:.2f}, NIQE {m.get('niqe') or float('nan'):.2f}"
+                         + (f", {vs:.1f} dB from the L2 arm's output" if isinstance(vs, (int, float)) else ""))
+            break
+    return lines

@@ -1,0 +1,82 @@
+"""Compare's family view: the arms in weight order, the amplified difference with its scale, the family's
+perception-distortion plot with the shown arms ringed, and an arm's card lines."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from diffloss import nets
+from studio import family_view
+from tests.studio_helpers import make_world
+
+
+@pytest.fixture
+def family_world(tmp_path):
+    world = make_world(tmp_path)
+    shipped = world.registry.pretrained / "restorers" / "noise"
+    shutil.rmtree(shipped / "diffloss")
+    for i, arm in enumerate(("strong", "l2", "calibrated", "strong-small-t")):  # written out of order on purpose
+        if arm == "l2":
+            continue
+        torch.manual_seed(10 + i)
+        model = nets.Restorer(nets.RestorerConfig(task="noise", width=8))
+        nets.save_restorer(model, shipped / arm, card={"data": {"diffloss": True},
+                                                       "arm": {"name": arm, "gamma": 0.1 * (i + 1), "lam": 0.2}})
+    return world
+
+
+def test_members_come_in_weight_order_and_the_showcase_arm_is_preselected(family_world):
+    reg = family_world.registry
+    shown = [m.arm for m in family_view.members("noise", reg)]
+    assert shown == ["l2", "calibrated", "strong", "strong-small-t"]
+    assert [c[0] for c in family_view.weight_choices("noise", reg)] == [
+        "0 % prior (l2)", "30 % prior (calibrated)", "70 % prior (strong)", "70 % prior, t <= 250 (strong-small-t)"]
+    assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise strong")
+
+
+def test_a_trained_run_joins_the_family_as_its_own_arm(family_world):
+    reg = family_world.registry
+    model = nets.Restorer(nets.RestorerConfig(task="noise", width=8))
+    nets.save_restorer(model, reg.runs / "mine" / "diffloss" / "model", card={"data": {"diffloss": True}})
+    members = family_view.members("noise", reg)
+    assert members[-1].label == "run mine diffloss" and members[-1].arm is None
+    assert "run mine diffloss" not in [c[1] for c in family_view.weight_choices("noise", reg)]
+
+
+def test_the_amplified_difference_is_grey_where_equal_and_states_its_scale():
+    a = torch.full((3, 8, 8), 0.5)
+    b = a.clone()
+    b[:, 0, 0] = 0.5 - 2 / 255  # two levels darker in one pixel
+    picture, caption = family_view.amplified_difference(a, b, 10)
+    assert picture.shape == (8, 8, 3) and picture.dtype == np.uint8
+    assert np.all(picture[1:, 1:] == 128)  # grey = identical
+    assert picture[0, 0, 0] == pytest.approx(128 + 20, abs=1)  # 2 levels x10
+    assert "x10" in caption and "largest difference 2.0/255" in caption
+    with pytest.raises(ValueError, match="differ in size"):
+        family_view.amplified_difference(a, torch.zeros(3, 4, 4), 10)
+    with pytest.raises(ValueError, match="> 0"):
+        family_view.amplified_difference(a, b, 0)
+
+
+def test_the_pd_figure_rings_the_arms_on_show_and_is_absent_without_a_report():
+    report = {"tasks": {"noise": {"pd_points": {"input": {"psnr": 20, "niqe": 8}, "l2": {"psnr": 27, "niqe": 4},
+                                                "strong": {"psnr": 26, "niqe": 3.5}}}}}
+    plain = family_view.pd_figure(report, "noise")
+    ringed = family_view.pd_figure(report, "noise", marked=("l2", "strong"))
+    assert plain.ndim == 3 and plain.shape[2] == 3 and plain.shape == ringed.shape
+    assert np.abs(plain.astype(int) - ringed.astype(int)).sum() > 0  # the rings are drawn
+    assert family_view.pd_figure(None, "noise") is None
+    assert family_view.pd_figure(report, "haze") is None
+
+
+def test_arm_lines_say_what_the_arm_is_and_what_was_measured():
+    card = {"arm": {"name": "strong", "gamma": 0.19, "lam": 0.14, "t_max": None}}
+    report = {"tasks": {"noise": {"arms": {"strong": {"training": {"prior_share_last_fifth": 0.72}}},
+                                  "sources": [{"source": "clean/val", "means": {"strong": {
+                                      "psnr": 26.1, "niqe": 3.4, "psnr_vs_l2": 31.5}}}]}}}
+    text = "\n".join(family_view.arm_lines(card, report, "noise", "shipped noise strong"))
+    assert "70 % of the gradient" in text and "gamma 0.19" in text and "72%" in text
+    assert "31.5 dB from the L2 arm" in text
+    assert family_view.arm_of_label("run mine diffloss") is None
