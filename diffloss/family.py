@@ -45,7 +45,7 @@ FAMILY: tuple[ArmSpec, ...] = (
     ArmSpec("l2", about="fidelity only (MSE): the arm every other arm is compared with"),
     ArmSpec("calibrated", 0.2, 0.1, about="the prior carries 30 % of the gradient (20 % L_nat, 10 % L_sem)"),
     ArmSpec("strong", 0.5, 0.2, about="the prior carries 70 % of the gradient (50 % L_nat, 20 % L_sem)"),
-    ArmSpec("strong-small-t", 0.5, 0.2, t_max=SMALL_T,
+    ArmSpec("strong-small-t", 0.5, 0.2, t_max=SMALL_T, optional=True,
             about=f"the strong shares with t drawn from 0..{SMALL_T} only"),
     ArmSpec("released", weights=(1e-3, 1e-3), optional=True,
             about="the released code's weights (gamma 1e-3, lambda 1e-3), with a real gradient"),

@@ -6,9 +6,10 @@
 
 The zoo is an experiment: per task one L2 **base** restorer, trained until its validation curve is flat, then a
 **dose-response family** of arms fine-tuned from that base with the same seed, the same batches and the same
-steps, differing only in how much of the gradient the diffusion prior carries (``FAMILY``): the L2 arm (none),
-a calibrated arm (a 20 % / 10 % share for L_nat / L_sem), a strong arm (70 %) and the strong weights at small t
-only (t <= 250, where the prior best tells a restored image from a clean one). The weights for a share are
+steps, differing only in how much of the gradient the diffusion prior carries (``diffloss.family.FAMILY``): the
+L2 arm (none), a calibrated arm (a 20 % / 10 % share for L_nat / L_sem) and a strong arm (70 %); optional arms
+(the strong weights at small t only, t <= 250; the released code's weights) are built after every task's
+required ones. The weights for a share are
 solved from the gradient norms measured through the base on training photos (``diffloss.calibrate``), never on
 the validation photos the report uses.
 
