@@ -295,6 +295,18 @@ class NonFiniteLoss(ValueError):
         super().__init__(f"loss became {self.value} ({self.terms})")
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def autocast_for(device: torch.device, precision: str = "auto") -> ContextManager:
+    """The mixed-precision context a run trains under: bf16 autocast where asked, or by default on CUDA only."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, compute: Callable[[], StepLoss], grad_clip: float,
                autocast: ContextManager | None = None) -> StepLoss:
     """One optimisation step: the loss (``compute()``, under ``autocast``), backward, gradient clip, optimiser step.
@@ -333,7 +345,7 @@ def run_loop(job: Job, loop: LoopConfig, device: torch.device, run_config: dict[
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     log = CsvLog(files.log, step) if distinfo.is_main else None
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext())
+    autocast = autocast_for(device, loop.precision)
     started, last_values, recent = time.time(), {}, []
     deadline = started + loop.time_limit_min * 60 if loop.time_limit_min is not None else None
     start_step = step

@@ -45,6 +45,8 @@ def _add_loop_args(p: argparse.ArgumentParser, defaults: LoopConfig) -> None:
     p.add_argument("--time-limit", type=float, default=None, help="minutes; saves and stops, rerun to resume")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto: bf16 autocast on CUDA, float32 on a CPU (default)")
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
 
 
@@ -117,7 +119,8 @@ def _loop_config(args: argparse.Namespace) -> LoopConfig:
     return LoopConfig(
         out=args.out, steps=args.steps, batch_size=args.batch, lr=args.lr, warmup=args.warmup, ema_decay=args.ema,
         seed=args.seed, log_every=args.log_every, save_every=args.save_every, time_limit_min=args.time_limit,
-        device=args.device, threads=args.threads, resume=not args.no_resume, command=_command(),
+        device=args.device, threads=args.threads, precision=args.precision, resume=not args.no_resume,
+        command=_command(),
     )
 
 

@@ -32,6 +32,9 @@ class LoopConfig:
     time_limit_min: float | None = None  # stop (with a checkpoint) after this many minutes; rerun to resume
     device: str = "auto"
     threads: int | None = None
+    # "auto": bf16 autocast on CUDA, float32 on a CPU (bf16 was far slower on a CPU without AMX:
+    # bench/results/bf16-cpu.md); "bf16" or "fp32" to choose.
+    precision: str = "auto"
     resume: bool = True
     command: str = ""  # recorded in the card; the CLI fills it in
 
