@@ -4,7 +4,8 @@ import gradio as gr
 import pytest
 import torch
 
-from app import build_demo, preview_degradation
+from app import build_demo
+from studio.degrade_tab import preview_degradation
 from diffloss.images import save_image
 
 
@@ -33,7 +34,7 @@ def test_the_page_builds():
 
 
 def test_moving_an_inspect_control_redoes_inspect_only_once_there_is_a_photo():
-    from app import _again
+    from studio.widgets import again as _again
 
     calls = []
     again = _again(lambda *args: calls.append(args) or ("ran",), 7)
