@@ -10,8 +10,9 @@ from diffloss import degrade
 from studio import compare_tab, model_upload, restorers, upload
 from studio.components import UploadImage
 from studio.gpu import on_gpu
-from studio.widgets import PageStart, as_outputs, event_inputs, examples, picture, restorer_dropdowns, \
-    run_on_example, trained_dropdowns
+from studio.widgets import (
+    PageStart, as_outputs, event_inputs, examples, picture, restorer_dropdowns, run_on_example, trained_dropdowns,
+)
 
 
 @dataclass

@@ -11,8 +11,10 @@ from studio import hosting, inspect_tab, restorers
 from studio.components import UploadImage
 from studio.gpu import on_gpu
 from studio.models import SHIPPED_PRIOR
-from studio.widgets import RELEASED_LABEL, PageStart, again, as_outputs, event_inputs, examples, picture, \
-    released_weights, restorer_dropdowns, run_on_example, trained_dropdowns
+from studio.widgets import (
+    RELEASED_LABEL, PageStart, again, as_outputs, event_inputs, examples, picture, released_weights,
+    restorer_dropdowns, run_on_example, trained_dropdowns,
+)
 
 
 @dataclass
