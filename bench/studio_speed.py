@@ -44,14 +44,13 @@ sys.path.insert(0, str(REPO))
 GOALS = {"cold_start_s": 10.0, "compare_512_s": 1.0, "inspect_256_s": 2.0, "curves_s": 5.0}
 
 COLD_START = """
-import json, os, time
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as app.py does before torch is imported
+import json, time
+from studio import boot; boot.before_imports()  # as app.py does, before torch and gradio are imported
 t0 = time.perf_counter()
 marks = {}
 def mark(name):
     marks[name] = time.perf_counter() - t0
 import torch; mark("torch")
-from studio.gradio_startup import skip_stub_rewrite; skip_stub_rewrite()  # as app.py does before gradio
 import gradio; mark("gradio")
 import app; mark("app")
 from studio.models import get_registry

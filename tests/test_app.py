@@ -1,10 +1,13 @@
 """The app's handlers, called directly (no browser): they use the library and fail with readable messages."""
 
 import gradio as gr
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from app import build_demo, preview_degradation
+from app import build_demo
+from studio.degrade_tab import preview_degradation
 from diffloss.images import save_image
 
 
@@ -28,12 +31,24 @@ def test_preview_of_a_corrupt_file_says_so(tmp_path):
         preview_degradation(str(path), "noise", 0)
 
 
+def test_preview_checks_an_upload_as_compare_does(tmp_path):
+    """The same checks as Compare's (upload.prepare_case): too small refused, what loading changed said."""
+    tiny = tmp_path / "tiny.png"
+    save_image(torch.rand(3, 8, 40), tiny)
+    with pytest.raises(gr.Error, match="too small"):
+        preview_degradation(str(tiny), "noise", 0)
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((32, 32), 128, dtype=np.uint8), mode="L").save(grey)
+    _, degraded, note = preview_degradation(str(grey), "noise", 0)
+    assert degraded.shape == (32, 32, 3) and "greyscale" in note
+
+
 def test_the_page_builds():
     assert isinstance(build_demo(), gr.Blocks)
 
 
 def test_moving_an_inspect_control_redoes_inspect_only_once_there_is_a_photo():
-    from app import _again
+    from studio.widgets import again as _again
 
     calls = []
     again = _again(lambda *args: calls.append(args) or ("ran",), 7)

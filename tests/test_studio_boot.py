@@ -1,4 +1,5 @@
-"""gradio imported without rewriting its type stubs: the hook patches one function, once, and only when it can."""
+"""The app's process set-up (studio/boot.py): gradio imported without rewriting its type stubs (the hook patches one
+function, once, and only when it can), and the app doing so before gradio is imported."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PROBE = """
 import json, sys
-from studio import gradio_startup
-acted = gradio_startup.skip_stub_rewrite()
+from studio import boot
+acted = boot.skip_stub_rewrite()
 import gradio as gr
 import gradio.component_meta as meta
 with gr.Blocks() as demo:  # components still build and wire as usual
@@ -20,9 +21,9 @@ with gr.Blocks() as demo:  # components still build and wire as usual
     gr.Button("go").click(lambda s: s, box, box)
 print(json.dumps({
     "acted": acted,
-    "patched": meta.create_or_modify_pyi is gradio_startup._no_stub_rewrite,
+    "patched": meta.create_or_modify_pyi is boot._no_stub_rewrite,
     "hook_left": any(type(f).__name__ == "_SkipStubRewrite" for f in sys.meta_path),
-    "again": gradio_startup.skip_stub_rewrite(),
+    "again": boot.skip_stub_rewrite(),
     "blocks": len(demo.blocks),
 }))
 """
@@ -50,4 +51,15 @@ def test_the_switch_keeps_gradios_own_behaviour():
 
 def test_the_app_installs_it_before_gradio_is_imported():
     source = (REPO / "app.py").read_text()
-    assert source.index("skip_stub_rewrite()") < source.index("import gradio")
+    assert source.index("boot.before_imports()") < source.index("import gradio")
+
+
+def test_importing_the_app_leaves_gradio_patched_and_openmp_passive():
+    """What ``before_imports`` is for, seen from outside: ``import app`` alone sets both up."""
+    probe = ("import json, os, app, gradio.component_meta as meta; from studio import boot; "
+             "print(json.dumps([meta.create_or_modify_pyi is boot._no_stub_rewrite, os.environ['OMP_WAIT_POLICY']]))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**env, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [True, "PASSIVE"]

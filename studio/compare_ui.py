@@ -1,0 +1,100 @@
+"""The Compare tab's layout and its own events; what its buttons do is ``studio/compare_tab.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from diffloss import degrade
+from studio import compare_tab, model_upload, restorers, upload
+from studio.components import UploadImage
+from studio.gpu import on_gpu
+from studio.widgets import (
+    PageStart, as_outputs, event_inputs, examples, picture, restorer_dropdowns, run_on_example, trained_dropdowns,
+)
+
+
+@dataclass
+class CompareUI:
+    """What the other tabs and the page shell need of Compare."""
+
+    task: gr.Dropdown
+    l2: gr.Dropdown
+    dl: gr.Dropdown
+    refreshed: gr.events.Dependency  # "Refresh model list": the shell refreshes its model status after it
+    zip_added: gr.events.Dependency  # an uploaded zip of restorers, added as a run
+
+    def show_new_run(self, event: gr.events.Dependency) -> gr.events.Dependency:
+        """After a Train run or an uploaded zip: its arms chosen for the task shown."""
+        return event.then(trained_dropdowns, self.task, [self.l2, self.dl])
+
+
+def build(page: gr.Blocks, start: PageStart) -> CompareUI:
+    """Compare's controls and pictures, inside the current tab; wires what happens within the tab."""
+    labels, l2_default, dl_default = restorers.restorer_choices(start.task)
+    with gr.Row():
+        with gr.Column(scale=1):
+            task = gr.Dropdown(list(degrade.TASKS), value=start.task, label="Task")
+            image = UploadImage(value=start.photo, type="filepath", image_mode=None, label="Photo")
+            mode = gr.Radio(list(upload.MODES), value=upload.MODES[0], label="The photo is")
+            gt = UploadImage(type="filepath", image_mode=None, label="Ground truth", visible=False)
+            seed = gr.Number(value=0, precision=0, label="Degradation seed")
+            l2 = gr.Dropdown(labels, value=l2_default, label="L2 arm")
+            dl = gr.Dropdown(labels, value=dl_default, label="DiffLoss arm")
+            go = gr.Button("Compare", variant="primary")
+            shown_examples = examples([image, task, mode, gt], start.rows, "Examples")
+            with gr.Accordion("Zoom (or click the degraded image)", open=False):
+                zoom_x = gr.Slider(0, 1, value=0.5, label="x (fraction of width)")
+                zoom_y = gr.Slider(0, 1, value=0.5, label="y (fraction of height)")
+                zoom_size = gr.Slider(16, 256, value=64, step=8, label="crop size (px)")
+            refresh = gr.Button("Refresh model list", size="sm")
+            with gr.Accordion("Add restorers: upload a zip (the Train tab's download)", open=False):
+                zip_file = gr.File(file_types=[".zip"], type="filepath",
+                                   label="zip with l2/ and diffloss/ model folders, or one model folder")
+                zip_note = gr.Markdown()
+        with gr.Column(scale=2):
+            with gr.Row():
+                degraded = gr.Image(label="Degraded input (click: zoom there)", format="png", interactive=False)
+                out_l2 = gr.Image(label="L2 arm", format="png")
+                out_dl = gr.Image(label="DiffLoss arm", format="png")
+            slider = gr.ImageSlider(label="L2 arm | DiffLoss arm", format="png")
+            zoom = picture("Zoomed crop")
+            with gr.Column(visible=False) as error_box:  # shown for a comparison with a ground truth
+                error_map = picture("Error against ground truth (shared scale)")
+            metrics = gr.Markdown()
+            notes = gr.Markdown()
+            with gr.Accordion("How these two restorers were trained (cards, measured metrics)", open=False):
+                cards = gr.Markdown()
+            with gr.Accordion("Evaluate both on clean validation photos (mean metrics, wins)", open=False):
+                with gr.Row():
+                    eval_photos = gr.Slider(2, 24, value=8, step=1, label="photos")
+                    eval_go = gr.Button("Evaluate")
+                evaluation = gr.Markdown()
+    # .input, not .change: where code sets the task (an example, an uploaded zip) it sets the arms too,
+    # and a .change handler running beside it would put the task's default pair back.
+    task.input(restorer_dropdowns, task, [l2, dl])
+    eval_go.click(on_gpu("evaluate")(compare_tab.evaluate_pair), [task, l2, dl, eval_photos], evaluation,
+                  api_name="evaluate")
+    gr.on([l2.change, dl.change, page.load], compare_tab.describe_pair, [task, l2, dl], cards,
+          api_visibility="private")
+    refreshed = refresh.click(restorer_dropdowns, task, [l2, dl])
+    degraded.select(point, degraded, [zoom_x, zoom_y])
+    run = on_gpu("compare")(as_outputs(compare_tab.compare))
+    # By the handler's parameter names; this order is also the HTTP API's (ground_truth last, optional).
+    request = {"image": image, "task": task, "mode": mode, "seed": seed, "l2_label": l2, "dl_label": dl,
+               "zoom_x": zoom_x, "zoom_y": zoom_y, "zoom_size": zoom_size, "ground_truth": gt}
+    # The ground-truth box shows only for a real pair (an example sets the mode too, hence .change).
+    mode.change(lambda m: gr.update(visible=m == upload.MODES[2]), mode, gt, api_visibility="private")
+    outputs = [degraded, out_l2, out_dl, slider, zoom, error_map, metrics, notes]  # CompareResult.as_tuple's order
+    # An already degraded photo has no error map: its empty box and title go, the note says why.
+    error_map.change(lambda err: gr.update(visible=err is not None), error_map, error_box, api_visibility="private")
+    go.click(run, outputs=outputs, api_name="compare", **event_inputs(request))
+    run_on_example(shown_examples, run, request, outputs, first=(restorer_dropdowns, task, [l2, dl]))
+    zip_added = zip_file.upload(model_upload.add_restorers, zip_file, [zip_note, task], api_name="add_restorers")
+    return CompareUI(task=task, l2=l2, dl=dl, refreshed=refreshed, zip_added=zip_added)
+
+
+def point(image, evt: gr.SelectData):
+    """A click on the degraded image: the zoom sliders move there."""
+    return compare_tab.point_fraction(evt.index, image)

@@ -1,0 +1,114 @@
+"""The Train tab's layout and its own events; what its buttons do is ``studio/train_tab.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from diffloss import degrade
+from studio import hosting, restorers, train_tab
+from studio.gpu import on_gpu
+from studio.models import SHIPPED_PRIOR
+from studio.widgets import RELEASED_LABEL, PageStart, picture, released_weights
+
+
+@dataclass
+class TrainUI:
+    """What the page shell needs of Train: the runs' events (a new run appears in the other tabs after each)."""
+
+    task: gr.Dropdown
+    start: gr.Dropdown
+    resume_box: gr.Accordion
+    run: gr.Dropdown
+    runs: list[gr.events.Dependency] = field(default_factory=list)  # Train and Resume: each ends with a run
+
+    def show_new_run(self, event: gr.events.Dependency) -> gr.events.Dependency:
+        """After a run ends or stops: it can be a start of the next, and the stopped ones can be resumed."""
+        return event.then(start_dropdown, self.task, self.start).then(stopped_runs, None, [self.resume_box, self.run])
+
+
+def start_dropdown(task: str):
+    labels, default = restorers.start_choices(task)
+    return gr.update(choices=labels, value=default)
+
+
+def stopped_runs():
+    """On a page load and after a run ends or stops: the runs that can be resumed now (the box opens if any)."""
+    stopped = train_tab.stopped_runs()
+    return gr.update(open=bool(stopped)), gr.update(choices=stopped, value=None)
+
+
+def build(page: gr.Blocks, start: PageStart) -> TrainUI:
+    """Train's settings, buttons and live curves, inside the current tab; wires what happens within the tab."""
+    caps = train_tab.train_caps()
+    folder = start.registry.training_folder()
+    prior_default = SHIPPED_PRIOR if start.registry.has_shipped_prior() else ""
+    with gr.Row():
+        with gr.Column(scale=1):
+            task = gr.Dropdown(list(degrade.TASKS), value=start.task, label="Task")
+            start_labels, start_default = restorers.start_choices(start.task)
+            start_from = gr.Dropdown(start_labels, value=start_default,
+                                     label="Start from (both arms; a trained restorer fine-tunes)")
+            steps = gr.Number(value=min(100, caps["steps"]), precision=0,
+                              label=f"Steps (at most {caps['steps']} here)")
+            batch = gr.Number(value=4, precision=0, label=f"Batch (at most {caps['batch']})")
+            crop = gr.Number(value=64, precision=0, label=f"Crop px (at most {caps['crop']})")
+            lr = gr.Number(value=1e-3, label="Learning rate")
+            with gr.Row():
+                gamma = gr.Number(value=0.05, label="gamma")
+                lam = gr.Number(value=0.1, label="lambda")
+            released = gr.Button(RELEASED_LABEL, size="sm")
+            bug = gr.Checkbox(value=False, label="Reproduce the released code's no_grad mistake: the "
+                              "DiffLoss arm's prior terms are logged but send no gradient")
+            with gr.Accordion("Calibrate gamma and lambda: measure what a weight does", open=False):
+                with gr.Row():
+                    nat_share = gr.Number(value=0.2, label="L_nat share of the gradient")
+                    sem_share = gr.Number(value=0.1, label="L_sem share of the gradient")
+                calibrate = gr.Button("Calibrate on clean validation photos")
+                calibration = gr.Markdown()
+            with gr.Row():
+                t_min = gr.Number(value=0, precision=0, label="t min")
+                t_max = gr.Number(value=999, precision=0, label="t max (clipped to the prior)")
+            seed = gr.Number(value=0, precision=0, label="Seed")
+            prior_crop = gr.Number(value=0, precision=0,
+                                   label="Prior sub-crop px (0 = whole crop; 32 makes CPU steps cheaper)")
+            prior = gr.Textbox(value=prior_default, label="Prior")
+            photos = gr.File(file_count="multiple", file_types=["image"], type="filepath", height=140,
+                             label="Clean photos to train on (upload; used instead of the folder)")
+            clean_folder = gr.Textbox(value=str(folder) if folder else "", visible=not hosting.is_hosted(),
+                                      label="...or a folder of clean photos on this machine")
+            with gr.Row():
+                go = gr.Button("Train both arms", variant="primary")
+                stop = gr.Button("Stop", variant="stop")
+            # Filled (and opened when there are stopped runs) by each page load, below: no scan of
+            # runs/ at start-up, and a reload lists runs stopped since.
+            with gr.Accordion("Resume a stopped run", open=False) as resume_box:
+                # allow_custom_value: the choices are set in the page, not here; the handler checks the name itself
+                run = gr.Dropdown([], value=None, allow_custom_value=True,
+                                  label="Stopped runs (steps done per arm): they go on with their own "
+                                  "settings, the ones above are not used")
+                resume = gr.Button("Resume")
+        with gr.Column(scale=2):
+            status = gr.Markdown("Both arms start from the same weights with the same seed and "
+                                 "batches; only the loss differs.")
+            curves = picture("Loss terms (live)")
+            archive = gr.File(label="Download both models (safetensors + card)")
+    outputs = [status, curves, archive]
+    # One queue for both buttons (concurrency_id): a second run waits its turn instead of being refused.
+    runs = [
+        go.click(on_gpu("train")(train_tab.train_pair),
+                 [task, steps, batch, crop, lr, gamma, lam, t_min, t_max, seed, prior, clean_folder, prior_crop,
+                  start_from, photos, bug],
+                 outputs, api_name="train", concurrency_limit=1, concurrency_id="train"),
+        resume.click(on_gpu("train")(train_tab.resume_pair), run, outputs, api_name="resume",
+                     concurrency_limit=1, concurrency_id="train"),
+    ]
+    page.load(stopped_runs, None, [resume_box, run])  # a reload lists runs stopped since start-up
+    task.change(start_dropdown, task, start_from)
+    stop.click(train_tab.request_stop, None, status, api_name="stop")
+    released.click(released_weights, None, [gamma, lam])
+    calibrate.click(on_gpu("calibrate")(train_tab.calibrate_weights),
+                    [task, crop, t_min, t_max, prior, gamma, lam, nat_share, sem_share, start_from],
+                    [gamma, lam, calibration], api_name="calibrate")
+    return TrainUI(task=task, start=start_from, resume_box=resume_box, run=run, runs=runs)
