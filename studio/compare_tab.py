@@ -82,16 +82,25 @@ class CompareResult:
     difference_note: str
     family_plot: np.ndarray | None  # the task family's perception-distortion plot, the two arms ringed
     zoom_xy: tuple[float, float]  # where the zoom looked (the automatic choice when asked for)
-    shown: dict[str, torch.Tensor]  # the pictures the zoom crops, kept so a click re-zooms without a re-run
+    ground_truth: np.ndarray | None  # kept in a hidden picture, so a click re-zooms without a re-run
 
     def as_tuple(self) -> tuple:
         return (self.degraded, self.l2, self.diffloss, self.slider, self.zoom, self.error_map, self.metrics, self.notes,
-                self.difference, self.difference_note, self.family_plot, *self.zoom_xy, self.shown)
+                self.difference, self.difference_note, self.family_plot, *self.zoom_xy, self.ground_truth)
 
 
-def rezoom(shown: dict[str, torch.Tensor] | None, x: float, y: float, size: float) -> np.ndarray | None:
-    """The zoomed crops of the last comparison at a new point: a click zooms at once, with no second run."""
-    return zoom_crops(shown, x, y, int(size)) if shown else None
+def rezoom(degraded: np.ndarray | None, l2: np.ndarray | None, diffloss: np.ndarray | None,
+           ground_truth: np.ndarray | None, x: float, y: float, size: float) -> np.ndarray | None:
+    """The zoomed crops of the pictures on show at a new point: a click zooms at once, with no second run.
+
+    Why from the pictures on show (8-bit) and not a kept state: they are what the visitor sees, and a per-visitor
+    state would hold tensors on the server for every open page."""
+    named = {"degraded input": degraded, "L2 arm": l2, "DiffLoss arm": diffloss, "ground truth": ground_truth}
+    shown = {name: torch.from_numpy(np.asarray(a)[..., :3].copy()).permute(2, 0, 1).float() / 255.0
+             for name, a in named.items() if a is not None}
+    if not shown or len({tuple(t.shape) for t in shown.values()}) > 1:
+        return None
+    return zoom_crops(shown, x, y, int(size))
 
 
 def compare(
@@ -142,7 +151,8 @@ def compare(
         degraded=to_uint8_numpy(case.shown), l2=l2_img, diffloss=dl_img, slider=(l2_img, dl_img), zoom=zoom,
         error_map=err, metrics=table, notes="\n".join(f"- {n}" for n in notes),
         difference=difference, difference_note=f"DiffLoss arm minus L2 arm: {difference_note}.",
-        family_plot=family_plot, zoom_xy=(float(zoom_x), float(zoom_y)), shown=shown,
+        family_plot=family_plot, zoom_xy=(float(zoom_x), float(zoom_y)),
+        ground_truth=to_uint8_numpy(case.gt) if case.gt is not None else None,
     )
 
 

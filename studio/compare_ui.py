@@ -70,7 +70,8 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
                     difference_note = gr.Markdown()
                 with gr.Column():
                     family_plot = picture("The task's family: distortion (PSNR) vs naturalness (NIQE), shown arms ringed")
-            shown = gr.State()  # the last comparison's pictures: a click re-zooms from them
+            # the ground truth the zoom shows beside the outputs; a click re-zooms from the pictures on show
+            ground_truth = gr.Image(visible=False, format="png", interactive=False)
             with gr.Column(visible=False) as error_box:  # shown for a comparison with a ground truth
                 error_map = picture("Error against ground truth (shared scale)")
             metrics = gr.Markdown()
@@ -91,7 +92,8 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
           api_visibility="private")
     refreshed = refresh.click(restorer_dropdowns, task, [l2, dl])
     degraded.select(point, degraded, [zoom_x, zoom_y, zoom_auto]).then(
-        compare_tab.rezoom, [shown, zoom_x, zoom_y, zoom_size], zoom, api_visibility="private")
+        compare_tab.rezoom, [degraded, out_l2, out_dl, ground_truth, zoom_x, zoom_y, zoom_size], zoom,
+        api_visibility="private")
     run = on_gpu("compare")(as_outputs(compare_tab.compare))
     # By the handler's parameter names; this order is also the HTTP API's (ground_truth last, optional).
     request = {"image": image, "task": task, "mode": mode, "seed": seed, "l2_label": l2, "dl_label": dl,
@@ -100,7 +102,7 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
     # The ground-truth box shows only for a real pair (an example sets the mode too, hence .change).
     mode.change(lambda m: gr.update(visible=m == upload.MODES[2]), mode, gt, api_visibility="private")
     outputs = [degraded, out_l2, out_dl, slider, zoom, error_map, metrics, notes,  # CompareResult.as_tuple's order
-               difference, difference_note, family_plot, zoom_x, zoom_y, shown]
+               difference, difference_note, family_plot, zoom_x, zoom_y, ground_truth]
     # An already degraded photo has no error map: its empty box and title go, the note says why.
     error_map.change(lambda err: gr.update(visible=err is not None), error_map, error_box, api_visibility="private")
     go.click(run, outputs=outputs, api_name="compare", **event_inputs(request))

@@ -44,8 +44,9 @@ def test_the_automatic_zoom_lands_where_the_restorer_changed_the_photo(world):
     r = compare_tab.compare(str(world.photo), "noise", upload.MODES[0], 3, l2, dl, 0.5, 0.5, 16, zoom_auto=True,
                             registry=world.registry)
     assert r.zoom_xy != (0.5, 0.5)
-    again = compare_tab.rezoom(r.shown, *r.zoom_xy, 16)
-    assert np.array_equal(again, r.zoom)  # a click re-zooms from the kept pictures, no second run
+    again = compare_tab.rezoom(r.degraded, r.l2, r.diffloss, r.ground_truth, *r.zoom_xy, 16)
+    assert np.array_equal(again, r.zoom)  # a click re-zooms from the pictures on show, no second run
+    assert compare_tab.rezoom(None, None, None, None, 0.5, 0.5, 16) is None  # nothing compared yet
 
 
 def test_an_already_degraded_photo_has_no_ground_truth_and_says_so(world):
