@@ -117,6 +117,14 @@ def _prior_stamp(folder: Path) -> float:
     return max(f.stat().st_mtime for f in files)
 
 
+def _shown_path(path: Path) -> str:
+    """A path as the page shows it: relative to the repository when inside it, else its name."""
+    try:
+        return Path(path).resolve().relative_to(REPO.resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
 class Registry:
     """Discovers models under its roots and loads them once (thread-safe)."""
 
@@ -227,6 +235,7 @@ class Registry:
     def status(self) -> str:
         """What is installed and, for what is missing, how to get it (markdown, shown at the top of the app)."""
         lines = []
+        shown = _shown_path
         shipped = [e for e in self.restorers() if e.source == "shipped"]
         runs = [e for e in self.restorers() if e.source == "run"]
         if shipped:
@@ -234,16 +243,16 @@ class Registry:
             lines.append(f"Shipped restorers: {len(shipped)} ({', '.join(tasks)}).")
         else:
             lines.append(
-                f"**No shipped restorers yet** (nothing in `{self.pretrained / 'restorers'}`): train a pair in the "
+                f"**No shipped restorers yet** (nothing in `{shown(self.pretrained / 'restorers')}`): train a pair in the "
                 "Train tab, or build the pretrained zoo (`python -m diffloss.zoo build --quick`, see the README)."
             )
         if runs:
-            lines.append(f"Trained runs in `{self.runs}`: {len(runs)} restorer(s).")
+            lines.append(f"Trained runs in `{shown(self.runs)}`: {len(runs)} restorer(s).")
         if self.has_shipped_prior():
-            lines.append(f"Prior: `{self.shipped_prior_path}`.")
+            lines.append(f"Prior: `{shown(self.shipped_prior_path)}`.")
         else:
             lines.append(
-                f"**No shipped prior** at `{self.shipped_prior_path}`: Inspect and the DiffLoss arm of Train need one. "
+                f"**No shipped prior** at `{shown(self.shipped_prior_path)}`: Inspect and the DiffLoss arm of Train need one. "
                 "Type any diffusers UNet2DModel folder or hub id in the prior box, or train one with "
                 "`python -m diffloss.train prior --clean FOLDER --out runs/prior` and point the box at "
                 "`runs/prior/model`."
