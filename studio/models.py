@@ -30,7 +30,8 @@ from diffloss.images import list_images
 from diffloss.paths import ARMS, EXAMPLES, MODEL_DIR, PRETRAINED, REPO, RunFolder, datasets_folder, runs_folder  # noqa: F401
 from diffloss.family import SHOWCASE_ARM, shipped_restorers
 from diffloss.prior import DiffusionPrior, PriorLoadError
-from studio import hosting
+from studio import hosting, visitors
+
 SHIPPED_PRIOR = "shipped prior (pretrained/prior)"
 
 
@@ -148,8 +149,13 @@ class Registry:
     def has_shipped_prior(self) -> bool:
         return (self.shipped_prior_path / "config.json").is_file() or (self.shipped_prior_path / "unet").is_dir()
 
-    def restorers(self, task: str | None = None) -> list[RestorerEntry]:
-        """Shipped restorers first, then trained runs (newest first); only those for ``task`` when given."""
+    def restorers(self, task: str | None = None, visible: visitors.RunFilter | None = None) -> list[RestorerEntry]:
+        """Shipped restorers first, then trained runs (newest first); only those for ``task`` when given.
+
+        ``visible``: which run folders to list; by default ``visitors.run_filter()``, i.e. on a hosted studio only
+        the runs of the visitor whose event is being handled (every run on one's own machine).
+        """
+        visible = visible or visitors.run_filter()
         found: list[RestorerEntry] = []
         for task_name, arms in shipped_restorers(self.pretrained).items():  # each task's family, in dose order
             for member, folder in arms.items():
@@ -158,7 +164,7 @@ class Registry:
                                              member if member in ARMS else None))
         if self.runs.is_dir():
             runs = sorted((p for p in self.runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
-            for run in runs:
+            for run in (r for r in runs if visible is None or visible(r)):
                 if _is_model_folder(RunFolder(run).model):
                     found.append(self._entry(RunFolder(run).model, f"run {run.name}", "run", None))
                 for arm in ARMS:
@@ -174,13 +180,15 @@ class Registry:
             label = f"{label} ({arm})"
         return RestorerEntry(label=label, path=folder, task=str(config.get("task", "")), arm=arm, source=source)
 
-    def find(self, label: str, task: str | None = None) -> RestorerEntry | None:
-        return next((e for e in self.restorers(task) if e.label == label), None)
+    def find(self, label: str, task: str | None = None,
+             visible: visitors.RunFilter | None = None) -> RestorerEntry | None:
+        """The restorer behind a label, among those ``visible`` (see ``restorers``): another visitor's is None."""
+        return next((e for e in self.restorers(task, visible) if e.label == label), None)
 
-    def default_pair(self, task: str) -> tuple[str | None, str | None]:
+    def default_pair(self, task: str, visible: visitors.RunFilter | None = None) -> tuple[str | None, str | None]:
         """Labels of the L2 and DiffLoss arms to preselect: the first of each arm for the task, the family's
         showcase arm (the one whose difference a person can see) before any other DiffLoss arm."""
-        entries = self.restorers(task)
+        entries = self.restorers(task, visible)
         l2 = next((e.label for e in entries if e.arm == "l2"), None)
         showcase = f"shipped {task} {SHOWCASE_ARM}"
         dl = next((e.label for e in entries if e.label == showcase),
