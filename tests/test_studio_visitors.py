@@ -22,18 +22,6 @@ ALICE, BOB = SimpleNamespace(session_hash="alice-session"), SimpleNamespace(sess
 
 
 @pytest.fixture
-def hosted(monkeypatch):
-    monkeypatch.setenv(hosting.PUBLIC_ENV, "0")
-    monkeypatch.setenv("SPACE_ID", "someone/diffloss-studio")
-
-
-@pytest.fixture
-def local(monkeypatch):
-    monkeypatch.delenv("SPACE_ID", raising=False)
-    monkeypatch.setenv(hosting.PUBLIC_ENV, "0")
-
-
-@pytest.fixture
 def world(tmp_path):
     return make_world(tmp_path)
 
