@@ -446,9 +446,13 @@ def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[st
     for task in TASK_ORDER:
         arms = shipped.get(task, {})
         kept = (previous.get("tasks") or {}).get(task)
-        if tasks and task not in tasks and kept and kept.get("markdown"):
-            lines += kept["markdown"]
-            data["tasks"][task] = kept
+        if tasks and task not in tasks:
+            if kept and kept.get("markdown"):
+                lines += kept["markdown"]
+                data["tasks"][task] = kept
+            else:
+                lines += [f"## {task}", "", "Not measured yet (`python -m diffloss.zoo report --tasks "
+                          f"{task}`).", ""]
             continue
         if "l2" not in arms or len(arms) < 2:
             lines += [f"## {task}", "", f"Not shipped yet (found arms: {sorted(arms) or 'none'}).", ""]
