@@ -31,14 +31,16 @@ from diffloss.metrics import (CONVENTIONS, HIGHER_IS_BETTER, PERCEPTUAL_CONVENTI
 from diffloss.nets import load_restorer, restore
 from diffloss.paths import REPO, TASK_ORDER
 
-COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("ms_ssim", "MS-SSIM ↑", 4), ("vif", "VIF ↑", 3),
-           ("niqe", "NIQE ↓", 3), ("lpips", "LPIPS ↓", 4), ("hf_ratio", "HF ratio", 2), ("psnr_vs_l2", "PSNR vs L2", 1))
+COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("ms_ssim", "MS-SSIM ↑", 4), ("niqe", "NIQE ↓", 3), ("lpips", "LPIPS ↓", 4), ("hf_ratio", "HF ratio", 2), ("psnr_vs_l2", "PSNR vs L2", 1))
 VISIBLE_DB = 33.0  # median PSNR between two arms' outputs at or below this: a person can see the difference
 SIGNIFICANT_P = 0.05
 REPORT_JSON = "report.json"  # in the pretrained folder, beside REPORT.md; the app reads it (studio.models)
 FIGURES = "report"  # pretrained/report/: plots and crops the report links
 SYNTHETIC_LIMIT = 24
 UNPAIRED_LIMIT = 16
+# Longer side the report measures at (a 2-core CPU measures five outputs of every image; full size took too long):
+SYNTHETIC_SIDE = 256  # clean/val photos, then degraded (as Compare's "Evaluate both" does on a CPU)
+REAL_SIDE = 384  # real pairs and real degraded photos
 PREVIOUS_L2 = REPO / "bench" / "results" / "zoo-previous-l2.json"  # the zoo this family replaced, for the gain
 
 
@@ -56,8 +58,9 @@ def sources_for(task: str, paths: ZooPaths) -> list[ReportSource]:
     """Every held-out source that exists on this machine for a task (none of them is ever trained on)."""
     out = []
     if paths.clean_val.is_dir():
-        out.append(ReportSource(f"clean/val, synthetic {task} (seeds 0..{SYNTHETIC_LIMIT - 1})",
-                                EvalSource("synthetic", paths.clean_val, task, limit=SYNTHETIC_LIMIT)))
+        out.append(ReportSource(f"clean/val, synthetic {task} (seeds 0..{SYNTHETIC_LIMIT - 1}, {SYNTHETIC_SIDE} px)",
+                                EvalSource("synthetic", paths.clean_val, task, limit=SYNTHETIC_LIMIT,
+                                           max_side=SYNTHETIC_SIDE)))
     real = {
         "haze": [("SOTS-indoor validation scenes 1430-1434", "paired", paths.sots, SOTS_VAL_SCENES)],
         "rain": [("Rain100L sample (3 real pairs)", "paired", paths.datasets / "rain" / "rain100l_sample", None)],
@@ -67,7 +70,8 @@ def sources_for(task: str, paths: ZooPaths) -> list[ReportSource]:
     for label, mode, root, include in real.get(task, []):
         if root.is_dir():
             limit = UNPAIRED_LIMIT if mode == "unpaired" else None
-            out.append(ReportSource(label, EvalSource(mode, root, task, limit=limit, max_side=768, include=include)))
+            out.append(ReportSource(f"{label}, {REAL_SIDE} px", EvalSource(mode, root, task, limit=limit,
+                                                                           max_side=REAL_SIDE, include=include)))
     return out
 
 
@@ -289,7 +293,7 @@ def verdicts(task: str, synthetic: dict[str, dict], comparisons: dict[str, dict]
         visible = m.get("psnr_vs_l2") is not None and m["psnr_vs_l2"] <= VISIBLE_DB
         c = comparisons.get(arm, {})
         words = []
-        for metric in ("psnr", "niqe", "vif"):
+        for metric in ("psnr", "ssim", "niqe"):
             r = c.get(metric)
             if not r:
                 continue
