@@ -16,6 +16,8 @@ import argparse  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
+boot.quiet_user_errors()  # a gr.Error is a visitor's mistake, said in the page: no traceback on the console
+
 from diffloss.checkpoint import remove_interrupted_saves  # noqa: E402
 from studio import compare_ui, degrade_ui, hosting, inspect_ui, train_tab, train_ui  # noqa: E402
 from studio.models import get_registry  # noqa: E402
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Removed {len(removed)} temporary file(s) of saves interrupted in an earlier session.")
     demo = build_demo().queue()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=allowed_paths(),
-                prevent_thread_lock=True, **hosting.launch_options())
+                prevent_thread_lock=True, quiet=True, **hosting.launch_options())  # quiet: its hint says share=True
+    print(boot.served_message(demo.local_url, bool(demo.share_url)), flush=True)
     # Serve first, then warm up (diffusers, the prior): a warm-up thread beside build_demo and launch competed with
     # them for the GIL, and the page came up later (bench/results/figures-from-comments.md).
     get_registry().warm_up()
