@@ -17,7 +17,7 @@ TILE = 512  # restore larger images in overlapping tiles (bounded memory)
 def restorer_choices(task: str, registry: Registry | None = None) -> tuple[list[str], str | None, str | None]:
     """Dropdown choices for a task and the labels to preselect for the L2 and DiffLoss arms."""
     reg = registry or get_registry()
-    labels = [e.label for e in reg.restorers(task)]
+    labels = [e.label for e in reg.restorers(task, partial=True)]  # a stopped pair's arms too, labelled partial
     l2, dl = reg.default_pair(task)
     return labels, l2 or (labels[0] if labels else None), dl or (labels[-1] if labels else None)
 
@@ -27,7 +27,7 @@ def trained_pair_choices(task: str, registry: Registry | None = None) -> tuple[l
     first): after training, Compare shows what was just trained, not the shipped pair."""
     reg = registry or get_registry()
     labels, l2, dl = restorer_choices(task, reg)
-    runs = [e for e in reg.restorers(task) if e.source == "run"]
+    runs = [e for e in reg.restorers(task, partial=True) if e.source == "run"]
     newest = {arm: next((e.label for e in runs if e.arm == arm), None) for arm in ("l2", "diffloss")}
     return labels, newest["l2"] or l2, newest["diffloss"] or dl
 
