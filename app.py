@@ -21,7 +21,7 @@ boot.quiet_user_errors()  # a gr.Error is a visitor's mistake, said in the page:
 from diffloss.checkpoint import remove_interrupted_saves  # noqa: E402
 from studio import compare_ui, degrade_ui, hosting, inspect_ui, train_tab, train_ui  # noqa: E402
 from studio.models import get_registry  # noqa: E402
-from studio.widgets import PageStart  # noqa: E402
+from studio.widgets import PageStart, enter_commits_sliders  # noqa: E402
 
 
 def build_demo() -> gr.Blocks:
@@ -34,6 +34,7 @@ def build_demo() -> gr.Blocks:
             "(DiffLoss, ACCV 2024): compare restorers trained with and without it, look inside the loss, train a pair."
         )
         status = gr.Markdown(registry.status())
+        enter_commits_sliders(demo)  # Enter in a slider's number box re-runs as Enter in a number box does
         with gr.Tabs():
             with gr.Tab("Compare"):
                 compare = compare_ui.build(demo, start)

@@ -200,7 +200,7 @@ def heatmaps_on_one_scale(
     maps: list[torch.Tensor], overlays: list[torch.Tensor | np.ndarray | None], labels: list[str], scale: int = 1,
     mode: str = "nearest", cmap: str = "inferno",
 ) -> tuple[np.ndarray, list[np.ndarray], float]:
-    """Several (h, w) maps coloured against ONE maximum, side by side with their labels and the colour bar.
+    """Several (h, w) maps coloured against ONE maximum, side by side with their labels, the colour bar on the left.
 
     Returns (the picture, each map's own heat map at ``scale``, the shared maximum). Why: maps each scaled to
     their own maximum look alike while their values differ by orders of magnitude; on one scale the smaller is
@@ -215,10 +215,11 @@ def heatmaps_on_one_scale(
     pad = 4
     bar = colour_bar(vmax, max(t.shape[0] for t in tiles), cmap=cmap)
     top = max(pad, pictures.shape[0] - pad - bar.shape[0])  # level with the tiles (tiny tiles: a taller bar)
-    out = np.full((max(pictures.shape[0], top + bar.shape[0] + pad), pictures.shape[1] + bar.shape[1] + pad, 3), 255,
-                  np.uint8)
-    out[: pictures.shape[0], : pictures.shape[1]] = pictures
-    out[top: top + bar.shape[0], pictures.shape[1]: pictures.shape[1] + bar.shape[1]] = bar
+    # The bar on the left: gradio's buttons cover a picture's top right corner, where its top value would be.
+    left = pad + bar.shape[1]
+    out = np.full((max(pictures.shape[0], top + bar.shape[0] + pad), left + pictures.shape[1], 3), 255, np.uint8)
+    out[top: top + bar.shape[0], pad: left] = bar
+    out[: pictures.shape[0], left:] = pictures
     return out, tiles, vmax
 
 

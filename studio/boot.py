@@ -3,8 +3,8 @@
 ``before_imports()`` runs first, before torch and gradio are imported; ``quiet_user_errors()`` right after gradio is
 imported; ``served_message()`` is what the console says once the server is up (gradio's own launch lines are turned
 off: they advise ``share=True``, which a user of ``app.py`` types as ``--share``); ``stop_on_signals()`` once the
-server is up; ``exit_without_teardown()`` last. None of them changes what the studio computes. This module imports neither
-torch nor gradio, so importing it is what makes the first two possible.
+server is up; ``exit_without_teardown()`` last. None of them changes what the studio computes. This module imports
+neither torch nor gradio at its top, so importing it is what makes the first one possible.
 """
 
 from __future__ import annotations

@@ -30,18 +30,16 @@ TRAIN = (
 )
 
 INSPECT_CAPTIONS = {
-    "x_t": "The two images with the same noise added at step t: what the prior is given. At large t both are "
-           "mostly noise, by design.",
-    "eps": "The prior's guess of that noise for each image (grey = 0, one shared scale) and their difference "
-           "(its own scale): L_nat is the mean square of the difference.",
-    "x0": "The one-step clean image the prior reads out of each x_t. At large t it is a blur or colour noise, by "
-          "design: from so little signal one step cannot recover the photo.",
-    "h_pca": "The prior's mid-block features (h-space), three main directions as colours, one colour key for both: "
-             "same colour, same feature. L_sem compares these maps.",
-    "h_error": "Where L_sem comes from: (h - h_GT)^2 over the ground truth, for both images on ONE colour scale "
-               "(the bar): a dark map is a small term.",
-    "gradient": "Where the prior pushes each image during training: |gradient| of gamma (L_nat + lambda L_sem), "
-                "both on ONE colour scale (the bar).",
+    "x_t": "both images with the same noise added at step t, what the prior is given (mostly noise at large t, by "
+           "design).",
+    "eps": "the prior's guess of that noise per image (grey = 0, one scale) and their difference (own scale): "
+           "L_nat is its mean square.",
+    "x0": "the clean image the prior reads out of x_t in one step (a blur or colour noise at large t, by design).",
+    "h_pca": "the prior's mid-block features, three main directions as colours shared by both: L_sem compares "
+             "these maps.",
+    "h_error": "where L_sem comes from, (h - h_GT)^2, both images on ONE colour scale (the bar): dark = small.",
+    "gradient": "|gradient| of gamma (L_nat + lambda L_sem) on each image, ONE colour scale (the bar): where "
+                "training would change it.",
 }
 
 INSPECT_TITLES = {
@@ -49,6 +47,6 @@ INSPECT_TITLES = {
     "eps": "Predicted noise and its difference",
     "x0": "One-step x0 estimates",
     "h_pca": "h-space maps (mid-block features)",
-    "h_error": "h-space error, both images on one scale",
-    "gradient": "Where the prior pushes, both images on one scale",
+    "h_error": "h-space error",
+    "gradient": "Where the prior pushes",
 }

@@ -68,7 +68,7 @@ def _style(ax, title: str) -> None:
 
 
 def training_figure(
-    history: dict[str, list[tuple[int, dict[str, float]]]], size=(11.0, 6.0), dpi: int = 90,
+    history: dict[str, list[tuple[int, dict[str, float]]]], size=(11.0, 5.4), dpi: int = 90,
 ) -> np.ndarray:
     """Two rows of three: the total loss, the fidelity term and the prior's gradient share; L_nat, L_sem and the
     legend. One line per arm (shares: one per term and arm whose prior pushes).

@@ -215,8 +215,8 @@ def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str], shipped
         raise gr.Error(f"None of the {len(photos)} uploaded files is a usable photo: " + "; ".join(photo_notes))
     plural, skipped = "s" if kept > 1 else "", min(len(photos), MAX_PHOTOS) - kept
     if shipped:
-        notes.append(f"no photos given: trained on the {kept} clean example photo{plural} shipped in `examples/` "
-                     f"(copied into `{run_dir / PHOTOS_DIR}`); upload photos or name a folder to train on yours")
+        notes.append(f"no photos given: the arms train on the {kept} clean example photo{plural} shipped in "
+                     f"`examples/` (copied into the run's `{PHOTOS_DIR}/`); upload photos or name a folder for yours")
     else:
         notes.append(f"{kept} uploaded photo{plural}, saved in `{run_dir / PHOTOS_DIR}`"
                      + (f" ({skipped} skipped)" if skipped else ""))

@@ -163,9 +163,9 @@ def test_the_heat_maps_show_both_images_on_one_scale_whichever_pair_is_chosen(wo
     assert views[4] is restored.h_error_view and views[5] is restored.gradient_view
     assert "both images against the ground truth" in restored.values and "restored: L_nat" in restored.values
     # The chosen pair's own tile (256 px at 32 px x 8) sits in the view: restored left, degraded right.
-    top = 4 + 16  # the grid's pad and label row
-    assert np.array_equal(restored.gradient_view[top:top + 256, 4:260], restored.gradient)
-    assert np.array_equal(degraded.gradient_view[top:top + 256, 264:520], degraded.gradient)
+    top, left = 4 + 16, restored.gradient_view.shape[1] - (2 * 256 + 3 * 4) + 4  # the grid's pads, labels, the bar
+    assert np.array_equal(restored.gradient_view[top:top + 256, left:left + 256], restored.gradient)
+    assert np.array_equal(degraded.gradient_view[top:top + 256, left + 260:left + 516], degraded.gradient)
 
 
 def test_a_high_t_says_its_pictures_are_noise_by_design(world):

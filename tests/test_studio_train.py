@@ -110,7 +110,7 @@ def test_the_first_click_in_a_fresh_clone_trains_on_the_shipped_clean_examples(w
     assert world.registry.training_folder() is None
     status = list(_run(world, "first", clean_folder=""))[-1][0]
     assert status.startswith("**Done**")
-    assert "no photos given: trained on the 3 clean example photos shipped in `examples/`" in status
+    assert "no photos given: the arms train on the 3 clean example photos shipped in `examples/`" in status
     photos = sorted(p.name for p in (world.registry.runs / "first" / "photos").iterdir())
     assert photos == ["000_0.png", "001_1.png", "002_2.png"]
     card = json.loads((world.registry.runs / "first" / "l2" / "model" / "card.json").read_text())
