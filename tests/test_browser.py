@@ -267,6 +267,13 @@ def test_first_click_inspect(fresh_clone_url):
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot))  # the window, not the whole page: what a 1440x900 screen shows
         page.screenshot(path=str(shot.with_name("first-click-inspect-full.png")), full_page=True)
+        # Enter in t's box re-runs, as Enter in gamma does; a high t says its pictures are noise by design
+        t_box = panel.locator("input[type=number][aria-label^='number input for timestep t']")
+        t_box.fill("900")
+        t_box.press("Enter")
+        page.get_by_text("t = 900 of 999", exact=False).first.wait_for(timeout=120_000)
+        assert page.get_by_text("mostly noise or blur by design", exact=False).first.is_visible()
+        _no_error_toast(page)
     assert shot.stat().st_size > 10_000
 
 
