@@ -77,6 +77,8 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
             side = gr.Slider(32, inspect_tab.INSPECT_MAX_SIDE, value=inspect_tab.INSPECT_SIDE, step=16,
                              label="Centre crop (px): larger is slower on a CPU")
             bug = gr.Checkbox(value=False, label="Reproduce the released code's no_grad mistake")
+            gr.Markdown("Every control here re-runs Inspect the same way: Enter in a box, a slider let go, a choice "
+                        "made.")
         with gr.Column(scale=2):
             with gr.Row(equal_height=True):  # the controls that change the pictures, beside them
                 t = gr.Slider(0, 999, value=200, step=1, scale=3,
@@ -125,9 +127,11 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
     run_on_example(clean_examples, run, inspect_inputs, inspect_outputs,
                    first=(lambda: None, None, gt))  # a clean photo: no ground truth of another
     run_on_example(pair_examples, run, inspect_inputs, inspect_outputs, first=(task_restorer, task, restorer))
-    # New weights re-use the last prior pass (instant); a new t or seed re-runs the prior only.
+    # New weights re-use the last prior pass (instant); a new t or seed re-runs the prior only; a new degradation
+    # seed, restorer or crop makes a new case.
     # t.release: a drag let go, or the number typed and left (Enter leaves it: widgets.ENTER_COMMITS_SLIDERS)
-    gr.on([gamma.submit, lam.submit, bug.input, pair.input, t.release, seed.submit],
+    gr.on([gamma.submit, lam.submit, bug.input, pair.input, t.release, seed.submit, seed_image.submit, restorer.input,
+           side.release],
           again(run, len(inspect_outputs)), outputs=inspect_outputs, api_visibility="private",
           trigger_mode="always_last", **event_inputs(inspect_inputs))
     released.click(released_weights, None, [gamma, lam]).then(
