@@ -19,7 +19,7 @@ import gradio as gr  # noqa: E402
 boot.quiet_user_errors()  # a gr.Error is a visitor's mistake, said in the page: no traceback on the console
 
 from diffloss.checkpoint import remove_interrupted_saves  # noqa: E402
-from studio import compare_ui, degrade_ui, hosting, inspect_ui, train_tab, train_ui  # noqa: E402
+from studio import compare_ui, degrade_ui, hosting, inspect_ui, public, train_tab, train_ui  # noqa: E402
 from studio.models import get_registry  # noqa: E402
 from studio.widgets import PageStart, enter_commits_sliders  # noqa: E402
 
@@ -54,7 +54,7 @@ def build_demo() -> gr.Blocks:
         show_new_run(compare.zip_added)
         for run in train.runs:
             train.show_new_run(show_new_run(run))
-    return hosting.guard_demo(demo, hosting.server_roots()) if hosting.is_hosted() else demo
+    return hosting.guard_demo(demo, public.server_roots()) if hosting.is_hosted() else demo
 
 
 def allowed_paths() -> list[str]:

@@ -28,7 +28,7 @@ CONVENTIONS = (
 
 LpipsFn = Callable[[object, object], float]
 # Which way is better, for every metric any report compares (one place: tables, wins and verdicts read it).
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "vif": True, "niqe": False, "lpips": False}
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "niqe": False, "lpips": False}
 
 
 def _prepare(pred, gt, crop_border: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +148,6 @@ def no_reference_metrics(pred, niqe_model=None) -> dict[str, float | None]:
 # ------------------------------------------------------------------ beyond SSIM: what the eye notices
 PERCEPTUAL_CONVENTIONS = (
     "MS-SSIM: torchmetrics (5 scales, Gaussian 11x11 sigma 1.5, RGB, data_range=1; None below 161 px a side); "
-    "VIF: torchmetrics' pixel-domain VIF (VIF-p), RGB averaged, higher is better; "
     "HF ratio: energy of the 3x3 Laplacian of the Y channel, restored over ground truth "
     "(1 = as much fine detail as the truth, < 1 smoother, > 1 more high frequencies: detail, noise or artefacts)"
 )
@@ -171,18 +170,6 @@ def ms_ssim(pred, gt) -> float | None:
     return float(multiscale_structural_similarity_index_measure(a, b, data_range=1.0))
 
 
-def vif(pred, gt) -> float | None:
-    """Visual information fidelity (Sheikh & Bovik 2006, pixel domain) from torchmetrics; None below 41 px."""
-    from torchmetrics.functional.image import visual_information_fidelity
-
-    a, b = _nchw(pred), _nchw(gt)
-    if a.shape != b.shape:
-        raise ValueError(f"prediction and ground truth differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
-    if min(a.shape[-2:]) < 41:
-        return None
-    return float(visual_information_fidelity(a, b))
-
-
 def high_frequency_energy(img) -> float:
     """Mean squared 3x3 Laplacian of the Y channel: how much fine detail (or noise) an image holds."""
     from scipy.ndimage import laplace
@@ -197,7 +184,8 @@ def high_frequency_ratio(pred, gt) -> float | None:
 
 
 def perceptual_reference_metrics(pred, gt) -> dict[str, float | None]:
-    """``ms_ssim``, ``vif`` and ``hf_ratio`` against ``gt`` (all None without one)."""
+    """``ms_ssim`` and ``hf_ratio`` against ``gt`` (both None without one). (torchmetrics' VIF was tried and
+    left out: 40 s a 500 px image here, bench/results/zoo-report-cost.md.)"""
     if gt is None:
-        return {"ms_ssim": None, "vif": None, "hf_ratio": None}
-    return {"ms_ssim": ms_ssim(pred, gt), "vif": vif(pred, gt), "hf_ratio": high_frequency_ratio(pred, gt)}
+        return {"ms_ssim": None, "hf_ratio": None}
+    return {"ms_ssim": ms_ssim(pred, gt), "hf_ratio": high_frequency_ratio(pred, gt)}

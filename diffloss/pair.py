@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from diffloss.checkpoint import CARD_FILE, MODEL_FILE, CheckpointError, load_tensors
-from diffloss.paths import ARMS, PARTIAL, RunFolder
+from diffloss.paths import ARMS, CHECKPOINT_DIR, PARTIAL, PHOTOS_DIR, RunFolder
 from diffloss.run_folder import checkpoint_settings, export_checkpoint, logged_rows
 from diffloss.train import TrainEvent, TrainingDiverged, train_restorer
 from diffloss.train_config import RestorerTrainConfig
@@ -66,20 +66,23 @@ class PairRun:
         self.stop = stop or threading.Event()
         self.totals: dict[str, int] = {}
         self.stopped = False
+        self.timed_out = False  # stopped by ``rounds``' deadline, not by ``stop``
 
     def start(self, arm: str, cfg: RestorerTrainConfig) -> None:
         """Start one arm's loop (its data, model and prior load here: a bad setting fails now, not mid-run)."""
         self.loops[arm] = train_restorer(cfg)
         self.totals[arm] = cfg.loop.steps
 
-    def rounds(self) -> Iterator[dict[str, TrainEvent]]:
-        """One event per unfinished arm per round, until both finish or ``stop`` is set (then ``stopped``)."""
+    def rounds(self, deadline: float | None = None) -> Iterator[dict[str, TrainEvent]]:
+        """One event per unfinished arm per round, until both finish or ``stop`` is set (then ``stopped``), or
+        ``time.monotonic()`` passes ``deadline`` (then ``stopped`` and ``timed_out``): the arms save and stop."""
         active = dict(self.loops)
         while active:
-            if self.stop.is_set():
+            late = deadline is not None and time.monotonic() >= deadline
+            if self.stop.is_set() or late:
                 for gen in active.values():
                     gen.close()
-                self.stopped = True
+                self.stopped, self.timed_out = True, late and not self.stop.is_set()
                 return
             events = {}
             for arm in list(active):
@@ -261,6 +264,27 @@ def zip_models(run_dir: Path) -> Path:
     archive = shutil.make_archive(str(run_dir / run_dir.name), "zip", root_dir=staging)
     shutil.rmtree(staging)
     return Path(archive)
+
+
+def drop_training_state(run_dir: Path) -> list[Path]:
+    """Remove what only training needed from a pair: each finished arm's checkpoint folder (its model/ is
+    written) and, once both arms finished, the uploaded photos. Returns what was removed.
+
+    Why: on a hosted studio a finished run keeps its final models and zip; its checkpoints (several times the
+    models' size, optimizer state included) and a visitor's photos are not kept beyond the run. An unfinished arm
+    keeps its checkpoint: it can still be resumed.
+    """
+    removed = []
+    finished = [RunFolder(run_dir / arm).model.is_dir() for arm in ARMS if (run_dir / arm).is_dir()]
+    for arm in ARMS:
+        arm_dir = RunFolder(run_dir / arm)
+        if arm_dir.model.is_dir() and (arm_dir.root / CHECKPOINT_DIR).is_dir():
+            shutil.rmtree(arm_dir.root / CHECKPOINT_DIR)
+            removed.append(arm_dir.root / CHECKPOINT_DIR)
+    if finished and all(finished) and (run_dir / PHOTOS_DIR).is_dir():
+        shutil.rmtree(run_dir / PHOTOS_DIR)
+        removed.append(run_dir / PHOTOS_DIR)
+    return removed
 
 
 def arms_difference(run_dir: Path) -> str:

@@ -302,6 +302,16 @@ def enlarge(image: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
+def fit_side(image: np.ndarray, max_side: int) -> np.ndarray:
+    """An HxWx3 uint8 picture shrunk (antialiased) so that its longer side is at most ``max_side``."""
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+
+
 def grid(
     images: list[np.ndarray], labels: list[str], columns: int, pad: int = 4, font_size: int = 12,
     background: int = 255, scale: int = 1,

@@ -447,7 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--plan", action="store_true", help="list the steps and whether each is done, then exit")
     b.add_argument("--threads", type=int, default=None, help="CPU threads per training run")
     b.add_argument("--no-optional", action="store_true", help="skip the optional arms (the released weights)")
-    for q in (b, sub.add_parser("report", help="write pretrained/REPORT.md and report.json")):
+    r = sub.add_parser("report", help="write pretrained/REPORT.md and report.json")
+    r.add_argument("--tasks", nargs="*", default=None,
+                   help="measure only these tasks, keeping the others from the existing report.json")
+    for q in (b, r):
         q.add_argument("--datasets", default=str(ZooPaths().datasets))
         q.add_argument("--runs", default=str(ZooPaths().runs))
         q.add_argument("--pretrained", default=str(ZooPaths().pretrained))
@@ -456,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "report":
         from diffloss.zoo_report import write_report
 
-        write_report(paths)
+        write_report(paths, tasks=tuple(args.tasks) if args.tasks else None)
         return 0
     recipe = RECIPES["quick" if args.quick else "full"]
     command = "python -m diffloss.zoo " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -15,7 +15,8 @@ METRICS = (("psnr", "PSNR", 2), ("ssim", "SSIM", 4), ("niqe", "NIQE", 2), ("lpip
 
 
 def _name(path: Any, repo: Path | None) -> str:
-    """A path as the reader knows it: relative to the repo when inside it, else as recorded."""
+    """A path as the reader knows it: relative to the repo when inside it, else its last two parts (the machine
+    that trained a shipped weight is not the reader's, and its folders are nobody's business)."""
     if not path:
         return "?"
     p = Path(str(path))
@@ -24,7 +25,7 @@ def _name(path: Any, repo: Path | None) -> str:
             return str(p.resolve().relative_to(repo.resolve()))
         except ValueError:
             pass
-    return str(p)
+    return "…/" + "/".join(p.parts[-2:]) if len(p.parts) > 2 else p.name
 
 
 def training_lines(card: dict[str, Any] | None, repo: Path | None = None) -> list[str]:
@@ -56,7 +57,12 @@ def training_lines(card: dict[str, Any] | None, repo: Path | None = None) -> lis
     else:
         lines.append(f"- loss: {fidelity} only (the L2 arm)")
     calibration = card.get("calibration")
-    if isinstance(calibration, dict) and data.get("diffloss"):
+    arm = card.get("arm") if isinstance(card.get("arm"), dict) else None
+    if isinstance(calibration, dict) and data.get("diffloss") and arm and arm.get("nat_share"):
+        lines.append(f"- weights solved so that L_nat carries {arm['nat_share']:.0%} and L_sem "
+                     f"{arm.get('sem_share', 0):.0%} of the gradient, measured through the L2 base on "
+                     f"{calibration.get('images', '?')} training photos")
+    elif isinstance(calibration, dict) and data.get("diffloss") and "nat_share" in calibration:
         lines.append(f"- weights calibrated so that L_nat carries {calibration.get('nat_share', 0):.0%} and L_sem "
                      f"{calibration.get('sem_share', 0):.0%} of the gradient on {calibration.get('images', '?')} "
                      "validation photos")

@@ -17,8 +17,8 @@ from diffloss.checkpoint import CheckpointError
 from diffloss.images import ImageLoadError, to_uint8_numpy
 from diffloss.paths import REPO
 from diffloss.viz import grid as image_grid
-from diffloss.viz import heatmap
-from studio import cards
+from diffloss.viz import fit_side, heatmap
+from studio import cards, family_view
 from studio.metrics_table import PendingMetrics, metrics_table, start_metrics
 from studio.models import Registry, get_registry
 from studio.restorers import TILE, load_named_restorer, restorer_entry, run_restorer
@@ -44,13 +44,28 @@ def zoom_crops(images: dict[str, torch.Tensor], x: float, y: float, size: int = 
     return image_grid(crops, list(images), columns=len(crops))
 
 
+ERROR_MAP_SIDE = 480  # longest side of each error map: its caption stays readable however large the upload
+
+
 def error_maps(outputs: dict[str, torch.Tensor], gt: torch.Tensor) -> np.ndarray:
     """|output - gt| (mean over channels) of each arm on one shared colour scale, over the ground truth."""
     errs = {name: (out - gt).abs().mean(dim=0) for name, out in outputs.items()}
     vmax = max(float(e.max()) for e in errs.values()) or 1.0
-    maps = [heatmap(e, overlay=gt, vmax=vmax, alpha=0.75) for e in errs.values()]
+    maps = [fit_side(heatmap(e, overlay=gt, vmax=vmax, alpha=0.75), ERROR_MAP_SIDE) for e in errs.values()]
     labels = [f"{name}: mean |error| {float(e.mean()):.4f}" for name, e in errs.items()]
     return image_grid(maps, labels, columns=len(maps))
+
+
+def change_centre(before: torch.Tensor, after: torch.Tensor, side: int = 64) -> tuple[float, float]:
+    """(x, y) fractions of the centre of the ``side`` square where a restorer changed the photo most: where the
+    default zoom should land (the holes of an inpainting, the streaks of a rain removal)."""
+    diff = (after.float() - before.float()).abs().mean(0, keepdim=True)[None]
+    h, w = diff.shape[-2:]
+    side = max(1, min(side, h, w))
+    pooled = torch.nn.functional.avg_pool2d(diff, side, stride=1)
+    idx = int(pooled.flatten().argmax())
+    top, left = divmod(idx, pooled.shape[-1])
+    return (left + side / 2) / w, (top + side / 2) / h
 
 
 @dataclass
@@ -63,19 +78,41 @@ class CompareResult:
     error_map: np.ndarray | None
     metrics: str
     notes: str
+    difference: np.ndarray  # the DiffLoss arm's output minus the L2 arm's, amplified
+    difference_note: str
+    family_plot: np.ndarray | None  # the task family's perception-distortion plot, the two arms ringed
+    zoom_xy: tuple[float, float]  # where the zoom looked (the automatic choice when asked for)
+    ground_truth: np.ndarray | None  # kept in a hidden picture, so a click re-zooms without a re-run
 
     def as_tuple(self) -> tuple:
-        return (self.degraded, self.l2, self.diffloss, self.slider, self.zoom, self.error_map, self.metrics, self.notes)
+        return (self.degraded, self.l2, self.diffloss, self.slider, self.zoom, self.error_map, self.metrics, self.notes,
+                self.difference, self.difference_note, self.family_plot, *self.zoom_xy, self.ground_truth)
+
+
+def rezoom(degraded: np.ndarray | None, l2: np.ndarray | None, diffloss: np.ndarray | None,
+           ground_truth: np.ndarray | None, x: float, y: float, size: float) -> np.ndarray | None:
+    """The zoomed crops of the pictures on show at a new point: a click zooms at once, with no second run.
+
+    Why from the pictures on show (8-bit) and not a kept state: they are what the visitor sees, and a per-visitor
+    state would hold tensors on the server for every open page."""
+    named = {"degraded input": degraded, "L2 arm": l2, "DiffLoss arm": diffloss, "ground truth": ground_truth}
+    shown = {name: torch.from_numpy(np.asarray(a)[..., :3].copy()).permute(2, 0, 1).float() / 255.0
+             for name, a in named.items() if a is not None}
+    if not shown or len({tuple(t.shape) for t in shown.values()}) > 1:
+        return None
+    return zoom_crops(shown, x, y, int(size))
 
 
 def compare(
     image: str | None, task: str, mode: str, seed: float, l2_label: str | None, dl_label: str | None,
     zoom_x: float = 0.5, zoom_y: float = 0.5, zoom_size: float = 64, ground_truth: str | None = None,
-    registry: Registry | None = None,
+    zoom_auto: bool = False, diff_gain: float = 10.0, registry: Registry | None = None,
 ) -> CompareResult:
-    """Restore one image with the L2 arm and the DiffLoss arm; pictures, error maps and metrics of both.
+    """Restore one image with the L2 arm and the DiffLoss arm; pictures, error maps and metrics of both, their
+    difference amplified, and where the two arms sit in their task's family.
 
-    ``ground_truth``: the clean partner of an already-degraded photo (mode ``MODES[2]``), for real pairs."""
+    ``ground_truth``: the clean partner of an already-degraded photo (mode ``MODES[2]``), for real pairs.
+    ``zoom_auto``: zoom where the DiffLoss arm changed the photo most instead of at (zoom_x, zoom_y)."""
     reg = registry or get_registry()
     m_l2 = load_named_restorer(l2_label, task, "L2 arm", reg)
     m_dl = load_named_restorer(dl_label, task, "DiffLoss arm", reg)
@@ -92,7 +129,12 @@ def compare(
     shown = {"degraded input": case.shown, "L2 arm": z_l2, "DiffLoss arm": z_dl}
     if case.gt is not None:
         shown["ground truth"] = case.gt
+    if zoom_auto:
+        zoom_x, zoom_y = change_centre(case.shown[:3], z_dl, int(zoom_size))
     zoom = zoom_crops(shown, zoom_x, zoom_y, int(zoom_size))
+    difference, difference_note = family_view.amplified_difference(z_dl, z_l2, float(diff_gain or 10.0))
+    marked = tuple(a for a in (family_view.arm_of_label(l2_label), family_view.arm_of_label(dl_label)) if a)
+    family_plot = family_view.pd_figure(reg.report(), task, marked)
     err = error_maps({"L2 arm": z_l2, "DiffLoss arm": z_dl}, case.gt) if case.gt is not None else None
     table = metrics_table({"degraded input": input_metrics, "L2 arm": l2_metrics, "DiffLoss arm": dl_metrics}, case.gt,
                           size=tuple(case.shown.shape[-2:]))
@@ -108,6 +150,9 @@ def compare(
     return CompareResult(
         degraded=to_uint8_numpy(case.shown), l2=l2_img, diffloss=dl_img, slider=(l2_img, dl_img), zoom=zoom,
         error_map=err, metrics=table, notes="\n".join(f"- {n}" for n in notes),
+        difference=difference, difference_note=f"DiffLoss arm minus L2 arm: {difference_note}.",
+        family_plot=family_plot, zoom_xy=(float(zoom_x), float(zoom_y)),
+        ground_truth=to_uint8_numpy(case.gt) if case.gt is not None else None,
     )
 
 
@@ -124,7 +169,8 @@ def describe_pair(task: str, l2_label: str | None, dl_label: str | None, registr
         card = reg.card(entry)
         starts.append(((card or {}).get("data") or {}).get("init"))
         measured = cards.measured_lines(cards.measured_rows(report, task, entry.path))
-        parts.append("\n".join([f"**{arm_name}**: `{entry.label}`", *cards.training_lines(card, REPO)]
+        family_lines = family_view.arm_lines(card, report, task, entry.label)[1:]  # its place in the family
+        parts.append("\n".join([f"**{arm_name}**: `{entry.label}`", *family_lines, *cards.training_lines(card, REPO)]
                                + (["- measured by `python -m diffloss.zoo report` (pretrained/REPORT.md):", *measured]
                                   if measured else [])))
     if len(starts) == 2 and starts[0] and starts[0] == starts[1]:
@@ -147,7 +193,8 @@ def evaluate_pair(
     reg = registry or get_registry()
     entries = {arm: restorer_entry(label, task, name, reg)
                for arm, label, name in (("l2", l2_label, "L2 arm"), ("diffloss", dl_label, "DiffLoss arm"))}
-    files = reg.calibration_images()[: max(1, min(int(photos), 64))]
+    asked = max(1, min(int(photos), 64))
+    files = reg.calibration_images()[:asked]
     if not files:
         raise gr.Error("No clean validation photos to evaluate on: put the benchmark's clean/val beside the repo "
                        "(or point DIFFLOSS_DATASETS at it), or add clean_*.png photos to examples/.")
@@ -163,10 +210,20 @@ def evaluate_pair(
         raise gr.Error(f"Cannot evaluate: {err}") from err
     table = report.to_markdown(standalone=False)
     counts = [f"{m.upper()} {w}/{n}" for m in METRICS for w, n in [wins(report, m, "diffloss", "l2")] if n]
-    return "\n".join([
-        f"`l2` = {entries['l2'].label}, `diffloss` = {entries['diffloss'].label}. " + table,
-        f"DiffLoss arm better than the L2 arm on: {', '.join(counts) or 'n/a'} images. {verdict(report, 'diffloss', 'l2')}",
-    ])
+    lines = [f"`l2` = {entries['l2'].label}, `diffloss` = {entries['diffloss'].label}. " + table]
+    if len(files) < asked:
+        lines.append(f"**{len(files)} photos, not {asked}**: only {len(files)} clean validation photos are here "
+                     "(the benchmark's clean/val is not beside the repo, so the shipped clean examples were used).")
+    lines.append(f"DiffLoss arm better than the L2 arm on: {', '.join(counts) or 'n/a'} images.")
+    if len(files) >= MIN_PHOTOS_FOR_VERDICT:
+        lines.append(verdict(report, "diffloss", "l2"))
+    else:
+        lines.append(f"No verdict from {len(files)} photos: {MIN_PHOTOS_FOR_VERDICT} at least are needed before a "
+                     "difference means more than the choice of photos.")
+    return "\n".join(lines)
+
+
+MIN_PHOTOS_FOR_VERDICT = 8  # below this a win count is mostly the choice of photos
 
 
 def point_fraction(index: tuple[int, int] | list[int] | None, image: np.ndarray | None) -> tuple[float, float]:

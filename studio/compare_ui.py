@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from diffloss import degrade
-from studio import compare_tab, model_upload, restorers, upload
+from studio import compare_tab, family_view, model_upload, restorers, upload
 from studio.components import UploadImage
 from studio.gpu import on_gpu
 from studio.widgets import (
@@ -42,9 +42,12 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
             seed = gr.Number(value=0, precision=0, label="Degradation seed")
             l2 = gr.Dropdown(labels, value=l2_default, label="L2 arm")
             dl = gr.Dropdown(labels, value=dl_default, label="DiffLoss arm")
+            weight = gr.Radio(family_view.weight_choices(start.task, start.registry), value=dl_default,
+                              label="Prior weight (steps the DiffLoss arm through the task's family)")
             go = gr.Button("Compare", variant="primary")
             shown_examples = examples([image, task, mode, gt], start.rows, "Examples")
             with gr.Accordion("Zoom (or click the degraded image)", open=False):
+                zoom_auto = gr.Checkbox(value=True, label="zoom where the restorer changed the photo most")
                 zoom_x = gr.Slider(0, 1, value=0.5, label="x (fraction of width)")
                 zoom_y = gr.Slider(0, 1, value=0.5, label="y (fraction of height)")
                 zoom_size = gr.Slider(16, 256, value=64, step=8, label="crop size (px)")
@@ -60,6 +63,15 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
                 out_dl = gr.Image(label="DiffLoss arm", format="png")
             slider = gr.ImageSlider(label="L2 arm | DiffLoss arm", format="png")
             zoom = picture("Zoomed crop")
+            with gr.Row():
+                with gr.Column():
+                    difference = picture("Difference of the two outputs, amplified (grey = identical)")
+                    diff_gain = gr.Slider(1, 50, value=10, step=1, label="amplification")
+                    difference_note = gr.Markdown()
+                with gr.Column():
+                    family_plot = picture("The task's family: distortion (PSNR) vs naturalness (NIQE), shown arms ringed")
+            # the ground truth the zoom shows beside the outputs; a click re-zooms from the pictures on show
+            ground_truth = gr.Image(visible=False, format="png", interactive=False)
             with gr.Column(visible=False) as error_box:  # shown for a comparison with a ground truth
                 error_map = picture("Error against ground truth (shared scale)")
             metrics = gr.Markdown()
@@ -73,28 +85,45 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
                 evaluation = gr.Markdown()
     # .input, not .change: where code sets the task (an example, an uploaded zip) it sets the arms too,
     # and a .change handler running beside it would put the task's default pair back.
-    task.input(restorer_dropdowns, task, [l2, dl])
+    task.input(restorer_dropdowns, task, [l2, dl]).then(weight_control, [task, dl], weight, api_visibility="private")
     eval_go.click(on_gpu("evaluate")(compare_tab.evaluate_pair), [task, l2, dl, eval_photos], evaluation,
                   api_name="evaluate")
     gr.on([l2.change, dl.change, page.load], compare_tab.describe_pair, [task, l2, dl], cards,
           api_visibility="private")
     refreshed = refresh.click(restorer_dropdowns, task, [l2, dl])
-    degraded.select(point, degraded, [zoom_x, zoom_y])
+    degraded.select(point, degraded, [zoom_x, zoom_y, zoom_auto]).then(
+        compare_tab.rezoom, [degraded, out_l2, out_dl, ground_truth, zoom_x, zoom_y, zoom_size], zoom,
+        api_visibility="private")
     run = on_gpu("compare")(as_outputs(compare_tab.compare))
     # By the handler's parameter names; this order is also the HTTP API's (ground_truth last, optional).
     request = {"image": image, "task": task, "mode": mode, "seed": seed, "l2_label": l2, "dl_label": dl,
-               "zoom_x": zoom_x, "zoom_y": zoom_y, "zoom_size": zoom_size, "ground_truth": gt}
+               "zoom_x": zoom_x, "zoom_y": zoom_y, "zoom_size": zoom_size, "ground_truth": gt, "zoom_auto": zoom_auto,
+               "diff_gain": diff_gain}
     # The ground-truth box shows only for a real pair (an example sets the mode too, hence .change).
     mode.change(lambda m: gr.update(visible=m == upload.MODES[2]), mode, gt, api_visibility="private")
-    outputs = [degraded, out_l2, out_dl, slider, zoom, error_map, metrics, notes]  # CompareResult.as_tuple's order
+    outputs = [degraded, out_l2, out_dl, slider, zoom, error_map, metrics, notes,  # CompareResult.as_tuple's order
+               difference, difference_note, family_plot, zoom_x, zoom_y, ground_truth]
     # An already degraded photo has no error map: its empty box and title go, the note says why.
     error_map.change(lambda err: gr.update(visible=err is not None), error_map, error_box, api_visibility="private")
     go.click(run, outputs=outputs, api_name="compare", **event_inputs(request))
+    # The prior-weight control picks the DiffLoss arm from the family and shows it at once; the arm box follows.
+    weight.input(lambda label: label, weight, dl, api_visibility="private").then(
+        run, outputs=outputs, api_visibility="private", **event_inputs(request))
+    dl.input(weight_control, [task, dl], weight, api_visibility="private")
+    diff_gain.release(run, outputs=outputs, api_visibility="private", **event_inputs(request))
     run_on_example(shown_examples, run, request, outputs, first=(restorer_dropdowns, task, [l2, dl]))
     zip_added = zip_file.upload(model_upload.add_restorers, zip_file, [zip_note, task], api_name="add_restorers")
     return CompareUI(task=task, l2=l2, dl=dl, refreshed=refreshed, zip_added=zip_added)
 
 
 def point(image, evt: gr.SelectData):
-    """A click on the degraded image: the zoom sliders move there."""
-    return compare_tab.point_fraction(evt.index, image)
+    """A click on the degraded image: the zoom sliders move there (and the automatic zoom steps aside)."""
+    return (*compare_tab.point_fraction(evt.index, image), False)
+
+
+def weight_control(task: str, dl_label: str | None) -> gr.Radio:
+    """The prior-weight control for a task: its family, with the chosen DiffLoss arm marked when it is one."""
+    from studio.models import get_registry
+
+    choices = family_view.weight_choices(task, get_registry())
+    return gr.Radio(choices=choices, value=dl_label if dl_label in [c[1] for c in choices] else None)

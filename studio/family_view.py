@@ -111,12 +111,13 @@ def arm_lines(card: dict | None, report: dict | None, task: str, label: str) -> 
         t = f"t <= {spec['t_max']}" if spec.get("t_max") is not None else "t over the whole schedule"
         lines.append(f"- gamma {spec['gamma']:.4g}, lambda {spec.get('lam', 0):.4g}, {t}")
     task_report = ((report or {}).get("tasks") or {}).get(task) or {}
-    training = ((task_report.get("arms") or {}).get(arm or "") or {}).get("training") or {}
+    arm_report = (task_report.get("arms") or {}).get(arm or "")
+    training = (arm_report.get("training") if isinstance(arm_report, dict) else None) or {}  # older reports: a path
     if training.get("prior_share_last_fifth") is not None:
         lines.append(f"- the prior carried {training['prior_share_last_fifth']:.0%} of the gradient over the last "
                      "fifth of its training")
     for source in task_report.get("sources") or []:
-        m = (source.get("means") or {}).get(arm or "")
+        m = (source.get("means") or {}).get(arm or "") if isinstance(source, dict) else None
         if m and m.get("psnr") is not None:
             vs = m.get("psnr_vs_l2")
             lines.append(f"- {source['source']}: PSNR {m['psnr']:.2f}, NIQE {m.get('niqe') or float('nan'):.2f}"

@@ -179,18 +179,6 @@ def launch_options() -> dict[str, Any]:
     return {"max_file_size": MAX_UPLOAD} if is_hosted() else {}
 
 
-def server_roots() -> dict[Path, str]:
-    """The server folders a visitor may see named, and how: the repo relative to itself, the runs as ``runs/``."""
-    from studio.models import REPO, get_registry
-
-    return {REPO: "", get_registry().runs: "runs/"}
-
-
-def public_message(text: str) -> str:
-    """``text`` as a visitor may see it: unchanged on one's own machine, without server paths when hosted."""
-    return public_text(text, server_roots()) if is_hosted() else text
-
-
 def hosted_training_photos(photos: list[str] | None, clean_folder: str | None, clean_examples: list[Path]) -> list[str]:
     """The photos a hosted Train run uses: the visitor's uploads, else the shipped clean examples; a typed folder
     is refused without looking at it (whether it exists is the server's business)."""

@@ -14,6 +14,10 @@ from diffloss.metrics import CONVENTIONS, full_reference_metrics, load_lpips, no
 from diffloss.niqe import min_side as niqe_min_side
 
 
+LPIPS_MISSING = ("LPIPS is not shown: it needs the lpips package and its AlexNet weights on this machine, and "
+                 "nothing is downloaded here.")
+
+
 @functools.lru_cache(maxsize=1)
 def lpips_metric():
     """(fn, reason): LPIPS loads once per process, offline only (see diffloss.metrics.load_lpips)."""
@@ -65,16 +69,18 @@ def metrics_table(rows: dict[str, PendingMetrics], gt: torch.Tensor | None, size
     niqe_min = niqe_min_side()
     small = min(h, w) < niqe_min
     niqe_missing = f"n/a (< {niqe_min} px)" if small else "n/a (flat image)"
-    lines = ["| image | PSNR (dB) ↑ | SSIM ↑ | NIQE ↓ | LPIPS ↓ |", "| --- | --- | --- | --- | --- |"]
+    with_lpips = lp_fn is not None  # a column that could only ever say "unavailable" is left out
+    lines = ["| image | PSNR (dB) ↑ | SSIM ↑ | NIQE ↓ |" + (" LPIPS ↓ |" if with_lpips else ""),
+             "| --- | --- | --- | --- |" + (" --- |" if with_lpips else "")]
     for name, m in results.items():
         no_ref = "n/a (no ground truth)"
         lines.append(
             f"| {name} | {_fmt(m['psnr'], 2, no_ref)} | {_fmt(m['ssim'], 4, no_ref)} | "
-            f"{_fmt(m['niqe'], 2, niqe_missing)} | {_fmt(m['lpips'], 4, no_ref if gt is None else 'unavailable')} |"
+            f"{_fmt(m['niqe'], 2, niqe_missing)} |" + (f" {_fmt(m['lpips'], 4, no_ref)} |" if with_lpips else "")
         )
     notes = [f"Conventions: {CONVENTIONS}."]
     if small:
         notes.append(f"NIQE needs at least {niqe_min}x{niqe_min} px; this image is {w}x{h}.")
-    if lp_fn is None and gt is not None:
-        notes.append(lp_reason + ".")
+    if not with_lpips and gt is not None:
+        notes.append(LPIPS_MISSING)
     return "\n".join(lines) + "\n\n" + " ".join(notes)

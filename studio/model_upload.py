@@ -19,6 +19,7 @@ import gradio as gr
 from diffloss.checkpoint import CARD_FILE, CONFIG_FILE, MODEL_FILE, CheckpointError
 from diffloss.paths import ARMS, MODEL_DIR
 from diffloss.safe_zip import ZipMemberError, check_compression, read_member
+from studio import run_budget, visitors
 from studio.inputs import file_stem
 from studio.models import Registry, RestorerEntry, get_registry
 
@@ -89,7 +90,9 @@ def unpack(zip_path: Path, run_dir: Path) -> list[Path]:
 
 def add_restorers(zip_path: str | None, registry: Registry | None = None) -> tuple[str, str]:
     """(markdown, task): the zip's restorers added as a new run in ``runs/``; gr.Error with the reason when the zip
-    holds none the studio can load (and then nothing is kept)."""
+    holds none the studio can load (and then nothing is kept). On a hosted studio the run belongs to the uploader
+    (the visitor of the gradio event, ``studio.visitors``: no ``gr.Request`` parameter here, since callers pass
+    ``registry`` by position) and counts in their share of runs/ (``studio.run_budget``)."""
     reg = registry or get_registry()
     if not zip_path:
         raise gr.Error("Choose a zip first: the one the Train tab's download gives (l2/ and diffloss/ folders).")
@@ -98,20 +101,23 @@ def add_restorers(zip_path: str | None, registry: Registry | None = None) -> tup
     run_dir = reg.runs / f"upload-{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists():
         raise gr.Error(f"{run_dir.name} already exists in {reg.runs}: upload it again in a second.")
-    try:
-        folders = unpack(path, run_dir)
-        tasks = {reg.load_restorer(folder).config.task for folder in folders}
-        if len(tasks) > 1:
-            raise ModelZipError(f"its models are for different tasks ({', '.join(sorted(tasks))}): a pair "
-                                "compares two restorers of one task")
-    except (ModelZipError, ZipMemberError, CheckpointError, ValueError, zipfile.BadZipFile, OSError) as err:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        reason = str(err).replace(f"{run_dir}/", "")  # the folder is gone: name files as the zip's layout
-        raise gr.Error(f"Cannot add restorers from {path.name}: {reason}") from err
+    with run_budget.in_use(run_dir):
+        evicted = run_budget.room_for_visitor(reg.runs)  # hosted: the oldest runs over the caps go first
+        try:
+            folders = unpack(path, run_dir)
+            tasks = {reg.load_restorer(folder).config.task for folder in folders}
+            if len(tasks) > 1:
+                raise ModelZipError(f"its models are for different tasks ({', '.join(sorted(tasks))}): a pair "
+                                    "compares two restorers of one task")
+        except (ModelZipError, ZipMemberError, CheckpointError, ValueError, zipfile.BadZipFile, OSError) as err:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            reason = str(err).replace(f"{run_dir}/", "")  # the folder is gone: name files as the zip's layout
+            raise gr.Error(f"Cannot add restorers from {path.name}: {reason}") from err
+        visitors.claim(run_dir)  # hosted: the uploader's alone, as a run they trained
     entries = _entries_in(run_dir, reg)
     task = tasks.pop()
     return (f"Added {', '.join(f'`{e.label}`' for e in entries)} for **{task}** (in `{run_dir}`); "
-            "now chosen above.", task)
+            "now chosen above." + (f" Note: {evicted}." if evicted else ""), task)
 
 
 def _entries_in(run_dir: Path, registry: Registry) -> list[RestorerEntry]:

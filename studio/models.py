@@ -31,7 +31,8 @@ from diffloss.images import list_images
 from diffloss.paths import ARMS, EXAMPLES, MODEL_DIR, PARTIAL, PRETRAINED, REPO, RunFolder, datasets_folder, runs_folder  # noqa: F401
 from diffloss.family import SHOWCASE_ARM, shipped_restorers
 from diffloss.prior import DiffusionPrior, PriorLoadError
-from studio import hosting
+from studio import hosting, visitors
+
 SHIPPED_PRIOR = "shipped prior (pretrained/prior)"
 
 
@@ -118,6 +119,14 @@ def _prior_stamp(folder: Path) -> float:
     return max(f.stat().st_mtime for f in files)
 
 
+def _shown_path(path: Path) -> str:
+    """A path as the page shows it: relative to the repository when inside it, else its name."""
+    try:
+        return Path(path).resolve().relative_to(REPO.resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
 class Registry:
     """Discovers models under its roots and loads them once (thread-safe)."""
 
@@ -141,13 +150,17 @@ class Registry:
     def has_shipped_prior(self) -> bool:
         return (self.shipped_prior_path / "config.json").is_file() or (self.shipped_prior_path / "unet").is_dir()
 
-    def restorers(self, task: str | None = None, partial: bool = False) -> list[RestorerEntry]:
+    def restorers(self, task: str | None = None, visible: visitors.RunFilter | None = None,
+                  partial: bool = False) -> list[RestorerEntry]:
         """Shipped restorers first, then trained runs (newest first); only those for ``task`` when given.
 
+        ``visible``: which run folders to list; by default ``visitors.run_filter()``, i.e. on a hosted studio only
+        the runs of the visitor whose event is being handled (every run on one's own machine).
         ``partial``: also a stopped Train pair's arms, as exported from their last checkpoint, labelled
         "... (partial, step N)"; a finished arm's model replaces its export. Off by default: what is preselected
         and counted is finished models; the lists a person picks from ask for them.
         """
+        visible = visible or visitors.run_filter()
         found: list[RestorerEntry] = []
         for task_name, arms in shipped_restorers(self.pretrained).items():  # each task's family, in dose order
             for member, folder in arms.items():
@@ -156,7 +169,7 @@ class Registry:
                                              member if member in ARMS else None))
         if self.runs.is_dir():
             runs = sorted((p for p in self.runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
-            for run in runs:
+            for run in (r for r in runs if visible is None or visible(r)):
                 if _is_model_folder(RunFolder(run).model):
                     found.append(self._entry(RunFolder(run).model, f"run {run.name}", "run", None))
                 for arm in ARMS:
@@ -177,13 +190,16 @@ class Registry:
             label = f"{label} ({arm})"
         return RestorerEntry(label=label, path=folder, task=str(config.get("task", "")), arm=arm, source=source)
 
-    def find(self, label: str, task: str | None = None) -> RestorerEntry | None:
-        return next((e for e in self.restorers(task, partial=True) if e.label == label), None)
+    def find(self, label: str, task: str | None = None,
+             visible: visitors.RunFilter | None = None) -> RestorerEntry | None:
+        """The restorer behind a label, among those ``visible`` (see ``restorers``): another visitor's is None;
+        a stopped pair's partial arms included."""
+        return next((e for e in self.restorers(task, visible, partial=True) if e.label == label), None)
 
-    def default_pair(self, task: str) -> tuple[str | None, str | None]:
+    def default_pair(self, task: str, visible: visitors.RunFilter | None = None) -> tuple[str | None, str | None]:
         """Labels of the L2 and DiffLoss arms to preselect: the first of each arm for the task, the family's
         showcase arm (the one whose difference a person can see) before any other DiffLoss arm."""
-        entries = self.restorers(task)
+        entries = self.restorers(task, visible)
         l2 = next((e.label for e in entries if e.arm == "l2"), None)
         showcase = f"shipped {task} {SHOWCASE_ARM}"
         dl = next((e.label for e in entries if e.label == showcase),
@@ -243,6 +259,7 @@ class Registry:
     def status(self) -> str:
         """What is installed and, for what is missing, how to get it (markdown, shown at the top of the app)."""
         lines = []
+        shown = _shown_path
         shipped = [e for e in self.restorers() if e.source == "shipped"]
         runs = [e for e in self.restorers() if e.source == "run"]
         if shipped:
@@ -250,16 +267,16 @@ class Registry:
             lines.append(f"Shipped restorers: {len(shipped)} ({', '.join(tasks)}).")
         else:
             lines.append(
-                f"**No shipped restorers yet** (nothing in `{self.pretrained / 'restorers'}`): train a pair in the "
+                f"**No shipped restorers yet** (nothing in `{shown(self.pretrained / 'restorers')}`): train a pair in the "
                 "Train tab, or build the pretrained zoo (`python -m diffloss.zoo build --quick`, see the README)."
             )
         if runs:
-            lines.append(f"Trained runs in `{self.runs}`: {len(runs)} restorer(s).")
+            lines.append(f"Trained runs in `{shown(self.runs)}`: {len(runs)} restorer(s).")
         if self.has_shipped_prior():
-            lines.append(f"Prior: `{self.shipped_prior_path}`.")
+            lines.append(f"Prior: `{shown(self.shipped_prior_path)}`.")
         else:
             lines.append(
-                f"**No shipped prior** at `{self.shipped_prior_path}`: Inspect and the DiffLoss arm of Train need one. "
+                f"**No shipped prior** at `{shown(self.shipped_prior_path)}`: Inspect and the DiffLoss arm of Train need one. "
                 "Type any diffusers UNet2DModel folder or hub id in the prior box, or train one with "
                 "`python -m diffloss.train prior --clean FOLDER --out runs/prior` and point the box at "
                 "`runs/prior/model`."

@@ -9,25 +9,30 @@ import torch
 from diffloss import nets
 from diffloss.checkpoint import CheckpointError
 from diffloss.prior import PriorLoadError
+from studio import visitors
 from studio.models import Registry, RestorerEntry, get_registry
 
 TILE = 512  # restore larger images in overlapping tiles (bounded memory)
 
 
-def restorer_choices(task: str, registry: Registry | None = None) -> tuple[list[str], str | None, str | None]:
-    """Dropdown choices for a task and the labels to preselect for the L2 and DiffLoss arms."""
+def restorer_choices(task: str, registry: Registry | None = None,
+                     request: gr.Request | None = None) -> tuple[list[str], str | None, str | None]:
+    """Dropdown choices for a task and the labels to preselect for the L2 and DiffLoss arms (on a hosted studio:
+    the shipped restorers and the visitor's own runs, ``studio.visitors``)."""
     reg = registry or get_registry()
-    labels = [e.label for e in reg.restorers(task, partial=True)]  # a stopped pair's arms too, labelled partial
-    l2, dl = reg.default_pair(task)
+    visible = visitors.run_filter(request)
+    labels = [e.label for e in reg.restorers(task, visible, partial=True)]  # a stopped pair's arms too, marked so
+    l2, dl = reg.default_pair(task, visible)
     return labels, l2 or (labels[0] if labels else None), dl or (labels[-1] if labels else None)
 
 
-def trained_pair_choices(task: str, registry: Registry | None = None) -> tuple[list[str], str | None, str | None]:
+def trained_pair_choices(task: str, registry: Registry | None = None,
+                         request: gr.Request | None = None) -> tuple[list[str], str | None, str | None]:
     """Like ``restorer_choices``, but the newest Train-tab run's two arms preselected (runs are listed newest
     first): after training, Compare shows what was just trained, not the shipped pair."""
     reg = registry or get_registry()
-    labels, l2, dl = restorer_choices(task, reg)
-    runs = [e for e in reg.restorers(task, partial=True) if e.source == "run"]
+    labels, l2, dl = restorer_choices(task, reg, request)
+    runs = [e for e in reg.restorers(task, visitors.run_filter(request), partial=True) if e.source == "run"]
     newest = {arm: next((e.label for e in runs if e.arm == arm), None) for arm in ("l2", "diffloss")}
     return labels, newest["l2"] or l2, newest["diffloss"] or dl
 
@@ -35,13 +40,14 @@ def trained_pair_choices(task: str, registry: Registry | None = None) -> tuple[l
 FRESH_START = "a fresh restorer (the identity)"
 
 
-def start_choices(task: str, registry: Registry | None = None) -> tuple[list[str], str]:
+def start_choices(task: str, registry: Registry | None = None, request: gr.Request | None = None) -> tuple[list[str], str]:
     """The Train tab's "Start from" choices for a task and the one to preselect: the task's first L2 arm when there
     is one (fine-tuning, as the paper and the zoo do: a few hundred CPU steps from scratch teach little), else a
     fresh restorer."""
     reg = registry or get_registry()
-    l2, _ = reg.default_pair(task)
-    return [FRESH_START, *(e.label for e in reg.restorers(task))], l2 or FRESH_START
+    visible = visitors.run_filter(request)
+    l2, _ = reg.default_pair(task, visible)
+    return [FRESH_START, *(e.label for e in reg.restorers(task, visible))], l2 or FRESH_START
 
 
 def start_entry(start: str | None, task: str, registry: Registry) -> RestorerEntry | None:
@@ -58,7 +64,7 @@ def restorer_entry(label: str | None, task: str, arm_name: str, registry: Regist
             f"No restorer chosen for the {arm_name} (and none found for task '{task}'). No shipped restorers yet: "
             "train a pair in the Train tab, or build the pretrained zoo (see the README)."
         )
-    entry = registry.find(label, task)
+    entry = registry.find(label, task)  # on a hosted studio, another visitor's run is not found
     if entry is None:
         raise gr.Error(f"'{label}' is not a restorer for task '{task}' (press Refresh to update the list).")
     return entry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.hosting import public_message
+from studio.public import public_message
 
 
 def warn(message: str) -> None:

@@ -19,7 +19,7 @@ from diffloss import degrade, nets, pair
 from diffloss.images import ImageLoadError, image_size, load_image, save_image
 from diffloss.loss import DiffLossConfig
 from diffloss.paths import ARMS, PHOTOS_DIR
-from studio import hosting, inputs
+from studio import hosting, inputs, run_budget, visitors
 from studio.models import Registry, get_registry
 from studio.plots import training_figure
 from studio.restorers import load_prior, load_restorer, start_entry
@@ -28,15 +28,29 @@ from studio.upload import MAX_SIDE, load_upload
 
 CPU_CAPS = {"steps": 300, "batch": 8, "crop": 128}
 GPU_CAPS = {"steps": 5000, "batch": 32, "crop": 256}
+# A hosted CPU Space: one slot serves every visitor, so a run is shorter there, in steps and in time.
+HOSTED_CPU_CAPS = {**CPU_CAPS, "steps": 150}
+# Seconds one hosted run may hold the slot (then it stops, resumable); under a ZeroGPU call's limit (studio.gpu).
+HOSTED_RUN_SECONDS = 8 * 60
 _TRAIN_LOCK = threading.Lock()
 _STOP = threading.Event()
 _LOOPS: dict[str, Iterator] = {}  # the running Train run's two training loops, for stop_for_shutdown
+_RUNNING: dict[str, str | None] = {}  # {"owner": visitor key} while a run holds the slot (who may Stop it)
 TRAIN_TAB = "DiffLoss Studio Train tab"  # what the arms' cards record as their command
 
 
 def train_caps() -> dict[str, int]:
-    """What one Train run may ask for here: a CPU run must end in minutes, a GPU run may go further."""
-    return GPU_CAPS if torch.cuda.is_available() else CPU_CAPS
+    """What one Train run may ask for here: a CPU run must end in minutes (fewer on a hosted CPU Space, where
+    visitors take turns), a GPU run may go further."""
+    if torch.cuda.is_available():
+        return GPU_CAPS
+    return HOSTED_CPU_CAPS if hosting.is_hosted() else CPU_CAPS
+
+
+def run_seconds() -> float | None:
+    """How long one run may hold the training slot: ``HOSTED_RUN_SECONDS`` on a hosted studio, unbounded on
+    one's own machine."""
+    return float(HOSTED_RUN_SECONDS) if hosting.is_hosted() else None
 
 
 def _train_t_range(t_min: float, t_max: float, prior) -> dict[str, int]:
@@ -115,8 +129,9 @@ def calibrate_weights(
     return new_gamma, new_lam, report
 
 
-def request_stop():
-    """Ask the running Train job to stop at its next step (it saves a checkpoint and keeps what it has).
+def request_stop(request: gr.Request | None = None):
+    """Ask the running Train job to stop at its next step (it saves a checkpoint and keeps what it has). On a
+    hosted studio only the visitor who started it may (``studio.visitors``).
 
     With no run going the status is left as it is (a toast says so): "Stopping..." written over a finished run's
     Done summary would outlive the state it describes, since no later step ever replaces it.
@@ -124,6 +139,10 @@ def request_stop():
     if not _TRAIN_LOCK.locked():
         warn("No training run is going: nothing to stop.")
         return gr.skip()
+    if hosting.is_hosted():
+        key = visitors.visitor_key(request)
+        if key is None or not _RUNNING or _RUNNING.get("owner") != key:
+            return "No run of yours is going: Stop stops a run started from this page."
     _STOP.set()
     return "Stopping after the current step..."
 
@@ -229,8 +248,9 @@ def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str], shipped
 def train_pair(
     task: str, steps: float, batch: float, crop: float, lr: float, gamma: float, lam: float, t_min: float,
     t_max: float, seed: float, prior_source: str | None, clean_folder: str | None = None, prior_crop: float = 0,
-    start: str | None = None, photos: list[str] | None = None, detach_prior: bool = False, width: int | None = None,
-    name: str | None = None, registry: Registry | None = None,
+    start: str | None = None, photos: list[str] | None = None, detach_prior: bool = False,
+    request: gr.Request | None = None, width: int | None = None, name: str | None = None,
+    registry: Registry | None = None,
 ) -> Iterator[tuple[str, np.ndarray, str | None]]:
     """Train the L2 and DiffLoss arms side by side (same start weights, seed, batches); yield (status, curves, zip).
 
@@ -243,11 +263,15 @@ def train_pair(
 
     Closing the generator (the Stop button, or the browser going away) closes both training loops, which save
     a checkpoint; ``request_stop`` ends the run the same way from another thread. One run at a time.
+
+    On a hosted studio the run belongs to ``request``'s visitor (gradio fills it; ``studio.visitors``), the
+    visitor's and then everyone's oldest runs make room for it (``studio.run_budget``), it stops after
+    ``HOSTED_RUN_SECONDS`` and, once done, keeps its models and zip but not its checkpoints and photos.
     """
     from diffloss.train_config import LoopConfig, RestorerTrainConfig
 
     reg = registry or get_registry()
-    with _one_run() as run:
+    with _one_run(request) as run:
         caps, notes = train_caps(), []
         try:  # NaN, inf, a seed past 2**63, a learning rate <= 0: said here, by the box's name
             checked = inputs.train_numbers(steps, batch, crop, lr, gamma, lam, t_min, t_max, seed, prior_crop)
@@ -288,31 +312,41 @@ def train_pair(
             raise gr.Error(str(err)) from err
         name = name or f"studio-{task}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = reg.runs / name
-        if photos:
-            folder = _uploaded_folder(photos, run_dir, notes, shipped=not uploaded)
-        loop = LoopConfig(steps=values["steps"], batch_size=values["batch"], lr=float(lr),
-                          warmup=min(50, values["steps"] // 10), seed=int(seed),
-                          log_every=max(1, values["steps"] // 60), save_every=max(10, values["steps"] // 4),
-                          resume=False)
-        base = RestorerTrainConfig(task=task, clean=[str(folder)], crop=values["crop"],
-                                   init=str(entry.path) if entry else None, width=None if entry else width,
-                                   prior=str(prior.source), loss=loss, loop=loop)
-        for arm, cfg in pair.arm_configs(base, run_dir, TRAIN_TAB).items():
-            _start_arm(run, arm, cfg)
-        yield from _stream(run, {arm: [] for arm in ARMS}, name, run_dir, notes, task)
+        with run_budget.in_use(run_dir):
+            evicted = run_budget.room_for_visitor(reg.runs, request)
+            if evicted:
+                warn(evicted)
+                notes.append(evicted)
+            visitors.claim(run_dir, request)
+            if photos:
+                folder = _uploaded_folder(photos, run_dir, notes, shipped=not uploaded)
+            loop = LoopConfig(steps=values["steps"], batch_size=values["batch"], lr=float(lr),
+                              warmup=min(50, values["steps"] // 10), seed=int(seed),
+                              log_every=max(1, values["steps"] // 60), save_every=max(10, values["steps"] // 4),
+                              resume=False)
+            base = RestorerTrainConfig(task=task, clean=[str(folder)], crop=values["crop"],
+                                       init=str(entry.path) if entry else None, width=None if entry else width,
+                                       prior=str(prior.source), loss=loss, loop=loop)
+            for arm, cfg in pair.arm_configs(base, run_dir, TRAIN_TAB).items():
+                _start_arm(run, arm, cfg)
+            yield from _stream(run, {arm: [] for arm in ARMS}, name, run_dir, notes, task)
 
 
-def stopped_runs(registry: Registry | None = None) -> list[tuple[str, str]]:
-    """(label, name) of the Train runs that stopped before their last step, newest first (``pair.stopped_pairs``)."""
-    return pair.stopped_pairs((registry or get_registry()).runs)
+def stopped_runs(registry: Registry | None = None, request: gr.Request | None = None) -> list[tuple[str, str]]:
+    """(label, name) of the Train runs that stopped before their last step, newest first (``pair.stopped_pairs``);
+    on a hosted studio only the visitor's own."""
+    runs = (registry or get_registry()).runs
+    return [(label, name) for label, name in pair.stopped_pairs(runs) if visitors.may_use(runs / name, request)]
 
 
-def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[tuple[str, np.ndarray, str | None]]:
+def resume_pair(name: str | None, request: gr.Request | None = None,
+                registry: Registry | None = None) -> Iterator[tuple[str, np.ndarray, str | None]]:
     """Continue a stopped Train run where its checkpoints are, with the settings they hold; yields as ``train_pair``.
 
     Why: Stop, a closed browser or a Space restart save each arm's checkpoint, and without this a visitor could only
     start again. The resumed arms draw the same batches and noise as an uninterrupted run (they derive from the
-    seed and step alone), so the final weights are the same; the curves go on from the run's log.
+    seed and step alone), so the final weights are the same; the curves go on from the run's log. On a hosted
+    studio only the visitor who started the run may resume it; another visitor's run is answered as missing.
     """
     reg = registry or get_registry()
     if not name:
@@ -322,9 +356,9 @@ def resume_pair(name: str | None, registry: Registry | None = None) -> Iterator[
     except ValueError as err:
         raise gr.Error(str(err)) from err
     run_dir = reg.runs / name
-    if Path(name).name != name or not pair.is_pair(run_dir):  # a name, never a path
-        raise gr.Error(f"No Train run named {name!r} in {reg.runs}.")
-    with _one_run() as run:
+    if Path(name).name != name or not pair.is_pair(run_dir) or not visitors.may_use(run_dir, request):
+        raise gr.Error(f"No Train run named {name!r} in {reg.runs}.")  # a name, never a path; never another's
+    with _one_run(request) as run, run_budget.in_use(run_dir):
         caps, history, task = train_caps(), {}, None
         try:
             plans, notes = pair.resume_plans(run_dir, TRAIN_TAB)
@@ -359,19 +393,22 @@ def _machine(caps: dict[str, int]) -> str:
 
 
 @contextlib.contextmanager
-def _one_run() -> Iterator[pair.PairRun]:
+def _one_run(request: gr.Request | None = None) -> Iterator[pair.PairRun]:
     """The Train slot: refuse a second run, hand out a pair run over the module-level loops, close every loop at
-    the end (a no-op for a finished loop; a checkpoint for an interrupted one) and free the slot."""
+    the end (a no-op for a finished loop; a checkpoint for an interrupted one) and free the slot. ``request``'s
+    visitor holds it (the one whose Stop counts on a hosted studio)."""
     if not _TRAIN_LOCK.acquire(blocking=False):
         raise gr.Error("A training run is already going (one at a time on this machine): wait for it to finish "
                        "or press Stop.")
     _LOOPS.clear()  # module-level: a shutdown can close them even when no request iterates this run any more
     _STOP.clear()
+    _RUNNING["owner"] = visitors.visitor_key(request)
     run = pair.PairRun(loops=_LOOPS, stop=_STOP)
     try:
         yield run
     finally:
         run.close()
+        _RUNNING.clear()
         _TRAIN_LOCK.release()
 
 
@@ -388,8 +425,9 @@ def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Pat
     """Step the arms in turn and yield (status, curves, zip) until both finish or Stop is pressed."""
     totals = run.totals
     yield _status(history, totals, name, notes, "Starting"), training_figure(history), None
+    limit = run_seconds()
     try:
-        for events in run.rounds():
+        for events in run.rounds(None if limit is None else time.monotonic() + limit):
             for arm, event in events.items():
                 points = history.setdefault(arm, [])
                 if event.kind in ("step", "done") and event.values and (not points or points[-1][0] != event.step):
@@ -400,11 +438,16 @@ def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Pat
     except pair.ArmDiverged as err:
         raise gr.Error(f"The {err.arm} arm diverged: {err}") from err
     if run.stopped:
-        stopped = ["stopped: checkpoints saved, no final model yet; resume it below (Resume a stopped run)",
-                   pair.partial_models_note(pair.export_stopped_arms(run_dir), task)]
-        yield _status(history, totals, name, notes + stopped, "Stopped"), training_figure(history), None
+        stopped = "stopped: checkpoints saved, no final model yet; resume it below (Resume a stopped run)"
+        if run.timed_out:
+            stopped = (f"stopped after {limit / 60:g} minutes, the most one run may hold the training slot here, "
+                       "so other visitors get their turn: " + stopped.split(": ", 1)[1])
+        partial = pair.partial_models_note(pair.export_stopped_arms(run_dir), task)
+        yield _status(history, totals, name, notes + [stopped, partial], "Stopped"), training_figure(history), None
         return
     archive = pair.zip_models(run_dir)
+    if hosting.is_hosted():  # the models and the zip stay; the checkpoints and the visitor's photos go
+        pair.drop_training_state(run_dir)
     done = notes + [pair.arms_difference(run_dir),
                     f"both arms saved; Compare and Inspect select them when their task is {task}"]
     yield _status(history, totals, name, done, "Done"), training_figure(history), str(archive)

@@ -29,14 +29,16 @@ class TrainUI:
         return event.then(start_dropdown, self.task, self.start).then(stopped_runs, None, [self.resume_box, self.run])
 
 
-def start_dropdown(task: str):
-    labels, default = restorers.start_choices(task)
+def start_dropdown(task: str, request: gr.Request = None):
+    """The task's "Start from" choices (on a hosted studio with the visitor's own runs)."""
+    labels, default = restorers.start_choices(task, request=request)
     return gr.update(choices=labels, value=default)
 
 
-def stopped_runs():
-    """On a page load and after a run ends or stops: the runs that can be resumed now (the box opens if any)."""
-    stopped = train_tab.stopped_runs()
+def stopped_runs(request: gr.Request = None):
+    """On a page load and after a run ends or stops: the runs that can be resumed now (the box opens if any); on a
+    hosted studio the visitor's own (``request``: gradio passes the visitor's)."""
+    stopped = train_tab.stopped_runs(request=request)
     return gr.update(open=bool(stopped)), gr.update(choices=stopped, value=None)
 
 
@@ -126,7 +128,7 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
         resume.click(on_gpu("train")(train_tab.resume_pair), run, outputs, api_name="resume",
                      concurrency_limit=1, concurrency_id="train"),
     ]
-    page.load(stopped_runs, None, [resume_box, run])  # a reload lists runs stopped since start-up
+    page.load(stopped_runs, None, [resume_box, run], api_name="_stopped_runs")  # runs stopped since start-up
     task.change(start_dropdown, task, start_from)
     stop.click(train_tab.request_stop, None, status, api_name="stop")
     released.click(released_weights, None, [gamma, lam])

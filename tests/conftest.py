@@ -26,3 +26,21 @@ def datasets_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"benchmark data not found at {root} (set DIFFLOSS_DATASETS to use another folder)")
     return root
+
+
+@pytest.fixture
+def hosted(monkeypatch):
+    """The studio as on a public Space (SPACE_ID set)."""
+    from studio import hosting
+
+    monkeypatch.setenv(hosting.PUBLIC_ENV, "0")
+    monkeypatch.setenv("SPACE_ID", "someone/diffloss-studio")
+
+
+@pytest.fixture
+def local(monkeypatch):
+    """The studio on one's own machine (no SPACE_ID; the public flag recorded, so a test turning it on is undone)."""
+    from studio import hosting
+
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setenv(hosting.PUBLIC_ENV, "0")

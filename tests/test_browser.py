@@ -202,6 +202,32 @@ def test_the_released_weights_button_shows_what_they_do_in_inspect(studio_url):
         assert panel.get_by_label("gamma (Enter: re-weight at once)").input_value() == "0.001"
 
 
+FAMILY_SCREENSHOT = REPO / "artifacts" / "browser" / "compare-family.png"
+
+
+def test_compare_steps_the_prior_weight_through_the_family_in_a_browser(tmp_path):
+    """The family view: the strong arm chosen with the prior-weight control, its difference from the L2 arm
+    amplified, the family's perception-distortion plot with both arms ringed."""
+    from diffloss.family import SHOWCASE_ARM, shipped_restorers
+
+    arms = shipped_restorers().get("noise", {})
+    if not {"l2", "calibrated", SHOWCASE_ARM} <= set(arms):
+        pytest.skip("the noise family (l2, calibrated, strong) is not shipped in pretrained/restorers yet")
+    FAMILY_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    with _shipped_studio(tmp_path, "noise") as url, _page(url, height=2200) as page:
+        page.get_by_text("30 % prior (calibrated)", exact=False).first.click()  # one step down the dose
+        page.get_by_text("DiffLoss arm minus L2 arm", exact=False).first.wait_for(timeout=90_000)
+        page.get_by_text(f"70 % prior ({SHOWCASE_ARM})", exact=False).first.click()  # and up to the strong arm
+        page.wait_for_timeout(500)
+        page.get_by_text("DiffLoss arm minus L2 arm", exact=False).first.wait_for(timeout=90_000)
+        page.wait_for_load_state("networkidle")
+        note = page.get_by_text("largest difference", exact=False).first.inner_text()
+        assert "x10" in note
+        assert page.get_by_text("shown arms ringed", exact=False).first.is_visible()
+        page.screenshot(path=str(FAMILY_SCREENSHOT), full_page=True)
+    assert FAMILY_SCREENSHOT.stat().st_size > 10_000
+
+
 # ------------------------------------------------------------------------------------ the first click, per tab
 FIRST_CLICK_SHOT = REPO / "artifacts" / "browser" / "first-click-{tab}.png"
 SCREEN = {"width": 1440, "height": 900}  # a laptop: each tab's main result must show without scrolling

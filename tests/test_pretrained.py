@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffloss import degrade, zoo
+from diffloss import degrade, family
 from diffloss.images import centre_crop, load_image
 from diffloss.metrics import psnr
 from diffloss.nets import load_restorer, restore
@@ -49,6 +49,48 @@ def test_shipped_prior_loads_with_its_card_and_samples():
     assert prior.predict(torch.zeros(1, 3, 16, 16), 10).eps.isfinite().all()
 
 
-def test_pretrained_stays_under_100_mb():
+def test_pretrained_stays_under_120_mb():
     total = sum(f.stat().st_size for f in family.ZooPaths().pretrained.rglob("*") if f.is_file())
-    assert total < 100 * 2**20
+    assert total < 120 * 2**20  # issue #13: fp16 weights, at most 120 MB in all
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+REAL_PAIRS = sorted(p for p in EXAMPLES.glob("*_*.png") if (EXAMPLES / "ground_truth" / p.name).is_file())
+
+
+KNOWN_SHORT = {  # open in issue #13: a real failure, kept visible; strict, so a fix shows up as a pass to record
+    "rain_rain100l_2": "the rain base learns synthetic streaks only; on this real Rain100L pair it stays below "
+                       "the rainy input (20.69 vs 20.86 dB)",
+}
+
+
+@pytest.mark.parametrize("photo", [pytest.param(p, marks=pytest.mark.xfail(reason=KNOWN_SHORT[p.stem], strict=True))
+                                   if p.stem in KNOWN_SHORT else p for p in REAL_PAIRS],
+                         ids=[p.stem for p in REAL_PAIRS])
+def test_the_shipped_l2_arm_beats_the_input_on_every_shipped_real_pair(photo):
+    """Issue #13: the base is better than the input on every shipped example (real hazy and rainy pairs)."""
+    from diffloss.images import load_image
+
+    task = photo.name.split("_", 1)[0]
+    arms = family.shipped_restorers().get(task, {})
+    if "l2" not in arms:
+        pytest.skip(f"no shipped {task} L2 arm")
+    lq, gt = load_image(photo), load_image(EXAMPLES / "ground_truth" / photo.name)
+    out = restore(load_restorer(arms["l2"]), degrade.prepare_input(task, lq))
+    out = out[0] if out.dim() == 4 else out
+    assert psnr(out.clamp(0, 1), gt) > psnr(lq, gt) + 0.5
+
+
+FAMILY_ARMS = [(t, a, f) for t, a, f in SHIPPED if a in family.FAMILY_ARMS and a != "l2"]
+
+
+@pytest.mark.parametrize("task,arm,folder", FAMILY_ARMS, ids=[f"{t}-{a}" for t, a, _ in FAMILY_ARMS])
+def test_a_family_arm_says_its_share_and_weights_and_shares_the_l2_arms_start(task, arm, folder):
+    card = json.loads((folder / "card.json").read_text())
+    l2 = json.loads((folder.parent / "l2" / "card.json").read_text())
+    spec = family.family_arm(arm)
+    assert card["arm"]["name"] == arm and card["arm"]["nat_share"] == spec.nat_share
+    assert card["arm"]["gamma"] == pytest.approx(card["config"]["loss"]["gamma"])
+    assert card["data"]["init"] == l2["data"]["init"]  # the same base
+    assert card["config"]["loop"]["seed"] == l2["config"]["loop"]["seed"] and card["steps"] == l2["steps"]
+    assert card["storage"] == "float16"

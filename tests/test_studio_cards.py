@@ -22,10 +22,18 @@ def test_a_zoo_card_says_steps_time_start_data_loss_calibration_and_command():
     text = "\n".join(cards.training_lines(ZOO_CARD, repo=Path("/repo")))
     assert "300 steps, batch 8, 7.7 min on cpu: x86_64, 2 threads" in text
     assert "started from `runs/base/model` (an L2 base: 600 steps, fidelity only (mse))" in text
-    assert "200 clean photos from `/data/clean/train`" in text
+    # a path outside the repo is shown by its last two parts, never as the machine's absolute path
+    assert "200 clean photos from `…/clean/train`" in text and "/data/" not in text
     assert "loss: mse + gamma 0.02359 * (L_nat + lambda 0.6274 * L_sem), t in [0, T-1]" in text
     assert "L_nat carries 20% and L_sem 10% of the gradient on 8 validation photos" in text
     assert "stored as float16" in text and "command: `python -m diffloss.zoo build --quick`" in text
+
+
+def test_a_family_card_says_the_shares_its_weights_were_solved_for():
+    card = {**ZOO_CARD, "arm": {"name": "strong", "nat_share": 0.5, "sem_share": 0.2},
+            "calibration": {"norms": {}, "images": 8, "data": "clean/train (evenly spread photos)"}}
+    text = "\n".join(cards.training_lines(card, repo=Path("/repo")))
+    assert "L_nat carries 50% and L_sem 20% of the gradient, measured through the L2 base on 8 training photos" in text
 
 
 def test_an_l2_card_and_a_missing_card_say_what_they_are():

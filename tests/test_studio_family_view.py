@@ -80,3 +80,10 @@ def test_arm_lines_say_what_the_arm_is_and_what_was_measured():
     assert "70 % of the gradient" in text and "gamma 0.19" in text and "72%" in text
     assert "31.5 dB from the L2 arm" in text
     assert family_view.arm_of_label("run mine diffloss") is None
+
+
+def test_a_report_of_the_older_zoo_gives_no_family_lines_and_no_error():
+    older = {"tasks": {"noise": {"arms": {"l2": "pretrained/restorers/noise/l2"}, "sources": [{"source": "x"}]}}}
+    assert family_view.arm_lines({}, older, "noise", "shipped noise l2") == ["**shipped noise l2**",
+                                                                          "- fidelity only (MSE): the arm every other arm is compared with"]
+    assert family_view.pd_figure(older, "noise") is None

@@ -15,18 +15,6 @@ from studio.models import SHIPPED_PRIOR
 from tests.studio_helpers import make_world
 
 
-@pytest.fixture
-def hosted(monkeypatch):
-    monkeypatch.setenv(hosting.PUBLIC_ENV, "0")
-    monkeypatch.setenv("SPACE_ID", "someone/diffloss-studio")
-
-
-@pytest.fixture
-def local(monkeypatch):
-    monkeypatch.delenv("SPACE_ID", raising=False)
-    monkeypatch.setenv(hosting.PUBLIC_ENV, "0")  # recorded, so a test that turns it on is undone after
-
-
 def test_hosted_mode_is_on_for_a_space_or_public_and_off_on_ones_own_machine(local, monkeypatch):
     assert not hosting.is_hosted() and hosting.launch_options() == {}
     monkeypatch.setenv("SPACE_ID", "a/b")

@@ -139,3 +139,15 @@ def test_training_summary_reads_the_prior_share_and_flatness(tmp_path):
     rows = rows[:1] + [f"{i},{0.01 - 0.00009 * i},0.5,0.2,0.3,0.5,0.2" for i in range(100)]
     log.write_text("\n".join(rows) + "\n")
     assert training_summary(log)["flat"] is False  # fidelity still falling over the last fifth
+
+
+def test_a_report_of_some_tasks_keeps_the_others_sections(built):
+    paths, _ = built
+    write_report(paths, log=lambda _: None)
+    data = json.loads((paths.pretrained / "report.json").read_text())
+    data["tasks"]["noise"]["markdown"] = ["## noise", "", "KEPT FROM BEFORE", ""]
+    (paths.pretrained / "report.json").write_text(json.dumps(data))
+    text = write_report(paths, log=lambda _: None, tasks=("haze",)).read_text()
+    assert "KEPT FROM BEFORE" in text and "## haze" in text
+    text = write_report(paths, log=lambda _: None, tasks=("noise",)).read_text()
+    assert "KEPT FROM BEFORE" not in text and "| strong |" in text

@@ -1,0 +1,132 @@
+"""How much of the disk runs/ may take on a hosted studio, in total and per visitor; the oldest runs go first.
+
+Why: every Train run and every uploaded zip writes a run folder, and a Space's disk is small and shared by all
+its visitors. Before a visitor's new run is written, their own oldest runs are removed until they hold fewer than
+``visitor_runs`` runs weighing under ``visitor_bytes``, then anyone's oldest until runs/ holds fewer than
+``total_runs`` weighing under ``total_bytes``. A run in use (training, being unpacked) is never removed. The caps
+make room for one more run; a finished run is small (its checkpoints go, ``diffloss.pair.drop_training_state``).
+On one's own machine nothing is evicted: the researcher owns the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from studio import hosting, visitors
+
+
+@dataclass(frozen=True)
+class RunBudget:
+    """The caps on runs/ (bytes and run folders), for all visitors together and for one."""
+
+    total_bytes: int = 3 * 2**30
+    total_runs: int = 100
+    visitor_bytes: int = 400 * 2**20  # a finished pair weighs ~10 MB, a running one up to ~100 MB
+    visitor_runs: int = 5
+
+
+BUDGET = RunBudget()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run folder as eviction sees it."""
+
+    path: Path
+    owner: str | None
+    mtime: float
+    size: int
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every file under ``folder`` (links not followed; files vanishing meanwhile count 0)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def scan(runs: Path) -> list[RunRecord]:
+    """Every run folder in ``runs`` with its owner, age and size."""
+    if not runs.is_dir():
+        return []
+    records = []
+    for path in runs.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            records.append(RunRecord(path, visitors.owner_of(path), path.stat().st_mtime, folder_bytes(path)))
+    return records
+
+
+def to_evict(records: list[RunRecord], budget: RunBudget, owner: str | None, keep: set[Path]) -> list[Path]:
+    """The runs to remove, oldest first, so that ``owner`` may add one run within ``budget``; ``keep`` (runs in
+    use) are never chosen, even when the caps cannot be met without them."""
+    oldest_first = sorted(records, key=lambda r: r.mtime)
+    evicted: list[Path] = []
+
+    def trim(pool: list[RunRecord], max_runs: int, max_bytes: int) -> None:
+        alive = [r for r in pool if r.path not in evicted]
+        count, size = len(alive), sum(r.size for r in alive)
+        for record in alive:
+            if count < max_runs and size < max_bytes:
+                return
+            if record.path in keep:
+                continue
+            evicted.append(record.path)
+            count, size = count - 1, size - record.size
+
+    if owner is not None:
+        trim([r for r in oldest_first if r.owner == owner], budget.visitor_runs, budget.visitor_bytes)
+    trim(oldest_first, budget.total_runs, budget.total_bytes)
+    return evicted
+
+
+_IN_USE: set[Path] = set()
+_IN_USE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def in_use(run_dir: Path) -> Iterator[None]:
+    """Mark ``run_dir`` as in use (a run training, a zip being unpacked): ``make_room`` leaves it alone."""
+    path = Path(run_dir)
+    with _IN_USE_LOCK:
+        _IN_USE.add(path)
+    try:
+        yield
+    finally:
+        with _IN_USE_LOCK:
+            _IN_USE.discard(path)
+
+
+def make_room(runs: Path, owner: str | None, budget: RunBudget | None = None) -> list[str]:
+    """Remove the runs ``to_evict`` chooses (their names are returned, oldest first)."""
+    with _IN_USE_LOCK:
+        keep = set(_IN_USE)
+    chosen = to_evict(scan(Path(runs)), budget or BUDGET, owner, keep)
+    for path in chosen:
+        shutil.rmtree(path, ignore_errors=True)
+    return [p.name for p in chosen]
+
+
+def room_for_visitor(runs: Path, request: Any = None) -> str | None:
+    """On a hosted studio, before a visitor's new run is written: ``make_room`` for them (``request``'s visitor,
+    else the current gradio event's); returns a note naming the visitor's own runs that went (never another's),
+    or None. On one's own machine nothing is removed."""
+    if not hosting.is_hosted():
+        return None
+    key = visitors.visitor_key(request)
+    mine = {p.name for p in visitors.runs_of(runs, key)}
+    gone = [name for name in make_room(runs, key) if name in mine]
+    if not gone:
+        return None
+    return (f"your older run{'s' if len(gone) > 1 else ''} {', '.join(f'`{n}`' for n in gone)} removed to make "
+            f"room (at most {BUDGET.visitor_runs} runs and {BUDGET.visitor_bytes // 2**20} MB per visitor here)")
