@@ -16,10 +16,12 @@ import argparse  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
+boot.quiet_user_errors()  # a gr.Error is a visitor's mistake, said in the page: no traceback on the console
+
 from diffloss.checkpoint import remove_interrupted_saves  # noqa: E402
 from studio import compare_ui, degrade_ui, hosting, inspect_ui, public, train_tab, train_ui  # noqa: E402
 from studio.models import get_registry  # noqa: E402
-from studio.widgets import PageStart  # noqa: E402
+from studio.widgets import PageStart, enter_commits_sliders  # noqa: E402
 
 
 def build_demo() -> gr.Blocks:
@@ -32,6 +34,7 @@ def build_demo() -> gr.Blocks:
             "(DiffLoss, ACCV 2024): compare restorers trained with and without it, look inside the loss, train a pair."
         )
         status = gr.Markdown(registry.status())
+        enter_commits_sliders(demo)  # Enter in a slider's number box re-runs as Enter in a number box does
         with gr.Tabs():
             with gr.Tab("Compare"):
                 compare = compare_ui.build(demo, start)
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Removed {len(removed)} temporary file(s) of saves interrupted in an earlier session.")
     demo = build_demo().queue()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=allowed_paths(),
-                prevent_thread_lock=True, **hosting.launch_options())
+                prevent_thread_lock=True, quiet=True, **hosting.launch_options())  # quiet: its hint says share=True
+    print(boot.served_message(demo.local_url, bool(demo.share_url)), flush=True)
     # Serve first, then warm up (diffusers, the prior): a warm-up thread beside build_demo and launch competed with
     # them for the GIL, and the page came up later (bench/results/figures-from-comments.md).
     get_registry().warm_up()

@@ -11,6 +11,7 @@ of the same experiment; the UI adds only caps, uploads and messages.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -18,9 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
-from diffloss.checkpoint import MODEL_FILE, CheckpointError, load_tensors
-from diffloss.paths import ARMS, CHECKPOINT_DIR, PHOTOS_DIR, RunFolder
-from diffloss.run_folder import checkpoint_settings, logged_rows
+from diffloss.checkpoint import CARD_FILE, MODEL_FILE, CheckpointError, load_tensors
+from diffloss.paths import ARMS, CHECKPOINT_DIR, PARTIAL, PHOTOS_DIR, RunFolder
+from diffloss.run_folder import checkpoint_settings, export_checkpoint, logged_rows
 from diffloss.train import TrainEvent, TrainingDiverged, train_restorer
 from diffloss.train_config import RestorerTrainConfig
 
@@ -216,6 +217,42 @@ def with_resume_note(cfg: RestorerTrainConfig, note: str) -> RestorerTrainConfig
 
 
 # ----------------------------------------------------------------------------------------------- results
+
+
+def export_stopped_arms(run_dir: Path) -> dict[str, int | str]:
+    """Each unfinished arm's last checkpoint exported as a model (``RUN/<arm>/export``, its card says partial);
+    returns the step exported per arm, or why an arm could not be (a text).
+
+    Why: a stopped pair could not be compared until resumed; its checkpoints hold the EMA weights so far, which
+    a learner can compare right away, labelled with their step so nobody takes them for the finished models.
+    """
+    exported: dict[str, int | str] = {}
+    for arm in ARMS:
+        folder = RunFolder(run_dir / arm)
+        if folder.model.is_dir() or not folder.checkpoint.is_file():
+            continue
+        try:
+            export_checkpoint(folder.root)
+            exported[arm] = partial_step(folder.export)
+        except (CheckpointError, OSError, KeyError, RuntimeError, ValueError) as err:
+            exported[arm] = f"not exported ({type(err).__name__}: {err})"
+    return exported
+
+
+def partial_step(model_dir: Path) -> int:
+    """The training step an exported (partial) model holds, from its card."""
+    return int(json.loads((model_dir / CARD_FILE).read_text())["steps"])
+
+
+def partial_models_note(exported: dict[str, int | str], task: str) -> str:
+    """One status line on a stopped pair's exported arms: where they can be compared, and under which label."""
+    if not exported:
+        return "nothing to compare yet: no arm had saved a step"
+    shown = ", ".join(f"{arm} at step {v}" if isinstance(v, int) else f"{arm} {v}" for arm, v in exported.items())
+    return (f"its arms as they are now ({shown}) can be compared: Compare and Inspect list them for {task} as "
+            f"\"... ({PARTIAL}, step N)\"")
+
+
 def zip_models(run_dir: Path) -> Path:
     """run_dir/<name>.zip holding l2/model and diffloss/model (safetensors + config + card)."""
     staging = run_dir / "_download"

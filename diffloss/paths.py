@@ -35,6 +35,7 @@ CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "last.safetensors"
 LOG_FILE = "log.csv"
 EXPORT_DIR = "export"
+PARTIAL = "partial"  # marks a stopped arm's model exported from its checkpoint, wherever it is listed
 PHOTOS_DIR = "photos"  # a Train-tab pair's uploaded photos, kept with the run that trained on them
 
 

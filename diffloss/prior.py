@@ -26,6 +26,10 @@ if TYPE_CHECKING:  # diffusers is slow to import: loaded on first use, so the ap
     from diffusers import DDPMScheduler, UNet2DModel
 
 SCHEDULER_FILE = "scheduler_config.json"
+# diffusers defaults to low_cpu_mem_usage=True, and without the accelerate package it falls back to a normal load
+# while warning "Cannot initialize model with low cpu memory usage because accelerate was not found" at every load;
+# a prior of a few MB gains nothing from the low-memory path, so the normal load is asked for outright.
+QUIET_LOAD = {"low_cpu_mem_usage": False}
 
 
 class PriorLoadError(RuntimeError):
@@ -139,7 +143,7 @@ class DiffusionPrior:
         if unet_dir is None:
             raise PriorLoadError(f"{root}: no UNet2DModel found (looked for config.json in {root} and {root / 'unet'})")
         try:
-            unet = UNet2DModel.from_pretrained(unet_dir)
+            unet = UNet2DModel.from_pretrained(unet_dir, **QUIET_LOAD)
         except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as err:
             raise PriorLoadError(f"{unet_dir}: not a loadable diffusers UNet2DModel ({err})") from err
         sched_dir = _find_component(root, SCHEDULER_FILE, "scheduler")
@@ -158,7 +162,7 @@ class DiffusionPrior:
         errors = []
         for subfolder in (None, "unet"):
             try:
-                unet = UNet2DModel.from_pretrained(repo_id, subfolder=subfolder)
+                unet = UNet2DModel.from_pretrained(repo_id, subfolder=subfolder, **QUIET_LOAD)
                 sched_sub = None if subfolder is None else "scheduler"
                 scheduler = DDPMScheduler.from_pretrained(repo_id, subfolder=sched_sub)
                 return cls(unet, scheduler, source=repo_id)

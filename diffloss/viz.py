@@ -172,6 +172,57 @@ def heatmap(
     return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
 
 
+def colour_bar(vmax: float, height: int, cmap: str = "inferno", width: int = 16, font_size: int = 11,
+               background: int = 255) -> np.ndarray:
+    """A vertical colour key for ``heatmap(..., vmax=vmax)``: ``cmap`` from 0 (bottom) to ``vmax`` (top), with the
+    values written beside it at the top, middle and bottom. Why: a heat map without its scale says where, never how
+    much; two maps on one bar say which is larger."""
+    import matplotlib
+
+    if not vmax > 0:
+        raise ValueError(f"vmax must be > 0, got {vmax}")
+    height = max(int(height), 3 * font_size)
+    ramp = np.linspace(1.0, 0.0, height)[:, None].repeat(width, axis=1)
+    bar = (matplotlib.colormaps[cmap](ramp)[..., :3] * 255).round().astype(np.uint8)
+    font = _font(font_size)
+    labels = [f"{vmax:.3g}", f"{vmax / 2:.3g}", "0"]
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = int(max(probe.textlength(t, font=font) for t in labels)) + 4
+    canvas = Image.new("RGB", (width + 4 + text_w, height), (background,) * 3)
+    canvas.paste(Image.fromarray(bar), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for text, y in zip(labels, (0, (height - font_size) // 2, height - font_size - 2)):
+        draw.text((width + 4, y), text, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
+
+
+def heatmaps_on_one_scale(
+    maps: list[torch.Tensor], overlays: list[torch.Tensor | np.ndarray | None], labels: list[str], scale: int = 1,
+    mode: str = "nearest", cmap: str = "inferno",
+) -> tuple[np.ndarray, list[np.ndarray], float]:
+    """Several (h, w) maps coloured against ONE maximum, side by side with their labels, the colour bar on the left.
+
+    Returns (the picture, each map's own heat map at ``scale``, the shared maximum). Why: maps each scaled to
+    their own maximum look alike while their values differ by orders of magnitude; on one scale the smaller is
+    visibly darker, and the bar says by how much.
+    """
+    if not maps or not (len(maps) == len(overlays) == len(labels)):
+        raise ValueError(f"need as many overlays and labels as maps, got {len(maps)}, {len(overlays)}, {len(labels)}")
+    peaks = [float(torch.nan_to_num(torch.as_tensor(m).detach().float()).max()) for m in maps]
+    vmax = max(max(peaks), 0.0) or 1.0  # all zero (the no_grad mistake): one honest, empty scale
+    tiles = [enlarge(heatmap(m, overlay=o, vmax=vmax, mode=mode, cmap=cmap), scale) for m, o in zip(maps, overlays)]
+    pictures = grid(tiles, labels, len(tiles))
+    pad = 4
+    bar = colour_bar(vmax, max(t.shape[0] for t in tiles), cmap=cmap)
+    top = max(pad, pictures.shape[0] - pad - bar.shape[0])  # level with the tiles (tiny tiles: a taller bar)
+    # The bar on the left: gradio's buttons cover a picture's top right corner, where its top value would be.
+    left = pad + bar.shape[1]
+    out = np.full((max(pictures.shape[0], top + bar.shape[0] + pad), left + pictures.shape[1], 3), 255, np.uint8)
+    out[top: top + bar.shape[0], pad: left] = bar
+    out[: pictures.shape[0], left:] = pictures
+    return out, tiles, vmax
+
+
 # ------------------------------------------------------------------------------------------------ figures
 def figure_to_array(fig: Figure) -> np.ndarray:
     """Render a matplotlib figure (Agg) to HxWx3 uint8."""

@@ -1,8 +1,10 @@
 """How ``python app.py`` sets up its own process: every tweak of the process (not of the maths) in one place.
 
-``before_imports()`` runs first, before torch and gradio are imported; ``stop_on_signals()`` once the server is up;
-``exit_without_teardown()`` last. None of them changes what the studio computes. This module imports neither
-torch nor gradio, so importing it is what makes the first two possible.
+``before_imports()`` runs first, before torch and gradio are imported; ``quiet_user_errors()`` right after gradio is
+imported; ``served_message()`` is what the console says once the server is up (gradio's own launch lines are turned
+off: they advise ``share=True``, which a user of ``app.py`` types as ``--share``); ``stop_on_signals()`` once the
+server is up; ``exit_without_teardown()`` last. None of them changes what the studio computes. This module imports
+neither torch nor gradio at its top, so importing it is what makes the first one possible.
 """
 
 from __future__ import annotations
@@ -25,6 +27,38 @@ def before_imports() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # gradio rewrites its components' .pyi stubs on every import, a large part of its import time (bench/).
     skip_stub_rewrite()
+
+
+def quiet_user_errors() -> bool:
+    """A ``gr.Error`` (a visitor's mistake, said in the page) prints no traceback on the console unless it asks to.
+
+    Why: gradio's ``Error`` defaults to ``print_exception=True``, so every refused upload or bad number printed a
+    traceback, burying real failures among a user's typos. Other exceptions (bugs) still print theirs. Returns True
+    when it acted (False: already done). Call after ``import gradio``.
+    """
+    import functools
+
+    import gradio.exceptions as exceptions
+
+    init = exceptions.Error.__init__
+    if getattr(init, "_quiet_by_default", False):
+        return False
+
+    @functools.wraps(init)
+    def quiet_init(self, *args, print_exception: bool = False, **kwargs) -> None:
+        init(self, *args, print_exception=print_exception, **kwargs)
+
+    quiet_init._quiet_by_default = True  # type: ignore[attr-defined]
+    exceptions.Error.__init__ = quiet_init  # type: ignore[method-assign]
+    return True
+
+
+def served_message(local_url: str, shared: bool) -> str:
+    """The console's lines once the app serves: where, and how to share it as this app spells it (``--share``)."""
+    lines = [f"* Running on local URL:  {local_url}"]
+    if not shared:
+        lines.append("* To create a temporary public gradio.live link, start it with `python app.py --share`.")
+    return "\n".join(lines)
 
 
 def stop_on_signals() -> None:

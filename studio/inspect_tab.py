@@ -22,7 +22,7 @@ from diffloss.inspection import (
 from diffloss.loss import DiffLossConfig, prior_term
 from diffloss.prior import PriorLoadError
 from diffloss.viz import (
-    enlarge, heatmap, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image,
+    heatmaps_on_one_scale, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image,
 )
 from diffloss.viz import grid as image_grid
 from studio.memo import Memo, file_stamp
@@ -117,9 +117,15 @@ class InspectResult:
     h_error: np.ndarray
     gradient: np.ndarray
     values: str
+    # What the page shows of the two heat maps: both branches (restored and degraded) on one scale with its bar;
+    # ``h_error`` and ``gradient`` are the chosen pair's tiles of them.
+    h_error_view: np.ndarray | None = None
+    gradient_view: np.ndarray | None = None
 
     def as_tuple(self) -> tuple:
-        return (self.x_t, self.eps, self.x0, self.h_pca, self.h_error, self.gradient, self.values)
+        h_error = self.h_error if self.h_error_view is None else self.h_error_view
+        gradient = self.gradient if self.gradient_view is None else self.gradient_view
+        return (self.x_t, self.eps, self.x0, self.h_pca, h_error, gradient, self.values)
 
 
 def inspect(
@@ -155,8 +161,23 @@ def inspect(
     basis = pca_basis(p.h_a, p.h_b)
     pca = image_grid([pca_rgb(p.h_a, basis, size=(h, w))[0], pca_rgb(p.h_b, basis, size=(h, w))[0]],
                      [f"h {name_a}", "h GT"], 2, scale=k)
-    h_err = enlarge(heatmap(p.h_error, overlay=case.b, mode="bilinear"), k)
-    grad = enlarge(heatmap(g.magnitude, overlay=case.a), k)
+    # Both branches (restored and degraded, each against the ground truth) on one colour scale per map.
+    branches = [(name_a, p, case.a)]
+    other = _other_branch(case, pair)
+    if other is not None:
+        other_name, other_image = other
+        other_pass = PASSES.get((case.key, other_name, prior, t, seed, config.detach_prior),
+                                lambda: inspect_pair(prior, other_image, case.b, t, seed, config=config))
+        branches.append((other_name, other_pass, other_image))
+    branches.sort(key=lambda b: BRANCH_ORDER.index(b[0]))
+    shown = [name for name, _, _ in branches].index(name_a)
+    labels = [f"{name} vs GT" for name, _, _ in branches]
+    h_view, h_tiles, _ = heatmaps_on_one_scale([b.h_error for _, b, _ in branches], [case.b] * len(branches), labels,
+                                               scale=k, mode="bilinear")
+    pushes = [b.term_grads.weighted(config.gamma, config.lam).magnitude for _, b, _ in branches]
+    grad_view, grad_tiles, _ = heatmaps_on_one_scale(pushes, [img for _, _, img in branches],
+                                                     [f"on the {name} image" for name, _, _ in branches], scale=k)
+    h_err, grad = h_tiles[shown], grad_tiles[shown]
     weighted = prior_term(p.l_nat, p.l_sem, config.gamma, config.lam)
     if detach_prior:
         push = (f"Gradient norm **{g.norm:.3g}**: with the released code's `torch.no_grad()` the prior terms are "
@@ -164,16 +185,49 @@ def inspect(
     else:
         push = f"Gradient norm of gamma*(L_nat + lambda*L_sem) on the {name_a} image: **{g.norm:.4g}**."
     shares = ", ".join(f"{k} {v:.1%}" for k, v in g.grad_share.items()) if g.grad_share else "n/a"
+    high_t = noise_note(t, float(prior.alphas_cumprod[t]))
     values = "\n".join([
         f"t = {t} of {prior.num_timesteps - 1}, seed {seed}, pair: {pair}, prior: `{prior.source}`",
+        *([f"\n**{high_t}**"] if high_t else []),
         "",
         f"- L_nat = **{p.l_nat:.5g}** (mean squared difference of the two noise predictions)",
         f"- L_sem = **{p.l_sem:.5g}** (mean squared difference of the two h-space maps)",
         f"- gamma*(L_nat + lambda*L_sem) = {weighted:.4g} (gamma {config.gamma:g}, lambda {config.lam:g})",
         f"- {push}",
         f"- share of the gradient on the image (fidelity/nat/sem): {shares}",
+        *([branch_comparison(branches)] if len(branches) > 1 else []),
     ] + [f"- {n}" for n in case.notes])
-    return InspectResult(x_t=x_t, eps=eps, x0=x0, h_pca=pca, h_error=h_err, gradient=grad, values=values)
+    return InspectResult(x_t=x_t, eps=eps, x0=x0, h_pca=pca, h_error=h_err, gradient=grad, values=values,
+                         h_error_view=h_view, gradient_view=grad_view)
+
+
+BRANCH_ORDER = ("restored", "degraded")  # the heat maps' left-to-right order, whichever pair is chosen
+
+
+def _other_branch(case: InspectCase, pair: str) -> tuple[str, torch.Tensor] | None:
+    """The branch the chosen pair does not show (restored or degraded), when there is one to show beside it."""
+    if pair == PAIRS[0]:
+        return "degraded", case.degraded
+    return ("restored", case.restored) if case.restored is not None else None
+
+
+def branch_comparison(branches: list) -> str:
+    """The two branches' terms in one line: what the shared colour scale shows, in numbers."""
+    parts = [f"{name}: L_nat {b.l_nat:.3g}, L_sem {b.l_sem:.3g}" for name, b, _ in branches]
+    return f"- both images against the ground truth, as the heat maps below show them: {'; '.join(parts)}"
+
+
+NOISE_DOMINATES = 0.5  # alpha_bar below this: x_t holds more noise than image (by variance)
+
+
+def noise_note(t: int, alpha_bar: float) -> str | None:
+    """A word for a learner where t is high: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps is then mostly
+    noise, and a one-step x0 estimate a blur or colour noise, by design (None where the image still dominates)."""
+    if alpha_bar >= NOISE_DOMINATES:
+        return None
+    return (f"At t = {t}, x_t is {math.sqrt(alpha_bar):.2f} x image + {math.sqrt(1 - alpha_bar):.2f} x noise: the "
+            "pictures of x_t and the one-step x0 estimates are mostly noise or blur by design (the prior sees only "
+            "coarse structure here). Lower t to see detail.")
 
 
 def inspect_curves(

@@ -7,14 +7,19 @@ from dataclasses import dataclass
 import gradio as gr
 
 from diffloss import degrade
-from studio import hosting, inspect_tab, restorers
+from studio import explainers, hosting, inspect_tab, restorers
 from studio.components import UploadImage
 from studio.gpu import on_gpu
 from studio.models import SHIPPED_PRIOR
 from studio.widgets import (
-    RELEASED_LABEL, PageStart, again, as_outputs, event_inputs, examples, picture, released_weights,
+    RELEASED_LABEL, PageStart, again, as_outputs, event_inputs, examples, picture, placeholder, released_weights,
     restorer_dropdowns, run_on_example, trained_dropdowns,
 )
+
+VIEW_ORDER = ("x_t", "eps", "x0", "h_pca", "h_error", "gradient")  # InspectResult.as_tuple's pictures, in order
+FIRST_CLICK = ("Press **Inspect** (or click an example photo on the left): the prior's view of the pair appears "
+               "in these pictures, with L_nat, L_sem and where they push written here.")
+WAITING = "Press Inspect to see it here"
 
 
 @dataclass
@@ -49,6 +54,7 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
     """Inspect's controls and views, inside the current tab; wires what happens within the tab."""
     labels, _, dl_default = restorers.restorer_choices(start.task)
     prior_default = SHIPPED_PRIOR if start.registry.has_shipped_prior() else ""
+    gr.Markdown(explainers.INSPECT)
     with gr.Row():
         with gr.Column(scale=1):
             task = gr.Dropdown(list(degrade.TASKS), value=start.task, label="Task")
@@ -64,8 +70,6 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
             prior = gr.Textbox(value=prior_default, label="Prior: shipped, a hub id" if hosting.is_hosted() else
                                "Prior: shipped, a diffusers folder or a hub id")
             prior_info = gr.Markdown()
-            t = gr.Slider(0, 999, value=200, step=1, label="timestep t")
-            seed = gr.Number(value=0, precision=0, label="Noise seed")
             with gr.Row():
                 gamma = gr.Number(value=0.05, label="gamma (Enter: re-weight at once)")
                 lam = gr.Number(value=0.1, label="lambda (Enter: re-weight at once)")
@@ -73,15 +77,24 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
             side = gr.Slider(32, inspect_tab.INSPECT_MAX_SIDE, value=inspect_tab.INSPECT_SIDE, step=16,
                              label="Centre crop (px): larger is slower on a CPU")
             bug = gr.Checkbox(value=False, label="Reproduce the released code's no_grad mistake")
-            go = gr.Button("Inspect", variant="primary")
+            gr.Markdown("Every control here re-runs Inspect the same way: Enter in a box, a slider let go, a choice "
+                        "made.")
         with gr.Column(scale=2):
-            values = gr.Markdown()
-            views = [picture("x_t (same noise, same t)"),
-                     picture("Predicted noise (shared scale) and their difference (own scale)"),
-                     picture("One-step x0 estimates"),
-                     picture("h-space (mid-block) maps, first 3 principal components"),
-                     picture("h-space error over the ground truth"),
-                     picture("Where the prior pushes: |gradient| on the compared image")]
+            with gr.Row(equal_height=True):  # the controls that change the pictures, beside them
+                t = gr.Slider(0, 999, value=200, step=1, scale=3,
+                              label="timestep t (drag, or type and press Enter: re-runs at once)")
+                seed = gr.Number(value=0, precision=0, scale=1, min_width=120, label="Noise seed (Enter)")
+                go = gr.Button("Inspect", variant="primary", scale=1, min_width=120)
+            panels = {}
+            for row in (("x_t", "x0"), ("h_error", "gradient"), ("eps", "h_pca")):
+                with gr.Row(equal_height=True):
+                    for name in row:
+                        with gr.Column(min_width=300):
+                            panels[name] = picture(explainers.INSPECT_TITLES[name], explainers.INSPECT_CAPTIONS[name],
+                                                   placeholder(WAITING))
+                if row[0] == "x_t":  # the terms right under the first pictures, in the window at 1440x900
+                    values = gr.Markdown(FIRST_CLICK)
+            views = [panels[name] for name in VIEW_ORDER]
     with gr.Accordion("L(t) across timesteps", open=False):
         gr.Markdown(f"{inspect_tab.CURVE_POINTS} timesteps x seeds x 3 images (restored, degraded, "
                     "ground truth) through the prior, on a centre crop of its own size: a few seconds at "
@@ -91,12 +104,15 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
             curve_side = gr.Slider(32, inspect_tab.INSPECT_MAX_SIDE, value=inspect_tab.CURVE_SIDE,
                                    step=16, label="Curve crop (px): the prior was trained on 64 px crops")
         curves_go = gr.Button("Plot L_nat(t), L_sem(t)")
-        curves = picture("L(t): mean over seeds, band +-1 std")
+        curves = picture("L(t): mean over seeds, band +-1 std",
+                         "each term against t for the restored and the degraded image; lower is closer to the truth",
+                         placeholder("Press Plot L_nat(t), L_sem(t) to draw it here"))
         curves_reading = gr.Markdown()
     with gr.Accordion("Purification: DDIM round trip from t", open=False):
         steps = gr.Slider(1, 50, value=10, step=1, label="DDIM steps")
         purify_go = gr.Button("Purify")
-        purified = picture("Purified")
+        purified = picture("Purified", "each image noised to t, then denoised by the prior in a few DDIM steps: "
+                           "what the prior would make of it", placeholder("Press Purify to see it here"))
     # .input, as in Compare: a real-pair example sets the task and the restorer itself, before it runs
     task.input(task_restorer, task, restorer)
     prior.submit(prior_changed, [prior, t], [t, prior_info])
@@ -111,8 +127,11 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
     run_on_example(clean_examples, run, inspect_inputs, inspect_outputs,
                    first=(lambda: None, None, gt))  # a clean photo: no ground truth of another
     run_on_example(pair_examples, run, inspect_inputs, inspect_outputs, first=(task_restorer, task, restorer))
-    # New weights re-use the last prior pass (instant); a new t or seed re-runs the prior only.
-    gr.on([gamma.submit, lam.submit, bug.input, pair.input, t.release, seed.submit],
+    # New weights re-use the last prior pass (instant); a new t or seed re-runs the prior only; a new degradation
+    # seed, restorer or crop makes a new case.
+    # t.release: a drag let go, or the number typed and left (Enter leaves it: widgets.ENTER_COMMITS_SLIDERS)
+    gr.on([gamma.submit, lam.submit, bug.input, pair.input, t.release, seed.submit, seed_image.submit, restorer.input,
+           side.release],
           again(run, len(inspect_outputs)), outputs=inspect_outputs, api_visibility="private",
           trigger_mode="always_last", **event_inputs(inspect_inputs))
     released.click(released_weights, None, [gamma, lam]).then(

@@ -3,7 +3,8 @@
 Where things are looked for (all roots configurable, so tests and other clones can point elsewhere):
 
 - shipped restorers: ``pretrained/restorers/<task>/<arm>/`` (the task's family, ``diffloss.family``) (config.json + model.safetensors + card.json)
-- trained restorers: ``runs/<name>/model`` (one CLI run) and ``runs/<name>/{l2,diffloss}/model`` (a Train-tab pair)
+- trained restorers: ``runs/<name>/model`` (one CLI run) and ``runs/<name>/{l2,diffloss}/model`` (a Train-tab pair);
+  a stopped pair's arms as exported at the stop, ``runs/<name>/{l2,diffloss}/export``, when asked for ``partial``
 - the prior: ``pretrained/prior``, or any diffusers UNet2DModel folder or hub id the user types
 - example photos: ``examples/*.png`` (falls back to the benchmark clean/val folder when it is beside the repo)
 - photos to calibrate DiffLoss weights on: the benchmark clean/val folder, else the clean examples
@@ -27,7 +28,7 @@ from diffloss import nets
 from diffloss.checkpoint import CARD_FILE, CONFIG_FILE, MODEL_FILE, CheckpointError
 from diffloss.images import list_images
 # REPO, datasets_folder and runs_folder are defined in diffloss.paths; importable here too for the studio's tests.
-from diffloss.paths import ARMS, EXAMPLES, MODEL_DIR, PRETRAINED, REPO, RunFolder, datasets_folder, runs_folder  # noqa: F401
+from diffloss.paths import ARMS, EXAMPLES, MODEL_DIR, PARTIAL, PRETRAINED, REPO, RunFolder, datasets_folder, runs_folder  # noqa: F401
 from diffloss.family import SHOWCASE_ARM, shipped_restorers
 from diffloss.prior import DiffusionPrior, PriorLoadError
 from studio import hosting, visitors
@@ -149,11 +150,15 @@ class Registry:
     def has_shipped_prior(self) -> bool:
         return (self.shipped_prior_path / "config.json").is_file() or (self.shipped_prior_path / "unet").is_dir()
 
-    def restorers(self, task: str | None = None, visible: visitors.RunFilter | None = None) -> list[RestorerEntry]:
+    def restorers(self, task: str | None = None, visible: visitors.RunFilter | None = None,
+                  partial: bool = False) -> list[RestorerEntry]:
         """Shipped restorers first, then trained runs (newest first); only those for ``task`` when given.
 
         ``visible``: which run folders to list; by default ``visitors.run_filter()``, i.e. on a hosted studio only
         the runs of the visitor whose event is being handled (every run on one's own machine).
+        ``partial``: also a stopped Train pair's arms, as exported from their last checkpoint, labelled
+        "... (partial, step N)"; a finished arm's model replaces its export. Off by default: what is preselected
+        and counted is finished models; the lists a person picks from ask for them.
         """
         visible = visible or visitors.run_filter()
         found: list[RestorerEntry] = []
@@ -168,8 +173,13 @@ class Registry:
                 if _is_model_folder(RunFolder(run).model):
                     found.append(self._entry(RunFolder(run).model, f"run {run.name}", "run", None))
                 for arm in ARMS:
-                    if _is_model_folder(RunFolder(run / arm).model):
-                        found.append(self._entry(RunFolder(run / arm).model, f"run {run.name} {arm}", "run", arm))
+                    folder = RunFolder(run / arm)
+                    if _is_model_folder(folder.model):
+                        found.append(self._entry(folder.model, f"run {run.name} {arm}", "run", arm))
+                    elif partial and _is_model_folder(folder.export):
+                        step = _read_json(folder.export / CARD_FILE).get("steps", "?")
+                        found.append(self._entry(folder.export, f"run {run.name} {arm} ({PARTIAL}, step {step})",
+                                                 "run", arm))
         found = [e for e in found if e.task]
         return [e for e in found if task is None or e.task == task]
 
@@ -182,8 +192,9 @@ class Registry:
 
     def find(self, label: str, task: str | None = None,
              visible: visitors.RunFilter | None = None) -> RestorerEntry | None:
-        """The restorer behind a label, among those ``visible`` (see ``restorers``): another visitor's is None."""
-        return next((e for e in self.restorers(task, visible) if e.label == label), None)
+        """The restorer behind a label, among those ``visible`` (see ``restorers``): another visitor's is None;
+        a stopped pair's partial arms included."""
+        return next((e for e in self.restorers(task, visible, partial=True) if e.label == label), None)
 
     def default_pair(self, task: str, visible: visitors.RunFilter | None = None) -> tuple[str | None, str | None]:
         """Labels of the L2 and DiffLoss arms to preselect: the first of each arm for the task, the family's
@@ -206,14 +217,19 @@ class Registry:
                     return images[:12]
         return []
 
+    def clean_examples(self) -> list[Path]:
+        """The example photos that are clean (never the degraded ones): what a fresh clone's Train tab trains on."""
+        return [p for p in self.example_images() if not is_degraded_example(p)]
+
     def first_clean_example(self) -> Path | None:
         """The photo every tab opens with, so a first visit needs one click to see something (None: no examples)."""
-        return next((p for p in self.example_images() if not is_degraded_example(p)), None)
+        return next(iter(self.clean_examples()), None)
 
     def training_folder(self) -> Path | None:
         """Clean photos for the Train tab: the benchmark clean/train beside the repo (None: the user names one).
 
-        The examples are not a fallback: some of them are degraded photos, which must never be taught as clean.
+        The examples folder is not a fallback: some of them are degraded photos, which must never be taught as
+        clean; the Train tab copies the clean ones (``clean_examples``) into the run instead.
         """
         folder = datasets_folder() / "clean" / "train"
         return folder if folder.is_dir() and list_images(folder) else None

@@ -21,7 +21,7 @@ def restorer_choices(task: str, registry: Registry | None = None,
     the shipped restorers and the visitor's own runs, ``studio.visitors``)."""
     reg = registry or get_registry()
     visible = visitors.run_filter(request)
-    labels = [e.label for e in reg.restorers(task, visible)]
+    labels = [e.label for e in reg.restorers(task, visible, partial=True)]  # a stopped pair's arms too, marked so
     l2, dl = reg.default_pair(task, visible)
     return labels, l2 or (labels[0] if labels else None), dl or (labels[-1] if labels else None)
 
@@ -32,7 +32,7 @@ def trained_pair_choices(task: str, registry: Registry | None = None,
     first): after training, Compare shows what was just trained, not the shipped pair."""
     reg = registry or get_registry()
     labels, l2, dl = restorer_choices(task, reg, request)
-    runs = [e for e in reg.restorers(task, visitors.run_filter(request)) if e.source == "run"]
+    runs = [e for e in reg.restorers(task, visitors.run_filter(request), partial=True) if e.source == "run"]
     newest = {arm: next((e.label for e in runs if e.arm == arm), None) for arm in ("l2", "diffloss")}
     return labels, newest["l2"] or l2, newest["diffloss"] or dl
 

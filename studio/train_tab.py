@@ -20,7 +20,7 @@ from diffloss.images import ImageLoadError, image_size, load_image, save_image
 from diffloss.loss import DiffLossConfig
 from diffloss.paths import ARMS, PHOTOS_DIR
 from studio import hosting, inputs, run_budget, visitors
-from studio.models import Registry, get_registry, is_degraded_example
+from studio.models import Registry, get_registry
 from studio.plots import training_figure
 from studio.restorers import load_prior, load_restorer, start_entry
 from studio.toasts import warn
@@ -129,9 +129,16 @@ def calibrate_weights(
     return new_gamma, new_lam, report
 
 
-def request_stop(request: gr.Request | None = None) -> str:
+def request_stop(request: gr.Request | None = None):
     """Ask the running Train job to stop at its next step (it saves a checkpoint and keeps what it has). On a
-    hosted studio only the visitor who started it may (``studio.visitors``)."""
+    hosted studio only the visitor who started it may (``studio.visitors``).
+
+    With no run going the status is left as it is (a toast says so): "Stopping..." written over a finished run's
+    Done summary would outlive the state it describes, since no later step ever replaces it.
+    """
+    if not _TRAIN_LOCK.locked():
+        warn("No training run is going: nothing to stop.")
+        return gr.skip()
     if hosting.is_hosted():
         key = visitors.visitor_key(request)
         if key is None or not _RUNNING or _RUNNING.get("owner") != key:
@@ -203,23 +210,35 @@ def _clean_folder(clean_folder: str | None, registry: Registry) -> Path:
 
 
 def _hosted_photos(photos: list[str] | None, clean_folder: str | None, registry: Registry) -> list[str]:
-    clean_examples = [p for p in registry.example_images() if not is_degraded_example(p)]
     try:
-        return hosting.hosted_training_photos(photos, clean_folder, clean_examples)
+        return hosting.hosted_training_photos(photos, clean_folder, registry.clean_examples())
     except ValueError as err:
         raise gr.Error(str(err)) from err
 
 
-def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str]) -> Path:
-    """The uploads saved into the run, and what the status line should say about them."""
+def _shipped_examples_unless_given(photos: list[str] | None, clean_folder: str | None, registry: Registry) -> list[str]:
+    """The photos to save into the run: the uploads; with none uploaded, no folder typed and no benchmark
+    clean/train beside the repo (a fresh clone), the shipped clean examples, so the first click trains."""
+    if photos or (clean_folder or "").strip() or registry.training_folder() is not None:
+        return list(photos or [])
+    return [str(p) for p in registry.clean_examples()]
+
+
+def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str], shipped: bool = False) -> Path:
+    """The uploads (or, ``shipped``, the shipped clean examples) saved into the run, and what the status line should
+    say about them."""
     kept, photo_notes = save_training_photos(list(photos), run_dir / PHOTOS_DIR)
     for note in photo_notes:
         warn(note)
     if not kept:
         raise gr.Error(f"None of the {len(photos)} uploaded files is a usable photo: " + "; ".join(photo_notes))
     plural, skipped = "s" if kept > 1 else "", min(len(photos), MAX_PHOTOS) - kept
-    notes.append(f"{kept} uploaded photo{plural}, saved in `{run_dir / PHOTOS_DIR}`"
-                 + (f" ({skipped} skipped)" if skipped else ""))
+    if shipped:
+        notes.append(f"no photos given: the arms train on the {kept} clean example photo{plural} shipped in "
+                     f"`examples/` (copied into the run's `{PHOTOS_DIR}/`); upload photos or name a folder for yours")
+    else:
+        notes.append(f"{kept} uploaded photo{plural}, saved in `{run_dir / PHOTOS_DIR}`"
+                     + (f" ({skipped} skipped)" if skipped else ""))
     if kept < FEW_PHOTOS:
         notes.append(f"only {kept} photo{plural}: the arms will fit them; compare on other photos, as a "
                      "demonstration rather than a benchmark")
@@ -273,8 +292,11 @@ def train_pair(
             degrade.get_task(task)
         except ValueError as err:
             raise gr.Error(str(err)) from err
+        uploaded = bool(photos)
         if hosting.is_hosted():  # uploads or the shipped examples, never a folder on the server
             photos = _hosted_photos(photos, clean_folder, reg)
+        else:
+            photos = _shipped_examples_unless_given(photos, clean_folder, reg)
         folder = None if photos else _clean_folder(clean_folder, reg)  # uploads are saved once all checks pass
         entry = start_entry(start, task, reg)
         notes.append(f"both arms start from {f'`{entry.label}`' if entry else 'a fresh restorer'}")
@@ -297,7 +319,7 @@ def train_pair(
                 notes.append(evicted)
             visitors.claim(run_dir, request)
             if photos:
-                folder = _uploaded_folder(photos, run_dir, notes)
+                folder = _uploaded_folder(photos, run_dir, notes, shipped=not uploaded)
             loop = LoopConfig(steps=values["steps"], batch_size=values["batch"], lr=float(lr),
                               warmup=min(50, values["steps"] // 10), seed=int(seed),
                               log_every=max(1, values["steps"] // 60), save_every=max(10, values["steps"] // 4),
@@ -420,7 +442,8 @@ def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Pat
         if run.timed_out:
             stopped = (f"stopped after {limit / 60:g} minutes, the most one run may hold the training slot here, "
                        "so other visitors get their turn: " + stopped.split(": ", 1)[1])
-        yield _status(history, totals, name, notes + [stopped], "Stopped"), training_figure(history), None
+        partial = pair.partial_models_note(pair.export_stopped_arms(run_dir), task)
+        yield _status(history, totals, name, notes + [stopped, partial], "Stopped"), training_figure(history), None
         return
     archive = pair.zip_models(run_dir)
     if hosting.is_hosted():  # the models and the zip stay; the checkpoints and the visitor's photos go

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from diffloss import degrade
-from studio import hosting, restorers, train_tab
+from studio import explainers, hosting, restorers, train_tab
 from studio.gpu import on_gpu
-from studio.models import SHIPPED_PRIOR
+from studio.models import SHIPPED_PRIOR, Registry
+from studio.plots import training_figure
 from studio.widgets import RELEASED_LABEL, PageStart, picture, released_weights
 
 
@@ -28,15 +29,35 @@ class TrainUI:
         return event.then(start_dropdown, self.task, self.start).then(stopped_runs, None, [self.resume_box, self.run])
 
 
-def start_dropdown(task: str):
-    labels, default = restorers.start_choices(task)
+def start_dropdown(task: str, request: gr.Request = None):
+    """The task's "Start from" choices (on a hosted studio with the visitor's own runs)."""
+    labels, default = restorers.start_choices(task, request=request)
     return gr.update(choices=labels, value=default)
 
 
-def stopped_runs():
-    """On a page load and after a run ends or stops: the runs that can be resumed now (the box opens if any)."""
-    stopped = train_tab.stopped_runs()
+def stopped_runs(request: gr.Request = None):
+    """On a page load and after a run ends or stops: the runs that can be resumed now (the box opens if any); on a
+    hosted studio the visitor's own (``request``: gradio passes the visitor's)."""
+    stopped = train_tab.stopped_runs(request=request)
     return gr.update(open=bool(stopped)), gr.update(choices=stopped, value=None)
+
+
+CURVES_CAPTION = ("blue solid: L2 arm, red dashed: DiffLoss arm; lines smoothed, dots each logged step (the L2 "
+                  "arm's L_nat and L_sem are measured, not trained on)")
+
+
+def first_run_text(registry: Registry, hosted: bool = False) -> str:
+    """The status before any run: what the Train button does with the defaults, and on which photos."""
+    folder = registry.training_folder()
+    if folder is not None and not hosted:
+        data = f"the clean photos in `{folder.name}` (the folder box)"
+    else:
+        count = len(registry.clean_examples())
+        data = (f"the {count} clean example photos shipped in `examples/`, unless you upload photos" if count
+                else "the photos you upload (this install ships no clean examples)")
+    return (f"Press **Train both arms**: with the settings on the left both arms train on {data}, from the same "
+            "weights with the same seed and batches; only the loss differs. The curves grow here live; **Stop** "
+            "keeps what is trained, to compare or resume.")
 
 
 def build(page: gr.Blocks, start: PageStart) -> TrainUI:
@@ -44,6 +65,7 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
     caps = train_tab.train_caps()
     folder = start.registry.training_folder()
     prior_default = SHIPPED_PRIOR if start.registry.has_shipped_prior() else ""
+    gr.Markdown(explainers.TRAIN)
     with gr.Row():
         with gr.Column(scale=1):
             task = gr.Dropdown(list(degrade.TASKS), value=start.task, label="Task")
@@ -67,20 +89,19 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
                     sem_share = gr.Number(value=0.1, label="L_sem share of the gradient")
                 calibrate = gr.Button("Calibrate on clean validation photos")
                 calibration = gr.Markdown()
-            with gr.Row():
-                t_min = gr.Number(value=0, precision=0, label="t min")
-                t_max = gr.Number(value=999, precision=0, label="t max (clipped to the prior)")
-            seed = gr.Number(value=0, precision=0, label="Seed")
-            prior_crop = gr.Number(value=0, precision=0,
-                                   label="Prior sub-crop px (0 = whole crop; 32 makes CPU steps cheaper)")
-            prior = gr.Textbox(value=prior_default, label="Prior")
             photos = gr.File(file_count="multiple", file_types=["image"], type="filepath", height=140,
                              label="Clean photos to train on (upload; used instead of the folder)")
             clean_folder = gr.Textbox(value=str(folder) if folder else "", visible=not hosting.is_hosted(),
-                                      label="...or a folder of clean photos on this machine")
-            with gr.Row():
-                go = gr.Button("Train both arms", variant="primary")
-                stop = gr.Button("Stop", variant="stop")
+                                      label="...or a folder of clean photos on this machine (empty: the shipped "
+                                      "clean examples)")
+            with gr.Accordion("More settings: timesteps, seed, prior", open=False):
+                with gr.Row():
+                    t_min = gr.Number(value=0, precision=0, label="t min")
+                    t_max = gr.Number(value=999, precision=0, label="t max (clipped to the prior)")
+                seed = gr.Number(value=0, precision=0, label="Seed")
+                prior_crop = gr.Number(value=0, precision=0,
+                                       label="Prior sub-crop px (0 = whole crop; 32 makes CPU steps cheaper)")
+                prior = gr.Textbox(value=prior_default, label="Prior")
             # Filled (and opened when there are stopped runs) by each page load, below: no scan of
             # runs/ at start-up, and a reload lists runs stopped since.
             with gr.Accordion("Resume a stopped run", open=False) as resume_box:
@@ -90,10 +111,13 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
                                   "settings, the ones above are not used")
                 resume = gr.Button("Resume")
         with gr.Column(scale=2):
-            status = gr.Markdown("Both arms start from the same weights with the same seed and "
-                                 "batches; only the loss differs.")
-            curves = picture("Loss terms (live)")
-            archive = gr.File(label="Download both models (safetensors + card)")
+            with gr.Row():
+                go = gr.Button("Train both arms", variant="primary", scale=3)
+                stop = gr.Button("Stop", variant="stop", scale=1)
+            # The curves first: in the window at 1440x900 whatever the status says under them
+            curves = picture("Loss terms (live)", CURVES_CAPTION, training_figure({}))
+            status = gr.Markdown(first_run_text(start.registry, hosting.is_hosted()))
+            archive = gr.File(label="Download both models (safetensors + card), once a run is done")
     outputs = [status, curves, archive]
     # One queue for both buttons (concurrency_id): a second run waits its turn instead of being refused.
     runs = [
@@ -104,7 +128,7 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
         resume.click(on_gpu("train")(train_tab.resume_pair), run, outputs, api_name="resume",
                      concurrency_limit=1, concurrency_id="train"),
     ]
-    page.load(stopped_runs, None, [resume_box, run])  # a reload lists runs stopped since start-up
+    page.load(stopped_runs, None, [resume_box, run], api_name="_stopped_runs")  # runs stopped since start-up
     task.change(start_dropdown, task, start_from)
     stop.click(train_tab.request_stop, None, status, api_name="stop")
     released.click(released_weights, None, [gamma, lam])

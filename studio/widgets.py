@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import gradio as gr
+import numpy as np
 
 from diffloss.loss import DiffLossConfig
 from studio import restorers, upload
@@ -47,12 +48,44 @@ class PageStart:
         return [[r[0], r[1], r[3]] for r in self.rows if r[3]]
 
 
-def picture(title: str) -> gr.Image:
+def picture(title: str, caption: str | None = None, placeholder: np.ndarray | None = None) -> gr.Image:
     """An output picture titled above it: gradio's label badge sits over the picture's top left, where our grids
-    (zoom, error maps, Inspect's views) carry their own captions."""
-    gr.Markdown(f"**{title}**")
+    (zoom, error maps, Inspect's views) carry their own captions. ``caption``: one line on what it shows and how
+    to read it; ``placeholder``: what it shows before the first run (never an empty frame)."""
+    gr.Markdown(f"**{title}**" + (f": {caption}" if caption else ""))
     # interactive=False: an output that is also an event's input (the error map's .change) would become an upload box
-    return gr.Image(label=title, show_label=False, format="png", interactive=False)
+    return gr.Image(value=placeholder, label=title, show_label=False, format="png", interactive=False)
+
+
+def placeholder(text: str, width: int = 520, height: int = 200) -> np.ndarray:
+    """A light grey picture saying what will appear there and what to press: a first visit sees no empty frames."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    canvas = Image.new("RGB", (width, height), (242, 242, 242))
+    draw = ImageDraw.Draw(canvas)
+    try:
+        font = ImageFont.load_default(size=16)
+    except TypeError:  # Pillow < 10.1: one fixed bitmap font
+        font = ImageFont.load_default()
+    draw.multiline_text((width // 2, height // 2), text, fill=(90, 90, 90), font=font, anchor="mm", align="center")
+    return np.asarray(canvas)
+
+
+# Enter in a slider's number box commits it as leaving the box does (gradio fires the slider's release on blur, not
+# on Enter), so Enter in t re-runs Inspect as Enter in gamma does.
+ENTER_COMMITS_SLIDERS = """() => {
+  document.addEventListener("keydown", (event) => {
+    const box = event.target;
+    if (event.key !== "Enter" || !(box instanceof HTMLInputElement) || box.type !== "number") return;
+    const block = box.closest(".block");
+    if (block && block.querySelector("input[type=range]")) box.blur();
+  });
+}"""
+
+
+def enter_commits_sliders(page: gr.Blocks) -> None:
+    """Install ``ENTER_COMMITS_SLIDERS`` in the browser at each page load."""
+    page.load(None, None, None, js=ENTER_COMMITS_SLIDERS)
 
 
 def examples(inputs: list, rows: list[list], label: str) -> gr.Examples | None:

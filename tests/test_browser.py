@@ -226,3 +226,107 @@ def test_compare_steps_the_prior_weight_through_the_family_in_a_browser(tmp_path
         assert page.get_by_text("shown arms ringed", exact=False).first.is_visible()
         page.screenshot(path=str(FAMILY_SCREENSHOT), full_page=True)
     assert FAMILY_SCREENSHOT.stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------------------------ the first click, per tab
+FIRST_CLICK_SHOT = REPO / "artifacts" / "browser" / "first-click-{tab}.png"
+SCREEN = {"width": 1440, "height": 900}  # a laptop: each tab's main result must show without scrolling
+
+
+@pytest.fixture
+def fresh_clone_url(tmp_path, monkeypatch):
+    """The app as a fresh clone serves it: the shipped prior, restorers and examples, no ``../shared`` beside it
+    (DIFFLOSS_DATASETS points at an empty folder), runs written to a tmp folder."""
+    from studio.models import Registry
+
+    (tmp_path / "no-datasets").mkdir()
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "no-datasets"))
+    registry = Registry(runs=tmp_path / "runs")
+    if not registry.has_shipped_prior() or not registry.restorers("noise"):
+        pytest.skip("no shipped prior or noise restorers in pretrained/ (this checkout has not got the zoo)")
+    assert registry.training_folder() is None
+    with launched_studio(tmp_path, registry) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def _screen(url: str):
+    """The page at 1440x900, on the first tab, settled."""
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport=SCREEN)
+            page.goto(url, wait_until="networkidle")
+            yield page
+        finally:
+            browser.close()
+
+
+def _no_error_toast(page) -> None:
+    errors = page.locator(".toast-body.error")
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def _in_view(locator) -> bool:
+    """The element's top edge lies inside the 1440x900 window, without scrolling."""
+    box = locator.bounding_box()
+    return box is not None and 0 <= box["y"] < SCREEN["height"]
+
+
+def test_first_click_inspect(fresh_clone_url):
+    """Inspect with its defaults (the preloaded example, the shipped restorer and prior): one click, and the terms
+    and the first pictures show in the window, where the placeholders were."""
+    shot = Path(str(FIRST_CLICK_SHOT).format(tab="inspect"))
+    with _screen(fresh_clone_url) as page:
+        page.get_by_role("tab", name="Inspect").click()
+        panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Inspect", exact=True))
+        assert panel.get_by_text("Press Inspect", exact=False).first.is_visible()  # no empty frame before it
+        button = panel.get_by_role("button", name="Inspect", exact=True)
+        assert _in_view(button)
+        button.click()
+        values = page.get_by_text("L_nat = ", exact=False).first
+        values.wait_for(timeout=180_000)
+        _no_error_toast(page)
+        assert page.get_by_text("both images against the ground truth", exact=False).first.is_visible()
+        assert _in_view(values) and _in_view(panel.get_by_text("x_t: the noised images", exact=False).first)
+        assert panel.get_by_text("One-step x0 estimates", exact=False).first.is_visible()
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot))  # the window, not the whole page: what a 1440x900 screen shows
+        page.screenshot(path=str(shot.with_name("first-click-inspect-full.png")), full_page=True)
+        # Enter in t's box re-runs, as Enter in gamma does; a high t says its pictures are noise by design
+        t_box = panel.locator("input[type=number][aria-label^='number input for timestep t']")
+        t_box.fill("900")
+        t_box.press("Enter")
+        page.get_by_text("t = 900 of 999", exact=False).first.wait_for(timeout=120_000)
+        assert page.get_by_text("mostly noise or blur by design", exact=False).first.is_visible()
+        _no_error_toast(page)
+    assert shot.stat().st_size > 10_000
+
+
+def test_first_click_train(fresh_clone_url):
+    """Train with its defaults: no folder, no upload, so both arms train on the shipped clean examples (the status
+    says so) and the live curves show in the window; Stop then leaves the arms to compare, labelled partial."""
+    import re
+
+    shot = Path(str(FIRST_CLICK_SHOT).format(tab="train"))
+    with _screen(fresh_clone_url) as page:
+        page.get_by_role("tab", name="Train").click()
+        panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Train both arms"))
+        assert panel.get_by_text("clean example photos shipped in", exact=False).first.is_visible()
+        button = panel.get_by_role("button", name="Train both arms")
+        assert _in_view(button)
+        button.click()
+        progress = page.get_by_text(re.compile(r"diffloss: .*step [1-9]\d*/100")).first
+        progress.wait_for(timeout=300_000)  # the first logged step of both arms
+        _no_error_toast(page)
+        assert page.get_by_text("no photos given: the arms train on the 3 clean example photos",
+                                exact=False).first.is_visible()
+        assert _in_view(panel.get_by_text("Loss terms (live)", exact=False).first)
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot))
+        panel.get_by_role("button", name="Stop", exact=True).click()
+        page.get_by_text("can be compared", exact=False).first.wait_for(timeout=120_000)
+        assert page.get_by_text("Stopped", exact=True).first.is_visible()
+        _no_error_toast(page)
+        page.screenshot(path=str(shot.with_name("first-click-train-stopped.png")))
+    assert shot.stat().st_size > 10_000

@@ -25,6 +25,25 @@ def test_loads_from_a_model_folder_and_predicts_identically(saved_prior):
     assert loaded.num_timesteps == 100
 
 
+def test_loading_twice_logs_no_accelerate_warning(saved_prior):
+    """diffusers warned "Cannot initialize model with low cpu memory usage because accelerate was not found" at
+    every load where accelerate is not installed (it is not a dependency): the studio's console stayed noisy."""
+    import logging
+
+    _, folder = saved_prior
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("diffusers")
+    logger.addHandler(handler)
+    try:
+        for _ in range(2):
+            DiffusionPrior.from_pretrained(folder)
+    finally:
+        logger.removeHandler(handler)
+    assert not [r for r in records if "low cpu memory" in r.getMessage()]
+
+
 def test_loads_from_a_pipeline_folder(saved_prior, tmp_path):
     prior, folder = saved_prior
     prior.unet.save_pretrained(tmp_path / "unet")

@@ -156,3 +156,18 @@ def test_a_real_pair_over_http_and_the_ground_truth_stays_optional(client):
     assert out[5] is not None and "A real pair" in out[-1]  # an error map, against the uploaded ground truth
     with pytest.raises(Exception, match="Upload its ground truth too"):
         c.predict(photo, "noise", upload.MODES[2], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
+
+
+def test_a_users_mistake_is_said_in_the_page_with_no_traceback_on_the_console(client, capfd):
+    c, world = client
+    capfd.readouterr()
+    with pytest.raises(Exception, match="steps must be at least 1"):
+        c.predict("noise", 0, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean), api_name="/train")
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err and "gradio.exceptions.Error" not in out + err
+
+
+def test_stop_with_no_run_going_leaves_the_status_as_it_is(client):
+    c, _ = client
+    assert not train_tab._TRAIN_LOCK.locked()
+    assert c.predict(api_name="/stop") == {"__type__": "update"}  # gr.skip(): no "Stopping..." over a Done summary

@@ -63,3 +63,20 @@ def test_importing_the_app_leaves_gradio_patched_and_openmp_passive():
                          env={**env, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [True, "PASSIVE"]
+
+
+def test_a_users_mistake_prints_no_traceback_and_the_console_says_share_as_the_app_spells_it():
+    """``import app`` makes a gr.Error quiet by default (one that asks still prints); gradio's own launch hint
+    ("set share=True in launch()") is replaced by the app's ``--share``."""
+    probe = ("import json, app, gradio as gr; from studio import boot; "
+             "print(json.dumps([gr.Error('x').print_exception, gr.Error('x', print_exception=True).print_exception, "
+             "gr.Error('x').message, boot.quiet_user_errors(), boot.served_message('http://h:1/', False), "
+             "boot.served_message('http://h:1/', True)]))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    quiet, asked, message, again, local, shared = json.loads(out.stdout.strip().splitlines()[-1])
+    assert quiet is False and asked is True and message == "x"
+    assert again is False  # once is enough: a second call does not wrap the wrapper
+    assert local.startswith("* Running on local URL:  http://h:1/") and "python app.py --share" in local
+    assert "share=True" not in local and "--share" not in shared

@@ -105,7 +105,8 @@ def test_hosted_training_refuses_a_server_folder_and_uses_the_shipped_examples(t
     assert "/etc" not in err.value.message
     *_, (status, _, archive) = train_tab.train_pair("noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", "",
                                                     start=restorers.FRESH_START, registry=world.registry)
-    assert status.startswith("**Done**") and "3 uploaded photos" in status  # the world's examples: 3 clean photos
+    # the world's examples: 3 clean photos, said as what they are (they used to be called "3 uploaded photos")
+    assert status.startswith("**Done**") and "the arms train on the 3 clean example photos shipped" in status
     assert archive.endswith(".zip")
 
 

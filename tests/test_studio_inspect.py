@@ -145,3 +145,36 @@ def test_a_real_pair_is_inspected_as_it_is_against_its_ground_truth(world, tmp_p
         inspect_tab.inspect(str(world.photo), "noise", 0, None, inspect_tab.PAIRS[1], 40, 1, "", side=32,
                             ground_truth=str(gt), registry=world.registry)  # 64x48 photo, 64x64 truth
     assert (REPO / "examples" / "ground_truth").is_dir()  # the app offers the shipped real pairs in Inspect too
+
+
+def test_the_heat_maps_show_both_images_on_one_scale_whichever_pair_is_chosen(world):
+    """Restored and degraded side by side, each against the ground truth, on one colour scale with its bar: the
+    picture does not depend on which pair is chosen, and the chosen pair's tile is the one the view shows."""
+    _, dl = world.labels()
+    run = {"image": str(world.photo), "task": "noise", "seed_image": 0, "restorer_label": dl, "t": 40, "seed": 1,
+           "prior_source": "", "side": 32, "registry": world.registry}
+    restored = inspect_tab.inspect(pair=inspect_tab.PAIRS[0], **run)
+    degraded = inspect_tab.inspect(pair=inspect_tab.PAIRS[1], **run)
+    for view in ("h_error_view", "gradient_view"):
+        picture = getattr(restored, view)
+        assert np.array_equal(picture, getattr(degraded, view))
+        assert picture.shape[1] > 2 * 256 + 16  # two 256 px tiles and the colour bar
+    views = restored.as_tuple()
+    assert views[4] is restored.h_error_view and views[5] is restored.gradient_view
+    assert "both images against the ground truth" in restored.values and "restored: L_nat" in restored.values
+    # The chosen pair's own tile (256 px at 32 px x 8) sits in the view: restored left, degraded right.
+    top, left = 4 + 16, restored.gradient_view.shape[1] - (2 * 256 + 3 * 4) + 4  # the grid's pads, labels, the bar
+    assert np.array_equal(restored.gradient_view[top:top + 256, left:left + 256], restored.gradient)
+    assert np.array_equal(degraded.gradient_view[top:top + 256, left + 260:left + 516], degraded.gradient)
+
+
+def test_a_high_t_says_its_pictures_are_noise_by_design(world):
+    assert inspect_tab.noise_note(10, 0.99) is None
+    note = inspect_tab.noise_note(900, 0.01)
+    assert "0.10 x image + 0.99 x noise" in note and "by design" in note
+    _, dl = world.labels()
+    high = inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 95, 1, "", side=32,
+                               registry=world.registry)  # the tiny prior has 100 steps
+    low = inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 1, 1, "", side=32,
+                              registry=world.registry)
+    assert "by design" in high.values and "by design" not in low.values

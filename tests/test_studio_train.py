@@ -75,9 +75,46 @@ def test_stop_ends_the_run_keeps_a_checkpoint_and_frees_the_slot(world):
     assert (arm_dir / "checkpoint" / "last.safetensors").is_file()
     assert not (arm_dir / "model").exists()
     assert world.registry.restorers("noise") == []
+    # ...but both arms can be compared as they are, labelled partial with their step, and are preselected
+    from diffloss.run_folder import read_checkpoint_meta
+
+    l2, dl = (int(read_checkpoint_meta(arm_dir.parent / arm / "checkpoint" / "last.safetensors")["step"])
+              for arm in ("l2", "diffloss"))
+    assert 1 <= l2 < 200 and 1 <= dl < 200
+    partial = [f"run stopped l2 (partial, step {l2})", f"run stopped diffloss (partial, step {dl})"]
+    assert [e.label for e in world.registry.restorers("noise", partial=True)] == partial
+    assert f"(l2 at step {l2}, diffloss at step {dl}) can be compared" in status and '"... (partial, step N)"' in status
+    assert restorers.trained_pair_choices("noise", world.registry) == (partial, *partial)
+    assert json.loads((arm_dir / "export" / "card.json").read_text())["partial"] is True
     again = _run(world, "after-stop", steps=1)
     assert next(again)[0].startswith("**Starting**")
     again.close()
+
+
+def test_stop_pressed_after_a_run_finished_leaves_its_done_summary(world):
+    """No status line outlives the state it describes: with no run going, Stop changes nothing ("Stopping..."
+    written over Done would stay for good) and the next run is not stopped by it."""
+    status = list(_run(world, "finished", steps=1))[-1][0]
+    assert status.startswith("**Done**")
+    assert train_tab.request_stop() == gr.skip()  # the status box keeps Done
+    assert list(_run(world, "next", steps=2))[-1][0].startswith("**Done**")
+
+
+def test_the_first_click_in_a_fresh_clone_trains_on_the_shipped_clean_examples(world, tmp_path, monkeypatch):
+    """No benchmark beside the repo, no upload, no folder typed (the defaults in a fresh clone): both arms train on
+    the clean examples (never the degraded ones), copied into the run, and the status says so."""
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "no-datasets"))
+    from tests.studio_helpers import write_png
+
+    write_png(world.clean / "haze_hazy_1.png", np.zeros((64, 64, 3), np.uint8))  # a degraded example: left out
+    assert world.registry.training_folder() is None
+    status = list(_run(world, "first", clean_folder=""))[-1][0]
+    assert status.startswith("**Done**")
+    assert "no photos given: the arms train on the 3 clean example photos shipped in `examples/`" in status
+    photos = sorted(p.name for p in (world.registry.runs / "first" / "photos").iterdir())
+    assert photos == ["000_0.png", "001_1.png", "002_2.png"]
+    card = json.loads((world.registry.runs / "first" / "l2" / "model" / "card.json").read_text())
+    assert card["data"]["clean"] == [str(world.registry.runs / "first" / "photos")]
 
 
 def _stop_after_first_steps(run) -> str:
@@ -106,6 +143,9 @@ def test_a_stopped_run_is_listed_and_resumes_to_the_weights_of_an_unbroken_run(w
         b = load_tensors(world.registry.runs / "broken" / arm / "model" / "model.safetensors")
         assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a), arm
     assert train_tab.stopped_runs(world.registry) == []
+    # finished: the models replace the partial exports in every list
+    assert [e.label for e in world.registry.restorers("noise", partial=True) if e.label.startswith("run broken ")] == [
+        "run broken l2", "run broken diffloss"]
     card = json.loads((world.registry.runs / "broken" / "diffloss" / "model" / "card.json").read_text())
     assert card["command"] == "DiffLoss Studio Train tab (diffloss arm); resumed in the Train tab at step 1"
     with pytest.raises(gr.Error, match="nothing to resume: both arms finished"):

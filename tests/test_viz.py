@@ -145,3 +145,34 @@ def test_pca_basis_spans_the_principal_components_of_an_svd():
     _, _, vh = torch.linalg.svd(rows - rows.mean(dim=0), full_matrices=False)
     for i in range(3):  # same directions, up to sign
         assert abs(float(basis.components[:, i] @ vh[i])) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_colour_bar_runs_from_zero_at_the_bottom_to_vmax_at_the_top():
+    import matplotlib
+
+    from diffloss.viz import colour_bar
+
+    bar = colour_bar(2.5, 200)
+    assert bar.shape[0] == 200 and bar.dtype == np.uint8 and bar.shape[1] > 16  # the bar and its numbers
+    top, bottom = (np.round(np.array(matplotlib.colormaps["inferno"](v)[:3]) * 255) for v in (1.0, 0.0))
+    assert np.abs(bar[0, 0].astype(int) - top).max() <= 1 and np.abs(bar[-1, 0].astype(int) - bottom).max() <= 1
+    with pytest.raises(ValueError, match="vmax must be > 0"):
+        colour_bar(0.0, 100)
+
+
+def test_maps_on_one_scale_keep_their_ratio_visible():
+    """Two maps 1000x apart: each on its own scale they look alike; on one scale the smaller is black."""
+    from diffloss.viz import heatmap, heatmaps_on_one_scale
+
+    big = torch.rand(8, 8, generator=torch.Generator().manual_seed(0)) + 0.5
+    small = big * 1e-3
+    picture, (a, b), vmax = heatmaps_on_one_scale([big, small], [None, None], ["big", "small"], scale=4)
+    assert vmax == pytest.approx(float(big.max()))
+    assert a.shape == b.shape == (32, 32, 3)
+    assert np.array_equal(heatmap(big), heatmap(small))  # each on its own scale: the same picture
+    assert b.astype(int).mean() < 0.1 * a.astype(int).mean()  # on one scale: the small one is nearly black
+    assert picture.shape[1] > 2 * 32 + 16 and picture.shape[0] >= 32
+    _, _, zero = heatmaps_on_one_scale([torch.zeros(4, 4)], [None], ["none"])  # no gradient at all: a scale still
+    assert zero == 1.0
+    with pytest.raises(ValueError, match="as many overlays and labels"):
+        heatmaps_on_one_scale([big], [None, None], ["x"])
