@@ -20,7 +20,7 @@ def test_compare_inspect_and_a_short_train_run_over_http(client):
     l2, dl = world.labels()
     photo = handle_file(str(world.photo))
     out = c.predict(photo, "noise", upload.MODES[0], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
-    degraded, out_l2, out_dl, slider, zoom, err, metrics, notes = out
+    degraded, out_l2, out_dl, slider, zoom, err, metrics, notes = out[:8]  # then the family view's
     assert str(degraded).endswith(".png") and str(out_l2).endswith(".png")
     assert all(str(p).endswith(".png") for p in slider)  # PNG, not lossy WebP, so the slider compares truly
     assert "PSNR" in metrics and "Conventions" in metrics
@@ -57,7 +57,7 @@ def test_uploads_reach_the_handler_untouched_so_transparency_is_composited_over_
     l2, dl = world.labels()
     out = c.predict(handle_file(str(path)), "noise", upload.MODES[1], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
     assert np.asarray(Image.open(out[0])).min() == 255
-    assert "transparency composited over white" in out[-1]
+    assert "transparency composited over white" in out[7]  # the notes
 
 
 def test_stop_over_http_ends_a_running_train_job(client):
@@ -153,7 +153,7 @@ def test_a_real_pair_over_http_and_the_ground_truth_stays_optional(client):
     l2, dl = world.labels()
     photo, gt = handle_file(str(world.clean / "1.png")), handle_file(str(world.clean / "0.png"))
     out = c.predict(photo, "noise", upload.MODES[2], 0, l2, dl, 0.5, 0.5, 32, gt, api_name="/compare")
-    assert out[5] is not None and "A real pair" in out[-1]  # an error map, against the uploaded ground truth
+    assert out[5] is not None and "A real pair" in out[7]  # an error map, against the uploaded ground truth
     with pytest.raises(Exception, match="Upload its ground truth too"):
         c.predict(photo, "noise", upload.MODES[2], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
 

@@ -160,7 +160,9 @@ def test_hosted_over_http_no_run_file_is_served_and_no_server_path_is_shown(tmp_
         assert httpx.get(f"{base}/gradio_api/file={world.photo}").status_code != 200  # not an example: not served
         example = next(world.clean.iterdir())
         assert httpx.get(f"{base}/gradio_api/file={example}").status_code == 200  # the route works: examples are
-        for private in (next((run / "photos").iterdir()), run / "l2" / "checkpoint" / "last.safetensors"):
+        # a finished hosted run keeps only its models and zip (photos and checkpoints are deleted): neither is served
+        assert not (run / "photos").exists() and not (run / "l2" / "checkpoint").exists()
+        for private in (run / "l2" / "model" / "model.safetensors", next(run.glob("*.zip"))):
             assert private.is_file()
             answer = httpx.get(f"{base}/gradio_api/file={private}")
             assert answer.status_code in (403, 404) and b"safetensors" not in answer.content[:20]

@@ -236,10 +236,10 @@ def test_over_http_a_second_visitor_cannot_see_stop_resume_pick_or_download_the_
         assert _zipped_files(archive) == ZIPPED  # Alice downloads her models
         with pytest.raises(Exception, match=f"No Train run named '{run.name}'"):  # no second way to its zip
             bob.predict(run.name, api_name="/resume")
-        # Compare's dropdowns after a run (app.py's _trained_dropdowns): Alice's run preselected, Bob's the shipped
+        # Compare's dropdowns after a run (studio.widgets.trained_dropdowns): Alice's run preselected, Bob's the shipped
         l2_run, dl_run = f"run {run.name} l2", f"run {run.name} diffloss"
-        assert [_update_value(v) for v in alice.predict("noise", api_name="/_trained_dropdowns")] == [l2_run, dl_run]
-        assert [_update_value(v) for v in bob.predict("noise", api_name="/_trained_dropdowns")] == list(world.labels())
+        assert [_update_value(v) for v in alice.predict("noise", api_name="/trained_dropdowns")] == [l2_run, dl_run]
+        assert [_update_value(v) for v in bob.predict("noise", api_name="/trained_dropdowns")] == list(world.labels())
         assert "Trained runs" in alice.predict(api_name="/status") and "Trained runs" not in bob.predict(api_name="/status")
         photo = str(world.photo)
         from gradio_client import handle_file
