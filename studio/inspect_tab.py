@@ -26,7 +26,7 @@ from diffloss.viz import (
 )
 from diffloss.viz import grid as image_grid
 from studio.memo import Memo, file_stamp
-from studio.models import Registry, get_registry
+from studio.models import Registry, get_registry, shown_path
 from studio.restorers import load_prior, load_restorer, restorer_entry, run_restorer
 from studio.toasts import warn
 from studio.upload import MODES, prepare_case
@@ -187,7 +187,7 @@ def inspect(
     shares = ", ".join(f"{k} {v:.1%}" for k, v in g.grad_share.items()) if g.grad_share else "n/a"
     high_t = noise_note(t, float(prior.alphas_cumprod[t]))
     values = "\n".join([
-        f"t = {t} of {prior.num_timesteps - 1}, seed {seed}, pair: {pair}, prior: `{prior.source}`",
+        f"t = {t} of {prior.num_timesteps - 1}, seed {seed}, pair: {pair}, prior: `{shown_path(prior.source)}`",
         *([f"\n**{high_t}**"] if high_t else []),
         "",
         f"- L_nat = **{p.l_nat:.5g}** (mean squared difference of the two noise predictions)",

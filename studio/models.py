@@ -119,8 +119,11 @@ def _prior_stamp(folder: Path) -> float:
     return max(f.stat().st_mtime for f in files)
 
 
-def _shown_path(path: Path) -> str:
-    """A path as the page shows it: relative to the repository when inside it, else its name."""
+def shown_path(path: Path | str) -> str:
+    """A path as the page shows it: relative to the repository when inside it, else its name (a relative path or
+    a hub id is shown as given)."""
+    if not Path(path).is_absolute():
+        return str(path)
     try:
         return Path(path).resolve().relative_to(REPO.resolve()).as_posix()
     except ValueError:
@@ -259,7 +262,7 @@ class Registry:
     def status(self) -> str:
         """What is installed and, for what is missing, how to get it (markdown, shown at the top of the app)."""
         lines = []
-        shown = _shown_path
+        shown = shown_path
         shipped = [e for e in self.restorers() if e.source == "shipped"]
         runs = [e for e in self.restorers() if e.source == "run"]
         if shipped:
