@@ -11,8 +11,11 @@ from studio import compare_tab, family_view, model_upload, restorers, upload
 from studio.components import UploadImage
 from studio.gpu import on_gpu
 from studio.widgets import (
-    PageStart, as_outputs, event_inputs, examples, picture, restorer_dropdowns, run_on_example, trained_dropdowns,
+    PageStart, as_outputs, event_inputs, examples, picture, placeholder, restorer_dropdowns, run_on_example,
+    trained_dropdowns,
 )
+
+WAITING = "Press Compare\n(or click an example):\nthe restored images\nappear here"
 
 
 @dataclass
@@ -36,7 +39,8 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
     with gr.Row():
         with gr.Column(scale=1):
             task = gr.Dropdown(list(degrade.TASKS), value=start.task, label="Task")
-            image = UploadImage(value=start.photo, type="filepath", image_mode=None, label="Photo")
+            go = gr.Button("Compare", variant="primary")  # at the top: one click from the page's first view
+            image = UploadImage(value=start.photo, type="filepath", image_mode=None, label="Photo", height=240)
             mode = gr.Radio(list(upload.MODES), value=upload.MODES[0], label="The photo is")
             gt = UploadImage(type="filepath", image_mode=None, label="Ground truth", visible=False)
             seed = gr.Number(value=0, precision=0, label="Degradation seed")
@@ -44,7 +48,6 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
             dl = gr.Dropdown(labels, value=dl_default, label="DiffLoss arm")
             weight = gr.Radio(family_view.weight_choices(start.task, start.registry), value=dl_default,
                               label="Prior weight (steps the DiffLoss arm through the task's family)")
-            go = gr.Button("Compare", variant="primary")
             shown_examples = examples([image, task, mode, gt], start.rows, "Examples")
             with gr.Accordion("Zoom (or click the degraded image)", open=False):
                 zoom_auto = gr.Checkbox(value=True, label="zoom where the restorer changed the photo most")
@@ -57,19 +60,23 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
                                    label="zip with l2/ and diffloss/ model folders, or one model folder")
                 zip_note = gr.Markdown()
         with gr.Column(scale=2):
+            waiting = placeholder(WAITING, width=320, height=240)
             with gr.Row():
-                degraded = gr.Image(label="Degraded input (click: zoom there)", format="png", interactive=False)
-                out_l2 = gr.Image(label="L2 arm", format="png")
-                out_dl = gr.Image(label="DiffLoss arm", format="png")
+                degraded = gr.Image(value=waiting, label="Degraded input", format="png", interactive=False)
+                out_l2 = gr.Image(value=waiting, label="L2 arm", format="png")
+                out_dl = gr.Image(value=waiting, label="DiffLoss arm", format="png")
             slider = gr.ImageSlider(label="L2 arm | DiffLoss arm", format="png")
-            zoom = picture("Zoomed crop")
+            zoom = picture("Zoomed crop (click the degraded input to move it)", placeholder=placeholder(WAITING))
             with gr.Row():
                 with gr.Column():
-                    difference = picture("Difference of the two outputs, amplified (grey = identical)")
+                    difference = picture("Difference of the two outputs, amplified (grey = identical)",
+                                         placeholder=placeholder(WAITING))
                     diff_gain = gr.Slider(1, 50, value=10, step=1, label="amplification")
                     difference_note = gr.Markdown()
                 with gr.Column():
-                    family_plot = picture("The task's family: distortion (PSNR) vs naturalness (NIQE), shown arms ringed")
+                    family_plot = picture("The task's family: distortion (PSNR) vs naturalness (NIQE), shown arms ringed",
+                                          placeholder=family_view.pd_figure(start.registry.report(), start.task)
+                                          if start.registry.report() else placeholder(WAITING))
             # the ground truth the zoom shows beside the outputs; a click re-zooms from the pictures on show
             ground_truth = gr.Image(visible=False, format="png", interactive=False)
             with gr.Column(visible=False) as error_box:  # shown for a comparison with a ground truth

@@ -330,3 +330,22 @@ def test_first_click_train(fresh_clone_url):
         _no_error_toast(page)
         page.screenshot(path=str(shot.with_name("first-click-train-stopped.png")))
     assert shot.stat().st_size > 10_000
+
+
+def test_first_click_compare(fresh_clone_url):
+    """Compare with its defaults (the preloaded example, the task's L2 and strong arms): placeholders before, one
+    click, the three pictures and the metrics in the window, the family's difference and plot below."""
+    shot = Path(str(FIRST_CLICK_SHOT).format(tab="compare"))
+    with _screen(fresh_clone_url) as page:
+        assert page.get_by_text("Prior weight", exact=False).first.is_visible()
+        button = page.get_by_role("button", name="Compare", exact=True)
+        assert _in_view(button)
+        button.click()
+        page.get_by_text("DiffLoss arm minus L2 arm", exact=False).first.wait_for(timeout=120_000)
+        _no_error_toast(page)
+        assert _in_view(page.get_by_text("L2 arm", exact=True).first)
+        assert page.get_by_text("Conventions", exact=False).first.is_visible()
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot))
+        page.screenshot(path=str(shot.with_name("first-click-compare-full.png")), full_page=True)
+    assert shot.stat().st_size > 10_000
