@@ -32,7 +32,8 @@ def test_inspect_uses_the_converted_prior(converted_folder, tmp_path):
     assert steps == 1000 and "1000 timesteps" in message
     r = inspect_tab.inspect(str(world.photo), "noise", 0, None, inspect_tab.PAIRS[1], 500, 0, str(converted_folder),
                             side=32, registry=world.registry)
-    assert "t = 500 of 999" in r.values and str(converted_folder) in r.values
+    assert "t = 500 of 999" in r.values and f"prior: `{converted_folder.name}`" in r.values  # named, no machine path
+    assert str(converted_folder) not in r.values
     assert "L_nat = **" in r.values and "L_sem = **" in r.values
     assert r.x_t.ndim == 3 and r.h_error.ndim == 3
 

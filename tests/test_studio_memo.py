@@ -97,17 +97,18 @@ def test_new_weights_re_run_nothing_and_new_t_re_runs_only_the_prior(counted):
                          lam=lam, side=32, registry=world.registry)
 
     first = inspect()
-    assert counts == {"forwards": 2, "restorer": 1}
+    # both pairs (restored vs ground truth, degraded vs ground truth) go through the prior: their maps share a scale
+    assert counts == {"forwards": 4, "restorer": 1}
     heavier = inspect(gamma=0.5)
-    assert counts == {"forwards": 2, "restorer": 1}  # weights only: nothing ran again
+    assert counts == {"forwards": 4, "restorer": 1}  # weights only: nothing ran again
     assert _shares(heavier.values)["nat"] > _shares(first.values)["nat"]
     assert "gamma 0.5," in heavier.values
     inspect(t=41)
-    assert counts == {"forwards": 4, "restorer": 1}  # a new t: the prior again, not the restorer
+    assert counts == {"forwards": 8, "restorer": 1}  # a new t: the prior again, not the restorer
     assert "Gradient norm **0**" in inspect(bug=True).values  # the no_grad mistake is a real pass of its own
-    assert counts == {"forwards": 6, "restorer": 1}
+    assert counts == {"forwards": 12, "restorer": 1}
     assert inspect().values == first.values  # back to the first setting: remembered, and the same numbers
-    assert counts == {"forwards": 6, "restorer": 1}
+    assert counts == {"forwards": 12, "restorer": 1}
 
 
 def test_a_replaced_photo_is_inspected_anew(counted):
@@ -117,5 +118,5 @@ def test_a_replaced_photo_is_inspected_anew(counted):
     time.sleep(0.01)
     save_image(torch.zeros(3, 48, 64), world.photo)  # same name, other pixels
     after = inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "", side=32, registry=world.registry)
-    assert counts == {"forwards": 4, "restorer": 2}
+    assert counts == {"forwards": 8, "restorer": 2}  # two pairs through the prior per photo
     assert before.values != after.values
