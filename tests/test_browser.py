@@ -40,7 +40,7 @@ def _page(url: str, height: int = 1800):
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": height})
-            page.goto(url, wait_until="networkidle")
+            page.goto(url, wait_until="networkidle", timeout=120_000)  # a busy 2-core CI machine: 30 s was tight
             yield page
         finally:
             browser.close()
@@ -256,7 +256,7 @@ def _screen(url: str):
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:
             page = browser.new_page(viewport=SCREEN)
-            page.goto(url, wait_until="networkidle")
+            page.goto(url, wait_until="networkidle", timeout=120_000)  # a busy 2-core CI machine: 30 s was tight
             yield page
         finally:
             browser.close()
