@@ -180,6 +180,14 @@ def validation_psnr(model: torch.nn.Module, task: str, images: list[torch.Tensor
     return sum(out) / len(out), sum(inp) / len(inp)
 
 
+def read_curve(path: Path) -> list[dict[str, float]]:
+    """The rows of a base's ``val_curve.csv`` (empty when it has none)."""
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 class ValidationCurve:
     """The base's validation PSNR at every checkpoint (EMA weights, as exported), in ``val_curve.csv``."""
 
@@ -189,10 +197,7 @@ class ValidationCurve:
         self.path, self.model, self.task, self.images, self.crop = path, model, task, images, crop
 
     def rows(self) -> list[dict[str, float]]:
-        if not self.path.is_file():
-            return []
-        with self.path.open() as f:
-            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return read_curve(self.path)
 
     def record(self, step: int, state: dict[str, torch.Tensor] | None = None) -> None:
         rows = [r for r in self.rows() if r["step"] < step]
@@ -422,7 +427,7 @@ def base_summary(base: Path) -> dict:
                "batch_size": b.get("batch_size"), "crop": b.get("config", {}).get("crop"),
                "lr": b.get("config", {}).get("loop", {}).get("lr"), "final_loss": b.get("final_loss"),
                "loss": "fidelity only (mse)"}
-    curve = ValidationCurve(base / "val_curve.csv", torch.nn.Identity(), "", [], 0).rows()
+    curve = read_curve(base / "val_curve.csv")
     if curve:
         summary["validation_curve"] = curve
         summary["validation_flat"] = curve_is_flat(curve)
