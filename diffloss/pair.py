@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from diffloss.checkpoint import CARD_FILE, MODEL_FILE, CheckpointError, load_tensors
-from diffloss.paths import ARMS, CHECKPOINT_DIR, PARTIAL, PHOTOS_DIR, RunFolder
+from diffloss.paths import ARMS, CHECKPOINT_DIR, PARTIAL, PHOTOS_DIR, REPO, RunFolder, public_json
 from diffloss.run_folder import checkpoint_settings, export_checkpoint, logged_rows
 from diffloss.train import TrainEvent, TrainingDiverged, train_restorer
 from diffloss.train_config import RestorerTrainConfig
@@ -254,13 +254,18 @@ def partial_models_note(exported: dict[str, int | str], task: str) -> str:
 
 
 def zip_models(run_dir: Path) -> Path:
-    """run_dir/<name>.zip holding l2/model and diffloss/model (safetensors + config + card)."""
+    """run_dir/<name>.zip holding l2/model and diffloss/model (safetensors + config + card, the card's paths made
+    relative: ``runs/NAME/...`` or the repository's, never the server's folders)."""
     staging = run_dir / "_download"
     if staging.exists():
         shutil.rmtree(staging)
     for arm in ARMS:
         if RunFolder(run_dir / arm).model.is_dir():
             shutil.copytree(RunFolder(run_dir / arm).model, staging / arm)
+            card = staging / arm / CARD_FILE
+            if card.is_file():  # a download leaves the server: its cards name no server folder
+                roots = {run_dir.parent: "runs/", REPO: ""}
+                card.write_text(json.dumps(public_json(json.loads(card.read_text()), roots), indent=2))
     archive = shutil.make_archive(str(run_dir / run_dir.name), "zip", root_dir=staging)
     shutil.rmtree(staging)
     return Path(archive)

@@ -18,8 +18,10 @@ A run folder (``python -m diffloss.train ... --out RUN``, or one arm of a Train-
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "pretrained"
@@ -37,6 +39,46 @@ LOG_FILE = "log.csv"
 EXPORT_DIR = "export"
 PARTIAL = "partial"  # marks a stopped arm's model exported from its checkpoint, wherever it is listed
 PHOTOS_DIR = "photos"  # a Train-tab pair's uploaded photos, kept with the run that trained on them
+
+
+# An absolute posix path not glued to a word, a number or a URL ("https://", "1/2", "L2/DiffLoss" are not paths).
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])/[^\s`'\"()\[\]{},;:*?<>|]+")
+
+
+def shown_path(path: str | Path, roots: Mapping[Path, str] | None = None) -> str:
+    """A path as a reader may see it: under one of ``roots`` (folder -> prefix; the repository as "" by default)
+    as prefix + relative path, else its name alone. A relative path or a hub id is shown as given.
+
+    Why: the machine that trained a weight or serves the app is not the reader's, and its folders are nobody's
+    business; one rule for pages, cards, downloads and the report.
+    """
+    if not Path(path).is_absolute():
+        return str(path)
+    roots = {REPO: ""} if roots is None else roots
+    target = Path(os.path.abspath(path))
+    for root, prefix in sorted(((Path(os.path.abspath(r)), p) for r, p in roots.items()),
+                               key=lambda item: len(str(item[0])), reverse=True):  # the deepest root first
+        if target == root:
+            return prefix.rstrip("/") or "."
+        if root in target.parents:
+            return prefix + target.relative_to(root).as_posix()
+    return target.name or "."
+
+
+def public_text(text: str, roots: Mapping[Path, str] | None = None) -> str:
+    """``text`` with every absolute path in it rewritten by ``shown_path``."""
+    return _ABS_PATH.sub(lambda match: shown_path(match.group(0), roots), text)
+
+
+def public_json(value: Any, roots: Mapping[Path, str] | None = None) -> Any:
+    """A JSON value (a card) with every string passed through ``public_text``: what a download may hold."""
+    if isinstance(value, str):
+        return public_text(value, roots)
+    if isinstance(value, dict):
+        return {k: public_json(v, roots) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_json(v, roots) for v in value]
+    return value
 
 
 def runs_folder() -> Path:

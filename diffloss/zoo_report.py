@@ -29,7 +29,7 @@ from diffloss.loss import shares_for_weights
 from diffloss.metrics import (CONVENTIONS, HIGHER_IS_BETTER, PERCEPTUAL_CONVENTIONS, full_reference_metrics,
                               no_reference_metrics, perceptual_reference_metrics, psnr)
 from diffloss.nets import load_restorer, restore
-from diffloss.paths import REPO, TASK_ORDER
+from diffloss.paths import REPO, TASK_ORDER, shown_path
 
 COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("ms_ssim", "MS-SSIM ↑", 4), ("niqe", "NIQE ↓", 3), ("lpips", "LPIPS ↓", 4), ("hf_ratio", "HF ratio", 2), ("psnr_vs_l2", "PSNR vs L2", 1))
 VISIBLE_DB = 33.0  # median PSNR between two arms' outputs at or below this: a person can see the difference
@@ -320,14 +320,6 @@ def _previous_gain(task: str) -> dict:
     return json.loads(PREVIOUS_L2.read_text()).get("tasks", {}).get(task, {})
 
 
-def _relative(path: Path) -> str:
-    """A path as a reader of the repo knows it (never an absolute server path in a shipped file)."""
-    try:
-        return Path(path).resolve().relative_to(REPO).as_posix()
-    except ValueError:
-        return Path(path).name
-
-
 def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Path,
                  log: Callable[[str], None]) -> tuple[list[str], dict]:
     cards = {arm: checkpoint.read_json(folder / checkpoint.CARD_FILE) for arm, folder in arms.items()}
@@ -360,7 +352,7 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
         lines.append(f"| {arm} | {spec.get('about', 'an older zoo arm')} | {_fmt(spec.get('gamma'), 4)} | "
                      f"{_fmt(spec.get('lam'), 4)} | {t_range} | {_fmt(share * 100 if share is not None else None, 1)} % | "
                      f"{'yes' if flat else 'no' if flat is False else '–'} |")
-        data["arms"][arm] = {"path": _relative(arms[arm]), "arm": spec, "training": summary,
+        data["arms"][arm] = {"path": shown_path(arms[arm]), "arm": spec, "training": summary,
                              "steps": card.get("steps"), "wall_time_s": card.get("wall_time_s")}
     calib = next((c.get("calibration") for c in cards.values() if c.get("calibration")), None)
     if calib and "all" in (calib.get("norms") or {}):
@@ -419,7 +411,7 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
                                 "means": table_means, "comparisons": comparisons,
                                 "per_image": result.images,
                                 # the shape studio.cards.measured_rows reads: one row per arm with its folder
-                                "report": {"restorers": [{"name": a, "path": _relative(arms[a]) if a in arms else None,
+                                "report": {"restorers": [{"name": a, "path": shown_path(arms[a]) if a in arms else None,
                                                           "mean": table_means[a], "images": len(result.images[a])}
                                                          for a in result.images if a != "input"]}})
     if synthetic_means:

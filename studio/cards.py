@@ -11,21 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from diffloss.paths import datasets_folder, shown_path
+
 METRICS = (("psnr", "PSNR", 2), ("ssim", "SSIM", 4), ("niqe", "NIQE", 2), ("lpips", "LPIPS", 3))
 
 
 def _name(path: Any, repo: Path | None) -> str:
-    """A path as the reader knows it: relative to the repo when inside it, else its last two parts (the machine
-    that trained a shipped weight is not the reader's, and its folders are nobody's business)."""
-    if not path:
-        return "?"
-    p = Path(str(path))
-    if repo is not None:
-        try:
-            return str(p.resolve().relative_to(repo.resolve()))
-        except ValueError:
-            pass
-    return "…/" + "/".join(p.parts[-2:]) if len(p.parts) > 2 else p.name
+    """A card's path as the reader knows it (``diffloss.paths.shown_path``): relative to ``repo`` or to the
+    datasets folder, else by its name (the machine that trained a weight is not the reader's)."""
+    roots = {datasets_folder(): "datasets/", **({repo: ""} if repo is not None else {})}
+    return shown_path(str(path), roots) if path else "?"
 
 
 def training_lines(card: dict[str, Any] | None, repo: Path | None = None) -> list[str]:

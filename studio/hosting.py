@@ -21,6 +21,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from diffloss.paths import public_text  # the one rule for paths a visitor may see; re-exported
+
 PUBLIC_ENV = "DIFFLOSS_PUBLIC"  # "1": hosted mode without SPACE_ID (what ``--public`` sets)
 MAX_UPLOAD = "50mb"  # gradio's max_file_size in hosted mode: photos and model zips are a few MB
 MAX_HUB_PRIOR_BYTES = 300 * 2**20  # a hub prior larger than this is not downloaded (the shipped one is 17 MB)
@@ -28,8 +30,6 @@ HUB_PRIOR_FILES = ("*.json", "*.safetensors")  # what a diffusers UNet2DModel + 
 
 _HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9])?"
 _HUB_ID = re.compile(rf"{_HUB_PART}/{_HUB_PART}")
-# An absolute posix path not glued to a word, a number or a URL ("https://", "1/2", "L2/DiffLoss" are not paths).
-_ABS_PATH = re.compile(r"(?<![\w.:/~-])/[^\s`'\"()\[\]{},;:*?<>|]+")
 
 
 def is_hosted() -> bool:
@@ -83,24 +83,6 @@ def fetch_hub_prior(repo_id: str, cap: int = MAX_HUB_PRIOR_BYTES, api: Any = Non
                          "have on this hosted studio")
     patterns = [p for p in HUB_PRIOR_FILES] + [f"*/{p}" for p in HUB_PRIOR_FILES]
     return Path(snapshot_download(repo_id, allow_patterns=patterns))
-
-
-def public_text(text: str, roots: dict[Path, str]) -> str:
-    """``text`` with every absolute path rewritten: under a root, as ``prefix + relative path`` (``roots`` maps
-    e.g. the repo to "" and the runs folder to "runs/"); anywhere else, by its file name alone."""
-    resolved = sorted(((Path(os.path.abspath(root)), prefix) for root, prefix in roots.items()),
-                      key=lambda item: len(str(item[0])), reverse=True)  # the deepest root first
-
-    def rewrite(match: re.Match) -> str:
-        path = Path(os.path.abspath(match.group(0)))
-        for root, prefix in resolved:
-            if path == root:
-                return prefix.rstrip("/") or "."
-            if root in path.parents:
-                return prefix + str(path.relative_to(root))
-        return path.name or "."
-
-    return _ABS_PATH.sub(rewrite, text)
 
 
 def _public_value(value: Any, roots: dict[Path, str]) -> Any:

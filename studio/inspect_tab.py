@@ -26,7 +26,8 @@ from diffloss.viz import (
 )
 from diffloss.viz import grid as image_grid
 from studio.memo import Memo, file_stamp
-from studio.models import Registry, get_registry, shown_path
+from diffloss.paths import shown_path
+from studio.models import Registry, get_registry
 from studio.restorers import load_prior, load_restorer, restorer_entry, run_restorer
 from studio.toasts import warn
 from studio.upload import MODES, prepare_case

@@ -28,7 +28,7 @@ from diffloss import nets
 from diffloss.checkpoint import CARD_FILE, CONFIG_FILE, MODEL_FILE, CheckpointError
 from diffloss.images import list_images
 # REPO, datasets_folder and runs_folder are defined in diffloss.paths; importable here too for the studio's tests.
-from diffloss.paths import ARMS, EXAMPLES, MODEL_DIR, PARTIAL, PRETRAINED, REPO, RunFolder, datasets_folder, runs_folder  # noqa: F401
+from diffloss.paths import ARMS, EXAMPLES, MODEL_DIR, PARTIAL, PRETRAINED, REPO, RunFolder, datasets_folder, runs_folder, shown_path  # noqa: F401
 from diffloss.family import SHOWCASE_ARM, shipped_restorers
 from diffloss.prior import DiffusionPrior, PriorLoadError
 from studio import hosting, visitors
@@ -117,17 +117,6 @@ def _prior_stamp(folder: Path) -> float:
         raise PriorLoadError(f"{folder}: no UNet2DModel found, it holds no diffusers model (no {CONFIG_FILE} in it "
                              "or in its unet/ folder)")
     return max(f.stat().st_mtime for f in files)
-
-
-def shown_path(path: Path | str) -> str:
-    """A path as the page shows it: relative to the repository when inside it, else its name (a relative path or
-    a hub id is shown as given)."""
-    if not Path(path).is_absolute():
-        return str(path)
-    try:
-        return Path(path).resolve().relative_to(REPO.resolve()).as_posix()
-    except ValueError:
-        return Path(path).name
 
 
 class Registry:

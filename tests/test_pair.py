@@ -43,8 +43,12 @@ def test_the_pair_command_trains_both_arms_from_one_setting_and_zips_them(folder
     strip = {"diffloss", "loop"}
     assert {k: v for k, v in cards["l2"]["config"].items() if k not in strip} == \
         {k: v for k, v in cards["diffloss"]["config"].items() if k not in strip}  # one setting, two arms
-    names = zipfile.ZipFile(out / "p.zip").namelist()
-    assert "l2/model.safetensors" in names and "diffloss/card.json" in names
+    archive = zipfile.ZipFile(out / "p.zip")
+    assert "l2/model.safetensors" in archive.namelist() and "diffloss/card.json" in archive.namelist()
+    zipped = archive.read("diffloss/card.json").decode()
+    assert str(folders) in json.dumps(cards["diffloss"])  # the run's own card keeps its folders (resume reads it)
+    assert str(folders) not in zipped and '"/' not in zipped  # the download names no server folder
+    assert json.loads(zipped)["config"]["loop"]["out"] == "runs/p/diffloss"
 
 
 def test_resume_of_a_pair_folder_goes_on_with_the_unfinished_arm_only(folders, monkeypatch, capsys):

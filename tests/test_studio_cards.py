@@ -22,8 +22,8 @@ def test_a_zoo_card_says_steps_time_start_data_loss_calibration_and_command():
     text = "\n".join(cards.training_lines(ZOO_CARD, repo=Path("/repo")))
     assert "300 steps, batch 8, 7.7 min on cpu: x86_64, 2 threads" in text
     assert "started from `runs/base/model` (an L2 base: 600 steps, fidelity only (mse))" in text
-    # a path outside the repo is shown by its last two parts, never as the machine's absolute path
-    assert "200 clean photos from `…/clean/train`" in text and "/data/" not in text
+    # a path outside the repo and the datasets folder is shown by its name, never as the machine's absolute path
+    assert "200 clean photos from `train`" in text and "/data/" not in text
     assert "loss: mse + gamma 0.02359 * (L_nat + lambda 0.6274 * L_sem), t in [0, T-1]" in text
     assert "L_nat carries 20% and L_sem 10% of the gradient on 8 validation photos" in text
     assert "stored as float16" in text and "command: `python -m diffloss.zoo build --quick`" in text
