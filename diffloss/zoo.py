@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import shutil
 import sys
@@ -77,7 +78,10 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     # 2 CPU cores: the base goes on from the previous zoo's L2 arm at 96 px; the arms train on 64 px crops, where
     # a DiffLoss step with the small prior costs several L2 steps at 96 px (bench/results/zoo-cpu.md).
-    "quick": Recipe("quick", PriorRecipe(), RestorerRecipe(arm_crop=64, base_init="previous")),
+    # The arms' lr is high (3e-3, cosine-decayed over 200 steps): at 3e-4 even a 99 % prior share moved the
+    # output less than training noise does (bench/results/zoo-visibility-probe.md).
+    "quick": Recipe("quick", PriorRecipe(),
+                    RestorerRecipe(arm_crop=64, base_init="previous", base_steps=300, arm_lr=3e-3)),
     "full": Recipe(
         "full",
         PriorRecipe(preset="base", batch_size=128, steps=20000, lr=2e-4),
@@ -298,9 +302,14 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
 
 
 def _installed_by(folder: Path, recipe: Recipe) -> bool:
-    """An arm counts as built only when this recipe's family build installed it (not an older zoo's)."""
+    """An arm counts as built only when this recipe, with these settings, installed it (not an older zoo's)."""
     card = checkpoint.read_json(folder / checkpoint.CARD_FILE) if (folder / checkpoint.CARD_FILE).is_file() else {}
-    return card.get("recipe") == recipe.name and "arm" in card
+    return card.get("recipe") == recipe.name and card.get("recipe_settings") == recipe_settings(recipe) and "arm" in card
+
+
+def recipe_settings(recipe: Recipe) -> dict:
+    """What a card records of the recipe that built it, so a changed recipe rebuilds its arms."""
+    return {"seed": recipe.seed, **dataclasses.asdict(recipe.restorer)}
 
 
 def snapshot_base_init(task: str, rr: RestorerRecipe, paths: ZooPaths, snapshot: Path,
@@ -407,7 +416,7 @@ def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Rec
     from diffloss.nets import load_restorer, save_restorer
 
     card = json.loads((model_dir / checkpoint.CARD_FILE).read_text())
-    card.update(recipe=recipe.name, calibration=calibration, storage="float16")
+    card.update(recipe=recipe.name, recipe_settings=recipe_settings(recipe), calibration=calibration, storage="float16")
     if arm is not None:
         gamma, lam = arm_weights(arm, calibration)
         card["arm"] = {"name": arm.name, "about": arm.about, "nat_share": arm.nat_share, "sem_share": arm.sem_share,
