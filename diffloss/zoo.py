@@ -81,7 +81,7 @@ RECIPES: dict[str, Recipe] = {
     # The arms' lr is high (3e-3, cosine-decayed over 200 steps): at 3e-4 even a 99 % prior share moved the
     # output less than training noise does (bench/results/zoo-visibility-probe.md).
     "quick": Recipe("quick", PriorRecipe(),
-                    RestorerRecipe(arm_crop=64, base_init="previous", base_steps=300, arm_lr=3e-3)),
+                    RestorerRecipe(arm_crop=64, base_init="previous", base_steps=900, arm_lr=3e-3)),
     "full": Recipe(
         "full",
         PriorRecipe(preset="base", batch_size=128, steps=20000, lr=2e-4),
