@@ -206,18 +206,19 @@ FAMILY_SCREENSHOT = REPO / "artifacts" / "browser" / "compare-family.png"
 
 
 def test_compare_steps_the_prior_weight_through_the_family_in_a_browser(tmp_path):
-    """The family view: the strong arm chosen with the prior-weight control, its difference from the L2 arm
+    """The family view: the showcase arm chosen with the prior-weight control, its difference from the L2 arm
     amplified, the family's perception-distortion plot with both arms ringed."""
     from diffloss.family import SHOWCASE_ARM, shipped_restorers
+    from studio.family_view import weight_label
 
     arms = shipped_restorers().get("noise", {})
     if not {"l2", "calibrated", SHOWCASE_ARM} <= set(arms):
-        pytest.skip("the noise family (l2, calibrated, strong) is not shipped in pretrained/restorers yet")
+        pytest.skip(f"the noise family (l2, calibrated, {SHOWCASE_ARM}) is not shipped in pretrained/restorers yet")
     FAMILY_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     with _shipped_studio(tmp_path, "noise") as url, _page(url, height=2200) as page:
         page.get_by_text("30 % prior (calibrated)", exact=False).first.click()  # one step down the dose
         page.get_by_text("DiffLoss arm minus L2 arm", exact=False).first.wait_for(timeout=90_000)
-        page.get_by_text(f"70 % prior ({SHOWCASE_ARM})", exact=False).first.click()  # and up to the strong arm
+        page.get_by_text(weight_label(SHOWCASE_ARM), exact=False).first.click()  # and up to the showcase arm
         page.wait_for_timeout(500)
         page.get_by_text("DiffLoss arm minus L2 arm", exact=False).first.wait_for(timeout=90_000)
         page.wait_for_load_state("networkidle")
@@ -333,7 +334,7 @@ def test_first_click_train(fresh_clone_url):
 
 
 def test_first_click_compare(fresh_clone_url):
-    """Compare with its defaults (the preloaded example, the task's L2 and strong arms): placeholders before, one
+    """Compare with its defaults (the preloaded example, the task's L2 and showcase arms): placeholders before, one
     click, the three pictures and the metrics in the window, the family's difference and plot below."""
     shot = Path(str(FIRST_CLICK_SHOT).format(tab="compare"))
     with _screen(fresh_clone_url) as page:

@@ -17,7 +17,7 @@ def family_world(tmp_path):
     world = make_world(tmp_path)
     shipped = world.registry.pretrained / "restorers" / "noise"
     shutil.rmtree(shipped / "diffloss")
-    for i, arm in enumerate(("strong", "l2", "calibrated", "strong-small-t")):  # written out of order on purpose
+    for i, arm in enumerate(("strong", "l2", "prior-led", "calibrated")):  # written out of order on purpose
         if arm == "l2":
             continue
         torch.manual_seed(10 + i)
@@ -30,10 +30,10 @@ def family_world(tmp_path):
 def test_members_come_in_weight_order_and_the_showcase_arm_is_preselected(family_world):
     reg = family_world.registry
     shown = [m.arm for m in family_view.members("noise", reg)]
-    assert shown == ["l2", "calibrated", "strong", "strong-small-t"]
+    assert shown == ["l2", "calibrated", "strong", "prior-led"]
     assert [c[0] for c in family_view.weight_choices("noise", reg)] == [
-        "0 % prior (l2)", "30 % prior (calibrated)", "70 % prior (strong)", "70 % prior, t <= 250 (strong-small-t)"]
-    assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise strong")
+        "0 % prior (l2)", "30 % prior (calibrated)", "70 % prior (strong)", "99 % prior, t <= 250 (prior-led)"]
+    assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise prior-led")
 
 
 def test_a_trained_run_joins_the_family_as_its_own_arm(family_world):

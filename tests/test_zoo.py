@@ -64,8 +64,9 @@ def test_tiny_build_installs_every_required_arm_with_its_card(built):
         (paths.restorer_dir("noise", "l2") / "card.json").read_text())["data"]["diffloss"]
     assert 0 < weights["calibrated"][0] < weights["strong"][0]  # more share, more weight: the dose order
     assert weights["strong"][2] is None and weights["calibrated"][2] is None  # the whole schedule
+    calibration = json.loads((paths.runs / "tiny" / "noise" / "calibration.json").read_text())
+    assert weights["prior-led"][2] == min(family.SMALL_T, calibration["num_timesteps"] - 1)  # small t only
     assert not paths.restorer_dir("noise", "released").exists()  # optional: left out when asked
-    assert not paths.restorer_dir("noise", "strong-small-t").exists()
     assert list(family.shipped_restorers(paths.pretrained)["noise"]) == REQUIRED  # family order
 
 
@@ -83,13 +84,20 @@ def test_the_arm_weights_give_the_target_shares_through_the_measured_norms():
         family.family_arm("x")
 
 
-def test_an_optional_small_t_arm_draws_t_within_its_range(built):
+def test_an_optional_arm_is_built_when_asked_for_by_name(built):
     paths, _ = built
-    zoo.build(TINY, paths, device="cpu", log=lambda _: None, only=["noise/strong-small-t"])
-    calibration = json.loads((paths.runs / "tiny" / "noise" / "calibration.json").read_text())
-    card = json.loads((paths.restorer_dir("noise", "strong-small-t") / "card.json").read_text())
-    assert card["config"]["loss"]["t_max"] == min(family.SMALL_T, calibration["num_timesteps"] - 1)
-    assert card["arm"]["gamma"] > 0 and card["config"]["loop"]["seed"] == TINY.seed + 1
+    zoo.build(TINY, paths, device="cpu", log=lambda _: None, only=["noise/released"])
+    card = json.loads((paths.restorer_dir("noise", "released") / "card.json").read_text())
+    assert (card["arm"]["gamma"], card["arm"]["lam"]) == family.family_arm("released").weights
+    assert card["config"]["loop"]["seed"] == TINY.seed + 1
+
+
+def test_a_changed_recipe_rebuilds_the_arms_an_older_recipe_installed(built):
+    paths, _ = built
+    changed = zoo.Recipe(TINY.name, TINY.prior, zoo.dataclasses.replace(TINY.restorer, arm_lr=1e-4), tasks=TINY.tasks)
+    names = {step.name: step.done() for step in zoo.plan(changed, paths)}
+    assert names["noise/base"] and not names["noise/l2"] and not names["noise/prior-led"]
+    assert all(step.done() for step in zoo.plan(TINY, paths) if step.name != "noise/released")
 
 
 def test_rerunning_the_build_skips_every_step(built):
