@@ -55,9 +55,13 @@ def first_run_text(registry: Registry, hosted: bool = False) -> str:
         count = len(registry.clean_examples())
         data = (f"the {count} clean example photos shipped in `examples/`, unless you upload photos" if count
                 else "the photos you upload (this install ships no clean examples)")
-    return (f"Press **Train both arms**: with the settings on the left both arms train on {data}, from the same "
+    text = (f"Press **Train both arms**: with the settings on the left both arms train on {data}, from the same "
             "weights with the same seed and batches; only the loss differs. The curves grow here live; **Stop** "
             "keeps what is trained, to compare or resume.")
+    if hosted:  # one slot for every visitor (studio.train_tab): say so before anyone waits
+        text += (" One run trains at a time here: if another visitor's run holds the slot, yours waits in line "
+                 "(its place shows over the curves) and starts when that run ends.")
+    return text
 
 
 def build(page: gr.Blocks, start: PageStart) -> TrainUI:

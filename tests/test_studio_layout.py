@@ -59,3 +59,9 @@ def test_train_says_what_its_first_click_trains_on(world, tmp_path, monkeypatch)
     bare = make_world(tmp_path / "bare").registry
     bare.examples = None
     assert "the photos you upload" in train_ui.first_run_text(bare)
+
+
+def test_a_hosted_train_tab_says_runs_take_turns(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "none"))
+    assert "waits in line" in train_ui.first_run_text(world.registry, hosted=True)
+    assert "waits in line" not in train_ui.first_run_text(world.registry, hosted=False)

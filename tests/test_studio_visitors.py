@@ -252,3 +252,38 @@ def test_over_http_a_second_visitor_cannot_see_stop_resume_pick_or_download_the_
                         api_name="/compare")
         with pytest.raises(Exception, match=refused):
             bob.predict("noise", 32, 0, 99, "", 0.05, 0.1, 0.2, 0.1, l2_run, api_name="/calibrate")
+
+
+def test_over_http_a_second_visitors_run_waits_in_the_queue_and_sees_its_place(tmp_path, monkeypatch):
+    """One training slot serves everyone on a hosted CPU Space: Bob's run is queued (not refused) while Alice's
+    holds it, his job reports its place in the line (gradio's status tracker shows it as "queue: 1/1" over the
+    Train tab's outputs), and it starts once Alice's run ends."""
+    from gradio_client import Client
+    from gradio_client.utils import Status
+
+    from tests.studio_helpers import launched_studio
+
+    monkeypatch.setattr(train_tab, "HOSTED_RUN_SECONDS", 600)
+    monkeypatch.setitem(train_tab.HOSTED_CPU_CAPS, "steps", 2000)
+    args = ("noise", 2000, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", "", 0, restorers.FRESH_START, [])
+    with launched_studio(tmp_path / "w", hosted=True) as (url, _world):
+        alice, bob = Client(url, verbose=False), Client(url, verbose=False)
+        first = alice.submit(*args, api_name="/train")
+        deadline = time.time() + 120
+        while len(first.outputs()) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        second = bob.submit(*args, api_name="/train")
+        deadline = time.time() + 60
+        while second.status().code != Status.IN_QUEUE and time.time() < deadline:
+            time.sleep(0.2)
+        waiting = second.status()
+        assert waiting.code == Status.IN_QUEUE and waiting.rank == 0  # first in line, nobody ahead
+        assert not second.outputs()  # nothing of Alice's reaches Bob while he waits
+        assert alice.predict(api_name="/stop").startswith("Stopping")
+        assert first.result(timeout=120)[0].startswith("**Stopped**")
+        deadline = time.time() + 120
+        while len(second.outputs()) < 2 and time.time() < deadline:  # the slot passes to Bob
+            time.sleep(0.2)
+        assert second.outputs(), "the queued run never started"
+        assert bob.predict(api_name="/stop").startswith("Stopping")
+        assert second.result(timeout=120)[0].startswith("**Stopped**")
