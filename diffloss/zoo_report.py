@@ -174,22 +174,46 @@ def _arm_style(arm: str) -> dict:
     return {"color": colours.get(arm, "k"), "marker": "s" if arm == "input" else "o"}
 
 
+def pd_view(points: dict[str, tuple[float, float]]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The (x, y) limits of the perception-distortion view: the arms with a margin, never the degraded input.
+
+    Why: the input sits several dB and NIQE points away, and drawn to scale it squeezes the arms, whose
+    differences are the point of the plot, into one dot.
+    """
+    arms = [xy for name, xy in points.items() if name != "input"] or list(points.values())
+    xs, ys = [x for x, _ in arms], [y for _, y in arms]
+
+    def padded(lo: float, hi: float, least: float) -> tuple[float, float]:
+        pad = max((hi - lo) * 0.15, least)
+        return lo - pad, hi + pad
+
+    return padded(min(xs), max(xs), 0.1), padded(min(ys), max(ys), 0.1)
+
+
 def _perception_distortion_figure(points: dict[str, tuple[float, float]], title: str, marked: tuple[str, ...] = ()):
     """PSNR (x, distortion) against NIQE (y, perception; lower is better), one point per arm, the dose order
-    joined by a line; ``marked`` arms get a ring (the Compare tab marks the two arms on show)."""
+    joined by a line; ``marked`` arms get a ring (the Compare tab marks the two arms on show). The view is the
+    arms' (``pd_view``); the degraded input, when outside it, is named in a corner with its values."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 4.0), dpi=100)
+    (x0, x1), (y0, y1) = pd_view(points)
     dose = [points[a] for a in DOSE_ORDER if a in points]
     if len(dose) > 1:
         ax.plot(*zip(*dose), "-", color="0.6", lw=1.2, zorder=1, label="dose order (prior weight)")
     for arm, (x, y) in points.items():
+        if arm == "input" and not (x0 <= x <= x1 and y0 <= y <= y1):
+            ax.text(0.02, 0.02, f"degraded input (off this view): PSNR {x:.2f} dB, NIQE {y:.2f}",
+                    transform=ax.transAxes, fontsize=7, color="0.35", va="bottom")
+            continue
         ax.scatter([x], [y], s=46, zorder=2, label=arm, **_arm_style(arm))
         if arm in marked:
             ax.scatter([x], [y], s=190, facecolors="none", edgecolors="k", linewidths=1.4, zorder=3)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
     ax.set_xlabel("PSNR to ground truth (dB) →  less distortion")
     ax.set_ylabel("NIQE (lower = more natural)")
     ax.set_title(title, fontsize=10)

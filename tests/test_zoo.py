@@ -159,3 +159,14 @@ def test_a_report_of_some_tasks_keeps_the_others_sections(built):
     assert "KEPT FROM BEFORE" in text and "## haze" in text
     text = write_report(paths, log=lambda _: None, tasks=("noise",)).read_text()
     assert "KEPT FROM BEFORE" not in text and "| strong |" in text
+
+
+def test_the_perception_distortion_view_is_the_arms_not_the_input():
+    from diffloss.zoo_report import pd_view
+
+    points = {"input": (18.0, 9.0), "l2": (26.0, 5.0), "strong": (25.5, 4.6), "prior-led": (25.0, 4.2)}
+    (x0, x1), (y0, y1) = pd_view(points)
+    assert x0 < 25.0 and x1 > 26.0 and x0 > 18.0  # every arm inside, the input outside
+    assert y0 < 4.2 and y1 > 5.0 and y1 < 9.0
+    (x0, x1), _ = pd_view({"l2": (26.0, 5.0), "strong": (26.0, 5.0)})
+    assert x1 - x0 >= 0.2  # equal arms still get a readable span
