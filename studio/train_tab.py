@@ -155,7 +155,10 @@ def stop_for_shutdown(timeout: float = 30.0) -> list[str]:
     and a loop left to the interpreter's shutdown dies mid-step with everything since its last periodic save.
     """
     _STOP.set()
-    return pair.close_loops(_LOOPS, timeout)
+    stuck = pair.close_loops(_LOOPS, timeout)
+    if _RUNNING.get("run_dir") is not None:  # what it trained stays comparable, labelled partial, as after Stop
+        pair.export_stopped_arms(_RUNNING["run_dir"])
+    return stuck
 
 
 def _status(history: dict, totals: dict, name: str, notes: list[str], state: str) -> str:
@@ -422,11 +425,16 @@ def _start_arm(run: pair.PairRun, arm: str, cfg) -> None:
 
 def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Path, notes: list[str],
             task: str) -> Iterator[tuple[str, np.ndarray, str | None]]:
-    """Step the arms in turn and yield (status, curves, zip) until both finish or Stop is pressed."""
+    """Step the arms in turn and yield (status, curves, zip) until both finish or Stop is pressed.
+
+    A run nobody iterates any more (the page was closed: gradio closes this generator) keeps what it trained as
+    partial models, as after Stop; so does one the app's shutdown stops (``stop_for_shutdown``).
+    """
     totals = run.totals
-    yield _status(history, totals, name, notes, "Starting"), training_figure(history), None
+    _RUNNING["run_dir"] = run_dir
     limit = run_seconds()
     try:
+        yield _status(history, totals, name, notes, "Starting"), training_figure(history), None
         for events in run.rounds(None if limit is None else time.monotonic() + limit):
             for arm, event in events.items():
                 points = history.setdefault(arm, [])
@@ -437,6 +445,10 @@ def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Pat
             yield _status(history, totals, name, notes, "Training"), training_figure(history), None
     except pair.ArmDiverged as err:
         raise gr.Error(f"The {err.arm} arm diverged: {err}") from err
+    except GeneratorExit:
+        run.close()  # each arm saves its checkpoint
+        pair.export_stopped_arms(run_dir)
+        raise
     if run.stopped:
         stopped = "stopped: checkpoints saved, no final model yet; resume it below (Resume a stopped run)"
         if run.timed_out:

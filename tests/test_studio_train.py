@@ -253,6 +253,8 @@ def test_a_shutdown_saves_a_run_that_no_request_iterates_any_more(world):
     for arm in ("l2", "diffloss"):
         meta = read_checkpoint_meta(world.registry.runs / "orphan" / arm / "checkpoint" / "last.safetensors")
         assert 1 <= int(meta["step"]) < 50  # saved by the shutdown: the first periodic save is at step 50
+        export = world.registry.runs / "orphan" / arm / "export"  # and comparable at once, labelled partial
+        assert json.loads((export / "card.json").read_text())["steps"] == int(meta["step"])
     run.close()
     assert not train_tab._TRAIN_LOCK.locked() and train_tab._LOOPS == {}
     assert train_tab.stop_for_shutdown(timeout=1) == []  # no run: nothing to do
@@ -266,6 +268,8 @@ def test_one_run_at_a_time_and_closing_the_stream_stops_it(world):
         next(_run(world, "second", steps=1))
     run.close()  # what Gradio does when the browser goes away
     assert (world.registry.runs / "first" / "diffloss" / "checkpoint" / "last.safetensors").is_file()
+    labels = [e.label for e in world.registry.restorers("noise", partial=True) if e.label.startswith("run first")]
+    assert len(labels) == 2 and all("partial, step" in label for label in labels)  # comparable, as after Stop
     assert not train_tab._TRAIN_LOCK.locked()
 
 
