@@ -147,6 +147,16 @@ def test_training_summary_reads_the_prior_share_and_flatness(tmp_path):
     rows = rows[:1] + [f"{i},{0.01 - 0.00009 * i},0.5,0.2,0.3,0.5,0.2" for i in range(100)]
     log.write_text("\n".join(rows) + "\n")
     assert training_summary(log)["flat"] is False  # fidelity still falling over the last fifth
+    g = torch.Generator().manual_seed(0)
+    noisy = (0.05 + 0.1 * torch.rand(100, generator=g)).tolist()  # a prior term: new t every step, no trend
+    rows = rows[:1] + [f"{i},0.01,{noisy[i]},0.2,0.3,0.5,0.2" for i in range(100)]
+    log.write_text("\n".join(rows) + "\n")
+    summary = training_summary(log)
+    assert abs(summary["change_last_fifth"]["nat"]) > 0.05  # moved by chance more than 5 %...
+    assert summary["flat"] is True  # ...but within its noise
+    rows = rows[:1] + [f"{i},0.01,{noisy[i] * 1.02 ** i},0.2,0.3,0.5,0.2" for i in range(100)]
+    log.write_text("\n".join(rows) + "\n")
+    assert training_summary(log)["flat"] is False  # a real trend stands out of the noise
 
 
 def test_a_report_of_some_tasks_keeps_the_others_sections(built):
