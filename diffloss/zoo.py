@@ -464,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("report", help="write pretrained/REPORT.md and report.json")
     r.add_argument("--tasks", nargs="*", default=None,
                    help="measure only these tasks, keeping the others from the existing report.json")
+    r.add_argument("--summary", action="store_true",
+                   help="print the at-a-glance table of the existing report.json (for the README) and exit")
     for q in (b, r):
         q.add_argument("--datasets", default=str(ZooPaths().datasets))
         q.add_argument("--runs", default=str(ZooPaths().runs))
@@ -471,8 +473,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     paths = ZooPaths(Path(args.datasets), Path(args.runs), Path(args.pretrained))
     if args.cmd == "report":
-        from diffloss.zoo_report import write_report
+        from diffloss.zoo_report import REPORT_JSON, summary_lines, write_report
 
+        if args.summary:
+            report = paths.pretrained / REPORT_JSON
+            if not report.is_file():
+                p.error(f"no {REPORT_JSON} in {paths.pretrained}: run the report first")
+            print("\n".join(summary_lines(json.loads(report.read_text()))))
+            return 0
         write_report(paths, tasks=tuple(args.tasks) if args.tasks else None)
         return 0
     recipe = RECIPES["quick" if args.quick else "full"]

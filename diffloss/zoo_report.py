@@ -434,12 +434,14 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
                 crop = crops_figure(outputs, gt, versus, fig_dir / f"{task}-crops.png")
                 lines += [f"Crops of {result.images['input'][0]['name']} where `{versus}` differs most from `l2` "
                           f"(3x, nearest): ![crops]({FIGURES}/{crop.name})", ""]
+        gain = None
         if has_gt and "input" in result.images and "l2" in result.images:
             gains = [a["psnr"] - b["psnr"] for a, b in zip(result.images["l2"], result.images["input"])]
             previous = _previous_gain(task).get(rs.label, {}).get("median_gain_db")
+            gain = {"median_db": statistics.median(gains), "previous_zoo_db": previous}
             lines += [f"L2 arm's median gain over the input: {statistics.median(gains):+.2f} dB"
                       + (f" (previous zoo: {previous:+.2f} dB)" if previous is not None else "") + ".", ""]
-        data["sources"].append({"source": rs.label, "mode": rs.source.mode, "images": n,
+        data["sources"].append({"source": rs.label, "mode": rs.source.mode, "images": n, "l2_gain": gain,
                                 "means": table_means, "comparisons": comparisons,
                                 "per_image": result.images,
                                 # the shape studio.cards.measured_rows reads: one row per arm with its folder
@@ -449,6 +451,43 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
     if synthetic_means:
         lines += ["**Verdicts (clean/val)**", "", *verdicts(task, synthetic_means, comparisons_synth), ""]
     return lines, data
+
+
+def summary_lines(data: dict) -> list[str]:
+    """The family at a glance, one row per task, from ``report.json``'s data (clean/val): the L2 arm's PSNR and
+    gain over the input (and the previous zoo's gain), then per prior arm its distance from the L2 arm's output
+    and what it changed in PSNR and NIQE. REPORT.md opens with it; ``report --summary`` prints it for the README.
+    """
+    arms = [a for a in DOSE_ORDER if a != "l2"]
+    lines = ["| task | input PSNR | `l2` PSNR (gain; previous zoo's) | "
+             + " | ".join(f"`{a}`: vs `l2` / ΔPSNR / ΔNIQE" for a in arms) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in arms) + " |"]
+    for task in [t for t in TASK_ORDER if t in data.get("tasks", {})]:
+        section = data["tasks"][task]
+        synthetic = next((s for s in section.get("sources", []) if s.get("mode") == "synthetic"), None)
+        if synthetic is None or "l2" not in synthetic["means"]:
+            continue
+        m, l2 = synthetic["means"], synthetic["means"]["l2"]
+        gain = synthetic.get("l2_gain") or {}
+        gained = (f" ({gain['median_db']:+.2f}" + (f"; {gain['previous_zoo_db']:+.2f}" if gain.get("previous_zoo_db")
+                                                    is not None else "") + ")") if gain else ""
+        cells = []
+        for arm in arms:
+            a = m.get(arm)
+            if not a:
+                cells.append("–")
+                continue
+            vs = a.get("psnr_vs_l2")
+            mark = "**" if vs is not None and vs <= VISIBLE_DB else ""
+            d_niqe = (a["niqe"] - l2["niqe"]) if a.get("niqe") is not None and l2.get("niqe") is not None else None
+            cells.append(f"{mark}{_fmt(vs, 1)} dB{mark} / {a['psnr'] - l2['psnr']:+.2f} / "
+                         + (f"{d_niqe:+.2f}" if d_niqe is not None else "–"))
+        lines.append(f"| {task} | {_fmt(m.get('input', {}).get('psnr'), 2)} | {l2['psnr']:.2f}{gained} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
+HEADER_LINES = 6  # REPORT.md's title and conventions; the summary table follows them
 
 
 def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[str], None] = print,
@@ -469,6 +508,7 @@ def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[st
              "the arm is strictly better than the L2 arm; p = two-sided sign test.", "",
              f"Conventions: {CONVENTIONS}; {PERCEPTUAL_CONVENTIONS}. LPIPS: unavailable offline here (its "
              "backbone cannot be loaded), never estimated.", ""]
+    assert len(lines) == HEADER_LINES
     data: dict = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                   "visible_db": VISIBLE_DB, "tasks": {}}
     for task in TASK_ORDER:
@@ -488,6 +528,8 @@ def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[st
         section, task_data = task_section(task, arms, paths, fig_dir, log)
         lines += section
         data["tasks"][task] = {**task_data, "markdown": section}
+    head = ["## At a glance (clean/val; **bold**: visibly different from the L2 arm)", "", *summary_lines(data), ""]
+    lines[HEADER_LINES:HEADER_LINES] = head
     md = out_dir / "REPORT.md"
     checkpoint.atomic_write_text(md, "\n".join(lines) + "\n")
     checkpoint.atomic_write_json(out_dir / REPORT_JSON, json.loads(json.dumps(data, default=_json_default)))

@@ -124,6 +124,11 @@ def test_the_report_compares_every_arm_with_l2_and_draws_the_family(built):
         assert (paths.pretrained / "report" / name).stat().st_size > 1000
     assert "/" not in "".join(r["path"].split("pretrained/")[0] for r in synthetic["report"]["restorers"] if r["path"])
     assert "**strong**:" in text and "sign test" in text
+    glance = text.split("## At a glance")[1].split("## noise")[0]  # the summary opens the report
+    row = next(line for line in glance.splitlines() if line.startswith("| noise |"))
+    vs = synthetic["means"]["prior-led"]["psnr_vs_l2"]
+    assert f"{vs:.1f} dB" in row and row.count("/") == 2 * (len(family.DOSE_ORDER) - 1)
+    assert "| haze |" not in glance  # nothing shipped there: no row
 
 
 def test_sign_test_and_comparisons_count_strict_wins():
