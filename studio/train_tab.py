@@ -139,6 +139,9 @@ def request_stop(request: gr.Request | None = None):
     if not _TRAIN_LOCK.locked():
         warn("No training run is going: nothing to stop.")
         return gr.skip()
+    if _RUNNING.get("finishing"):  # its last status is on its way: "Stopping..." must not land after it
+        warn("The run is finishing: nothing left to stop.")
+        return gr.skip()
     if hosting.is_hosted():
         key = visitors.visitor_key(request)
         if key is None or not _RUNNING or _RUNNING.get("owner") != key:
@@ -449,6 +452,7 @@ def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Pat
         run.close()  # each arm saves its checkpoint
         pair.export_stopped_arms(run_dir)
         raise
+    _RUNNING["finishing"] = True  # Stop from now on would only write over the summary below (request_stop)
     if run.stopped:
         stopped = "stopped: checkpoints saved, no final model yet; resume it below (Resume a stopped run)"
         if run.timed_out:

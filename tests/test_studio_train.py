@@ -416,3 +416,14 @@ def test_calibration_refuses_what_it_cannot_do_with_a_message(world, tmp_path, m
     bare = Registry(world.root / "pretrained", world.root / "runs", examples=None)
     with pytest.raises(gr.Error, match="No clean validation photos to calibrate on"):
         train_tab.calibrate_weights("noise", 32, 0, 99, "", 0.05, 0.1, registry=bare)
+
+
+def test_stop_while_a_run_writes_its_last_status_leaves_the_status_alone(monkeypatch):
+    """The race: Stop pressed as a run finishes would write "Stopping..." after its Done summary, for good."""
+    assert train_tab._TRAIN_LOCK.acquire(blocking=False)
+    try:
+        monkeypatch.setitem(train_tab._RUNNING, "finishing", True)
+        assert train_tab.request_stop() == gr.skip()
+        assert not train_tab._STOP.is_set()
+    finally:
+        train_tab._TRAIN_LOCK.release()
