@@ -189,3 +189,20 @@ def test_local_over_http_keeps_runs_downloadable(tmp_path, local):
         assert str(world.registry.runs) in app.allowed_paths()
     finally:
         set_registry(None)
+
+
+def test_a_hosted_page_has_gradio_delete_uploads_and_served_copies_and_a_local_one_keeps_them(tmp_path, monkeypatch):
+    """Uploads are cleaned on a Space: gradio's cache (uploads, served copies) is swept hourly of files a day old;
+    a Train run's own copy of its photos goes when it finishes (test_studio_visitors)."""
+    import app
+    from studio.models import set_registry
+
+    set_registry(make_world(tmp_path).registry)
+    try:
+        monkeypatch.setenv("SPACE_ID", "someone/studio")
+        assert app.build_demo().delete_cache == (3600, 86400)
+        monkeypatch.delenv("SPACE_ID")
+        monkeypatch.delenv(hosting.PUBLIC_ENV, raising=False)
+        assert app.build_demo().delete_cache is None
+    finally:
+        set_registry(None)

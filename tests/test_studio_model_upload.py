@@ -135,3 +135,26 @@ def test_the_zip_the_train_tab_writes_is_one_this_accepts(world, tmp_path):
     archive = _zip_models(run)
     message, task = model_upload.add_restorers(str(archive), Registry(world.root / "pretrained", world.root / "runs"))
     assert task == "noise" and "run upload-studio-noise-x-" in message
+
+
+def test_on_a_hosted_studio_an_uploaded_pair_is_its_uploaders_alone(world, tmp_path, hosted):
+    """The zip's run is claimed for the visitor of the gradio event that uploaded it: another visitor's lists,
+    pickers and resume never show it."""
+    from types import SimpleNamespace
+
+    from gradio.context import LocalContext
+
+    from studio import visitors
+
+    alice, bob = SimpleNamespace(session_hash="alice-session"), SimpleNamespace(session_hash="bob-session")
+    token = LocalContext.request.set(alice)
+    try:
+        model_upload.add_restorers(str(_zip(tmp_path / "mine.zip", _pair(tmp_path))), world.registry)
+    finally:
+        LocalContext.request.reset(token)
+    (run,) = _runs(world)
+    assert visitors.owner_of(run) == visitors.visitor_key(alice)
+    seen = {who: [e.label for e in world.registry.restorers("noise", visible=visitors.run_filter(req))
+                  if e.source != "shipped"] for who, req in (("alice", alice), ("bob", bob))}
+    assert len(seen["alice"]) == 2 and all("upload-mine" in label for label in seen["alice"])
+    assert seen["bob"] == []
