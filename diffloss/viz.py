@@ -30,6 +30,17 @@ _LOG_SPAN = 100.0  # use a log y axis when positive values span at least two dec
 
 
 # ------------------------------------------------------------------------------------------------ images
+def most_different_window(a: torch.Tensor, b: torch.Tensor, side: int, stride: int | None = None) -> tuple[int, int]:
+    """(top, left) of the ``side`` square where two (C,H,W) images differ most: where to look (a report's crops,
+    Compare's default zoom). ``stride`` defaults to a quarter of the side; 1 finds the exact square."""
+    diff = (a.float() - b.float()).abs().mean(0, keepdim=True)[None]
+    side = max(1, min(side, *diff.shape[-2:]))
+    stride = stride or max(1, side // 4)
+    pooled = F.avg_pool2d(diff, side, stride=stride)
+    top, left = divmod(int(pooled.flatten().argmax()), pooled.shape[-1])
+    return top * stride, left * stride
+
+
 def to_image(t: torch.Tensor) -> np.ndarray:
     """HxWx3 uint8 from a [0,1] image, (3,H,W), (1,3,H,W) or a grey (H,W)/(1,H,W) map."""
     t = torch.as_tensor(t)

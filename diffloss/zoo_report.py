@@ -30,6 +30,7 @@ from diffloss.metrics import (CONVENTIONS, HIGHER_IS_BETTER, PERCEPTUAL_CONVENTI
                               no_reference_metrics, perceptual_reference_metrics, psnr)
 from diffloss.nets import load_restorer, restore
 from diffloss.paths import REPO, TASK_ORDER, shown_path
+from diffloss.viz import most_different_window
 
 COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("ms_ssim", "MS-SSIM ↑", 4), ("niqe", "NIQE ↓", 3), ("lpips", "LPIPS ↓", 4), ("hf_ratio", "HF ratio", 2), ("psnr_vs_l2", "PSNR vs L2", 1))
 VISIBLE_DB = 33.0  # median PSNR between two arms' outputs at or below this: a person can see the difference
@@ -274,17 +275,6 @@ def validation_curve_plot(curve: list[dict], title: str, out: Path) -> Path:
     fig.savefig(out)
     plt.close(fig)
     return out
-
-
-def most_different_window(a: torch.Tensor, b: torch.Tensor, side: int) -> tuple[int, int]:
-    """Top-left corner of the ``side`` square where two images differ most (where to look)."""
-    diff = (a - b).abs().mean(0, keepdim=True)[None]
-    side = min(side, *a.shape[-2:])
-    pooled = torch.nn.functional.avg_pool2d(diff, side, stride=max(1, side // 4))
-    idx = int(pooled.flatten().argmax())
-    cols = pooled.shape[-1]
-    stride = max(1, side // 4)
-    return (idx // cols) * stride, (idx % cols) * stride
 
 
 def crops_figure(outputs: dict[str, torch.Tensor], gt: torch.Tensor | None, versus: str, out: Path,

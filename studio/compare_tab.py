@@ -17,7 +17,7 @@ from diffloss.checkpoint import CheckpointError
 from diffloss.images import ImageLoadError, to_uint8_numpy
 from diffloss.paths import REPO
 from diffloss.viz import grid as image_grid
-from diffloss.viz import fit_side, heatmap
+from diffloss.viz import fit_side, heatmap, most_different_window
 from studio import cards, family_view
 from studio.metrics_table import PendingMetrics, metrics_table, start_metrics
 from studio.models import Registry, get_registry
@@ -59,12 +59,9 @@ def error_maps(outputs: dict[str, torch.Tensor], gt: torch.Tensor) -> np.ndarray
 def change_centre(before: torch.Tensor, after: torch.Tensor, side: int = 64) -> tuple[float, float]:
     """(x, y) fractions of the centre of the ``side`` square where a restorer changed the photo most: where the
     default zoom should land (the holes of an inpainting, the streaks of a rain removal)."""
-    diff = (after.float() - before.float()).abs().mean(0, keepdim=True)[None]
-    h, w = diff.shape[-2:]
+    h, w = after.shape[-2:]
     side = max(1, min(side, h, w))
-    pooled = torch.nn.functional.avg_pool2d(diff, side, stride=1)
-    idx = int(pooled.flatten().argmax())
-    top, left = divmod(idx, pooled.shape[-1])
+    top, left = most_different_window(after, before, side, stride=1)
     return (left + side / 2) / w, (top + side / 2) / h
 
 

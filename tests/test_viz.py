@@ -176,3 +176,14 @@ def test_maps_on_one_scale_keep_their_ratio_visible():
     assert zero == 1.0
     with pytest.raises(ValueError, match="as many overlays and labels"):
         heatmaps_on_one_scale([big], [None, None], ["x"])
+
+
+def test_the_most_different_window_is_where_two_images_differ():
+    from diffloss.viz import most_different_window
+
+    a = torch.zeros(3, 64, 64)
+    b = a.clone()
+    b[:, 40:48, 8:16] = 1.0
+    assert most_different_window(a, b, 8, stride=1) == (40, 8)
+    top, left = most_different_window(a, b, 16)  # the default stride: a quarter of the side
+    assert top <= 40 and top + 16 >= 48 and left <= 8 and left + 16 >= 16
