@@ -118,7 +118,8 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
         run, outputs=outputs, api_visibility="private", **event_inputs(request))
     dl.input(weight_control, [task, dl], weight, api_visibility="private")
     diff_gain.release(run, outputs=outputs, api_visibility="private", **event_inputs(request))
-    run_on_example(shown_examples, run, request, outputs, first=(restorer_dropdowns, task, [l2, dl]))
+    run_on_example(shown_examples, run, request, outputs,
+                   first=[(restorer_dropdowns, task, [l2, dl]), (weight_control, [task, dl], weight)])
     zip_added = zip_file.upload(model_upload.add_restorers, zip_file, [zip_note, task], api_name="add_restorers")
     return CompareUI(task=task, l2=l2, dl=dl, refreshed=refreshed, zip_added=zip_added)
 

@@ -104,17 +104,18 @@ def event_inputs(inputs: list | dict) -> dict:
 
 
 def run_on_example(examples: gr.Examples | None, fn: Callable, inputs: list | dict, outputs: list,
-                   first: tuple | None = None) -> None:
+                   first: tuple | list[tuple] | None = None) -> None:
     """A click on an example fills the inputs, then runs the tab's button: one click from photo to result.
 
-    ``first`` = (fn, inputs, outputs) runs in between, e.g. the restorer dropdowns of the example's task: the task
-    box refreshes them only when a person changes it, so the button's run would otherwise get the old task's pair.
+    ``first``: (fn, inputs, outputs) steps run in between, in order, e.g. the restorer dropdowns of the example's
+    task, then the controls that follow them: the task box refreshes them only when a person changes it, so the
+    button's run would otherwise get the old task's pair (and Compare's prior-weight control the old family).
     """
     if examples is None:
         return
     event = examples.load_input_event
-    if first is not None:
-        event = event.then(*first, api_visibility="private")
+    for step in [first] if isinstance(first, tuple) else (first or []):
+        event = event.then(*step, api_visibility="private")
     event.then(fn, outputs=outputs, api_visibility="private", **event_inputs(inputs))
 
 
