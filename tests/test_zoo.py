@@ -185,14 +185,3 @@ def test_the_perception_distortion_view_is_the_arms_not_the_input():
     assert y0 < 4.2 and y1 > 5.0 and y1 < 9.0
     (x0, x1), _ = pd_view({"l2": (26.0, 5.0), "strong": (26.0, 5.0)})
     assert x1 - x0 >= 0.2  # equal arms still get a readable span
-
-
-def test_a_task_whose_family_trains_longer_rebuilds_alone(built):
-    paths, _ = built
-    longer = zoo.Recipe(TINY.name, TINY.prior, zoo.dataclasses.replace(TINY.restorer, longer_arms=(("noise", 3),)),
-                        tasks=TINY.tasks)
-    assert longer.restorer.arm_steps_for("noise") == 3 and longer.restorer.arm_steps_for("haze") == 2
-    assert zoo.recipe_settings(longer, "haze") == zoo.recipe_settings(TINY, "haze")  # other tasks keep their arms
-    assert zoo.recipe_settings(longer, "noise")["arm_steps"] == 3
-    todo = [step.name for step in zoo.plan(longer, paths) if not step.done()]
-    assert "noise/l2" in todo and "noise/prior-led" in todo and "noise/base" not in todo
