@@ -55,7 +55,6 @@ class RestorerRecipe:
     batch_size: int = 8
     base_steps: int = 1500
     arm_steps: int = 200
-    longer_arms: tuple[tuple[str, int], ...] = ()  # (task, arm steps): tasks whose whole family trains longer
     base_lr: float = 5e-4
     arm_lr: float = 3e-4
     # "previous": the base continues from the L2 arm pretrained/ held when the build started (a snapshot is
@@ -65,10 +64,6 @@ class RestorerRecipe:
     val_images: int = 8  # clean/val photos for the base's validation curve
     val_crop: int = 128
     val_points: int = 10  # points on the validation curve
-
-    def arm_steps_for(self, task: str) -> int:
-        """Every arm of a task trains this many steps (its family shares them; tasks may differ)."""
-        return dict(self.longer_arms).get(task, self.arm_steps)
 
 
 @dataclass(frozen=True)
@@ -86,9 +81,7 @@ RECIPES: dict[str, Recipe] = {
     # The arms' lr is high (3e-3, cosine-decayed over 200 steps): at 3e-4 even a 99 % prior share moved the
     # output less than training noise does (bench/results/zoo-visibility-probe.md).
     "quick": Recipe("quick", PriorRecipe(),
-                    RestorerRecipe(arm_crop=64, base_init="previous", base_steps=900, arm_lr=3e-3,
-                                   # at 200 steps their closest arm stayed 33.8-34.8 dB from the L2 arm's
-                                   longer_arms=(("rain", 400), ("noise", 400)))),
+                    RestorerRecipe(arm_crop=64, base_init="previous", base_steps=900, arm_lr=3e-3)),
     "full": Recipe(
         "full",
         PriorRecipe(preset="base", batch_size=128, steps=20000, lr=2e-4),
@@ -294,33 +287,29 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
                 cfg = train.RestorerTrainConfig(
                     task=task, crop=rr.arm_crop or rr.crop, init=str(base / "model"), prior=str(paths.prior_dir()),
                     diffloss=arm.uses_prior, loss=arm_loss_config(arm, calibration),
-                    loop=_loop(base.parent / arm.name, rr.arm_steps_for(task), rr.batch_size, rr.arm_lr, recipe.seed + 1, device,
+                    loop=_loop(base.parent / arm.name, rr.arm_steps, rr.batch_size, rr.arm_lr, recipe.seed + 1, device,
                                command, time_limit, threads, log_every=10), **_task_data(task, paths))
                 _drain(train.train_restorer(cfg), log, f"{task}/{arm.name}")
                 install_restorer(base.parent / arm.name / "model", paths.restorer_dir(task, arm.name), calibration,
-                                 recipe, log, base=base, command=command, arm=arm, task=task)
+                                 recipe, log, base=base, command=command, arm=arm)
 
             step = Step(f"{task}/{arm.name}",
                         lambda task=task, arm=arm: (paths.restorer_dir(task, arm.name) / checkpoint.MODEL_FILE).is_file()
-                        and _installed_by(paths.restorer_dir(task, arm.name), recipe, task),
+                        and _installed_by(paths.restorer_dir(task, arm.name), recipe),
                         train_arm)
             (optional if arm.optional else steps).append(step)
     return steps + optional
 
 
-def _installed_by(folder: Path, recipe: Recipe, task: str) -> bool:
+def _installed_by(folder: Path, recipe: Recipe) -> bool:
     """An arm counts as built only when this recipe, with these settings, installed it (not an older zoo's)."""
     card = checkpoint.read_json(folder / checkpoint.CARD_FILE) if (folder / checkpoint.CARD_FILE).is_file() else {}
-    return (card.get("recipe") == recipe.name and card.get("recipe_settings") == recipe_settings(recipe, task)
-            and "arm" in card)
+    return card.get("recipe") == recipe.name and card.get("recipe_settings") == recipe_settings(recipe) and "arm" in card
 
 
-def recipe_settings(recipe: Recipe, task: str) -> dict:
-    """What a card records of the recipe that built its task's family, so a changed recipe rebuilds those arms
-    (and only the tasks it changes: the arm steps are the task's own)."""
-    settings = dataclasses.asdict(recipe.restorer)
-    settings.pop("longer_arms")
-    return {"seed": recipe.seed, **settings, "arm_steps": recipe.restorer.arm_steps_for(task)}
+def recipe_settings(recipe: Recipe) -> dict:
+    """What a card records of the recipe that built it, so a changed recipe rebuilds its arms."""
+    return {"seed": recipe.seed, **dataclasses.asdict(recipe.restorer)}
 
 
 def snapshot_base_init(task: str, rr: RestorerRecipe, paths: ZooPaths, snapshot: Path,
@@ -417,7 +406,7 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
 
 def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Recipe,
                      log: Callable[[str], None] = print, base: Path | None = None, command: str | None = None,
-                     arm: ArmSpec | None = None, task: str | None = None) -> None:
+                     arm: ArmSpec | None = None) -> None:
     """Store a finished arm in fp16 (halves the size; the report measures it as shipped).
 
     The card gains the recipe, the arm (its target shares, t range and the weights they gave), the calibration
@@ -427,9 +416,7 @@ def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Rec
     from diffloss.nets import load_restorer, save_restorer
 
     card = json.loads((model_dir / checkpoint.CARD_FILE).read_text())
-    card.update(recipe=recipe.name, calibration=calibration, storage="float16")
-    if task is not None:
-        card["recipe_settings"] = recipe_settings(recipe, task)
+    card.update(recipe=recipe.name, recipe_settings=recipe_settings(recipe), calibration=calibration, storage="float16")
     if arm is not None:
         gamma, lam = arm_weights(arm, calibration)
         card["arm"] = {"name": arm.name, "about": arm.about, "nat_share": arm.nat_share, "sem_share": arm.sem_share,
