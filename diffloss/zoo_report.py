@@ -133,7 +133,9 @@ def training_summary(log: Path) -> dict | None:
     if shares:
         out["prior_share_last_fifth"] = float(np.mean(shares))
     change, noise = {}, {}
-    for term in ("fidelity", "nat", "sem"):
+    # A fidelity-only run logs its loss as "total" alone (the L2 arm: no prior terms, tracked or trained).
+    terms = ("fidelity", "nat", "sem") if any("fidelity" in r for r in rows) else ("total",)
+    for term in terms:
         a = np.array([r[term] for r in last if term in r])
         b = np.array([r[term] for r in before if term in r])
         if a.size and b.size and b.mean() > 0:

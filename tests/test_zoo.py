@@ -185,3 +185,12 @@ def test_the_perception_distortion_view_is_the_arms_not_the_input():
     assert y0 < 4.2 and y1 > 5.0 and y1 < 9.0
     (x0, x1), _ = pd_view({"l2": (26.0, 5.0), "strong": (26.0, 5.0)})
     assert x1 - x0 >= 0.2  # equal arms still get a readable span
+
+
+def test_a_fidelity_only_log_is_judged_on_its_total(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("step,total\n" + "".join(f"{i},{0.01 - 0.00009 * i}\n" for i in range(100)))
+    summary = training_summary(log)
+    assert set(summary["change_last_fifth"]) == {"total"} and summary["flat"] is False  # still falling
+    log.write_text("step,total\n" + "".join(f"{i},0.01\n" for i in range(100)))
+    assert training_summary(log)["flat"] is True
