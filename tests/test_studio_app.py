@@ -126,6 +126,7 @@ def test_the_readme_command_serves_the_shipped_studio_and_a_stop_saves_a_running
     for arm in ("l2", "diffloss"):
         step = int(read_checkpoint_meta(run / arm / "checkpoint" / "last.safetensors")["step"])
         assert 1 <= step < 75  # 75: the first periodic save of a 300-step run
+        assert (run / arm / "export" / "model.safetensors").is_file()  # comparable at the next start, as partial
 
 
 def test_a_train_run_on_uploaded_photos_over_http(client):

@@ -206,3 +206,44 @@ def test_a_hosted_page_has_gradio_delete_uploads_and_served_copies_and_a_local_o
         assert app.build_demo().delete_cache is None
     finally:
         set_registry(None)
+
+
+def test_app_public_flag_turns_hosted_mode_on_and_the_start_removes_interrupted_saves(tmp_path, local, monkeypatch):
+    """``python app.py --public`` as a Space starts (the server itself replaced by a stand-in that records how it
+    was launched): hosted mode, its upload limit, no runs/ served, a killed save's temp file removed first."""
+    import types
+
+    import app
+    from studio import boot, models, train_tab
+
+    world = make_world(tmp_path)
+    stale = world.registry.runs / "old" / "l2" / "checkpoint" / ".last.safetensors.999999999-x.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"torn")
+    launched = {}
+
+    class Server:
+        local_url, share_url = "http://127.0.0.1:1/", None
+
+        def queue(self):
+            return self
+
+        def launch(self, **kwargs):
+            launched.update(kwargs)
+
+        def block_thread(self):
+            launched["blocked"] = True
+
+    monkeypatch.setattr(app, "build_demo", Server)
+    monkeypatch.setattr(boot, "stop_on_signals", lambda: None)
+    monkeypatch.setattr(train_tab, "stop_for_shutdown", lambda: [])
+    monkeypatch.setattr(models.Registry, "warm_up", lambda self: types.SimpleNamespace())
+    models.set_registry(world.registry)
+    try:
+        app.main(["--public", "--port", "1"])
+        assert hosting.is_hosted() and launched["blocked"]
+        assert launched["max_file_size"] == hosting.MAX_UPLOAD
+        assert str(world.registry.runs) not in launched["allowed_paths"]
+        assert not stale.exists()
+    finally:
+        models.set_registry(None)
