@@ -131,7 +131,7 @@ def compare(
     zoom = zoom_crops(shown, zoom_x, zoom_y, int(zoom_size))
     difference, difference_note = family_view.amplified_difference(z_dl, z_l2, float(diff_gain or 10.0))
     marked = tuple(a for a in (family_view.arm_of_label(l2_label), family_view.arm_of_label(dl_label)) if a)
-    family_plot = family_view.pd_figure(reg.report(), task, marked)
+    family_plot = family_view.family_plot(reg, task, marked)
     err = error_maps({"L2 arm": z_l2, "DiffLoss arm": z_dl}, case.gt) if case.gt is not None else None
     table = metrics_table({"degraded input": input_metrics, "L2 arm": l2_metrics, "DiffLoss arm": dl_metrics}, case.gt,
                           size=tuple(case.shown.shape[-2:]))

@@ -75,7 +75,7 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
                     difference_note = gr.Markdown()
                 with gr.Column():
                     family_plot = picture("The task's family: distortion (PSNR) vs naturalness (NIQE), shown arms ringed",
-                                          placeholder=family_view.pd_figure(start.registry.report(), start.task)
+                                          placeholder=family_view.family_plot(start.registry, start.task)
                                           if start.registry.report() else placeholder(WAITING))
             # the ground truth the zoom shows beside the outputs; a click re-zooms from the pictures on show
             ground_truth = gr.Image(visible=False, format="png", interactive=False)

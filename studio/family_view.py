@@ -16,6 +16,7 @@ import torch
 
 from diffloss.family import DOSE_ORDER, FAMILY_ARMS, family_arm
 from diffloss.images import to_uint8_numpy
+from studio.memo import Memo, file_stamp
 from studio.models import Registry, RestorerEntry
 
 
@@ -80,6 +81,16 @@ def pd_points(report: dict | None, task: str) -> dict[str, tuple[float, float]]:
     points = ((report or {}).get("tasks", {}).get(task, {}) or {}).get("pd_points") or {}
     return {arm: (float(p["psnr"]), float(p["niqe"])) for arm, p in points.items()
             if isinstance(p, dict) and p.get("psnr") is not None and p.get("niqe") is not None}
+
+
+PLOTS: Memo[np.ndarray | None] = Memo(16)  # a plot per (report version, task, ringed arms): drawn once
+
+
+def family_plot(registry: Registry, task: str, marked: tuple[str, ...] = ()) -> np.ndarray | None:
+    """``pd_figure`` of the registry's report, remembered: Compare shows it on every run, and drawing it takes
+    longer than reading it. Shared, so read-only."""
+    return PLOTS.get((file_stamp(registry.report_file), task, tuple(marked)),
+                     lambda: pd_figure(registry.report(), task, marked))
 
 
 def pd_figure(report: dict | None, task: str, marked: tuple[str, ...] = ()) -> np.ndarray | None:

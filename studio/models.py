@@ -32,6 +32,7 @@ from diffloss.paths import ARMS, EXAMPLES, MODEL_DIR, PARTIAL, PRETRAINED, REPO,
 from diffloss.family import SHOWCASE_ARM, shipped_restorers
 from diffloss.prior import DiffusionPrior, PriorLoadError
 from studio import hosting, visitors
+from studio.memo import Memo, file_stamp
 
 SHIPPED_PRIOR = "shipped prior (pretrained/prior)"
 
@@ -133,6 +134,7 @@ class Registry:
         self._lock = threading.Lock()
         self._restorers: LruCache = LruCache(MAX_CACHED_RESTORERS)
         self._priors: LruCache = LruCache(MAX_CACHED_PRIORS)
+        self._report: Memo[dict | None] = Memo(1)  # read once per version of the file, not per Compare
 
     # ------------------------------------------------------------------------------------------ discovery
     @property
@@ -230,11 +232,18 @@ class Registry:
         """A restorer's card.json (how it was trained), or None when it has none or it is unreadable."""
         return _read_json(entry.path / CARD_FILE) or None
 
-    def report(self) -> dict | None:
-        """The zoo's measurements of the shipped restorers (``pretrained/report.json``), or None."""
+    @property
+    def report_file(self) -> Path:
+        """``pretrained/report.json``, the zoo's measurements of the shipped restorers."""
         from diffloss.zoo_report import REPORT_JSON  # the writer's name for it; imported on first use
 
-        return _read_json(self.pretrained / REPORT_JSON) or None
+        return self.pretrained / REPORT_JSON
+
+    def report(self) -> dict | None:
+        """The zoo's measurements (``report_file``), or None; parsed once per version of the file (it is
+        ~0.5 MB and every Compare reads it), shared, so read-only."""
+        path = self.report_file
+        return self._report.get(file_stamp(path), lambda: _read_json(path) or None)
 
     def calibration_images(self) -> list[Path]:
         """Clean photos to calibrate DiffLoss weights on: the benchmark clean/val beside the repo, else the clean

@@ -87,3 +87,25 @@ def test_a_report_of_the_older_zoo_gives_no_family_lines_and_no_error():
     assert family_view.arm_lines({}, older, "noise", "shipped noise l2") == ["**shipped noise l2**",
                                                                           "- fidelity only (MSE): the arm every other arm is compared with"]
     assert family_view.pd_figure(older, "noise") is None
+
+
+def test_the_report_and_its_plot_are_read_and_drawn_once_per_version_of_the_file(family_world, monkeypatch):
+    import json
+    import os
+
+    reg = family_world.registry
+    points = {"l2": {"psnr": 27, "niqe": 4}, "strong": {"psnr": 26, "niqe": 3.5}}
+    reg.report_file.write_text(json.dumps({"tasks": {"noise": {"pd_points": points}}}))
+    drawn = []
+    real = family_view.pd_figure
+    monkeypatch.setattr(family_view, "pd_figure", lambda *a: drawn.append(a) or real(*a))
+    family_view.PLOTS.clear()
+    first = family_view.family_plot(reg, "noise", ("l2",))
+    assert family_view.family_plot(reg, "noise", ("l2",)) is first and len(drawn) == 1
+    assert reg.report() is reg.report()  # parsed once
+    points["prior-led"] = {"psnr": 25, "niqe": 3.0}  # the report is rewritten: a new version, read and drawn again
+    reg.report_file.write_text(json.dumps({"tasks": {"noise": {"pd_points": points}}}))
+    stat = reg.report_file.stat()
+    os.utime(reg.report_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert "prior-led" in reg.report()["tasks"]["noise"]["pd_points"]
+    assert family_view.family_plot(reg, "noise", ("l2",)) is not first and len(drawn) == 2
