@@ -20,13 +20,13 @@ from diffloss.inspection import (
     PairInspection, best_separation, default_timesteps, inspect_pair, purification,
 )
 from diffloss.loss import DiffLossConfig, prior_term
+from diffloss.paths import shown_path
 from diffloss.prior import PriorLoadError
 from diffloss.viz import (
     heatmaps_on_one_scale, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image,
 )
 from diffloss.viz import grid as image_grid
 from studio.memo import Memo, file_stamp
-from diffloss.paths import shown_path
 from studio.models import Registry, get_registry
 from studio.restorers import load_prior, load_restorer, restorer_entry, run_restorer
 from studio.toasts import warn

@@ -260,24 +260,24 @@ class Registry:
     def status(self) -> str:
         """What is installed and, for what is missing, how to get it (markdown, shown at the top of the app)."""
         lines = []
-        shown = shown_path
-        shipped = [e for e in self.restorers() if e.source == "shipped"]
-        runs = [e for e in self.restorers() if e.source == "run"]
+        entries = self.restorers()
+        shipped = [e for e in entries if e.source == "shipped"]
+        runs = [e for e in entries if e.source == "run"]
         if shipped:
             tasks = sorted({e.task for e in shipped})
             lines.append(f"Shipped restorers: {len(shipped)} ({', '.join(tasks)}).")
         else:
             lines.append(
-                f"**No shipped restorers yet** (nothing in `{shown(self.pretrained / 'restorers')}`): train a pair in the "
+                f"**No shipped restorers yet** (nothing in `{shown_path(self.pretrained / 'restorers')}`): train a pair in the "
                 "Train tab, or build the pretrained zoo (`python -m diffloss.zoo build --quick`, see the README)."
             )
         if runs:
-            lines.append(f"Trained runs in `{shown(self.runs)}`: {len(runs)} restorer(s).")
+            lines.append(f"Trained runs in `{shown_path(self.runs)}`: {len(runs)} restorer(s).")
         if self.has_shipped_prior():
-            lines.append(f"Prior: `{shown(self.shipped_prior_path)}`.")
+            lines.append(f"Prior: `{shown_path(self.shipped_prior_path)}`.")
         else:
             lines.append(
-                f"**No shipped prior** at `{shown(self.shipped_prior_path)}`: Inspect and the DiffLoss arm of Train need one. "
+                f"**No shipped prior** at `{shown_path(self.shipped_prior_path)}`: Inspect and the DiffLoss arm of Train need one. "
                 "Type any diffusers UNet2DModel folder or hub id in the prior box, or train one with "
                 "`python -m diffloss.train prior --clean FOLDER --out runs/prior` and point the box at "
                 "`runs/prior/model`."
