@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import gradio as gr
 import numpy as np
@@ -35,7 +35,9 @@ HOSTED_RUN_SECONDS = 8 * 60
 _TRAIN_LOCK = threading.Lock()
 _STOP = threading.Event()
 _LOOPS: dict[str, Iterator] = {}  # the running Train run's two training loops, for stop_for_shutdown
-_RUNNING: dict[str, str | None] = {}  # {"owner": visitor key} while a run holds the slot (who may Stop it)
+# While a run holds the slot: "owner" (visitor key: who may Stop it), "run_dir" (what a shutdown exports) and,
+# once its last status is on its way, "finishing" (Stop then does nothing). Emptied when the slot is freed.
+_RUNNING: dict[str, Any] = {}
 TRAIN_TAB = "DiffLoss Studio Train tab"  # what the arms' cards record as their command
 
 
@@ -454,10 +456,9 @@ def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Pat
         raise
     _RUNNING["finishing"] = True  # Stop from now on would only write over the summary below (request_stop)
     if run.stopped:
-        stopped = "stopped: checkpoints saved, no final model yet; resume it below (Resume a stopped run)"
-        if run.timed_out:
-            stopped = (f"stopped after {limit / 60:g} minutes, the most one run may hold the training slot here, "
-                       "so other visitors get their turn: " + stopped.split(": ", 1)[1])
+        saved = "checkpoints saved, no final model yet; resume it below (Resume a stopped run)"
+        stopped = (f"stopped after {limit / 60:g} minutes, the most one run may hold the training slot here, so "
+                   f"other visitors get their turn: {saved}" if run.timed_out else f"stopped: {saved}")
         partial = pair.partial_models_note(pair.export_stopped_arms(run_dir), task)
         yield _status(history, totals, name, notes + [stopped, partial], "Stopped"), training_figure(history), None
         return
