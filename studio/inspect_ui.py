@@ -125,8 +125,8 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
     run = on_gpu("inspect")(as_outputs(inspect_tab.inspect))
     go.click(run, outputs=inspect_outputs, api_name="inspect", **event_inputs(inspect_inputs))
     run_on_example(clean_examples, run, inspect_inputs, inspect_outputs,
-                   first=(lambda: None, None, gt))  # a clean photo: no ground truth of another
-    run_on_example(pair_examples, run, inspect_inputs, inspect_outputs, first=(task_restorer, task, restorer))
+                   first=[(lambda: None, None, gt)])  # a clean photo: no ground truth of another
+    run_on_example(pair_examples, run, inspect_inputs, inspect_outputs, first=[(task_restorer, task, restorer)])
     # New weights re-use the last prior pass (instant); a new t or seed re-runs the prior only; a new degradation
     # seed, restorer or crop makes a new case.
     # t.release: a drag let go, or the number typed and left (Enter leaves it: widgets.ENTER_COMMITS_SLIDERS)

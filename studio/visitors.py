@@ -70,15 +70,6 @@ def may_use(run_dir: Path, request: Any = None) -> bool:
     return visible is None or visible(run_dir)
 
 
-def run_of(path: Path, runs: Path) -> Path | None:
-    """The run folder (a child of ``runs``) that holds ``path``; None when ``path`` is not under ``runs``."""
-    try:
-        first = Path(path).relative_to(runs).parts[0]
-    except (ValueError, IndexError):
-        return None
-    return Path(runs) / first
-
-
 def runs_of(runs: Path, key: str | None) -> list[Path]:
     """The run folders in ``runs`` owned by ``key`` (none for None)."""
     if key is None or not Path(runs).is_dir():

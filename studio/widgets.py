@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import gradio as gr
 import numpy as np
@@ -104,7 +104,7 @@ def event_inputs(inputs: list | dict) -> dict:
 
 
 def run_on_example(examples: gr.Examples | None, fn: Callable, inputs: list | dict, outputs: list,
-                   first: tuple | list[tuple] | None = None) -> None:
+                   first: Sequence[tuple] = ()) -> None:
     """A click on an example fills the inputs, then runs the tab's button: one click from photo to result.
 
     ``first``: (fn, inputs, outputs) steps run in between, in order, e.g. the restorer dropdowns of the example's
@@ -114,7 +114,7 @@ def run_on_example(examples: gr.Examples | None, fn: Callable, inputs: list | di
     if examples is None:
         return
     event = examples.load_input_event
-    for step in [first] if isinstance(first, tuple) else (first or []):
+    for step in first:
         event = event.then(*step, api_visibility="private")
     event.then(fn, outputs=outputs, api_visibility="private", **event_inputs(inputs))
 
