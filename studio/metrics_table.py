@@ -63,7 +63,7 @@ def start_metrics(img: torch.Tensor, gt: torch.Tensor | None) -> PendingMetrics:
 def metrics_table(rows: dict[str, PendingMetrics], gt: torch.Tensor | None, size: tuple[int, int]) -> str:
     """Markdown table of PSNR/SSIM/NIQE/LPIPS for each named image (its :func:`start_metrics`, begun earlier to
     overlap other work), then the conventions line and any gaps; ``size`` is the images' (H, W)."""
-    lp_fn, lp_reason = lpips_metric()
+    lp_fn, _ = lpips_metric()  # its reason is not shown: LPIPS_MISSING says what a user can do
     results = {name: pending.result() for name, pending in rows.items()}
     h, w = size
     niqe_min = niqe_min_side()
