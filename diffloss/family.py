@@ -48,13 +48,17 @@ FAMILY: tuple[ArmSpec, ...] = (
     ArmSpec("prior-led", 0.69, 0.30, t_max=SMALL_T,
             about=f"the prior carries 99 % of the gradient (69 % L_nat, 30 % L_sem), t drawn from 0..{SMALL_T} only: "
                   "the far end of the dose, where the prior all but replaces the fidelity loss"),
+    ArmSpec("semantic", 0.09, 0.90,
+            about="the prior carries 99 % of the gradient, nearly all of it through h-space (9 % L_nat, 90 % L_sem), "
+                  "t over the whole schedule: the prior's semantic features lead, the noise prediction barely counts"),
     ArmSpec("released", weights=(1e-3, 1e-3), optional=True,
             about="the released code's weights (gamma 1e-3, lambda 1e-3), with a real gradient"),
 )
 FAMILY_ARMS = tuple(arm.name for arm in FAMILY)
 SHOWCASE_ARM = "prior-led"  # the arm Compare sets against the L2 arm first: the one whose difference is visible
-DOSE_ORDER = ("l2", "calibrated", "strong", "prior-led")  # the family joined in weight order (perception-distortion plot)
-BUILD_ORDER = ("l2", "prior-led", "strong", "calibrated", "released")  # the most telling arms land first
+# The family joined in weight order (perception-distortion plot): the prior's share, then (at 99 %) L_sem's.
+DOSE_ORDER = ("l2", "calibrated", "strong", "prior-led", "semantic")
+BUILD_ORDER = ("l2", "semantic", "prior-led", "strong", "calibrated", "released")  # the most telling arms land first
 
 
 def family_arm(name: str) -> ArmSpec:

@@ -308,8 +308,13 @@ def _installed_by(folder: Path, recipe: Recipe) -> bool:
 
 
 def recipe_settings(recipe: Recipe) -> dict:
-    """What a card records of the recipe that built it, so a changed recipe rebuilds its arms."""
-    return {"seed": recipe.seed, **dataclasses.asdict(recipe.restorer)}
+    """What a card records of the recipe that built it, so a changed recipe rebuilds its arms.
+
+    The family's arms are part of it: every arm of a task must come from one base, so an arm added to the family
+    rebuilds the task (base, calibration and all arms) rather than hanging a new arm on a different base.
+    """
+    family = [[a.name, a.nat_share, a.sem_share, a.t_max, a.weights] for a in FAMILY if not a.optional]
+    return {"seed": recipe.seed, **dataclasses.asdict(recipe.restorer), "family": family}
 
 
 def snapshot_base_init(task: str, rr: RestorerRecipe, paths: ZooPaths, snapshot: Path,
