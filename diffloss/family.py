@@ -55,7 +55,9 @@ FAMILY: tuple[ArmSpec, ...] = (
             about="the released code's weights (gamma 1e-3, lambda 1e-3), with a real gradient"),
 )
 FAMILY_ARMS = tuple(arm.name for arm in FAMILY)
-SHOWCASE_ARM = "prior-led"  # the arm Compare sets against the L2 arm first: the one whose difference is visible
+# The arm Compare sets against the L2 arm first when the report does not say which arm differs most visibly
+# (studio.models.Registry.default_pair asks diffloss.zoo_report.most_visible_arm first).
+SHOWCASE_ARM = "prior-led"
 # The family joined in weight order (perception-distortion plot): the prior's share, then (at 99 %) L_sem's.
 DOSE_ORDER = ("l2", "calibrated", "strong", "prior-led", "semantic")
 BUILD_ORDER = ("l2", "semantic", "prior-led", "strong", "calibrated", "released")  # the most telling arms land first

@@ -37,7 +37,8 @@ def weight_label(arm: str) -> str:
     if not spec.uses_prior:
         return f"0 % prior ({arm})"
     t = f", t <= {spec.t_max}" if spec.t_max is not None else ""
-    return f"{spec.prior_share * 100:.0f} % prior{t} ({arm})"
+    sem = f", {spec.sem_share * 100:.0f} % via h-space" if spec.sem_share > spec.nat_share else ""
+    return f"{spec.prior_share * 100:.0f} % prior{t}{sem} ({arm})"
 
 
 def members(task: str, registry: Registry) -> list[Member]:

@@ -192,10 +192,12 @@ class Registry:
 
     def default_pair(self, task: str, visible: visitors.RunFilter | None = None) -> tuple[str | None, str | None]:
         """Labels of the L2 and DiffLoss arms to preselect: the first of each arm for the task, the family's
-        showcase arm (the one whose difference a person can see) before any other DiffLoss arm."""
+        showcase arm (the report's most visibly different arm, else ``SHOWCASE_ARM``) before any other."""
+        from diffloss.zoo_report import most_visible_arm
+
         entries = self.restorers(task, visible)
         l2 = next((e.label for e in entries if e.arm == "l2"), None)
-        showcase = f"shipped {task} {SHOWCASE_ARM}"
+        showcase = f"shipped {task} {most_visible_arm(self.report(), task) or SHOWCASE_ARM}"
         dl = next((e.label for e in entries if e.label == showcase),
                   next((e.label for e in entries if e.arm == "diffloss"), None))
         return l2, dl

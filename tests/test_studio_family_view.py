@@ -1,6 +1,8 @@
 """Compare's family view: the arms in weight order, the amplified difference with its scale, the family's
 perception-distortion plot with the shown arms ringed, and an arm's card lines."""
 
+import json
+import os
 import shutil
 
 import numpy as np
@@ -34,6 +36,25 @@ def test_members_come_in_weight_order_and_the_showcase_arm_is_preselected(family
     assert [c[0] for c in family_view.weight_choices("noise", reg)] == [
         "0 % prior (l2)", "30 % prior (calibrated)", "70 % prior (strong)", "99 % prior, t <= 250 (prior-led)"]
     assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise prior-led")
+
+
+def test_the_preselected_arm_is_the_one_the_report_measured_furthest_from_l2(family_world):
+    reg = family_world.registry
+    means = {"l2": {"psnr": 27.0}, "input": {"psnr_vs_l2": 20.0},  # the input is not an arm to show
+             "calibrated": {"psnr_vs_l2": 39.0}, "strong": {"psnr_vs_l2": 31.5}, "prior-led": {"psnr_vs_l2": 34.0}}
+    reg.report_file.write_text(json.dumps({"tasks": {"noise": {"sources": [
+        {"mode": "paired", "means": {"prior-led": {"psnr_vs_l2": 10.0}}},  # only clean/val (synthetic) decides
+        {"mode": "synthetic", "means": means}]}}}))
+    assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise strong")
+    reg.report_file.write_text(json.dumps({"tasks": {"haze": {}}}))  # nothing measured for noise: the fallback
+    stat = reg.report_file.stat()
+    os.utime(reg.report_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise prior-led")
+
+
+def test_an_arm_led_by_h_space_says_so_in_the_weight_control():
+    assert family_view.weight_label("semantic") == "99 % prior, 90 % via h-space (semantic)"
+    assert family_view.weight_label("strong") == "70 % prior (strong)"  # L_nat leads: no note
 
 
 def test_a_trained_run_joins_the_family_as_its_own_arm(family_world):
@@ -90,9 +111,6 @@ def test_a_report_of_the_older_zoo_gives_no_family_lines_and_no_error():
 
 
 def test_the_report_and_its_plot_are_read_and_drawn_once_per_version_of_the_file(family_world, monkeypatch):
-    import json
-    import os
-
     reg = family_world.registry
     points = {"l2": {"psnr": 27, "niqe": 4}, "strong": {"psnr": 26, "niqe": 3.5}}
     reg.report_file.write_text(json.dumps({"tasks": {"noise": {"pd_points": points}}}))
