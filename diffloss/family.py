@@ -14,6 +14,7 @@ from diffloss.paths import PRETRAINED, TASK_ORDER, datasets_folder
 
 SOTS_VAL_SCENES = ("1430", "1431", "1432", "1433", "1434")
 SMALL_T = 250  # the small-t arms' last timestep: where the L(t) curves tell restored from clean best
+CONTROL_ARM = "l2-reseeded"  # the L2 arm again with another seed: what "different from l2" means without a prior
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ArmSpec:
     sem_share: float = 0.0
     t_max: int | None = None
     weights: tuple[float, float] | None = None  # (gamma, lambda), overrides the shares
+    seed_offset: int = 0  # != 0: another seed (data order, crops, noise) than every other arm: a control
     optional: bool = False  # built after every task's required arms
     about: str = ""
 
@@ -43,6 +45,9 @@ class ArmSpec:
 
 FAMILY: tuple[ArmSpec, ...] = (
     ArmSpec("l2", about="fidelity only (MSE): the arm every other arm is compared with"),
+    ArmSpec(CONTROL_ARM, seed_offset=1,
+            about="fidelity only, like l2, with another seed (data order, crops, noise): how far training noise "
+                  "alone moves the output, the floor under every other arm's distance from l2"),
     ArmSpec("calibrated", 0.2, 0.1, about="the prior carries 30 % of the gradient (20 % L_nat, 10 % L_sem)"),
     ArmSpec("strong", 0.5, 0.2, about="the prior carries 70 % of the gradient (50 % L_nat, 20 % L_sem)"),
     ArmSpec("prior-led", 0.69, 0.30, t_max=SMALL_T,
@@ -60,7 +65,7 @@ FAMILY_ARMS = tuple(arm.name for arm in FAMILY)
 SHOWCASE_ARM = "prior-led"
 # The family joined in weight order (perception-distortion plot): the prior's share, then (at 99 %) L_sem's.
 DOSE_ORDER = ("l2", "calibrated", "strong", "prior-led", "semantic")
-BUILD_ORDER = ("l2", "semantic", "prior-led", "strong", "calibrated", "released")  # the most telling arms land first
+BUILD_ORDER = ("l2", CONTROL_ARM, "semantic", "prior-led", "strong", "calibrated", "released")  # the most telling arms land first
 
 
 def family_arm(name: str) -> ArmSpec:

@@ -6,12 +6,11 @@
 
 The zoo is an experiment: per task one L2 **base** restorer, trained until its validation curve is flat, then a
 **dose-response family** of arms fine-tuned from that base with the same seed, the same batches and the same
-steps, differing only in how much of the gradient the diffusion prior carries (``diffloss.family.FAMILY``): the
-L2 arm (none), a calibrated arm (a 20 % / 10 % share for L_nat / L_sem) and a strong arm (70 %); optional arms
-(the strong weights at small t only, t <= 250; the released code's weights) are built after every task's
-required ones. The weights for a share are
-solved from the gradient norms measured through the base on training photos (``diffloss.calibrate``), never on
-the validation photos the report uses.
+steps, differing only in how much of the gradient the diffusion prior carries and where (the arms are listed
+once, in ``diffloss.family.FAMILY``), plus one control: the L2 arm again with another seed, which says how far
+training noise alone moves the output. Optional arms (the released code's weights) are built after every task's
+required ones. The weights for a share are solved from the gradient norms measured through the base on training
+photos (``diffloss.calibrate``), never on the validation photos the report uses.
 
 Every step is a training run of ``diffloss.train`` in ``<runs>/<recipe>/``; a step whose model exists is
 skipped and an interrupted one resumes from its checkpoint, so rerunning the command continues where it stopped.
@@ -52,6 +51,9 @@ class PriorRecipe:
 class RestorerRecipe:
     crop: int = 96  # the L2 base's crop
     arm_crop: int | None = None  # the arms' crop (None: same as the base); smaller makes DiffLoss cheap on CPU
+    # Tasks whose arms keep the base's crop all the same: the synthetic haze field is drawn per crop, so a small
+    # crop trains on haze that varies faster than in the photos it is used on (bench/results/zoo-haze-crop.md).
+    base_crop_tasks: tuple[str, ...] = ()
     batch_size: int = 8
     base_steps: int = 1500
     arm_steps: int = 200
@@ -64,6 +66,10 @@ class RestorerRecipe:
     val_images: int = 8  # clean/val photos for the base's validation curve
     val_crop: int = 128
     val_points: int = 10  # points on the validation curve
+
+    def arm_crop_for(self, task: str) -> int:
+        """The crop a task's arms (and their calibration) train on."""
+        return self.crop if self.arm_crop is None or task in self.base_crop_tasks else self.arm_crop
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,8 @@ RECIPES: dict[str, Recipe] = {
     # The arms' lr is high (3e-3, cosine-decayed over 200 steps): at 3e-4 even a 99 % prior share moved the
     # output less than training noise does (bench/results/zoo-visibility-probe.md).
     "quick": Recipe("quick", PriorRecipe(),
-                    RestorerRecipe(arm_crop=64, base_init="previous", base_steps=900, arm_lr=3e-3)),
+                    RestorerRecipe(arm_crop=64, base_crop_tasks=("haze",), base_init="previous", base_steps=900,
+                                   arm_lr=3e-3)),
     "full": Recipe(
         "full",
         PriorRecipe(preset="base", batch_size=128, steps=20000, lr=2e-4),
@@ -285,10 +292,11 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
             def train_arm(task: str = task, arm: ArmSpec = arm, base: Path = base) -> None:
                 calibration = json.loads((base.parent / "calibration.json").read_text())
                 cfg = train.RestorerTrainConfig(
-                    task=task, crop=rr.arm_crop or rr.crop, init=str(base / "model"), prior=str(paths.prior_dir()),
+                    task=task, crop=rr.arm_crop_for(task), init=str(base / "model"), prior=str(paths.prior_dir()),
                     diffloss=arm.uses_prior, loss=arm_loss_config(arm, calibration),
-                    loop=_loop(base.parent / arm.name, rr.arm_steps, rr.batch_size, rr.arm_lr, recipe.seed + 1, device,
-                               command, time_limit, threads, log_every=10), **_task_data(task, paths))
+                    loop=_loop(base.parent / arm.name, rr.arm_steps, rr.batch_size, rr.arm_lr,
+                               recipe.seed + 1 + arm.seed_offset, device, command, time_limit, threads, log_every=10),
+                    **_task_data(task, paths))
                 _drain(train.train_restorer(cfg), log, f"{task}/{arm.name}")
                 install_restorer(base.parent / arm.name / "model", paths.restorer_dir(task, arm.name), calibration,
                                  recipe, log, base=base, command=command, arm=arm)
@@ -313,8 +321,9 @@ def recipe_settings(recipe: Recipe) -> dict:
     The family's arms are part of it: every arm of a task must come from one base, so an arm added to the family
     rebuilds the task (base, calibration and all arms) rather than hanging a new arm on a different base.
     """
-    family = [[a.name, a.nat_share, a.sem_share, a.t_max, a.weights] for a in FAMILY if not a.optional]
-    return {"seed": recipe.seed, **dataclasses.asdict(recipe.restorer), "family": family}
+    family = [[a.name, a.nat_share, a.sem_share, a.t_max, a.weights, a.seed_offset] for a in FAMILY if not a.optional]
+    settings = {"seed": recipe.seed, **dataclasses.asdict(recipe.restorer), "family": family}
+    return json.loads(json.dumps(settings))  # as a card holds it (tuples become lists), so the two compare equal
 
 
 def snapshot_base_init(task: str, rr: RestorerRecipe, paths: ZooPaths, snapshot: Path,
@@ -376,10 +385,10 @@ def run_calibration(task: str, base_model: Path, paths: ZooPaths, rr: RestorerRe
         key = t_range_key(arm)
         if arm.uses_prior and key not in norms:
             cfg = DiffLossConfig(t_max=_t_max(arm, {"num_timesteps": prior.num_timesteps}))
-            norms[key] = measure_norms(prior, restorer, task, images, crop=rr.arm_crop or rr.crop, config=cfg)
+            norms[key] = measure_norms(prior, restorer, task, images, crop=rr.arm_crop_for(task), config=cfg)
     return {"norms": norms, "images": len(images), "data": "clean/train (evenly spread photos)",
             "num_timesteps": prior.num_timesteps,
-            "crop": rr.arm_crop or rr.crop,
+            "crop": rr.arm_crop_for(task),
             "note": "unit-weight gradient norms of fidelity, L_nat and L_sem on training photos restored by the L2 "
                     "base; each arm's weights are solved from them for its target shares (diffloss.calibrate)"}
 

@@ -24,7 +24,7 @@ import torch
 
 from diffloss import checkpoint
 from diffloss.evaluate import EvalSource, iter_samples
-from diffloss.family import DOSE_ORDER, FAMILY_ARMS, SOTS_VAL_SCENES, ZooPaths, shipped_restorers
+from diffloss.family import CONTROL_ARM, DOSE_ORDER, FAMILY_ARMS, SOTS_VAL_SCENES, ZooPaths, family_arm, shipped_restorers
 from diffloss.loss import shares_for_weights
 from diffloss.metrics import (CONVENTIONS, HIGHER_IS_BETTER, PERCEPTUAL_CONVENTIONS, full_reference_metrics,
                               no_reference_metrics, perceptual_reference_metrics, psnr)
@@ -180,7 +180,7 @@ def measure(arms: dict[str, Path], rs: ReportSource, keep_outputs: int = 1
 
 # ------------------------------------------------------------------------------------------------ figures
 def _arm_style(arm: str) -> dict:
-    colours = {"input": "0.5", "l2": "C0", "calibrated": "C1", "strong": "C3", "prior-led": "C4",
+    colours = {"input": "0.5", "l2": "C0", CONTROL_ARM: "C9", "calibrated": "C1", "strong": "C3", "prior-led": "C4",
                "semantic": "C5", "released": "C2"}
     return {"color": colours.get(arm, "k"), "marker": "s" if arm == "input" else "o"}
 
@@ -309,12 +309,18 @@ def crops_figure(outputs: dict[str, torch.Tensor], gt: torch.Tensor | None, vers
 
 # ------------------------------------------------------------------------------------------------ verdicts
 def verdicts(task: str, synthetic: dict[str, dict], comparisons: dict[str, dict]) -> list[str]:
-    """Plain sentences: which arms differ visibly from the L2 arm, and whether each helped or hurt."""
+    """Plain sentences: which arms differ visibly from the L2 arm, beyond what training noise alone does (the
+    reseeded L2 arm), and whether each helped or hurt."""
+    floor = (synthetic.get(CONTROL_ARM) or {}).get("psnr_vs_l2")
     lines = []
+    if floor is not None:
+        lines.append(f"- **{CONTROL_ARM}** (the L2 arm again, another seed): {floor:.1f} dB from the L2 arm: what "
+                     "training noise alone does; a prior arm's difference counts only where it is further than this.")
     for arm, m in synthetic.items():
-        if arm in ("input", "l2"):
+        if arm in ("input", "l2", CONTROL_ARM):
             continue
-        visible = m.get("psnr_vs_l2") is not None and m["psnr_vs_l2"] <= VISIBLE_DB
+        vs = m.get("psnr_vs_l2")
+        visible = vs is not None and vs <= VISIBLE_DB
         c = comparisons.get(arm, {})
         words = []
         for metric in ("psnr", "ssim", "niqe"):
@@ -326,8 +332,9 @@ def verdicts(task: str, synthetic: dict[str, dict], comparisons: dict[str, dict]
             words.append(f"{metric.upper()} {'better' if better else 'worse'} by {abs(r['mean_delta']):.3g} "
                          f"({r['wins']}/{r['images']} images, sign test p={r['p']:.2g}, {sig})")
         seen = ("visibly different from the L2 arm" if visible else "not visibly different from the L2 arm")
-        lines.append(f"- **{arm}**: {seen} (median {m.get('psnr_vs_l2', float('nan')):.1f} dB between their "
-                     f"outputs); " + "; ".join(words) + ".")
+        if floor is not None and vs is not None and vs >= floor:
+            seen += ", and no further from it than training noise"
+        lines.append(f"- **{arm}**: {seen} (median {_fmt(vs, 1)} dB between their outputs); " + "; ".join(words) + ".")
     return lines
 
 
@@ -453,7 +460,8 @@ def most_visible_arm(data: dict | None, task: str) -> str | None:
     synthetic = next((s for s in sections if s.get("mode") == "synthetic"), None)
     means = (synthetic or {}).get("means", {})
     distances = {arm: m["psnr_vs_l2"] for arm, m in means.items()
-                 if arm in FAMILY_ARMS and arm != "l2" and isinstance(m, dict) and m.get("psnr_vs_l2") is not None}
+                 if arm in FAMILY_ARMS and family_arm(arm).uses_prior and isinstance(m, dict)
+                 and m.get("psnr_vs_l2") is not None}
     return min(distances, key=distances.get) if distances else None
 
 
@@ -463,9 +471,9 @@ def summary_lines(data: dict) -> list[str]:
     and what it changed in PSNR and NIQE. REPORT.md opens with it; ``report --summary`` prints it for the README.
     """
     arms = [a for a in DOSE_ORDER if a != "l2"]
-    lines = ["| task | input PSNR | `l2` PSNR (gain; previous zoo's) | "
+    lines = [f"| task | input PSNR | `l2` PSNR (gain; previous zoo's) | training noise: `{CONTROL_ARM}` vs `l2` | "
              + " | ".join(f"`{a}`: vs `l2` / ΔPSNR / ΔNIQE" for a in arms) + " |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in arms) + " |"]
+             "| --- | --- | --- | --- | " + " | ".join("---" for _ in arms) + " |"]
     for task in [t for t in TASK_ORDER if t in data.get("tasks", {})]:
         section = data["tasks"][task]
         synthetic = next((s for s in section.get("sources", []) if s.get("mode") == "synthetic"), None)
@@ -476,14 +484,15 @@ def summary_lines(data: dict) -> list[str]:
         if gain:
             previous = gain.get("previous_zoo_db")
             gained = f" ({gain['median_db']:+.2f}" + (f"; {previous:+.2f}" if previous is not None else "") + ")"
-        cells = []
+        floor = (m.get(CONTROL_ARM) or {}).get("psnr_vs_l2")
+        cells = [f"{_fmt(floor, 1)} dB"]
         for arm in arms:
             a = m.get(arm)
             if not a:
                 cells.append("–")
                 continue
             vs = a.get("psnr_vs_l2")
-            mark = "**" if vs is not None and vs <= VISIBLE_DB else ""
+            mark = "**" if vs is not None and vs <= VISIBLE_DB and (floor is None or vs < floor) else ""
             d_niqe = (a["niqe"] - l2["niqe"]) if a.get("niqe") is not None and l2.get("niqe") is not None else None
             cells.append(f"{mark}{_fmt(vs, 1)} dB{mark} / {a['psnr'] - l2['psnr']:+.2f} / "
                          + (f"{d_niqe:+.2f}" if d_niqe is not None else "–"))
@@ -530,7 +539,8 @@ def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[st
         section, task_data = task_section(task, arms, paths, fig_dir, log)
         lines += section
         data["tasks"][task] = {**task_data, "markdown": section}
-    glance = ["## At a glance (clean/val; **bold**: visibly different from the L2 arm)", "", *summary_lines(data), ""]
+    glance = [f"## At a glance (clean/val; **bold**: visibly different from the L2 arm, <= {VISIBLE_DB:.0f} dB and "
+              "further from it than training noise)", "", *summary_lines(data), ""]
     md = out_dir / "REPORT.md"
     checkpoint.atomic_write_text(md, "\n".join(head + glance + lines) + "\n")
     checkpoint.atomic_write_json(out_dir / REPORT_JSON, json.loads(json.dumps(data, default=_json_default)))

@@ -56,12 +56,16 @@ def test_tiny_build_installs_every_required_arm_with_its_card(built):
         arm_card = json.loads((paths.restorer_dir("noise", arm) / "card.json").read_text())
         assert arm_card["storage"] == "float16" and arm_card["steps"] == 2 and model.config.task == "noise"
         assert arm_card["data"]["init"].endswith("noise/base/model")  # every arm from the same base
-        assert arm_card["config"]["loop"]["seed"] == TINY.seed + 1  # same seed, so the same batches
+        # same seed, so the same batches; the control is the L2 arm with another seed
+        offset = family.family_arm(arm).seed_offset
+        assert arm_card["config"]["loop"]["seed"] == TINY.seed + 1 + offset and (offset != 0) == (arm == family.CONTROL_ARM)
         assert arm_card["base"]["steps"] == TINY.restorer.base_steps and arm_card["base"]["wall_time_s"] > 0
         assert [r["step"] for r in arm_card["base"]["validation_curve"]] == [0, 2, 4]
         weights[arm] = (arm_card["arm"]["gamma"], arm_card["arm"]["lam"], arm_card["config"]["loss"]["t_max"])
-    assert weights["l2"][0] == 0 and not json.loads(
-        (paths.restorer_dir("noise", "l2") / "card.json").read_text())["data"]["diffloss"]
+    for arm in ("l2", family.CONTROL_ARM):  # fidelity only
+        assert weights[arm][0] == 0 and not json.loads(
+            (paths.restorer_dir("noise", arm) / "card.json").read_text())["data"]["diffloss"]
+    assert weights["semantic"][2] is None and 0 < weights["semantic"][0] and weights["semantic"][1] > weights["strong"][1]
     assert 0 < weights["calibrated"][0] < weights["strong"][0]  # more share, more weight: the dose order
     assert weights["strong"][2] is None and weights["calibrated"][2] is None  # the whole schedule
     calibration = json.loads((paths.runs / "tiny" / "noise" / "calibration.json").read_text())
@@ -80,7 +84,7 @@ def test_the_arm_weights_give_the_target_shares_through_the_measured_norms():
         assert shares["nat"] == pytest.approx(arm.nat_share) and shares["sem"] == pytest.approx(arm.sem_share)
     assert family.family_arm("strong").prior_share >= 0.6  # the strong arm: at least 60 % of the gradient
     assert zoo.arm_weights(family.family_arm("released"), calibration) == (1e-3, 1e-3)
-    with pytest.raises(ValueError, match="unknown arm 'x'.*l2, calibrated"):
+    with pytest.raises(ValueError, match="unknown arm 'x'.*l2, l2-reseeded, calibrated"):
         family.family_arm("x")
 
 
@@ -129,6 +133,32 @@ def test_the_report_compares_every_arm_with_l2_and_draws_the_family(built):
     vs = synthetic["means"]["prior-led"]["psnr_vs_l2"]
     assert f"{vs:.1f} dB" in row and row.count("/") == 2 * (len(family.DOSE_ORDER) - 1)
     assert "| haze |" not in glance  # nothing shipped there: no row
+    floor = synthetic["means"][family.CONTROL_ARM]["psnr_vs_l2"]
+    assert row.split(" | ")[3] == f"{floor:.1f} dB"  # training noise, beside the arms it is the floor of
+    assert f"**{family.CONTROL_ARM}** (the L2 arm again, another seed): {floor:.1f} dB" in text
+
+
+def test_an_arm_is_visible_only_below_33_db_and_further_than_training_noise():
+    from diffloss.zoo_report import most_visible_arm, summary_lines, verdicts
+
+    means = {"input": {"psnr": 20.0, "niqe": 6.0}, "l2": {"psnr": 27.0, "niqe": 4.0, "psnr_vs_l2": None},
+             family.CONTROL_ARM: {"psnr": 27.0, "niqe": 4.0, "psnr_vs_l2": 31.0},
+             "strong": {"psnr": 26.5, "niqe": 3.9, "psnr_vs_l2": 32.0},  # under 33 dB, but nearer than noise
+             "semantic": {"psnr": 26.0, "niqe": 3.5, "psnr_vs_l2": 29.0}}
+    data = {"tasks": {"noise": {"sources": [{"mode": "synthetic", "means": means}]}}}
+    row = summary_lines(data)[2]
+    assert "| 31.0 dB |" in row and "| 32.0 dB / -0.50" in row and "**29.0 dB** / -1.00 / -0.50" in row
+    said = "\n".join(verdicts("noise", means, {}))
+    assert "**strong**: visibly different from the L2 arm, and no further from it than training noise" in said
+    assert "**semantic**: visibly different from the L2 arm (median 29.0 dB" in said
+    assert most_visible_arm(data, "noise") == "semantic"  # the control has no prior: never the showcase
+    means["semantic"]["psnr_vs_l2"] = 40.0
+    assert most_visible_arm(data, "noise") == "strong"
+
+
+def test_haze_arms_keep_the_bases_crop_and_the_others_train_on_small_crops():
+    quick = zoo.RECIPES["quick"].restorer
+    assert quick.arm_crop_for("haze") == quick.crop and quick.arm_crop_for("noise") == quick.arm_crop < quick.crop
 
 
 def test_sign_test_and_comparisons_count_strict_wins():
