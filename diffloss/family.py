@@ -43,6 +43,7 @@ class ArmSpec:
         return self.nat_share + self.sem_share
 
 
+# In the order Compare's prior-weight control lists them: lightest prior first, the control beside the L2 arm.
 FAMILY: tuple[ArmSpec, ...] = (
     ArmSpec("l2", about="fidelity only (MSE): the arm every other arm is compared with"),
     ArmSpec(CONTROL_ARM, seed_offset=1,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffloss.family import DOSE_ORDER, FAMILY_ARMS, family_arm
+from diffloss.family import FAMILY_ARMS, family_arm
 from diffloss.images import to_uint8_numpy
 from studio.memo import Memo, file_stamp
 from studio.models import Registry, RestorerEntry
@@ -35,19 +35,18 @@ def weight_label(arm: str) -> str:
     if spec.weights is not None:
         return f"released weights (gamma {spec.weights[0]:g}) ({arm})"
     if not spec.uses_prior:
-        return f"0 % prior ({arm})"
+        return f"0 % prior{', another seed' if spec.seed_offset else ''} ({arm})"
     t = f", t <= {spec.t_max}" if spec.t_max is not None else ""
     sem = f", {spec.sem_share * 100:.0f} % via h-space" if spec.sem_share > spec.nat_share else ""
     return f"{spec.prior_share * 100:.0f} % prior{t}{sem} ({arm})"
 
 
 def members(task: str, registry: Registry) -> list[Member]:
-    """The task's shipped family in weight order (dose order first, then the other family arms), then trained
-    runs of the task as their own arms."""
+    """The task's shipped family in the family's order (weight order, with the reseeded L2 control beside the L2
+    arm), then trained runs of the task as their own arms."""
     entries: list[RestorerEntry] = registry.restorers(task)
     shipped = {e.label.rsplit(" ", 1)[-1]: e for e in entries if e.source == "shipped"}
-    order = list(DOSE_ORDER) + [a for a in FAMILY_ARMS if a not in DOSE_ORDER]
-    out = [Member(shipped[a].label, a, weight_label(a)) for a in order if a in shipped]
+    out = [Member(shipped[a].label, a, weight_label(a)) for a in FAMILY_ARMS if a in shipped]
     out += [Member(e.label, None, e.label) for e in entries if e.source != "shipped"]
     return out
 

@@ -92,5 +92,6 @@ def test_a_family_arm_says_its_share_and_weights_and_shares_the_l2_arms_start(ta
     assert card["arm"]["name"] == arm and card["arm"]["nat_share"] == spec.nat_share
     assert card["arm"]["gamma"] == pytest.approx(card["config"]["loss"]["gamma"])
     assert card["data"]["init"] == l2["data"]["init"]  # the same base
-    assert card["config"]["loop"]["seed"] == l2["config"]["loop"]["seed"] and card["steps"] == l2["steps"]
+    assert card["config"]["loop"]["seed"] == l2["config"]["loop"]["seed"] + spec.seed_offset  # the control: another
+    assert card["steps"] == l2["steps"]
     assert card["storage"] == "float16"

@@ -52,9 +52,17 @@ def test_the_preselected_arm_is_the_one_the_report_measured_furthest_from_l2(fam
     assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise prior-led")
 
 
+def test_the_reseeded_control_sits_beside_the_l2_arm(family_world):
+    reg = family_world.registry
+    model = nets.Restorer(nets.RestorerConfig(task="noise", width=8))
+    nets.save_restorer(model, reg.pretrained / "restorers" / "noise" / "l2-reseeded", card={"data": {"diffloss": False}})
+    assert [m.arm for m in family_view.members("noise", reg)][:3] == ["l2", "l2-reseeded", "calibrated"]
+
+
 def test_an_arm_led_by_h_space_says_so_in_the_weight_control():
     assert family_view.weight_label("semantic") == "99 % prior, 90 % via h-space (semantic)"
     assert family_view.weight_label("strong") == "70 % prior (strong)"  # L_nat leads: no note
+    assert family_view.weight_label("l2-reseeded") == "0 % prior, another seed (l2-reseeded)"
 
 
 def test_a_trained_run_joins_the_family_as_its_own_arm(family_world):
