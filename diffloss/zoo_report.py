@@ -35,6 +35,7 @@ from diffloss.viz import most_different_window
 COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("ms_ssim", "MS-SSIM ↑", 4), ("niqe", "NIQE ↓", 3), ("lpips", "LPIPS ↓", 4), ("hf_ratio", "HF ratio", 2), ("psnr_vs_l2", "PSNR vs L2", 1))
 VISIBLE_DB = 33.0  # median PSNR between two arms' outputs at or below this: a person can see the difference
 SIGNIFICANT_P = 0.05
+BASE_ROW = "base"  # the L2 base the family starts from, measured beside the arms when its run folder is here
 REPORT_JSON = "report.json"  # in the pretrained folder, beside REPORT.md; the app reads it (studio.models)
 FIGURES = "report"  # pretrained/report/: plots and crops the report links
 SYNTHETIC_LIMIT = 24
@@ -317,7 +318,7 @@ def verdicts(task: str, synthetic: dict[str, dict], comparisons: dict[str, dict]
         lines.append(f"- **{CONTROL_ARM}** (the L2 arm again, another seed): {floor:.1f} dB from the L2 arm: what "
                      "training noise alone does; a prior arm's difference counts only where it is further than this.")
     for arm, m in synthetic.items():
-        if arm in ("input", "l2", CONTROL_ARM):
+        if arm in ("input", "l2", CONTROL_ARM, BASE_ROW):
             continue
         vs = m.get("psnr_vs_l2")
         visible = vs is not None and vs <= VISIBLE_DB
@@ -355,6 +356,11 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
                  log: Callable[[str], None]) -> tuple[list[str], dict]:
     cards = {arm: checkpoint.read_json(folder / checkpoint.CARD_FILE) for arm, folder in arms.items()}
     family_arms = {a: f for a, f in arms.items() if a in FAMILY_ARMS}
+    measured = dict(family_arms or arms)
+    recipe = next((str(c["recipe"]) for c in cards.values() if c.get("recipe")), None)
+    base_model = paths.runs / recipe / task / "base" / "model" if recipe else None
+    if base_model is not None and (base_model / checkpoint.MODEL_FILE).is_file():  # not shipped: only with --runs
+        measured = {BASE_ROW: base_model, **measured}
     lines = [f"## {task}", ""]
     data: dict = {"arms": {}, "sources": [], "pd_points": {}}
     base = next((c.get("base") for c in cards.values() if c.get("base")), {}) or {}
@@ -401,7 +407,7 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
     comparisons_synth: dict[str, dict] = {}
     for rs in sources_for(task, paths):
         log(f"[report] {task}: {rs.label}")
-        result, kept = measure(family_arms or arms, rs)
+        result, kept = measure(measured, rs)
         n = len(result.images["input"])
         has_gt = rs.source.mode != "unpaired"
         # a column no image has (LPIPS offline; full-reference metrics without a ground truth) is left out
@@ -430,7 +436,7 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
             data["pd_points"] = {a: {"psnr": p[0], "niqe": p[1]} for a, p in points.items()}
             lines += [f"![perception-distortion]({FIGURES}/{pd.name})", ""]
             if kept:
-                versus = min((a for a in table_means if a not in ("input", "l2")),
+                versus = min((a for a in table_means if a in FAMILY_ARMS and family_arm(a).uses_prior),
                              key=lambda a: table_means[a].get("psnr_vs_l2") or 1e9, default="l2")
                 outputs, gt = kept[0]
                 crop = crops_figure(outputs, gt, versus, fig_dir / f"{task}-crops.png")
@@ -438,11 +444,15 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
                           f"(3x, nearest): ![crops]({FIGURES}/{crop.name})", ""]
         gain = None
         if has_gt and "input" in result.images and "l2" in result.images:
-            gains = [a["psnr"] - b["psnr"] for a, b in zip(result.images["l2"], result.images["input"])]
-            previous = _previous_gain(task).get(rs.label, {}).get("median_gain_db")
-            gain = {"median_db": statistics.median(gains), "previous_zoo_db": previous}
-            lines += [f"L2 arm's median gain over the input: {statistics.median(gains):+.2f} dB"
-                      + (f" (previous zoo: {previous:+.2f} dB)" if previous is not None else "") + ".", ""]
+            gain = {"median_db": median_gain(result.images["l2"], result.images["input"]),
+                    "previous_zoo_db": _previous_gain(task).get(rs.label, {}).get("median_gain_db")}
+            if BASE_ROW in result.images:
+                gain["base_median_db"] = median_gain(result.images[BASE_ROW], result.images["input"])
+                lines += [f"L2 base's median gain over the input: {gain['base_median_db']:+.2f} dB (the base is not "
+                          "shipped; the arms are fine-tuned from it)."]
+            lines += [f"L2 arm's median gain over the input: {gain['median_db']:+.2f} dB"
+                      + (f" (previous zoo: {gain['previous_zoo_db']:+.2f} dB)" if gain["previous_zoo_db"] is not None
+                         else "") + ".", ""]
         data["sources"].append({"source": rs.label, "mode": rs.source.mode, "images": n, "l2_gain": gain,
                                 "means": table_means, "comparisons": comparisons,
                                 "per_image": result.images,
@@ -453,6 +463,11 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
     if synthetic_means:
         lines += ["**Verdicts (clean/val)**", "", *verdicts(task, synthetic_means, comparisons_synth), ""]
     return lines, data
+
+
+def median_gain(restored: list[dict], inputs: list[dict]) -> float:
+    """Median over images of the PSNR gained over the degraded input (dB)."""
+    return statistics.median(a["psnr"] - b["psnr"] for a, b in zip(restored, inputs))
 
 
 def most_visible_arm(data: dict | None, task: str) -> str | None:
@@ -474,9 +489,9 @@ def summary_lines(data: dict) -> list[str]:
     and what it changed in PSNR and NIQE. REPORT.md opens with it; ``report --summary`` prints it for the README.
     """
     arms = [a for a in DOSE_ORDER if a != "l2"]
-    lines = [f"| task | input PSNR | `l2` PSNR (gain; previous zoo's) | training noise: `{CONTROL_ARM}` vs `l2` | "
-             + " | ".join(f"`{a}`: vs `l2` / ΔPSNR / ΔNIQE" for a in arms) + " |",
-             "| --- | --- | --- | --- | " + " | ".join("---" for _ in arms) + " |"]
+    lines = [f"| task | input PSNR | base PSNR (gain) | `l2` PSNR (gain; previous zoo's) | training noise: "
+             f"`{CONTROL_ARM}` vs `l2` | " + " | ".join(f"`{a}`: vs `l2` / ΔPSNR / ΔNIQE" for a in arms) + " |",
+             "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in arms) + " |"]
     for task in [t for t in TASK_ORDER if t in data.get("tasks", {})]:
         section = data["tasks"][task]
         synthetic = next((s for s in section.get("sources", []) if s.get("mode") == "synthetic"), None)
@@ -488,7 +503,11 @@ def summary_lines(data: dict) -> list[str]:
             previous = gain.get("previous_zoo_db")
             gained = f" ({gain['median_db']:+.2f}" + (f"; {previous:+.2f}" if previous is not None else "") + ")"
         floor = (m.get(CONTROL_ARM) or {}).get("psnr_vs_l2")
-        cells = [f"{_fmt(floor, 1)} dB"]
+        base = (m.get(BASE_ROW) or {}).get("psnr")
+        base_gain = gain.get("base_median_db")
+        cells = [_fmt(m.get("input", {}).get("psnr"), 2),
+                 _fmt(base, 2) + (f" ({base_gain:+.2f})" if base_gain is not None else ""),
+                 f"{l2['psnr']:.2f}{gained}", f"{_fmt(floor, 1)} dB"]
         for arm in arms:
             a = m.get(arm)
             if not a:
@@ -499,8 +518,7 @@ def summary_lines(data: dict) -> list[str]:
             d_niqe = (a["niqe"] - l2["niqe"]) if a.get("niqe") is not None and l2.get("niqe") is not None else None
             cells.append(f"{mark}{_fmt(vs, 1)} dB{mark} / {a['psnr'] - l2['psnr']:+.2f} / "
                          + (f"{d_niqe:+.2f}" if d_niqe is not None else "–"))
-        lines.append(f"| {task} | {_fmt(m.get('input', {}).get('psnr'), 2)} | {l2['psnr']:.2f}{gained} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
     return lines
 
 

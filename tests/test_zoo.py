@@ -136,7 +136,10 @@ def test_the_report_compares_every_arm_with_l2_and_draws_the_family(built):
     assert f"{vs:.1f} dB" in row and row.count("/") == 2 * (len(family.DOSE_ORDER) - 1)
     assert "| haze |" not in glance  # nothing shipped there: no row
     floor = synthetic["means"][family.CONTROL_ARM]["psnr_vs_l2"]
-    assert row.split(" | ")[3] == f"{floor:.1f} dB"  # training noise, beside the arms it is the floor of
+    assert row.split(" | ")[4] == f"{floor:.1f} dB"  # training noise, beside the arms it is the floor of
+    base = synthetic["means"]["base"]  # the base from the run folder, measured though not shipped
+    assert row.split(" | ")[2] == f"{base['psnr']:.2f} ({synthetic['l2_gain']['base_median_db']:+.2f})"
+    assert "L2 base's median gain over the input" in text and "| base |" in text
     assert f"**{family.CONTROL_ARM}** (the L2 arm again, another seed): {floor:.1f} dB" in text
 
 
@@ -150,6 +153,7 @@ def test_an_arm_is_visible_only_below_33_db_and_further_than_training_noise():
     data = {"tasks": {"noise": {"sources": [{"mode": "synthetic", "means": means}]}}}
     row = summary_lines(data)[2]
     assert "| 31.0 dB |" in row and "| 32.0 dB / -0.50" in row and "**29.0 dB** / -1.00 / -0.50" in row
+    assert row.startswith("| noise | 20.00 | – | 27.00 | 31.0 dB |")  # no base measured: a dash
     said = "\n".join(verdicts("noise", means, {}))
     assert "**strong**: visibly different from the L2 arm, and no further from it than training noise" in said
     assert "**semantic**: visibly different from the L2 arm (median 29.0 dB" in said
