@@ -31,6 +31,7 @@ class ArmSpec:
     t_max: int | None = None
     weights: tuple[float, float] | None = None  # (gamma, lambda), overrides the shares
     seed_offset: int = 0  # != 0: another seed (data order, crops, noise) than every other arm: a control
+    shipped: bool = True  # False: trained into the run folder and measured by the report, not put in pretrained/
     optional: bool = False  # built after every task's required arms
     about: str = ""
 
@@ -46,7 +47,9 @@ class ArmSpec:
 # In the order Compare's prior-weight control lists them: lightest prior first, the control beside the L2 arm.
 FAMILY: tuple[ArmSpec, ...] = (
     ArmSpec("l2", about="fidelity only (MSE): the arm every other arm is compared with"),
-    ArmSpec(CONTROL_ARM, seed_offset=1,
+    # Not shipped: pretrained/ has room for the arms a person compares (at most 120 MB), and the control is a
+    # measurement, read by the report from the run folder.
+    ArmSpec(CONTROL_ARM, seed_offset=1, shipped=False,
             about="fidelity only, like l2, with another seed (data order, crops, noise): how far training noise "
                   "alone moves the output, the floor under every other arm's distance from l2"),
     ArmSpec("calibrated", 0.2, 0.1, about="the prior carries 30 % of the gradient (20 % L_nat, 10 % L_sem)"),

@@ -27,6 +27,7 @@ import json
 import shutil
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -256,6 +257,7 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
 
     for task in recipe.tasks:
         base = work / task / "base"
+        installed = partial(_task_installed, paths, recipe, task)
 
         def train_base(task: str = task, base: Path = base) -> None:
             init = snapshot_base_init(task, rr, paths, base.parent / "init", log)
@@ -277,7 +279,8 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
             log(f"[{task}/base] validation PSNR {curve.rows()[0]['psnr']:.2f} -> {curve.rows()[-1]['psnr']:.2f} dB "
                 f"(input {curve.rows()[-1]['input_psnr']:.2f}); flat: {curve_is_flat(curve.rows())}")
 
-        steps.append(Step(f"{task}/base", lambda base=base: (base / "model" / checkpoint.MODEL_FILE).is_file(), train_base))
+        steps.append(Step(f"{task}/base", lambda base=base, installed=installed: _run_done(base) or installed(),
+                          train_base))
 
         def calibrate_task(task: str = task, base: Path = base) -> None:
             calibration = run_calibration(task, base / "model", paths, rr)
@@ -286,7 +289,8 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
                 f"{arm.name}: gamma={arm_weights(arm, calibration)[0]:.4g} lambda={arm_weights(arm, calibration)[1]:.4g}"
                 for arm in FAMILY if arm.uses_prior))
 
-        steps.append(Step(f"{task}/calibrate", lambda base=base: (base.parent / "calibration.json").is_file(), calibrate_task))
+        steps.append(Step(f"{task}/calibrate", lambda base=base, installed=installed:
+                          (base.parent / "calibration.json").is_file() or installed(), calibrate_task))
 
         for arm in sorted(FAMILY, key=lambda a: BUILD_ORDER.index(a.name)):
             def train_arm(task: str = task, arm: ArmSpec = arm, base: Path = base) -> None:
@@ -298,19 +302,37 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
                                recipe.seed + 1 + arm.seed_offset, device, command, time_limit, threads, log_every=10),
                     **_task_data(task, paths))
                 _drain(train.train_restorer(cfg), log, f"{task}/{arm.name}")
-                install_restorer(base.parent / arm.name / "model", paths.restorer_dir(task, arm.name), calibration,
-                                 recipe, log, base=base, command=command, arm=arm)
+                if arm.shipped:
+                    install_restorer(base.parent / arm.name / "model", paths.restorer_dir(task, arm.name), calibration,
+                                     recipe, log, base=base, command=command, arm=arm)
 
-            step = Step(f"{task}/{arm.name}",
-                        lambda task=task, arm=arm: (paths.restorer_dir(task, arm.name) / checkpoint.MODEL_FILE).is_file()
-                        and _installed_by(paths.restorer_dir(task, arm.name), recipe),
-                        train_arm)
+            step = Step(f"{task}/{arm.name}", partial(_arm_done, paths, recipe, task, arm, base), train_arm)
             (optional if arm.optional else steps).append(step)
     return steps + optional
 
 
+def _run_done(folder: Path) -> bool:
+    return (folder / "model" / checkpoint.MODEL_FILE).is_file()
+
+
+def _task_installed(paths: ZooPaths, recipe: Recipe, task: str) -> bool:
+    """Every shipped arm of the task's family is in pretrained/, installed by this recipe: a fresh clone's build
+    then trains nothing for the task (no base for arms it already has)."""
+    return all(_installed_by(paths.restorer_dir(task, a.name), recipe) for a in FAMILY if a.shipped and not a.optional)
+
+
+def _arm_done(paths: ZooPaths, recipe: Recipe, task: str, arm: ArmSpec, base: Path) -> bool:
+    """A shipped arm: installed by this recipe. An unshipped one (the control) lives in the run folder; when the
+    family is installed but its base run is gone, it is left out, as it could no longer share the arms' base."""
+    if arm.shipped:
+        return _installed_by(paths.restorer_dir(task, arm.name), recipe)
+    return _run_done(base.parent / arm.name) or (_task_installed(paths, recipe, task) and not _run_done(base))
+
+
 def _installed_by(folder: Path, recipe: Recipe) -> bool:
     """An arm counts as built only when this recipe, with these settings, installed it (not an older zoo's)."""
+    if not (folder / checkpoint.MODEL_FILE).is_file():
+        return False
     card = checkpoint.read_json(folder / checkpoint.CARD_FILE) if (folder / checkpoint.CARD_FILE).is_file() else {}
     return card.get("recipe") == recipe.name and card.get("recipe_settings") == recipe_settings(recipe) and "arm" in card
 

@@ -352,15 +352,33 @@ def _previous_gain(task: str) -> dict:
     return json.loads(PREVIOUS_L2.read_text()).get("tasks", {}).get(task, {})
 
 
+def measured_models(task: str, arms: dict[str, Path], run_folder: Path | None) -> dict[str, Path]:
+    """What a task's section measures: the shipped family arms (any shipped arm when none is of the family), and
+    from the build's run folder, when it is at hand, the L2 base and the arms that are not shipped (the control),
+    in family order after the base."""
+    def run_model(name: str) -> Path | None:
+        folder = run_folder / name / "model" if run_folder is not None else None
+        return folder if folder is not None and (folder / checkpoint.MODEL_FILE).is_file() else None
+
+    out: dict[str, Path] = {}
+    if run_model(BASE_ROW) is not None:
+        out[BASE_ROW] = run_model(BASE_ROW)
+    for arm in FAMILY_ARMS:
+        folder = arms.get(arm) or (run_model(arm) if not family_arm(arm).shipped else None)
+        if folder is not None:
+            out[arm] = folder
+    if len(out) == (BASE_ROW in out):  # no family arm at all: an older zoo's folders, as they are
+        out.update(arms)
+    return out
+
+
 def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Path,
                  log: Callable[[str], None]) -> tuple[list[str], dict]:
-    cards = {arm: checkpoint.read_json(folder / checkpoint.CARD_FILE) for arm, folder in arms.items()}
-    family_arms = {a: f for a, f in arms.items() if a in FAMILY_ARMS}
-    measured = dict(family_arms or arms)
-    recipe = next((str(c["recipe"]) for c in cards.values() if c.get("recipe")), None)
-    base_model = paths.runs / recipe / task / "base" / "model" if recipe else None
-    if base_model is not None and (base_model / checkpoint.MODEL_FILE).is_file():  # not shipped: only with --runs
-        measured = {BASE_ROW: base_model, **measured}
+    shipped_cards = {arm: checkpoint.read_json(folder / checkpoint.CARD_FILE) for arm, folder in arms.items()}
+    recipe = next((str(c["recipe"]) for c in shipped_cards.values() if c.get("recipe")), None)
+    measured = measured_models(task, arms, paths.runs / recipe / task if recipe else None)
+    cards = {arm: shipped_cards.get(arm) or checkpoint.read_json(folder / checkpoint.CARD_FILE)
+             for arm, folder in measured.items() if arm != BASE_ROW}
     lines = [f"## {task}", ""]
     data: dict = {"arms": {}, "sources": [], "pd_points": {}}
     base = next((c.get("base") for c in cards.values() if c.get("base")), {}) or {}
@@ -380,7 +398,8 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
     lines += ["| arm | what | gamma | lambda | t | crop, seed | prior share (training, last fifth) | terms flat (last fifth vs the one before: within 5 % or 2 s.e.) |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for arm, card in cards.items():
-        spec = card.get("arm") or {}
+        spec = card.get("arm") or ({"about": family_arm(arm).about, "gamma": 0.0, "lam": 0.0}
+                                   if arm in FAMILY_ARMS and not family_arm(arm).uses_prior else {})
         run_log = paths.runs / str(card.get("recipe", "quick")) / task / arm / "log.csv"
         summary = training_summary(run_log) or card.get("training_summary")
         share = summary.get("prior_share_last_fifth") if summary else None
@@ -392,7 +411,8 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
                      f"{(config.get('loop') or {}).get('seed', '–')} | "
                      f"{_fmt(share * 100 if share is not None else None, 1)} % | "
                      f"{'yes' if flat else 'no' if flat is False else '–'} |")
-        data["arms"][arm] = {"path": shown_path(arms[arm]), "arm": spec, "training": summary,
+        data["arms"][arm] = {"path": shown_path(arms[arm]) if arm in arms else None,  # None: not shipped
+                             "arm": spec, "training": summary,
                              "steps": card.get("steps"), "wall_time_s": card.get("wall_time_s")}
     calib = next((c.get("calibration") for c in cards.values() if c.get("calibration")), None)
     if calib and "all" in (calib.get("norms") or {}):

@@ -19,7 +19,8 @@ TINY = zoo.Recipe(
                        val_crop=32, val_points=2),
     tasks=("noise",),
 )
-REQUIRED = [a.name for a in family.FAMILY if not a.optional]
+REQUIRED = [a.name for a in family.FAMILY if not a.optional]  # every arm the build trains
+SHIPPED = [a for a in REQUIRED if family.family_arm(a).shipped]  # and installs in pretrained/
 
 
 def _photos(folder, n, size, seed, detail=6):
@@ -51,27 +52,31 @@ def test_tiny_build_installs_every_required_arm_with_its_card(built):
     assert set(calibration["norms"]) == {"all", f"0-{family.SMALL_T}"}
     assert calibration["data"].startswith("clean/train")  # weights are never solved on the validation photos
     weights = {}
+    assert family.CONTROL_ARM in REQUIRED and family.CONTROL_ARM not in SHIPPED  # the control stays in the run folder
+    assert not paths.restorer_dir("noise", family.CONTROL_ARM).exists()
     for arm in REQUIRED:
-        model = load_restorer(paths.restorer_dir("noise", arm))
-        arm_card = json.loads((paths.restorer_dir("noise", arm) / "card.json").read_text())
+        folder = paths.restorer_dir("noise", arm) if arm in SHIPPED else paths.runs / "tiny" / "noise" / arm / "model"
+        model = load_restorer(folder)
+        arm_card = json.loads((folder / "card.json").read_text())
+        if arm not in SHIPPED:
+            assert not arm_card["data"]["diffloss"] and arm_card["config"]["loop"]["seed"] == TINY.seed + 2
+            weights[arm] = (0.0, 0.0, None)
+            continue
         assert arm_card["storage"] == "float16" and arm_card["steps"] == 2 and model.config.task == "noise"
         assert arm_card["data"]["init"].endswith("noise/base/model")  # every arm from the same base
-        # same seed, so the same batches; the control is the L2 arm with another seed
-        offset = family.family_arm(arm).seed_offset
-        assert arm_card["config"]["loop"]["seed"] == TINY.seed + 1 + offset and (offset != 0) == (arm == family.CONTROL_ARM)
+        assert arm_card["config"]["loop"]["seed"] == TINY.seed + 1  # same seed, so the same batches
         assert arm_card["base"]["steps"] == TINY.restorer.base_steps and arm_card["base"]["wall_time_s"] > 0
         assert [r["step"] for r in arm_card["base"]["validation_curve"]] == [0, 2, 4]
         weights[arm] = (arm_card["arm"]["gamma"], arm_card["arm"]["lam"], arm_card["config"]["loss"]["t_max"])
-    for arm in ("l2", family.CONTROL_ARM):  # fidelity only
-        assert weights[arm][0] == 0 and not json.loads(
-            (paths.restorer_dir("noise", arm) / "card.json").read_text())["data"]["diffloss"]
+    assert weights["l2"][0] == 0 and not json.loads(
+        (paths.restorer_dir("noise", "l2") / "card.json").read_text())["data"]["diffloss"]
     assert weights["semantic"][2] is None and 0 < weights["semantic"][0] and weights["semantic"][1] > weights["strong"][1]
     assert 0 < weights["calibrated"][0] < weights["strong"][0]  # more share, more weight: the dose order
     assert weights["strong"][2] is None and weights["calibrated"][2] is None  # the whole schedule
     calibration = json.loads((paths.runs / "tiny" / "noise" / "calibration.json").read_text())
     assert weights["prior-led"][2] == min(family.SMALL_T, calibration["num_timesteps"] - 1)  # small t only
     assert not paths.restorer_dir("noise", "released").exists()  # optional: left out when asked
-    assert list(family.shipped_restorers(paths.pretrained)["noise"]) == REQUIRED  # family order
+    assert list(family.shipped_restorers(paths.pretrained)["noise"]) == SHIPPED  # family order
 
 
 def test_the_arm_weights_give_the_target_shares_through_the_measured_norms():
@@ -102,6 +107,21 @@ def test_a_changed_recipe_rebuilds_the_arms_an_older_recipe_installed(built):
     names = {step.name: step.done() for step in zoo.plan(changed, paths)}
     assert names["noise/base"] and not names["noise/l2"] and not names["noise/prior-led"]
     assert all(step.done() for step in zoo.plan(TINY, paths) if step.name != "noise/released")
+
+
+def test_a_fresh_clone_with_the_family_installed_trains_nothing(built):
+    """No run folder (a user's clone): the installed family needs no base, and the control, which could no longer
+    share the arms' base, is left out rather than trained from a new one."""
+    paths, _ = built
+    fresh = family.ZooPaths(paths.datasets, paths.runs.parent / "no-runs-yet", paths.pretrained)
+    assert all(step.done() for step in zoo.plan(TINY, fresh) if step.name != "noise/released")
+    fresh.restorer_dir("noise", "strong").rename(fresh.restorer_dir("noise", "strong").parent / "strong-moved")
+    try:  # one arm missing: the task is rebuilt from a new base, the control with it
+        todo = {step.name for step in zoo.plan(TINY, fresh) if not step.done()}
+        assert {"noise/base", "noise/calibrate", "noise/strong", f"noise/{family.CONTROL_ARM}"} <= todo
+        assert "noise/l2" not in todo
+    finally:
+        (fresh.restorer_dir("noise", "strong").parent / "strong-moved").rename(fresh.restorer_dir("noise", "strong"))
 
 
 def test_rerunning_the_build_skips_every_step(built):
