@@ -527,7 +527,7 @@ def summary_lines(data: dict) -> list[str]:
         base_gain = gain.get("base_median_db")
         cells = [_fmt(m.get("input", {}).get("psnr"), 2),
                  _fmt(base, 2) + (f" ({base_gain:+.2f})" if base_gain is not None else ""),
-                 f"{l2['psnr']:.2f}{gained}", f"{_fmt(floor, 1)} dB"]
+                 f"{l2['psnr']:.2f}{gained}", f"{floor:.1f} dB" if floor is not None else "–"]
         for arm in arms:
             a = m.get(arm)
             if not a:
