@@ -95,3 +95,14 @@ def test_a_family_arm_says_its_share_and_weights_and_shares_the_l2_arms_start(ta
     assert card["config"]["loop"]["seed"] == l2["config"]["loop"]["seed"] + spec.seed_offset  # the control: another
     assert card["steps"] == l2["steps"]
     assert card["storage"] == "float16"
+
+
+def test_the_readme_table_is_the_shipped_reports_summary():
+    """The README's results table is `python -m diffloss.zoo report --summary`, so it cannot drift from REPORT.md."""
+    from diffloss.zoo_report import REPORT_JSON, summary_lines
+
+    report = family.ZooPaths().pretrained / REPORT_JSON
+    if not report.is_file():
+        pytest.skip(f"no {REPORT_JSON} shipped in pretrained/ yet (python -m diffloss.zoo report)")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "\n".join(summary_lines(json.loads(report.read_text()))) in readme
