@@ -222,34 +222,48 @@ def test_the_released_weights_button_shows_what_they_do_in_inspect(studio_url):
 FAMILY_SCREENSHOT = REPO / "artifacts" / "browser" / "compare-family.png"
 
 
-def test_compare_steps_the_prior_weight_through_the_family_in_a_browser(tmp_path):
-    """The family view on the shipped real hazy pair, where the prior's arms differ visibly from the L2 arm's
-    (REPORT.md): the showcase arm chosen with the prior-weight control, its difference from the L2 arm amplified,
-    the family's perception-distortion plot with both arms ringed."""
-    from diffloss.family import SHOWCASE_ARM, shipped_restorers
-    from studio.family_view import weight_label
+def _difference_note(page) -> str:
+    """The caption under the amplified difference (its scale and the largest difference of the two outputs)."""
+    return page.get_by_text("largest difference", exact=False).first.inner_text()
 
-    arms = shipped_restorers().get("haze", {})
-    if not {"l2", "calibrated", SHOWCASE_ARM} <= set(arms):
-        pytest.skip(f"the haze family (l2, calibrated, {SHOWCASE_ARM}) is not shipped in pretrained/restorers yet")
+
+def test_compare_steps_the_prior_weight_through_the_family_in_a_browser(tmp_path):
+    """The family view on a shipped noise example, where the report measures a prior arm further from the L2 arm
+    than training noise moves it (REPORT.md): one step down the dose with the prior-weight control, then up to
+    that arm, its difference from the L2 arm amplified, the family's perception-distortion plot with both ringed."""
+    from diffloss.family import SHOWCASE_ARM, shipped_restorers
+    from diffloss.zoo_report import most_visible_arm
+    from studio.family_view import weight_label
+    from studio.models import Registry
+
+    task = "noise"
+    showcase = most_visible_arm(Registry().report(), task) or SHOWCASE_ARM
+    arms = shipped_restorers().get(task, {})
+    if not {"l2", "calibrated", showcase} <= set(arms):
+        pytest.skip(f"the {task} family (l2, calibrated, {showcase}) is not shipped in pretrained/restorers yet")
     FAMILY_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    with _shipped_studio(tmp_path, "haze") as url, _page(url, height=2200) as page:
-        page.locator("tr").filter(has_text="haze").first.click()  # the hazy example: task, photo, its truth
-        # the prior-weight control now steps through the haze family (its choices' values name the haze arms)
-        page.locator("input[type=radio][value='shipped haze calibrated']").wait_for(state="attached", timeout=90_000)
+    with _shipped_studio(tmp_path, task) as url, _page(url, height=2200) as page:
+        page.locator("tr").filter(has_text=task).first.click()  # a clean example, degraded with noise
+        # the prior-weight control steps through the task's family (its choices' values name the arms)
+        page.locator(f"input[type=radio][value='shipped {task} calibrated']").wait_for(state="attached",
+                                                                                      timeout=90_000)
         _settled(page)
         page.get_by_text("30 % prior (calibrated)", exact=False).first.click()  # one step down the dose
         page.wait_for_timeout(500)
         _settled(page)
-        page.get_by_text(weight_label(SHOWCASE_ARM), exact=False).first.click()  # and up to the showcase arm
-        page.wait_for_timeout(500)
-        _settled(page)  # the re-run's pictures, not the previous arm's under a "processing" veil
+        before = _difference_note(page)
+        page.get_by_text(weight_label(showcase), exact=False).first.click()  # and up to the most visible arm
+        # the re-run's pictures, not the previous arm's: its difference caption replaces the calibrated arm's
+        page.wait_for_function("(old) => [...document.querySelectorAll('p, span, div')].some(e => "
+                               "e.childElementCount === 0 && e.innerText.includes('largest difference') && "
+                               "e.innerText !== old)", arg=before, timeout=120_000)
+        _settled(page)
         page.screenshot(path=str(FAMILY_SCREENSHOT), full_page=True)
         _no_error_toast(page)
         shown = page.evaluate("() => [...document.querySelectorAll('input')].map(i => i.value)")
-        assert "shipped haze l2" in shown and f"shipped haze {SHOWCASE_ARM}" in shown  # the two arms on show
-        note = page.get_by_text("largest difference", exact=False).first.inner_text()
-        assert "x10" in note
+        assert f"shipped {task} l2" in shown and f"shipped {task} {showcase}" in shown  # the two arms on show
+        note = _difference_note(page)
+        assert "x10" in note and note != before
         assert page.get_by_text("shown arms ringed", exact=False).first.is_visible()
     assert FAMILY_SCREENSHOT.stat().st_size > 10_000
 
