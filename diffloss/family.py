@@ -69,7 +69,8 @@ FAMILY_ARMS = tuple(arm.name for arm in FAMILY)
 SHOWCASE_ARM = "prior-led"
 # The family joined in weight order (perception-distortion plot): the prior's share, then (at 99 %) L_sem's.
 DOSE_ORDER = ("l2", "calibrated", "strong", "prior-led", "semantic")
-BUILD_ORDER = ("l2", CONTROL_ARM, "semantic", "prior-led", "strong", "calibrated", "released")  # the most telling arms land first
+# The most telling arms land first.
+BUILD_ORDER = ("l2", CONTROL_ARM, "semantic", "prior-led", "strong", "calibrated", "released")
 
 
 def family_arm(name: str) -> ArmSpec:

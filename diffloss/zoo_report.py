@@ -24,7 +24,8 @@ import torch
 
 from diffloss import checkpoint
 from diffloss.evaluate import EvalSource, iter_samples
-from diffloss.family import CONTROL_ARM, DOSE_ORDER, FAMILY_ARMS, SOTS_VAL_SCENES, ZooPaths, family_arm, shipped_restorers
+from diffloss.family import (CONTROL_ARM, DOSE_ORDER, FAMILY_ARMS, SOTS_VAL_SCENES, ZooPaths, family_arm,
+                             shipped_restorers)
 from diffloss.loss import shares_for_weights
 from diffloss.metrics import (CONVENTIONS, HIGHER_IS_BETTER, PERCEPTUAL_CONVENTIONS, full_reference_metrics,
                               no_reference_metrics, perceptual_reference_metrics, psnr)
@@ -309,6 +310,16 @@ def crops_figure(outputs: dict[str, torch.Tensor], gt: torch.Tensor | None, vers
 
 
 # ------------------------------------------------------------------------------------------------ verdicts
+def is_visible(vs_l2: float | None) -> bool:
+    """A person can see the difference: median PSNR between the two outputs at or below ``VISIBLE_DB``."""
+    return vs_l2 is not None and vs_l2 <= VISIBLE_DB
+
+
+def beyond_noise(vs_l2: float | None, floor: float | None) -> bool:
+    """Further from the L2 arm than the reseeded L2 arm is (``floor``; no floor measured: nothing to be within)."""
+    return vs_l2 is not None and (floor is None or vs_l2 < floor)
+
+
 def verdicts(task: str, synthetic: dict[str, dict], comparisons: dict[str, dict]) -> list[str]:
     """Plain sentences: which arms differ visibly from the L2 arm, beyond what training noise alone does (the
     reseeded L2 arm), and whether each helped or hurt."""
@@ -321,7 +332,6 @@ def verdicts(task: str, synthetic: dict[str, dict], comparisons: dict[str, dict]
         if arm in ("input", "l2", CONTROL_ARM, BASE_ROW):
             continue
         vs = m.get("psnr_vs_l2")
-        visible = vs is not None and vs <= VISIBLE_DB
         c = comparisons.get(arm, {})
         words = []
         for metric in ("psnr", "ssim", "niqe"):
@@ -332,8 +342,8 @@ def verdicts(task: str, synthetic: dict[str, dict], comparisons: dict[str, dict]
             sig = "significant" if r["p"] < SIGNIFICANT_P else "not significant"
             words.append(f"{metric.upper()} {'better' if better else 'worse'} by {abs(r['mean_delta']):.3g} "
                          f"({r['wins']}/{r['images']} images, sign test p={r['p']:.2g}, {sig})")
-        seen = ("visibly different from the L2 arm" if visible else "not visibly different from the L2 arm")
-        if floor is not None and vs is not None and vs >= floor:
+        seen = "visibly different from the L2 arm" if is_visible(vs) else "not visibly different from the L2 arm"
+        if floor is not None and vs is not None and not beyond_noise(vs, floor):
             seen += ", and no further from it than training noise"
         lines.append(f"- **{arm}**: {seen} (median {_fmt(vs, 1)} dB between their outputs); " + "; ".join(words) + ".")
     return lines
@@ -360,9 +370,8 @@ def measured_models(task: str, arms: dict[str, Path], run_folder: Path | None) -
         folder = run_folder / name / "model" if run_folder is not None else None
         return folder if folder is not None and (folder / checkpoint.MODEL_FILE).is_file() else None
 
-    out: dict[str, Path] = {}
-    if run_model(BASE_ROW) is not None:
-        out[BASE_ROW] = run_model(BASE_ROW)
+    base = run_model(BASE_ROW)
+    out: dict[str, Path] = {BASE_ROW: base} if base is not None else {}
     for arm in FAMILY_ARMS:
         folder = arms.get(arm) or (run_model(arm) if not family_arm(arm).shipped else None)
         if folder is not None:
@@ -395,7 +404,8 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
                   f"![validation curve]({FIGURES}/{plot.name})", ""]
         data["base"] = {k: base.get(k) for k in ("steps", "crop", "batch_size", "lr", "wall_time_s", "device")}
         data["base"].update(validation_curve=curve, validation_flat=flat)
-    lines += ["| arm | what | gamma | lambda | t | crop, seed | prior share (training, last fifth) | terms flat (last fifth vs the one before: within 5 % or 2 s.e.) |",
+    lines += ["| arm | what | gamma | lambda | t | crop, seed | prior share (training, last fifth) | terms flat (last "
+              "fifth vs the one before: within 5 % or 2 s.e.) |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for arm, card in cards.items():
         spec = card.get("arm") or ({"about": family_arm(arm).about, "gamma": 0.0, "lam": 0.0}
@@ -490,13 +500,17 @@ def median_gain(restored: list[dict], inputs: list[dict]) -> float:
     return statistics.median(a["psnr"] - b["psnr"] for a, b in zip(restored, inputs))
 
 
+def synthetic_source(data: dict | None, task: str) -> dict | None:
+    """A task's clean/val (synthetic) source in ``report.json``'s data: what the at-a-glance numbers are read from."""
+    sections = ((data or {}).get("tasks", {}).get(task) or {}).get("sources", [])
+    return next((s for s in sections if s.get("mode") == "synthetic"), None)
+
+
 def most_visible_arm(data: dict | None, task: str) -> str | None:
     """The prior arm whose clean/val output lies furthest from the L2 arm's (lowest median PSNR vs L2), or None
     when the report has no such number for the task. Why: Compare opens on the difference a person can see, and
     which arm shows it best differs by task (the report measures it; no arm is assumed)."""
-    sections = ((data or {}).get("tasks", {}).get(task) or {}).get("sources", [])
-    synthetic = next((s for s in sections if s.get("mode") == "synthetic"), None)
-    means = (synthetic or {}).get("means", {})
+    means = (synthetic_source(data, task) or {}).get("means", {})
     distances = {arm: m["psnr_vs_l2"] for arm, m in means.items()
                  if arm in FAMILY_ARMS and family_arm(arm).uses_prior and isinstance(m, dict)
                  and m.get("psnr_vs_l2") is not None}
@@ -513,8 +527,7 @@ def summary_lines(data: dict) -> list[str]:
              f"`{CONTROL_ARM}` vs `l2` | " + " | ".join(f"`{a}`: vs `l2` / ΔPSNR / ΔNIQE" for a in arms) + " |",
              "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in arms) + " |"]
     for task in [t for t in TASK_ORDER if t in data.get("tasks", {})]:
-        section = data["tasks"][task]
-        synthetic = next((s for s in section.get("sources", []) if s.get("mode") == "synthetic"), None)
+        synthetic = synthetic_source(data, task)
         if synthetic is None or "l2" not in synthetic["means"]:
             continue
         m, l2 = synthetic["means"], synthetic["means"]["l2"]
@@ -534,7 +547,7 @@ def summary_lines(data: dict) -> list[str]:
                 cells.append("–")
                 continue
             vs = a.get("psnr_vs_l2")
-            mark = "**" if vs is not None and vs <= VISIBLE_DB and (floor is None or vs < floor) else ""
+            mark = "**" if is_visible(vs) and beyond_noise(vs, floor) else ""
             d_niqe = (a["niqe"] - l2["niqe"]) if a.get("niqe") is not None and l2.get("niqe") is not None else None
             cells.append(f"{mark}{_fmt(vs, 1)} dB{mark} / {a['psnr'] - l2['psnr']:+.2f} / "
                          + (f"{d_niqe:+.2f}" if d_niqe is not None else "–"))
@@ -555,7 +568,8 @@ def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[st
     head = ["# DiffLoss Studio: the dose-response family of each task", "",
              "Generated by `python -m diffloss.zoo report`; do not edit by hand. Every arm of a task is fine-tuned "
              "from the same L2 base with the same seed, batches and steps; only the prior's weight (and for "
-             "`prior-led` its t range, for `semantic` its split between L_nat and L_sem) differs. `input` is the degraded image itself. PSNR vs L2 = median "
+             "`prior-led` its t range, for `semantic` its split between L_nat and L_sem) differs. `input` is the "
+             "degraded image itself. PSNR vs L2 = median "
              f"PSNR between this arm's output and the L2 arm's (<= {VISIBLE_DB:.0f} dB: visible). Wins = images where "
              "the arm is strictly better than the L2 arm; p = two-sided sign test.", "",
              f"Conventions: {CONVENTIONS}; {PERCEPTUAL_CONVENTIONS}. LPIPS: unavailable offline here (its "

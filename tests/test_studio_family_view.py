@@ -55,7 +55,8 @@ def test_the_preselected_arm_is_the_one_the_report_measured_furthest_from_l2(fam
 def test_the_reseeded_control_sits_beside_the_l2_arm(family_world):
     reg = family_world.registry
     model = nets.Restorer(nets.RestorerConfig(task="noise", width=8))
-    nets.save_restorer(model, reg.pretrained / "restorers" / "noise" / "l2-reseeded", card={"data": {"diffloss": False}})
+    nets.save_restorer(model, reg.pretrained / "restorers" / "noise" / "l2-reseeded",
+                       card={"data": {"diffloss": False}})
     assert [m.arm for m in family_view.members("noise", reg)][:3] == ["l2", "l2-reseeded", "calibrated"]
 
 

@@ -70,7 +70,8 @@ def test_tiny_build_installs_every_required_arm_with_its_card(built):
         weights[arm] = (arm_card["arm"]["gamma"], arm_card["arm"]["lam"], arm_card["config"]["loss"]["t_max"])
     assert weights["l2"][0] == 0 and not json.loads(
         (paths.restorer_dir("noise", "l2") / "card.json").read_text())["data"]["diffloss"]
-    assert weights["semantic"][2] is None and 0 < weights["semantic"][0] and weights["semantic"][1] > weights["strong"][1]
+    semantic = weights["semantic"]
+    assert semantic[2] is None and 0 < semantic[0] and semantic[1] > weights["strong"][1]  # all t, L_sem leads
     assert 0 < weights["calibrated"][0] < weights["strong"][0]  # more share, more weight: the dose order
     assert weights["strong"][2] is None and weights["calibrated"][2] is None  # the whole schedule
     calibration = json.loads((paths.runs / "tiny" / "noise" / "calibration.json").read_text())
