@@ -69,8 +69,10 @@ class RestorerTrainConfig:
 
 
 def new_restorer_config(task: str, width: int | None = None):
-    """The architecture of a restorer trained from scratch for ``task`` (None width: the default)."""
+    """The architecture of a restorer trained from scratch for ``task``: its layout (``nets.TASK_LAYOUTS``) and
+    width (None: the default)."""
     from diffloss import degrade, nets
 
     extra = {"width": width} if width else {}
-    return nets.RestorerConfig(task=task, in_channels=degrade.get_task(task).in_channels, **extra)
+    return nets.RestorerConfig(task=task, in_channels=degrade.get_task(task).in_channels,
+                               **nets.TASK_LAYOUTS.get(task, {}), **extra)

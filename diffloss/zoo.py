@@ -57,11 +57,15 @@ class RestorerRecipe:
     base_crop_tasks: tuple[str, ...] = ()
     batch_size: int = 8
     base_steps: int = 1500
+    # A base with nothing to continue from (no previous L2 arm, or one of another architecture) needs more steps
+    # than one that continues; None: base_steps either way.
+    fresh_base_steps: int | None = None
     arm_steps: int = 200
     base_lr: float = 5e-4
     arm_lr: float = 3e-4
     # "previous": the base continues from the L2 arm pretrained/ held when the build started (a snapshot is
-    # kept in the run folder, so a resume never reads the new arm); None: a fresh restorer.
+    # kept in the run folder, so a resume never reads the new arm), unless that arm's architecture is not the
+    # task's (``train.new_restorer_config``); None: a fresh restorer.
     base_init: str | None = None
     calibration_images: int = 8  # training photos, evenly spread (the validation photos stay unseen)
     val_images: int = 8  # clean/val photos for the base's validation curve
@@ -71,6 +75,10 @@ class RestorerRecipe:
     def arm_crop_for(self, task: str) -> int:
         """The crop a task's arms (and their calibration) train on."""
         return self.crop if self.arm_crop is None or task in self.base_crop_tasks else self.arm_crop
+
+    def base_steps_for(self, init: str | None) -> int:
+        """The base's steps: ``base_steps`` when it continues from ``init``, ``fresh_base_steps`` from scratch."""
+        return self.base_steps if init or self.fresh_base_steps is None else self.fresh_base_steps
 
 
 @dataclass(frozen=True)
@@ -87,9 +95,10 @@ RECIPES: dict[str, Recipe] = {
     # a DiffLoss step with the small prior costs several L2 steps at 96 px (bench/results/zoo-cpu.md).
     # The arms' lr is high (3e-3, cosine-decayed over 200 steps): at 3e-4 even a 99 % prior share moved the
     # output less than training noise does (bench/results/zoo-visibility-probe.md).
+    # A task whose layout changed (sr4) starts its base over, for 8000 steps (bench/results/zoo-sr4-layout.md).
     "quick": Recipe("quick", PriorRecipe(),
                     RestorerRecipe(arm_crop=64, base_crop_tasks=("haze",), base_init="previous", base_steps=900,
-                                   arm_lr=3e-3)),
+                                   fresh_base_steps=8000, arm_lr=3e-3)),
     "full": Recipe(
         "full",
         PriorRecipe(preset="base", batch_size=128, steps=20000, lr=2e-4),
@@ -261,11 +270,12 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
 
         def train_base(task: str = task, base: Path = base) -> None:
             init = snapshot_base_init(task, rr, paths, base.parent / "init", log)
+            base_steps = rr.base_steps_for(init)
             cfg = train.RestorerTrainConfig(task=task, crop=rr.crop, prior=None, diffloss=False, init=init,
                                             loss=DiffLossConfig.off(track_when_off=False),
-                                            loop=_loop(base, rr.base_steps, rr.batch_size, rr.base_lr, recipe.seed,
+                                            loop=_loop(base, base_steps, rr.batch_size, rr.base_lr, recipe.seed,
                                                        device, command, time_limit, threads,
-                                                       save_every=max(1, rr.base_steps // rr.val_points)),
+                                                       save_every=max(1, base_steps // rr.val_points)),
                                             **_task_data(task, paths))
             from diffloss import nets
 
@@ -275,7 +285,7 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
             if not curve.rows():
                 curve.record(0)  # the starting point
             _drain(train.train_restorer(cfg), log, f"{task}/base", on_checkpoint=curve.from_checkpoint)
-            curve.record(rr.base_steps, nets.load_restorer(base / "model").state_dict())
+            curve.record(base_steps, nets.load_restorer(base / "model").state_dict())
             log(f"[{task}/base] validation PSNR {curve.rows()[0]['psnr']:.2f} -> {curve.rows()[-1]['psnr']:.2f} dB "
                 f"(input {curve.rows()[-1]['input_psnr']:.2f}); flat: {curve_is_flat(curve.rows())}")
 
@@ -318,39 +328,47 @@ def _run_done(folder: Path) -> bool:
 def _task_installed(paths: ZooPaths, recipe: Recipe, task: str) -> bool:
     """Every shipped arm of the task's family is in pretrained/, installed by this recipe: a fresh clone's build
     then trains nothing for the task (no base for arms it already has)."""
-    return all(_installed_by(paths.restorer_dir(task, a.name), recipe) for a in FAMILY if a.shipped and not a.optional)
+    return all(_installed_by(paths.restorer_dir(task, a.name), recipe, task)
+               for a in FAMILY if a.shipped and not a.optional)
 
 
 def _arm_done(paths: ZooPaths, recipe: Recipe, task: str, arm: ArmSpec, base: Path) -> bool:
     """A shipped arm: installed by this recipe. An unshipped one (the control) lives in the run folder; when the
     family is installed but its base run is gone, it is left out, as it could no longer share the arms' base."""
     if arm.shipped:
-        return _installed_by(paths.restorer_dir(task, arm.name), recipe)
+        return _installed_by(paths.restorer_dir(task, arm.name), recipe, task)
     return _run_done(base.parent / arm.name) or (_task_installed(paths, recipe, task) and not _run_done(base))
 
 
-def _installed_by(folder: Path, recipe: Recipe) -> bool:
-    """An arm counts as built only when this recipe, with these settings, installed it (not an older zoo's)."""
+def _installed_by(folder: Path, recipe: Recipe, task: str) -> bool:
+    """An arm counts as built only when this recipe, with the task's settings, installed it (not an older zoo's)."""
     if not (folder / checkpoint.MODEL_FILE).is_file():
         return False
     card = checkpoint.read_json(folder / checkpoint.CARD_FILE) if (folder / checkpoint.CARD_FILE).is_file() else {}
-    return card.get("recipe") == recipe.name and card.get("recipe_settings") == recipe_settings(recipe) and "arm" in card
+    return (card.get("recipe") == recipe.name and card.get("recipe_settings") == recipe_settings(recipe, task)
+            and "arm" in card)
 
 
-def recipe_settings(recipe: Recipe) -> dict:
-    """What a card records of the recipe that built it, so a changed recipe rebuilds its arms.
+def recipe_settings(recipe: Recipe, task: str) -> dict:
+    """What a card records of the recipe that built its task, so a changed recipe rebuilds the arms it changes.
 
-    The family's arms are part of it: every arm of a task must come from one base, so an arm added to the family
-    rebuilds the task (base, calibration and all arms) rather than hanging a new arm on a different base.
+    Per task: the arms' crop is the one this task trains on (``base_crop_tasks`` itself is not recorded), so
+    moving another task to the base's crop leaves this one built. The family's arms are part of it: every arm of a
+    task must come from one base, so an arm added to the family rebuilds the task (base, calibration and all arms)
+    rather than hanging a new arm on a different base.
     """
     family = [[a.name, a.nat_share, a.sem_share, a.t_max, a.weights, a.seed_offset] for a in FAMILY if not a.optional]
-    settings = {"seed": recipe.seed, **dataclasses.asdict(recipe.restorer), "family": family}
+    restorer = dataclasses.asdict(recipe.restorer)
+    del restorer["base_crop_tasks"]
+    restorer["arm_crop"] = recipe.restorer.arm_crop_for(task)
+    settings = {"seed": recipe.seed, **restorer, "family": family}
     return json.loads(json.dumps(settings))  # as a card holds it (tuples become lists), so the two compare equal
 
 
 def snapshot_base_init(task: str, rr: RestorerRecipe, paths: ZooPaths, snapshot: Path,
                        log: Callable[[str], None] = print) -> str | None:
-    """The folder the base starts from; for "previous", a copy of the shipped L2 arm taken once."""
+    """The folder the base starts from; for "previous", a copy of the shipped L2 arm taken once (None, a fresh
+    restorer, when there is none or it has another architecture than the task's: a changed layout starts over)."""
     if rr.base_init is None:
         return None
     if rr.base_init != "previous":
@@ -360,11 +378,21 @@ def snapshot_base_init(task: str, rr: RestorerRecipe, paths: ZooPaths, snapshot:
         if not (source / checkpoint.MODEL_FILE).is_file():
             log(f"[{task}/base] no previous L2 arm in {source}; starting from a fresh restorer")
             return None
+        if _architecture(source) != train.new_restorer_config(task).to_dict():
+            log(f"[{task}/base] the previous L2 arm has another architecture than the task's; "
+                "starting from a fresh restorer")
+            return None
         tmp = snapshot.with_name(snapshot.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(source, tmp)
         tmp.rename(snapshot)
     return str(snapshot)
+
+
+def _architecture(folder: Path) -> dict:
+    from diffloss.nets import RestorerConfig
+
+    return RestorerConfig.from_dict(checkpoint.read_json(folder / checkpoint.CONFIG_FILE)).to_dict()
 
 
 def build(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: float | None = None,
@@ -451,8 +479,10 @@ def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Rec
     """
     from diffloss.nets import load_restorer, save_restorer
 
+    model = load_restorer(model_dir)
     card = json.loads((model_dir / checkpoint.CARD_FILE).read_text())
-    card.update(recipe=recipe.name, recipe_settings=recipe_settings(recipe), calibration=calibration, storage="float16")
+    card.update(recipe=recipe.name, recipe_settings=recipe_settings(recipe, model.config.task),
+                calibration=calibration, storage="float16")
     if arm is not None:
         gamma, lam = arm_weights(arm, calibration)
         card["arm"] = {"name": arm.name, "about": arm.about, "nat_share": arm.nat_share, "sem_share": arm.sem_share,
@@ -461,7 +491,7 @@ def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Rec
         card["command"] = command
     if base is not None and (base / "model" / checkpoint.CARD_FILE).is_file():
         card["base"] = base_summary(base)
-    save_restorer(load_restorer(model_dir), dest, card=card, dtype=torch.float16)
+    save_restorer(model, dest, card=card, dtype=torch.float16)
     log(f"[install] {dest}")
 
 

@@ -46,6 +46,21 @@ def test_default_restorer_has_under_two_million_parameters(in_channels: int) -> 
     assert 100_000 < n < 2_000_000
 
 
+@pytest.mark.parametrize("task", ["lowlight", "rain", "haze", "noise", "sr4", "inpaint"])
+def test_every_tasks_new_restorer_has_its_layout_and_under_two_million_parameters(task: str) -> None:
+    from diffloss.nets import TASK_LAYOUTS
+    from diffloss.train_config import new_restorer_config
+
+    config = new_restorer_config(task)
+    layout = TASK_LAYOUTS.get(task, {})
+    default = RestorerConfig()
+    assert config.task == task and config.in_channels == (4 if task == "inpaint" else 3)
+    for field in ("enc_blocks", "dec_blocks", "middle_blocks"):
+        assert getattr(config, field) == layout.get(field, getattr(default, field))
+    assert 100_000 < count_parameters(Restorer(config)) < 2_000_000
+    assert new_restorer_config(task, width=16).width == 16  # the layout keeps the width option
+
+
 def test_config_survives_json_with_tuples() -> None:
     config = RestorerConfig(task="inpaint", in_channels=4, width=8, enc_blocks=(1, 2), dec_blocks=(1, 1))
     back = RestorerConfig.from_dict(json.loads(json.dumps({"kind": "restorer", **config.to_dict()})))

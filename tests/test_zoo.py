@@ -188,6 +188,36 @@ def test_haze_arms_keep_the_bases_crop_and_the_others_train_on_small_crops():
     assert quick.arm_crop_for("haze") == quick.crop and quick.arm_crop_for("noise") == quick.arm_crop < quick.crop
 
 
+def test_a_task_records_only_its_own_settings_so_another_tasks_change_leaves_it_built():
+    moved = zoo.dataclasses.replace(TINY.restorer, arm_crop=16, base_crop_tasks=("haze",))
+    recipe = zoo.Recipe(TINY.name, TINY.prior, moved, tasks=TINY.tasks)
+    noise, haze = zoo.recipe_settings(recipe, "noise"), zoo.recipe_settings(recipe, "haze")
+    assert noise["arm_crop"] == 16 and haze["arm_crop"] == moved.crop == 32 and "base_crop_tasks" not in noise
+    also_haze = zoo.Recipe(TINY.name, TINY.prior, zoo.dataclasses.replace(moved, base_crop_tasks=("haze", "sr4")))
+    assert zoo.recipe_settings(also_haze, "noise") == noise  # sr4 moving to the base's crop is not noise's change
+    also_noise = zoo.Recipe(TINY.name, TINY.prior, zoo.dataclasses.replace(moved, base_crop_tasks=("haze", "noise")))
+    assert zoo.recipe_settings(also_noise, "noise")["arm_crop"] == 32
+
+
+def test_a_base_continues_from_the_previous_l2_arm_unless_its_architecture_changed(tmp_path):
+    from diffloss import nets, train
+
+    paths = family.ZooPaths(tmp_path / "data", tmp_path / "runs", tmp_path / "pretrained")
+    rr = zoo.dataclasses.replace(TINY.restorer, base_init="previous", fresh_base_steps=40)
+    log = []
+    assert zoo.snapshot_base_init("noise", rr, paths, tmp_path / "a", log.append) is None  # nothing shipped yet
+    assert "no previous L2 arm" in log[-1] and rr.base_steps_for(None) == 40
+    nets.save_restorer(nets.Restorer(train.new_restorer_config("noise")), paths.restorer_dir("noise", "l2"))
+    init = zoo.snapshot_base_init("noise", rr, paths, tmp_path / "b", log.append)
+    assert init == str(tmp_path / "b") and load_restorer(init).config == train.new_restorer_config("noise")
+    assert rr.base_steps_for(init) == rr.base_steps == 4
+    other = nets.RestorerConfig(task="noise", enc_blocks=(1, 1, 1), dec_blocks=(1, 1, 1))  # not the task's layout
+    nets.save_restorer(nets.Restorer(other), paths.restorer_dir("noise", "l2"))
+    assert zoo.snapshot_base_init("noise", rr, paths, tmp_path / "c", log.append) is None
+    assert "another architecture" in log[-1] and not (tmp_path / "c").exists()
+    assert zoo.snapshot_base_init("noise", rr, paths, tmp_path / "b", log.append) == init  # taken once: a resume
+
+
 def test_sign_test_and_comparisons_count_strict_wins():
     assert sign_test(0, 0) == 1.0
     assert sign_test(10, 0) == pytest.approx(2 * 0.5 ** 10)
