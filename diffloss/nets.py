@@ -1,4 +1,4 @@
-"""Restorer architectures: one compact NAFNet-style UNet serves all six tasks.
+"""Restorer architectures: one compact NAFNet-style UNet serves all six tasks (sr4 with its own block layout).
 
 Why this shape: the restorer must run a 512x512 image within the CPU budget of ``bench/restorer_speed.py`` on two
 CPU cores and stay under 2 M parameters, so the full resolution only sees a pixel (un)shuffle, every block is
