@@ -49,6 +49,18 @@ def train_caps() -> dict[str, int]:
     return HOSTED_CPU_CAPS if hosting.is_hosted() else CPU_CAPS
 
 
+# The prior sub-crop the Train tab starts with on a CPU. At its default batch and crop (4 at 64 px) a DiffLoss
+# step on the whole crop costs 8.5x a fidelity step, on a 32 px square 2.9x (python -m bench --only P1 --batch 4
+# --crop 64 --prior-crop 32; bench/results/history.md), and a quarter-area sub-crop trained as well as the whole
+# crop (bench/results/subcrop-quality.json). A GPU runs the whole crop.
+CPU_PRIOR_CROP = 32
+
+
+def default_prior_crop() -> int:
+    """The Train tab's prior sub-crop box: 0 (the whole crop) on a GPU, ``CPU_PRIOR_CROP`` on a CPU."""
+    return 0 if torch.cuda.is_available() else CPU_PRIOR_CROP
+
+
 def run_seconds() -> float | None:
     """How long one run may hold the training slot: ``HOSTED_RUN_SECONDS`` on a hosted studio, unbounded on
     one's own machine."""

@@ -65,3 +65,16 @@ def test_a_hosted_train_tab_says_runs_take_turns(world, tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "none"))
     assert "waits in line" in train_ui.first_run_text(world.registry, hosted=True)
     assert "waits in line" not in train_ui.first_run_text(world.registry, hosted=False)
+
+
+@pytest.mark.parametrize("cuda, expected", [(False, 32), (True, 0)])
+def test_train_starts_with_the_cheap_prior_sub_crop_on_a_cpu_and_the_whole_crop_on_a_gpu(world, monkeypatch, cuda,
+                                                                                        expected):
+    from studio import train_tab
+
+    monkeypatch.setattr(train_tab.torch.cuda, "is_available", lambda: cuda)
+    page = _built(train_ui.build, world)
+    box = next(b for b in page.blocks.values() if isinstance(b, gr.Number) and "Prior sub-crop" in (b.label or ""))
+    assert box.value == expected == train_tab.default_prior_crop()
+    assert expected == 0 or expected < next(b.value for b in page.blocks.values()
+                                            if isinstance(b, gr.Number) and (b.label or "").startswith("Crop px"))
