@@ -396,9 +396,11 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
         plot = validation_curve_plot(curve, f"{task}: L2 base validation curve (8 clean/val crops)",
                                      fig_dir / f"{task}-base-curve.png")
         flat = base.get("validation_flat")
+        start = ("continued from the previous zoo's L2 arm" if base.get("started_from")
+                 else "from a fresh restorer (the identity)")
         lines += [f"**L2 base**: {base.get('steps')} steps at {base.get('crop')} px (batch {base.get('batch_size')}, "
-                  f"lr {base.get('lr')}, {base.get('wall_time_s')} s on {base.get('device')}), continued from the "
-                  f"previous zoo's L2 arm. Validation PSNR {curve[0]['psnr']:.2f} -> {curve[-1]['psnr']:.2f} dB "
+                  f"lr {base.get('lr')}, {base.get('wall_time_s')} s on {base.get('device')}), {start}. "
+                  f"Validation PSNR {curve[0]['psnr']:.2f} -> {curve[-1]['psnr']:.2f} dB "
                   f"(input {curve[-1]['input_psnr']:.2f}); curve "
                   f"{'flat over its last fifth' if flat else 'still rising' if flat is False else 'too short to judge'}. "
                   f"![validation curve]({FIGURES}/{plot.name})", ""]

@@ -33,7 +33,15 @@ def test_shipped_restorer_beats_its_input(task, arm, folder):
     pair = degrade.make_pair(task, clean, seed=1)
     out = restore(model, pair.net_input)[0]
     assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
-    assert psnr(out, clean) > psnr(pair.net_input[0, :3], clean)
+    if psnr(out, clean) > psnr(pair.net_input[0, :3], clean):
+        return
+    # A prior-led arm may trade PSNR for naturalness down below the input's PSNR (a result the issue asks to show,
+    # not hide): allowed only for a prior arm whose trade the shipped report measured on clean/val, PSNR under the
+    # input's and NIQE better than the L2 arm's. The L2 arm always beats its input.
+    assert family.family_arm(arm).uses_prior, f"{task}/{arm} does not beat its input"
+    report = json.loads((family.ZooPaths().pretrained / "report.json").read_text())
+    means = report["tasks"][task]["sources"][0]["means"]
+    assert means[arm]["psnr"] < means["input"]["psnr"] and means[arm]["niqe"] < means["l2"]["niqe"]
 
 
 @pytest.mark.skipif(not (family.ZooPaths().prior_dir() / "config.json").is_file(), reason="no prior shipped yet")

@@ -161,6 +161,7 @@ def test_the_report_compares_every_arm_with_l2_and_draws_the_family(built):
     base = synthetic["means"]["base"]  # the base from the run folder, measured though not shipped
     assert row.split(" | ")[2] == f"{base['psnr']:.2f} ({synthetic['l2_gain']['base_median_db']:+.2f})"
     assert "L2 base's median gain over the input" in text and "| base |" in text
+    assert "4 steps at 32 px" in text and "from a fresh restorer (the identity)" in text  # nothing to continue
     assert f"**{family.CONTROL_ARM}** (the L2 arm again, another seed): {floor:.1f} dB" in text
 
 
