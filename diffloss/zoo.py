@@ -60,6 +60,8 @@ class RestorerRecipe:
     # A base with nothing to continue from (no previous L2 arm, or one of another architecture) needs more steps
     # than one that continues; None: base_steps either way.
     fresh_base_steps: int | None = None
+    # Tasks whose base continues for other than base_steps, as (task, steps) pairs.
+    task_base_steps: tuple[tuple[str, int], ...] = ()
     arm_steps: int = 200
     base_lr: float = 5e-4
     arm_lr: float = 3e-4
@@ -76,9 +78,16 @@ class RestorerRecipe:
         """The crop a task's arms (and their calibration) train on."""
         return self.crop if self.arm_crop is None or task in self.base_crop_tasks else self.arm_crop
 
-    def base_steps_for(self, init: str | None) -> int:
-        """The base's steps: ``base_steps`` when it continues from ``init``, ``fresh_base_steps`` from scratch."""
-        return self.base_steps if init or self.fresh_base_steps is None else self.fresh_base_steps
+    def continued_base_steps(self, task: str) -> int:
+        """The steps of a task's base that continues from a previous arm: its own entry or ``base_steps``."""
+        return dict(self.task_base_steps).get(task, self.base_steps)
+
+    def base_steps_for(self, task: str, init: str | None) -> int:
+        """The base's steps: the continued steps when it continues from ``init``, ``fresh_base_steps`` from
+        scratch."""
+        if init or self.fresh_base_steps is None:
+            return self.continued_base_steps(task)
+        return self.fresh_base_steps
 
 
 @dataclass(frozen=True)
@@ -96,9 +105,11 @@ RECIPES: dict[str, Recipe] = {
     # The arms' lr is high (3e-3, cosine-decayed over 200 steps): at 3e-4 even a 99 % prior share moved the
     # output less than training noise does (bench/results/zoo-visibility-probe.md).
     # A task whose layout changed (sr4) starts its base over, for 8000 steps (bench/results/zoo-sr4-layout.md).
+    # Haze's base continues for 3000: after 900 its noisy curve had not stopped rising
+    # (bench/results/zoo-haze-base-probe.md).
     "quick": Recipe("quick", PriorRecipe(),
                     RestorerRecipe(arm_crop=64, base_crop_tasks=("haze",), base_init="previous", base_steps=900,
-                                   fresh_base_steps=8000, arm_lr=3e-3)),
+                                   fresh_base_steps=8000, task_base_steps=(("haze", 3000),), arm_lr=3e-3)),
     "full": Recipe(
         "full",
         PriorRecipe(preset="base", batch_size=128, steps=20000, lr=2e-4),
@@ -270,7 +281,7 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
 
         def train_base(task: str = task, base: Path = base) -> None:
             init = snapshot_base_init(task, rr, paths, base.parent / "init", log)
-            base_steps = rr.base_steps_for(init)
+            base_steps = rr.base_steps_for(task, init)
             cfg = train.RestorerTrainConfig(task=task, crop=rr.crop, prior=None, diffloss=False, init=init,
                                             loss=DiffLossConfig.off(track_when_off=False),
                                             loop=_loop(base, base_steps, rr.batch_size, rr.base_lr, recipe.seed,
@@ -352,15 +363,16 @@ def _installed_by(folder: Path, recipe: Recipe, task: str) -> bool:
 def recipe_settings(recipe: Recipe, task: str) -> dict:
     """What a card records of the recipe that built its task, so a changed recipe rebuilds the arms it changes.
 
-    Per task: the arms' crop is the one this task trains on (``base_crop_tasks`` itself is not recorded), so
-    moving another task to the base's crop leaves this one built. The family's arms are part of it: every arm of a
+    Per task: the arms' crop and the base's steps are this task's (``base_crop_tasks`` and ``task_base_steps``
+    themselves are not recorded), so moving another task to the base's crop or other steps leaves this one built. The family's arms are part of it: every arm of a
     task must come from one base, so an arm added to the family rebuilds the task (base, calibration and all arms)
     rather than hanging a new arm on a different base.
     """
     family = [[a.name, a.nat_share, a.sem_share, a.t_max, a.weights, a.seed_offset] for a in FAMILY if not a.optional]
     restorer = dataclasses.asdict(recipe.restorer)
-    del restorer["base_crop_tasks"]
+    del restorer["base_crop_tasks"], restorer["task_base_steps"]
     restorer["arm_crop"] = recipe.restorer.arm_crop_for(task)
+    restorer["base_steps"] = recipe.restorer.continued_base_steps(task)
     settings = {"seed": recipe.seed, **restorer, "family": family}
     return json.loads(json.dumps(settings))  # as a card holds it (tuples become lists), so the two compare equal
 

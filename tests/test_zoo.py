@@ -198,6 +198,9 @@ def test_a_task_records_only_its_own_settings_so_another_tasks_change_leaves_it_
     assert zoo.recipe_settings(also_haze, "noise") == noise  # sr4 moving to the base's crop is not noise's change
     also_noise = zoo.Recipe(TINY.name, TINY.prior, zoo.dataclasses.replace(moved, base_crop_tasks=("haze", "noise")))
     assert zoo.recipe_settings(also_noise, "noise")["arm_crop"] == 32
+    longer = zoo.Recipe(TINY.name, TINY.prior, zoo.dataclasses.replace(moved, task_base_steps=(("haze", 9),)))
+    assert zoo.recipe_settings(longer, "noise") == noise and zoo.recipe_settings(longer, "haze")["base_steps"] == 9
+    assert longer.restorer.base_steps_for("haze", "some/init") == 9 and longer.restorer.base_steps_for("noise", "x") == 4
 
 
 def test_a_base_continues_from_the_previous_l2_arm_unless_its_architecture_changed(tmp_path):
@@ -207,11 +210,11 @@ def test_a_base_continues_from_the_previous_l2_arm_unless_its_architecture_chang
     rr = zoo.dataclasses.replace(TINY.restorer, base_init="previous", fresh_base_steps=40)
     log = []
     assert zoo.snapshot_base_init("noise", rr, paths, tmp_path / "a", log.append) is None  # nothing shipped yet
-    assert "no previous L2 arm" in log[-1] and rr.base_steps_for(None) == 40
+    assert "no previous L2 arm" in log[-1] and rr.base_steps_for("noise", None) == 40
     nets.save_restorer(nets.Restorer(train.new_restorer_config("noise")), paths.restorer_dir("noise", "l2"))
     init = zoo.snapshot_base_init("noise", rr, paths, tmp_path / "b", log.append)
     assert init == str(tmp_path / "b") and load_restorer(init).config == train.new_restorer_config("noise")
-    assert rr.base_steps_for(init) == rr.base_steps == 4
+    assert rr.base_steps_for("noise", init) == rr.base_steps == 4
     other = nets.RestorerConfig(task="noise", enc_blocks=(1, 1, 1), dec_blocks=(1, 1, 1))  # not the task's layout
     nets.save_restorer(nets.Restorer(other), paths.restorer_dir("noise", "l2"))
     assert zoo.snapshot_base_init("noise", rr, paths, tmp_path / "c", log.append) is None
