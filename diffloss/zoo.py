@@ -105,11 +105,11 @@ RECIPES: dict[str, Recipe] = {
     # The arms' lr is high (3e-3, cosine-decayed over 200 steps): at 3e-4 even a 99 % prior share moved the
     # output less than training noise does (bench/results/zoo-visibility-probe.md).
     # A task whose layout changed (sr4) starts its base over, for 8000 steps (bench/results/zoo-sr4-layout.md).
-    # Haze's base continues for 3000: after 900 its noisy curve had not stopped rising
-    # (bench/results/zoo-haze-base-probe.md).
+    # Haze's and lowlight's bases continue for 3000: after 900 their curves had not stopped rising (haze's, noisy,
+    # read "flat" all the same: bench/results/zoo-haze-base-probe.md; lowlight's: pretrained/REPORT.md).
     "quick": Recipe("quick", PriorRecipe(),
                     RestorerRecipe(arm_crop=64, base_crop_tasks=("haze",), base_init="previous", base_steps=900,
-                                   fresh_base_steps=8000, task_base_steps=(("haze", 3000),), arm_lr=3e-3)),
+                                   fresh_base_steps=8000, task_base_steps=(("haze", 3000), ("lowlight", 3000)), arm_lr=3e-3)),
     "full": Recipe(
         "full",
         PriorRecipe(preset="base", batch_size=128, steps=20000, lr=2e-4),
