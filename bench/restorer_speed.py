@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     print(
-        f"restorer nafnet {config.task if args.task else 'default'} width={config.width} params={result['params'] / 1e6:.2f}M "
+        f"restorer nafnet {config.task if args.task else 'default'} width={config.width} "
+        f"params={result['params'] / 1e6:.2f}M "
         f"{args.size}x{args.size}: median {result['median_s']:.3f} s (min {result['min_s']:.3f} s) "
         f"on {args.threads} threads, torch {result['torch']}"
         + (f", OMP_WAIT_POLICY={result['omp_wait_policy']}" if result["omp_wait_policy"] else "")

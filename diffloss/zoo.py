@@ -109,7 +109,8 @@ RECIPES: dict[str, Recipe] = {
     # read "flat" all the same: bench/results/zoo-haze-base-probe.md; lowlight's: pretrained/REPORT.md).
     "quick": Recipe("quick", PriorRecipe(),
                     RestorerRecipe(arm_crop=64, base_crop_tasks=("haze",), base_init="previous", base_steps=900,
-                                   fresh_base_steps=8000, task_base_steps=(("haze", 3000), ("lowlight", 3000)), arm_lr=3e-3)),
+                                   fresh_base_steps=8000, task_base_steps=(("haze", 3000), ("lowlight", 3000)),
+                                   arm_lr=3e-3)),
     "full": Recipe(
         "full",
         PriorRecipe(preset="base", batch_size=128, steps=20000, lr=2e-4),
@@ -364,9 +365,9 @@ def recipe_settings(recipe: Recipe, task: str) -> dict:
     """What a card records of the recipe that built its task, so a changed recipe rebuilds the arms it changes.
 
     Per task: the arms' crop and the base's steps are this task's (``base_crop_tasks`` and ``task_base_steps``
-    themselves are not recorded), so moving another task to the base's crop or other steps leaves this one built. The family's arms are part of it: every arm of a
-    task must come from one base, so an arm added to the family rebuilds the task (base, calibration and all arms)
-    rather than hanging a new arm on a different base.
+    themselves are not recorded), so moving another task to the base's crop or other steps leaves this one built.
+    The family's arms are part of it: every arm of a task must come from one base, so an arm added to the family
+    rebuilds the task (base, calibration and all arms) rather than hanging a new arm on a different base.
     """
     family = [[a.name, a.nat_share, a.sem_share, a.t_max, a.weights, a.seed_offset] for a in FAMILY if not a.optional]
     restorer = dataclasses.asdict(recipe.restorer)
