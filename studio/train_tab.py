@@ -172,9 +172,12 @@ def stop_for_shutdown(timeout: float = 30.0) -> list[str]:
     and a loop left to the interpreter's shutdown dies mid-step with everything since its last periodic save.
     """
     _STOP.set()
+    # Read before closing: the run's stream may see the Stop, export before the loops saved and free the slot
+    # (emptying _RUNNING) while the loops close; the export below, after they saved, is the one that counts.
+    run_dir = _RUNNING.get("run_dir")
     stuck = pair.close_loops(_LOOPS, timeout)
-    if _RUNNING.get("run_dir") is not None:  # what it trained stays comparable, labelled partial, as after Stop
-        pair.export_stopped_arms(_RUNNING["run_dir"])
+    if run_dir is not None:  # what it trained stays comparable, labelled partial, as after Stop
+        pair.export_stopped_arms(run_dir)
     return stuck
 
 

@@ -260,6 +260,29 @@ def test_a_shutdown_saves_a_run_that_no_request_iterates_any_more(world):
     assert train_tab.stop_for_shutdown(timeout=1) == []  # no run: nothing to do
 
 
+def test_a_shutdown_exports_the_run_even_when_its_stream_frees_the_slot_meanwhile(world, monkeypatch):
+    """A SIGTERM mid-run: the request's stream may see the Stop, export before the loops have saved, and free the
+    slot (emptying what the shutdown reads) while the shutdown is still closing the loops; the export must still
+    happen, after the loops saved."""
+    from diffloss import pair
+
+    run = _run(world, "raced", steps=200)
+    next(run)
+    next(run)
+    close_loops = pair.close_loops
+
+    def close_then_free_the_slot(loops, timeout):
+        stuck = close_loops(loops, timeout)
+        train_tab._RUNNING.clear()  # the stream ended and its slot's finally ran meanwhile
+        return stuck
+
+    monkeypatch.setattr(pair, "close_loops", close_then_free_the_slot)
+    assert train_tab.stop_for_shutdown(timeout=10) == []
+    for arm in ("l2", "diffloss"):
+        assert (world.registry.runs / "raced" / arm / "export" / "model.safetensors").is_file()
+    run.close()
+
+
 def test_one_run_at_a_time_and_closing_the_stream_stops_it(world):
     run = _run(world, "first", steps=200)
     next(run)
