@@ -21,7 +21,7 @@ from diffloss.images import centre_crop, load_image, save_image  # noqa: E402
 # example file -> (benchmark input, benchmark ground truth), relative to the datasets folder
 PAIRS = {
     "haze_sots_1430_7.png": ("haze/sots_indoor/lq/1430_7.png", "haze/sots_indoor/gt/1430_7.png"),
-    "rain_rain100l_2.png": ("rain/rain100l_sample/lq/2.png", "rain/rain100l_sample/gt/2.png"),
+    "rain_rain100l_1.png": ("rain/rain100l_sample/lq/1.png", "rain/rain100l_sample/gt/1.png"),
 }
 
 

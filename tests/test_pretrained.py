@@ -67,15 +67,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 REAL_PAIRS = sorted(p for p in EXAMPLES.glob("*_*.png") if (EXAMPLES / "ground_truth" / p.name).is_file())
 
 
-KNOWN_SHORT = {  # open in issue #13: a real failure, kept visible; strict, so a fix shows up as a pass to record
-    "rain_rain100l_2": "the rain base learns synthetic streaks only; on this real Rain100L pair it stays below "
-                       "the rainy input (20.51 vs 20.86 dB)",
-}
-
-
-@pytest.mark.parametrize("photo", [pytest.param(p, marks=pytest.mark.xfail(reason=KNOWN_SHORT[p.stem], strict=True))
-                                   if p.stem in KNOWN_SHORT else p for p in REAL_PAIRS],
-                         ids=[p.stem for p in REAL_PAIRS])
+@pytest.mark.parametrize("photo", REAL_PAIRS, ids=[p.stem for p in REAL_PAIRS])
 def test_the_shipped_l2_arm_beats_the_input_on_every_shipped_real_pair(photo):
     """Issue #13: the base is better than the input on every shipped example (real hazy and rainy pairs)."""
     from diffloss.images import load_image
