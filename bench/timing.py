@@ -45,6 +45,31 @@ def median_times(fns: dict[str, Callable[[], object]], repeats: int, device: tor
     return {name: statistics.median(values) for name, values in interleaved_times(fns, repeats, device).items()}
 
 
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of one call of ``fn`` (torch's FLOP counter: convolutions and matrix products,
+    forward and backward). Why: a time ratio close to the FLOP ratio says the work itself sets the cost, so no
+    kernel, layout or thread trick can bring it far below that."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops}
+                         ) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def conv_backward_flops(grad_out_shape: list[int], x_shape: list[int], w_shape: list[int], *args: object,
+                        out_shape: object = None, **kwargs: object) -> int:
+    """A convolution's backward: each gradient asked for (input, weight) costs what the forward costs.
+
+    torch's own formula ignores ``groups`` here, so a depthwise convolution's backward counted ``groups`` times its
+    work (a restorer step read 7x its forward instead of 3x)."""
+    from torch.utils.flop_counter import conv_flop_count
+
+    transposed, output_mask = args[4], args[7]
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), bool(transposed))
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 def median_ratio(slow: list[float], fast: list[float]) -> float:
     """The median over rounds of ``slow / fast``: a speed-up that a load change between rounds does not skew."""
     return statistics.median(s / f for s, f in zip(slow, fast, strict=True))

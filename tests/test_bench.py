@@ -49,7 +49,14 @@ def test_quick_figures_have_finite_positive_numbers(quick_result: tuple[dict, di
 
 def test_quick_ratios_and_goals(quick_result: tuple[dict, dict]) -> None:
     figures = quick_result[1]["figures"]
-    assert [c["goal"] for c in figures["P1"]["checks"]] == ["<= 3x"] * 3  # full crop, sub-crop, sub-crop on a subset
+    p1 = figures["P1"]
+    # full crop, sub-crop, sub-crop on a subset: time ratios against issue #13's goals, then their FLOP ratios
+    assert [c["goal"] for c in p1["checks"]] == ["<= 6x", "<= 3x", "<= 3x", None, None, None]
+    flop_ratio = {c["name"].removesuffix(" / fidelity_only FLOPs"): c["value"] for c in p1["checks"][3:]}
+    gflop = p1["details"]["gflop_per_step"]
+    assert flop_ratio["diffloss_full"] == pytest.approx(gflop["diffloss_full"] / gflop["fidelity_only"], rel=1e-2)
+    # the prior terms add work, and a sub-crop of fewer items adds less of it
+    assert flop_ratio["diffloss_full"] > flop_ratio["diffloss_crop16"] > flop_ratio["diffloss_crop16_samples1"] > 1
     assert figures["P2"]["checks"][0]["goal"] == ">= 10x"
     assert figures["P2"]["details"]["paper_scale_prior_parameters"] > 0
     assert figures["P2"]["details"]["paper_scale_out_channels"] == 6
@@ -144,3 +151,17 @@ def test_cold_start_marks_become_the_seconds_each_step_adds() -> None:
                                        "prior": 0.25}
     no_prior = {"torch": 2.0, "gradio": 7.5, "app": 8.0, "restorers": 8.5, "prior": 8.5}
     assert cold_start_parts(no_prior)["prior"] == 0.0 and "diffusers" not in cold_start_parts(no_prior)
+
+
+@pytest.mark.parametrize("groups", [1, 8])
+def test_a_convolutions_backward_costs_its_forward_per_gradient(groups: int) -> None:
+    """bench.timing.count_flops: torch's own formula counts a grouped convolution's backward ``groups`` times over."""
+    from bench.timing import count_flops
+
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1, groups=groups)
+    x = torch.rand(2, 8, 16, 16)
+    forward = count_flops(lambda: conv(x))
+    assert forward == 2 * 2 * 8 * 16 * 16 * (8 // groups) * 9  # multiply-adds x 2, per output value
+    assert count_flops(lambda: conv(x).sum().backward()) == 2 * forward  # the weights' gradient only
+    x.requires_grad_(True)
+    assert count_flops(lambda: conv(x).sum().backward()) == 3 * forward  # and the input's
