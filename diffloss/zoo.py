@@ -63,6 +63,10 @@ class RestorerRecipe:
     # Tasks whose base continues for other than base_steps, as (task, steps) pairs.
     task_base_steps: tuple[tuple[str, int], ...] = ()
     arm_steps: int = 200
+    # Tasks whose arms train on other than ``batch_size`` items a step, as (task, batch) pairs: a larger batch
+    # lowers the training noise between two seeds more than it changes what the prior moves
+    # (bench/results/zoo-haze-arm-batch.md).
+    task_arm_batch: tuple[tuple[str, int], ...] = ()
     base_lr: float = 5e-4
     arm_lr: float = 3e-4
     # "previous": the base continues from the L2 arm pretrained/ held when the build started (a snapshot is
@@ -77,6 +81,10 @@ class RestorerRecipe:
     def arm_crop_for(self, task: str) -> int:
         """The crop a task's arms (and their calibration) train on."""
         return self.crop if self.arm_crop is None or task in self.base_crop_tasks else self.arm_crop
+
+    def arm_batch_for(self, task: str) -> int:
+        """The batch a task's arms train on: its own entry or ``batch_size`` (the base's)."""
+        return dict(self.task_arm_batch).get(task, self.batch_size)
 
     def continued_base_steps(self, task: str) -> int:
         """The steps of a task's base that continues from a previous arm: its own entry or ``base_steps``."""
@@ -103,14 +111,17 @@ RECIPES: dict[str, Recipe] = {
     # 2 CPU cores: the base goes on from the previous zoo's L2 arm at 96 px; the arms train on 64 px crops, where
     # a DiffLoss step with the small prior costs several L2 steps at 96 px (bench/results/zoo-cpu.md).
     # The arms' lr is high (3e-3, cosine-decayed over 200 steps): at 3e-4 even a 99 % prior share moved the
-    # output less than training noise does (bench/results/zoo-visibility-probe.md).
+    # output less than training noise does (bench/results/zoo-visibility-probe.md), and so did 1e-3 over 600 steps
+    # (bench/results/zoo-arm-regime.md).
     # A task whose layout changed (sr4) starts its base over, for 8000 steps (bench/results/zoo-sr4-layout.md).
+    # Haze's arms take batch 16: at 8, two L2 seeds landed further apart than any prior arm from l2
+    # (bench/results/zoo-haze-arm-batch.md).
     # Haze's and lowlight's bases continue for 3000: after 900 their curves had not stopped rising (haze's, noisy,
     # read "flat" all the same: bench/results/zoo-haze-base-probe.md; lowlight's: pretrained/REPORT.md).
     "quick": Recipe("quick", PriorRecipe(),
                     RestorerRecipe(arm_crop=64, base_crop_tasks=("haze",), base_init="previous", base_steps=900,
                                    fresh_base_steps=8000, task_base_steps=(("haze", 3000), ("lowlight", 3000)),
-                                   arm_lr=3e-3)),
+                                   task_arm_batch=(("haze", 16),), arm_lr=3e-3)),
     "full": Recipe(
         "full",
         PriorRecipe(preset="base", batch_size=128, steps=20000, lr=2e-4),
@@ -320,7 +331,7 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
                 cfg = train.RestorerTrainConfig(
                     task=task, crop=rr.arm_crop_for(task), init=str(base / "model"), prior=str(paths.prior_dir()),
                     diffloss=arm.uses_prior, loss=arm_loss_config(arm, calibration),
-                    loop=_loop(base.parent / arm.name, rr.arm_steps, rr.batch_size, rr.arm_lr,
+                    loop=_loop(base.parent / arm.name, rr.arm_steps, rr.arm_batch_for(task), rr.arm_lr,
                                recipe.seed + 1 + arm.seed_offset, device, command, time_limit, threads, log_every=10),
                     **_task_data(task, paths))
                 _drain(train.train_restorer(cfg), log, f"{task}/{arm.name}")
@@ -364,15 +375,17 @@ def _installed_by(folder: Path, recipe: Recipe, task: str) -> bool:
 def recipe_settings(recipe: Recipe, task: str) -> dict:
     """What a card records of the recipe that built its task, so a changed recipe rebuilds the arms it changes.
 
-    Per task: the arms' crop and the base's steps are this task's (``base_crop_tasks`` and ``task_base_steps``
-    themselves are not recorded), so moving another task to the base's crop or other steps leaves this one built.
+    Per task: the arms' crop and batch and the base's steps are this task's (``base_crop_tasks``,
+    ``task_arm_batch`` and ``task_base_steps`` themselves are not recorded), so moving another task to the base's
+    crop, another batch or other steps leaves this one built.
     The family's arms are part of it: every arm of a task must come from one base, so an arm added to the family
     rebuilds the task (base, calibration and all arms) rather than hanging a new arm on a different base.
     """
     family = [[a.name, a.nat_share, a.sem_share, a.t_max, a.weights, a.seed_offset] for a in FAMILY if not a.optional]
     restorer = dataclasses.asdict(recipe.restorer)
-    del restorer["base_crop_tasks"], restorer["task_base_steps"]
+    del restorer["base_crop_tasks"], restorer["task_base_steps"], restorer["task_arm_batch"]
     restorer["arm_crop"] = recipe.restorer.arm_crop_for(task)
+    restorer["arm_batch"] = recipe.restorer.arm_batch_for(task)
     restorer["base_steps"] = recipe.restorer.continued_base_steps(task)
     settings = {"seed": recipe.seed, **restorer, "family": family}
     return json.loads(json.dumps(settings))  # as a card holds it (tuples become lists), so the two compare equal

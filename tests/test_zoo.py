@@ -16,7 +16,7 @@ TINY = zoo.Recipe(
     "tiny",
     zoo.PriorRecipe(preset="tiny", crop=16, batch_size=2, steps=2),
     zoo.RestorerRecipe(crop=32, batch_size=2, base_steps=4, arm_steps=2, calibration_images=1, val_images=1,
-                       val_crop=32, val_points=2),
+                       val_crop=32, val_points=2, task_arm_batch=(("noise", 3),)),
     tasks=("noise",),
 )
 REQUIRED = [a.name for a in family.FAMILY if not a.optional]  # every arm the build trains
@@ -65,6 +65,7 @@ def test_tiny_build_installs_every_required_arm_with_its_card(built):
         assert arm_card["storage"] == "float16" and arm_card["steps"] == 2 and model.config.task == "noise"
         assert arm_card["data"]["init"].endswith("noise/base/model")  # every arm from the same base
         assert arm_card["config"]["loop"]["seed"] == TINY.seed + 1  # same seed, so the same batches
+        assert arm_card["batch_size"] == 3 and arm_card["base"]["batch_size"] == 2  # the task's arm batch
         assert arm_card["base"]["steps"] == TINY.restorer.base_steps and arm_card["base"]["wall_time_s"] > 0
         assert [r["step"] for r in arm_card["base"]["validation_curve"]] == [0, 2, 4]
         weights[arm] = (arm_card["arm"]["gamma"], arm_card["arm"]["lam"], arm_card["config"]["loss"]["t_max"])
@@ -190,7 +191,7 @@ def test_haze_arms_keep_the_bases_crop_and_the_others_train_on_small_crops():
 
 
 def test_a_task_records_only_its_own_settings_so_another_tasks_change_leaves_it_built():
-    moved = zoo.dataclasses.replace(TINY.restorer, arm_crop=16, base_crop_tasks=("haze",))
+    moved = zoo.dataclasses.replace(TINY.restorer, arm_crop=16, base_crop_tasks=("haze",), task_arm_batch=())
     recipe = zoo.Recipe(TINY.name, TINY.prior, moved, tasks=TINY.tasks)
     noise, haze = zoo.recipe_settings(recipe, "noise"), zoo.recipe_settings(recipe, "haze")
     assert noise["arm_crop"] == 16 and haze["arm_crop"] == moved.crop == 32 and "base_crop_tasks" not in noise
@@ -202,6 +203,14 @@ def test_a_task_records_only_its_own_settings_so_another_tasks_change_leaves_it_
     assert zoo.recipe_settings(longer, "noise") == noise and zoo.recipe_settings(longer, "haze")["base_steps"] == 9
     assert longer.restorer.base_steps_for("haze", "some/init") == 9
     assert longer.restorer.base_steps_for("noise", "some/init") == 4
+    bigger = zoo.Recipe(TINY.name, TINY.prior, zoo.dataclasses.replace(moved, task_arm_batch=(("haze", 5),)))
+    assert zoo.recipe_settings(bigger, "noise") == noise and "task_arm_batch" not in noise
+    assert noise["arm_batch"] == moved.batch_size and zoo.recipe_settings(bigger, "haze")["arm_batch"] == 5
+
+
+def test_haze_arms_train_on_a_larger_batch_than_its_base():
+    quick = zoo.RECIPES["quick"].restorer
+    assert quick.arm_batch_for("haze") == 16 > quick.batch_size == quick.arm_batch_for("noise")
 
 
 def test_a_base_continues_from_the_previous_l2_arm_unless_its_architecture_changed(tmp_path):
