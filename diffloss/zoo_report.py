@@ -406,8 +406,8 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
                   f"![validation curve]({FIGURES}/{plot.name})", ""]
         data["base"] = {k: base.get(k) for k in ("steps", "crop", "batch_size", "lr", "wall_time_s", "device")}
         data["base"].update(validation_curve=curve, validation_flat=flat)
-    lines += ["| arm | what | gamma | lambda | t | crop, batch, seed | prior share (training, last fifth) | terms "
-              "flat (last fifth vs the one before: within 5 % or 2 s.e.) |",
+    lines += ["| arm | what | gamma | lambda | t | crop, seed | prior share (training, last fifth) | terms flat (last "
+              "fifth vs the one before: within 5 % or 2 s.e.) |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for arm, card in cards.items():
         spec = card.get("arm") or ({"about": family_arm(arm).about, "gamma": 0.0, "lam": 0.0}
@@ -418,10 +418,9 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
         flat = summary.get("flat") if summary else None
         t_range = f"0..{spec['t_max']}" if spec.get("t_max") is not None else "0..999"
         config = card.get("config") or {}
-        loop = config.get("loop") or {}
         lines.append(f"| {arm} | {spec.get('about', 'an older zoo arm')} | {_fmt(spec.get('gamma'), 4)} | "
                      f"{_fmt(spec.get('lam'), 4)} | {t_range} | {config.get('crop', '–')} px, "
-                     f"{loop.get('batch_size', '–')}, {loop.get('seed', '–')} | "
+                     f"{(config.get('loop') or {}).get('seed', '–')} | "
                      f"{_fmt(share * 100 if share is not None else None, 1)} % | "
                      f"{'yes' if flat else 'no' if flat is False else '–'} |")
         data["arms"][arm] = {"path": shown_path(arms[arm]) if arm in arms else None,  # None: not shipped

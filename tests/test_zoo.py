@@ -151,9 +151,7 @@ def test_the_report_compares_every_arm_with_l2_and_draws_the_family(built):
     assert "/" not in "".join(r["path"].split("pretrained/")[0] for r in synthetic["report"]["restorers"] if r["path"])
     assert "**strong**:" in text and "sign test" in text
     crop = TINY.restorer.arm_crop_for("noise")
-    batch = TINY.restorer.arm_batch_for("noise")
-    assert f"| {crop} px, {batch}, {TINY.seed + 1} |" in text  # the arms' seed
-    assert f"| {crop} px, {batch}, {TINY.seed + 2} |" in text  # the control's
+    assert f"| {crop} px, {TINY.seed + 1} |" in text and f"| {crop} px, {TINY.seed + 2} |" in text  # the control's seed
     glance = text.split("## At a glance")[1].split("## noise")[0]  # the summary opens the report
     row = next(line for line in glance.splitlines() if line.startswith("| noise |"))
     vs = synthetic["means"]["prior-led"]["psnr_vs_l2"]
