@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from diffloss import schedule
+from diffloss import checkpoint, schedule
 
 if TYPE_CHECKING:  # diffusers is slow to import: loaded on first use, so the app's UI starts sooner
     from diffusers import DDPMScheduler, UNet2DModel
@@ -29,7 +29,9 @@ SCHEDULER_FILE = "scheduler_config.json"
 # diffusers defaults to low_cpu_mem_usage=True, and without the accelerate package it falls back to a normal load
 # while warning "Cannot initialize model with low cpu memory usage because accelerate was not found" at every load;
 # a prior of a few MB gains nothing from the low-memory path, so the normal load is asked for outright.
-QUIET_LOAD = {"low_cpu_mem_usage": False}
+# float32 whatever the file stores: the shipped prior is stored in float16 to stay small, and computes in float32
+# (a CPU has no fast float16 convolutions; autocast is the speed knob, outside the weights).
+QUIET_LOAD = {"low_cpu_mem_usage": False, "torch_dtype": torch.float32}
 
 
 class PriorLoadError(RuntimeError):
@@ -174,14 +176,27 @@ class DiffusionPrior:
             "Use a local folder such as pretrained/prior instead."
         )
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Save UNet + scheduler into one folder, the layout ``from_pretrained`` reads back."""
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Save UNet + scheduler into one folder, the layout ``from_pretrained`` reads back.
+
+        ``dtype`` (``torch.float16``) stores the floating-point weights smaller; loading computes in float32."""
         folder = Path(folder)
         self.unet.to(memory_format=torch.contiguous_format)  # safetensors stores plain contiguous tensors
         try:
             self.unet.save_pretrained(folder)
         finally:
             self.unet.to(memory_format=torch.channels_last)
+        # diffusers writes where a loaded model came from into its config: a server path that a saved copy (a
+        # Train run's download, pretrained/) must not carry.
+        config_file = folder / "config.json"
+        config = json.loads(config_file.read_text())
+        if config.pop("_name_or_path", None) is not None:
+            checkpoint.atomic_write_json(config_file, config)
+        if dtype is not None:
+            for weights in folder.glob("*.safetensors"):
+                tensors = checkpoint.load_tensors(weights)
+                checkpoint.atomic_save_tensors(weights, {k: v.to(dtype) if v.is_floating_point() else v
+                                                         for k, v in tensors.items()}, metadata={"format": "pt"})
         self.scheduler.save_pretrained(folder)
         return folder
 

@@ -470,7 +470,8 @@ def run_calibration(task: str, base_model: Path, paths: ZooPaths, rr: RestorerRe
 
 
 def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] = print) -> None:
-    """Copy the trained prior into pretrained/prior, add the validation numbers and samples.png to its card."""
+    """Copy the trained prior into pretrained/prior in float16 (as every shipped weight), add the validation
+    numbers and samples.png to its card."""
     from diffloss import prior_check
     from diffloss.data import load_clean_images
     from diffloss.prior import DiffusionPrior
@@ -480,11 +481,13 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model_dir, tmp)
-    prior = DiffusionPrior.from_pretrained(tmp)
+    DiffusionPrior.from_pretrained(tmp).save_pretrained(tmp, dtype=torch.float16)  # pretrained/ stores float16
+    prior = DiffusionPrior.from_pretrained(tmp)  # measured as it is shipped
     crops = prior_check.validation_crops(load_clean_images(paths.clean_val), crop=64, per_image=2)
     errors = prior_check.noise_prediction_error(prior, crops)
     Image.fromarray(prior_check.sample_sheet(prior, crops[:4])).save(tmp / "samples.png")
     card = json.loads((tmp / checkpoint.CARD_FILE).read_text())
+    card["storage"] = "float16"
     card["validation"] = {"data": str(paths.clean_val), "crops": len(crops), "crop": 64,
                           "eps_mse": {str(k): v for k, v in errors.items()},
                           "note": "mean squared error of the predicted noise; 1.0 = predicting zero"}

@@ -25,6 +25,27 @@ def test_loads_from_a_model_folder_and_predicts_identically(saved_prior):
     assert loaded.num_timesteps == 100
 
 
+def test_a_prior_stored_in_float16_is_half_the_size_and_computes_in_float32(saved_prior, tmp_path):
+    """pretrained/ stores every weight in float16 (issue #13); the prior must still compute in float32."""
+    from safetensors import safe_open
+
+    prior, folder = saved_prior
+    prior.save_pretrained(tmp_path, dtype=torch.float16)
+    [half_file], [full_file] = tmp_path.glob("*.safetensors"), folder.glob("*.safetensors")
+    with safe_open(str(half_file), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    assert half_file.stat().st_size < 0.55 * full_file.stat().st_size
+    loaded = DiffusionPrior.from_pretrained(tmp_path)
+    assert {p.dtype for p in loaded.unet.parameters()} == {torch.float32}
+    assert {p.dtype for p in prior.unet.parameters()} == {torch.float32}  # saving left the prior as it was
+    x_t, t = torch.randn(2, 3, 16, 16), torch.tensor([3, 70])
+    full, half = prior.predict(x_t, t).eps, loaded.predict(x_t, t).eps
+    loaded.save_pretrained(tmp_path / "again")  # a loaded prior saved again does not carry the folder it came from
+    assert str(tmp_path) not in (tmp_path / "again" / "config.json").read_text()
+    assert half.dtype == torch.float32 and not torch.equal(half, full)  # rounded weights, float32 arithmetic
+    assert torch.allclose(half, full, atol=1e-2, rtol=1e-2)
+
+
 def test_loading_twice_logs_no_accelerate_warning(saved_prior):
     """diffusers warned "Cannot initialize model with low cpu memory usage because accelerate was not found" at
     every load where accelerate is not installed (it is not a dependency): the studio's console stayed noisy."""

@@ -47,6 +47,7 @@ def test_tiny_build_installs_every_required_arm_with_its_card(built):
     paths, _ = built
     prior = DiffusionPrior.from_pretrained(paths.prior_dir())
     card = json.loads((paths.prior_dir() / "card.json").read_text())
+    assert card["storage"] == "float16" and prior.unet.dtype == torch.float32  # stored small, computed in float32
     assert set(card["validation"]["eps_mse"]) == {"50", "200", "500"} or prior.num_timesteps < 501
     calibration = json.loads((paths.runs / "tiny" / "noise" / "calibration.json").read_text())
     assert set(calibration["norms"]) == {"all", f"0-{family.SMALL_T}"}
