@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     paths = ZooPaths(Path(args.datasets), Path(args.runs), Path(args.pretrained))
     if args.cmd == "report":
-        from diffloss.zoo_report import REPORT_JSON, summary_lines, write_report
+        from diffloss.zoo_report import REPORT_JSON, ReportError, summary_lines, write_report
 
         if args.summary:
             report = paths.pretrained / REPORT_JSON
@@ -576,7 +576,10 @@ def main(argv: list[str] | None = None) -> int:
                 p.error(f"no {REPORT_JSON} in {paths.pretrained}: run the report first")
             print("\n".join(summary_lines(json.loads(report.read_text()))))
             return 0
-        write_report(paths, tasks=tuple(args.tasks) if args.tasks else None)
+        try:
+            write_report(paths, tasks=tuple(args.tasks) if args.tasks else None)
+        except ReportError as err:
+            p.exit(2, f"python -m diffloss.zoo report: {err}\n")
         return 0
     recipe = RECIPES["quick" if args.quick else "full"]
     command = "python -m diffloss.zoo " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from diffloss import family, zoo
+from diffloss import family, zoo, zoo_report
 from diffloss.images import save_image
 from diffloss.nets import load_restorer
 from diffloss.prior import DiffusionPrior
@@ -276,6 +276,29 @@ def test_a_report_of_some_tasks_keeps_the_others_sections(built):
     assert "KEPT FROM BEFORE" in text and "## haze" in text
     text = write_report(paths, log=lambda _: None, tasks=("noise",)).read_text()
     assert "KEPT FROM BEFORE" not in text and "| strong |" in text
+
+
+def test_a_report_refuses_to_drop_the_base_and_control_it_measured_when_their_runs_are_gone(built, tmp_path,
+                                                                                             capsys):
+    import shutil
+
+    paths, _ = built
+    write_report(paths, log=lambda _: None)
+    runs = tmp_path / "runs"
+    shutil.copytree(paths.runs, runs)
+    shutil.rmtree(runs / "tiny" / "noise" / "base")
+    shutil.rmtree(runs / "tiny" / "noise" / family.CONTROL_ARM)
+    moved = family.ZooPaths(paths.datasets, runs, paths.pretrained)
+    before = (paths.pretrained / "REPORT.md").read_text()
+    with pytest.raises(zoo_report.ReportError, match=f"noise: base, {family.CONTROL_ARM}"):
+        write_report(moved, log=lambda _: None)
+    assert (paths.pretrained / "REPORT.md").read_text() == before  # nothing written
+    args = ["report", "--datasets", str(paths.datasets), "--runs", str(runs), "--pretrained", str(paths.pretrained)]
+    with pytest.raises(SystemExit) as exit_:
+        zoo.main(args)
+    assert exit_.value.code == 2 and "rebuild those tasks" in capsys.readouterr().err
+    write_report(moved, log=lambda _: None, tasks=("haze",))  # the other tasks: allowed, noise's section kept
+    assert (paths.pretrained / "REPORT.md").read_text().count("| base |") == before.count("| base |")
 
 
 def test_the_perception_distortion_view_is_the_arms_not_the_input():
