@@ -57,15 +57,18 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def conv_backward_flops(grad_out_shape: list[int], x_shape: list[int], w_shape: list[int], *args: object,
-                        out_shape: object = None, **kwargs: object) -> int:
-    """A convolution's backward: each gradient asked for (input, weight) costs what the forward costs.
+def conv_backward_flops(grad_out_shape: list[int], x_shape: list[int], w_shape: list[int], _bias: object,
+                        _stride: object, _padding: object, _dilation: object, transposed: bool,
+                        _output_padding: object, _groups: int, output_mask: list[bool], out_shape: object = None,
+                        **kwargs: object) -> int:
+    """A convolution's backward (``aten.convolution_backward``'s arguments, as shapes): each gradient asked for
+    (input, weight) costs what the forward costs.
 
     torch's own formula ignores ``groups`` here, so a depthwise convolution's backward counted ``groups`` times its
-    work (a restorer step read 7x its forward instead of 3x)."""
+    work (a restorer step read 7x its forward instead of 3x). The forward count is right for any ``groups``: the
+    weight's shape already holds the input channels of one group."""
     from torch.utils.flop_counter import conv_flop_count
 
-    transposed, output_mask = args[4], args[7]
     forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), bool(transposed))
     return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
