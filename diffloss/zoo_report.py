@@ -586,9 +586,13 @@ def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[st
     fig_dir = out_dir / FIGURES
     shipped = shipped_restorers(paths.pretrained)
     previous = checkpoint.read_json(out_dir / REPORT_JSON) if (out_dir / REPORT_JSON).is_file() else {}
-    lost = {task: rows for task in TASK_ORDER if (not tasks or task in tasks) and "l2" in shipped.get(task, {})
-            for rows in [rows_without_runs(task, shipped[task], paths, (previous.get("tasks") or {}).get(task) or {})]
-            if rows}
+    lost: dict[str, list[str]] = {}
+    for task in TASK_ORDER:
+        if (tasks and task not in tasks) or "l2" not in shipped.get(task, {}):
+            continue
+        rows = rows_without_runs(task, shipped[task], paths, (previous.get("tasks") or {}).get(task) or {})
+        if rows:
+            lost[task] = rows
     if lost:
         raise ReportError(
             "the existing report measured rows that the runs folder no longer holds: "
