@@ -39,6 +39,11 @@ from diffloss.family import BUILD_ORDER, FAMILY, SOTS_VAL_SCENES, ArmSpec, ZooPa
 from diffloss.paths import TASK_ORDER
 
 
+# Every weight in pretrained/ is stored in this dtype (issue #13: at most 120 MB in all); loading computes in float32.
+SHIPPED_DTYPE = torch.float16
+SHIPPED_STORAGE = str(SHIPPED_DTYPE).removeprefix("torch.")  # what a card says: "float16"
+
+
 @dataclass(frozen=True)
 class PriorRecipe:
     preset: str = "small"
@@ -318,9 +323,9 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
         def calibrate_task(task: str = task, base: Path = base) -> None:
             calibration = run_calibration(task, base / "model", paths, rr)
             checkpoint.atomic_write_json(base.parent / "calibration.json", calibration)
-            log(f"[{task}/calibrate] " + "; ".join(
-                f"{arm.name}: gamma={arm_weights(arm, calibration)[0]:.4g} lambda={arm_weights(arm, calibration)[1]:.4g}"
-                for arm in FAMILY if arm.uses_prior))
+            weights = {arm.name: arm_weights(arm, calibration) for arm in FAMILY if arm.uses_prior}
+            log(f"[{task}/calibrate] " + "; ".join(f"{name}: gamma={gamma:.4g} lambda={lam:.4g}"
+                                                   for name, (gamma, lam) in weights.items()))
 
         steps.append(Step(f"{task}/calibrate", lambda base=base, installed=installed:
                           (base.parent / "calibration.json").is_file() or installed(), calibrate_task))
@@ -470,8 +475,8 @@ def run_calibration(task: str, base_model: Path, paths: ZooPaths, rr: RestorerRe
 
 
 def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] = print) -> None:
-    """Copy the trained prior into pretrained/prior in float16 (as every shipped weight), add the validation
-    numbers and samples.png to its card."""
+    """Copy the trained prior into pretrained/prior in ``SHIPPED_DTYPE`` (as every shipped weight), add the
+    validation numbers and samples.png to its card."""
     from diffloss import prior_check
     from diffloss.data import load_clean_images
     from diffloss.prior import DiffusionPrior
@@ -481,13 +486,13 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model_dir, tmp)
-    DiffusionPrior.from_pretrained(tmp).save_pretrained(tmp, dtype=torch.float16)  # pretrained/ stores float16
+    DiffusionPrior.from_pretrained(tmp).save_pretrained(tmp, dtype=SHIPPED_DTYPE)
     prior = DiffusionPrior.from_pretrained(tmp)  # measured as it is shipped
     crops = prior_check.validation_crops(load_clean_images(paths.clean_val), crop=64, per_image=2)
     errors = prior_check.noise_prediction_error(prior, crops)
     Image.fromarray(prior_check.sample_sheet(prior, crops[:4])).save(tmp / "samples.png")
     card = json.loads((tmp / checkpoint.CARD_FILE).read_text())
-    card["storage"] = "float16"
+    card["storage"] = SHIPPED_STORAGE
     card["validation"] = {"data": str(paths.clean_val), "crops": len(crops), "crop": 64,
                           "eps_mse": {str(k): v for k, v in errors.items()},
                           "note": "mean squared error of the predicted noise; 1.0 = predicting zero"}
@@ -511,7 +516,7 @@ def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Rec
     model = load_restorer(model_dir)
     card = json.loads((model_dir / checkpoint.CARD_FILE).read_text())
     card.update(recipe=recipe.name, recipe_settings=recipe_settings(recipe, model.config.task),
-                calibration=calibration, storage="float16")
+                calibration=calibration, storage=SHIPPED_STORAGE)
     if arm is not None:
         gamma, lam = arm_weights(arm, calibration)
         card["arm"] = {"name": arm.name, "about": arm.about, "nat_share": arm.nat_share, "sem_share": arm.sem_share,
@@ -520,7 +525,7 @@ def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Rec
         card["command"] = command
     if base is not None and (base / "model" / checkpoint.CARD_FILE).is_file():
         card["base"] = base_summary(base)
-    save_restorer(model, dest, card=card, dtype=torch.float16)
+    save_restorer(model, dest, card=card, dtype=SHIPPED_DTYPE)
     log(f"[install] {dest}")
 
 
