@@ -121,6 +121,11 @@ def read_json(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not valid JSON ({err})") from err
 
 
+def stored_as(tensors: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """The floating-point tensors cast to ``dtype`` for storage (None: as they are); integer buffers untouched."""
+    return {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in tensors.items()}
+
+
 def save_model_folder(
     folder: str | Path,
     state_dict: dict[str, torch.Tensor],
@@ -133,8 +138,7 @@ def save_model_folder(
     ``dtype`` (e.g. ``torch.float16``) stores floating-point weights smaller; loading casts back to float32.
     """
     folder = Path(folder)
-    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in state_dict.items()}
-    atomic_save_tensors(folder / MODEL_FILE, tensors)
+    atomic_save_tensors(folder / MODEL_FILE, stored_as(state_dict, dtype))
     atomic_write_json(folder / CONFIG_FILE, config)
     if card is not None:
         atomic_write_json(folder / CARD_FILE, card)

@@ -194,9 +194,8 @@ class DiffusionPrior:
             checkpoint.atomic_write_json(config_file, config)
         if dtype is not None:
             for weights in folder.glob("*.safetensors"):
-                tensors = checkpoint.load_tensors(weights)
-                checkpoint.atomic_save_tensors(weights, {k: v.to(dtype) if v.is_floating_point() else v
-                                                         for k, v in tensors.items()}, metadata={"format": "pt"})
+                checkpoint.atomic_save_tensors(weights, checkpoint.stored_as(checkpoint.load_tensors(weights), dtype),
+                                               metadata={"format": "pt"})
         self.scheduler.save_pretrained(folder)
         return folder
 
