@@ -5,6 +5,14 @@ PyTorch state dict in guided-diffusion's own layout. ``DiffusionPrior`` reads di
 (``UNet2DModel`` + ``DDPMScheduler``), so this module rewrites the weights once, offline::
 
     python -m diffloss.convert_adm 256x256_diffusion_uncond.pt pretrained/adm256 --preset 256-uncond
+    python -m diffloss.convert_adm model.pt out/ --config "--image_size 256 --num_channels 256 ..."  # its MODEL_FLAGS
+
+A flag ``--config`` leaves out takes guided-diffusion's own default (``script_util.model_and_diffusion_defaults``:
+num_heads=4 and no num_head_channels, learn_sigma=False, ...), as its scripts would; flags that do not change the
+network (``use_fp16``, ``dropout``, ...) are accepted and noted; what diffusers' ``UNet2DModel`` cannot express
+(per-layer head widths, ``num_heads_upsample`` != ``num_heads``, ``channel_mult`` not starting at 1, convolutional
+up/down sampling) is refused with the reason, before any weight is read. Checked against guided-diffusion's own
+``create_model`` (random weights, every parameter re-randomised): eps within 3e-6 and h within 2.3e-6 relative.
 
 How the two architectures line up (each point is checked numerically by tests/test_convert_adm.py against a
 reference ADM forward written from the published architecture, and against guided-diffusion's own code when it
@@ -64,15 +72,20 @@ NOISE_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 
 @dataclass(frozen=True)
 class ADMConfig:
-    """guided-diffusion's model flags (same names as its ``MODEL_FLAGS``) for the UNets this converter handles."""
+    """guided-diffusion's model flags (same names as its ``MODEL_FLAGS``) for the UNets this converter handles.
+
+    The defaults are the paper's model (``ADM_PRESETS["256-uncond"]``); guided-diffusion's own defaults, which a
+    ``--config`` that omits a flag gets, are :data:`GUIDED_DIFFUSION_DEFAULTS` (see :func:`config_from_flags`).
+    """
 
     image_size: int = 256
     num_channels: int = 256
     num_res_blocks: int = 2
-    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4, 4)
+    channel_mult: tuple[float, ...] = (1, 1, 2, 2, 4, 4)
     attention_resolutions: tuple[int, ...] = (32, 16, 8)
     num_heads: int = 4
     num_head_channels: int = 64  # -1: use num_heads instead
+    num_heads_upsample: int = -1  # -1: num_heads (the up path's heads; only counts when num_head_channels is -1)
     learn_sigma: bool = True
     resblock_updown: bool = True
     use_scale_shift_norm: bool = True
@@ -80,6 +93,8 @@ class ADMConfig:
     class_cond: bool = False
     diffusion_steps: int = 1000
     noise_schedule: str = "linear"
+    predict_xstart: bool = False  # the model outputs x0 instead of the noise (diffusers: prediction_type "sample")
+    rescale_timesteps: bool = False  # the model saw t * 1000 / diffusion_steps
 
     def __post_init__(self) -> None:
         problems = []
@@ -87,9 +102,22 @@ class ADMConfig:
             problems.append("class_cond=True: a class-conditional model is not a prior of natural images; "
                             "use an unconditional checkpoint")
         if not self.resblock_updown:
-            problems.append("resblock_updown=False (convolutional up/down sampling) is not supported")
+            problems.append("resblock_updown=False (guided-diffusion's default: convolutional up/down sampling) is "
+                            "not supported; the paper's model and the other released ADM checkpoints set it True")
         if self.noise_schedule not in NOISE_SCHEDULES:
             problems.append(f"noise_schedule {self.noise_schedule!r} is not one of {sorted(NOISE_SCHEDULES)}")
+        if self.channel_mult and self.channel_mult[0] != 1:
+            problems.append(
+                f"channel_mult starts at {self.channel_mult[0]:g}, not 1: ADM's timestep embedding is num_channels="
+                f"{self.num_channels} wide while its first level has {self.level_channels[0]} channels, and diffusers' "
+                "UNet2DModel makes the embedding as wide as the first level, so the converted network would differ")
+        if self.rescale_timesteps and self.diffusion_steps != 1000:
+            problems.append(f"rescale_timesteps=True with diffusion_steps={self.diffusion_steps}: the model saw t "
+                            f"scaled by {1000 / self.diffusion_steps:g}, which diffusers' UNet2DModel cannot apply")
+        if self.num_head_channels == -1 and self.num_heads_upsample not in (-1, self.num_heads):
+            problems.append(f"num_heads_upsample={self.num_heads_upsample} differs from num_heads={self.num_heads}: "
+                            "the up path's attention would split into other head widths than the down path's, and "
+                            "diffusers' UNet2DModel has one head width for all its attention layers")
         bad = [c for c in self.level_channels if c % ADM_NORM_GROUPS]
         if bad:
             problems.append(f"channel counts {bad} are not multiples of ADM's {ADM_NORM_GROUPS} norm groups")
@@ -103,7 +131,7 @@ class ADMConfig:
 
     @property
     def level_channels(self) -> tuple[int, ...]:
-        return tuple(self.num_channels * m for m in self.channel_mult)
+        return tuple(int(self.num_channels * m) for m in self.channel_mult)  # guided-diffusion's int(mult * ch)
 
     def has_attention(self, level: int) -> bool:
         """ADM puts attention where the downsampling factor 2**level is image_size // some attention resolution."""
@@ -123,24 +151,110 @@ class ADMConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ADMConfig":
-        """From JSON-like values; tuples may be given as lists or guided-diffusion's comma strings ("32,16,8")."""
+        """From JSON-like values over this class's defaults (e.g. an ``adm_config.json`` record); tuples may be
+        lists or guided-diffusion's comma strings ("32,16,8"). Unknown keys are refused, naming the known ones."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown ADM config keys {unknown}; known keys: {sorted(known)}")
+            raise ValueError(f"unknown ADM config keys {unknown}: not flags of a guided-diffusion UNet this converter "
+                             f"reads (a typo, or another model's flag?); known keys: {sorted(known)}")
         parsed = dict(values)
         for key in ("channel_mult", "attention_resolutions"):
             if isinstance(parsed.get(key), str):
-                parsed[key] = tuple(int(v) for v in parsed[key].split(",") if v.strip())
+                parsed[key] = tuple(_number(v) for v in parsed[key].split(",") if v.strip())
             elif key in parsed:
-                parsed[key] = tuple(int(v) for v in parsed[key])
+                parsed[key] = tuple(_number(v) for v in parsed[key])
         return cls(**parsed)
+
+
+def _number(value) -> int | float:
+    """``"2"`` -> 2, ``"0.5"`` -> 0.5: channel_mult may hold 0.5 (guided-diffusion's 512 model)."""
+    number = float(value)
+    return int(number) if number.is_integer() else number
 
 
 ADM_PRESETS: dict[str, ADMConfig] = {
     # openai/guided-diffusion 256x256_diffusion_uncond.pt: the DiffLoss paper's prior (~554 M parameters).
     "256-uncond": ADMConfig(),
 }
+
+# What guided-diffusion's scripts use for a flag the command line leaves out (script_util.py,
+# model_and_diffusion_defaults and diffusion_defaults); "" channel_mult: chosen from image_size, as create_model does.
+GUIDED_DIFFUSION_DEFAULTS: dict[str, object] = {
+    "image_size": 64, "num_channels": 128, "num_res_blocks": 2, "num_heads": 4, "num_heads_upsample": -1,
+    "num_head_channels": -1, "attention_resolutions": "16,8", "channel_mult": "", "class_cond": False,
+    "use_scale_shift_norm": True, "resblock_updown": False, "use_new_attention_order": False,
+    "learn_sigma": False, "diffusion_steps": 1000, "noise_schedule": "linear", "predict_xstart": False,
+    "rescale_timesteps": False,
+}
+CHANNEL_MULT_BY_SIZE = {512: (0.5, 1, 1, 2, 2, 4, 4), 256: (1, 1, 2, 2, 4, 4), 128: (1, 1, 2, 3, 4), 64: (1, 2, 3, 4)}
+# guided-diffusion flags that change neither the weights' layout nor what the network computes: accepted, unused.
+IGNORED_FLAGS: dict[str, str] = {
+    "use_fp16": "the weights are read and written in float32 whatever precision guided-diffusion ran them in",
+    "use_checkpoint": "gradient checkpointing saves memory in training; the network is the same",
+    "dropout": "dropout acts in training only; the prior runs in eval mode",
+    "timestep_respacing": "respacing is a sampling shortcut; the prior keeps the full schedule",
+    "use_kl": "a training loss choice; the network is the same",
+    "rescale_learned_sigmas": "a training loss choice; the network is the same",
+}
+
+
+def _flag_value(key: str, value: object) -> object:
+    """A flag's value as guided-diffusion's argparse would read it (``"True"``, ``"32,16,8"``, ``"256"``)."""
+    kind = type(GUIDED_DIFFUSION_DEFAULTS.get(key, ""))
+    if not isinstance(value, str) or kind is str:
+        return value
+    if kind is bool:
+        if value.lower() in ("yes", "true", "t", "y", "1"):
+            return True
+        if value.lower() in ("no", "false", "f", "n", "0"):
+            return False
+        raise ValueError(f"{key}: expected a boolean (True/False), got {value!r}")
+    try:
+        return kind(value)
+    except ValueError as err:
+        raise ValueError(f"{key}: expected {kind.__name__}, got {value!r}") from err
+
+
+def parse_flag_string(text: str) -> dict[str, str]:
+    """guided-diffusion's ``MODEL_FLAGS`` as written in its README (``--image_size 256 --learn_sigma True ...``)."""
+    words = text.split()
+    if len(words) % 2 or not all(w.startswith("--") for w in words[::2]):
+        raise ValueError("flags must come as pairs '--name value', e.g. '--image_size 256 --learn_sigma True'")
+    return {name[2:]: value for name, value in zip(words[::2], words[1::2])}
+
+
+def config_from_flags(values: dict, base: ADMConfig | None = None) -> tuple[ADMConfig, list[str]]:
+    """(config, notes) from guided-diffusion flags: a flag left out takes ``base``'s value, else guided-diffusion's
+    own default (:data:`GUIDED_DIFFUSION_DEFAULTS`: num_heads=4 and no num_head_channels, for instance). Flags
+    that do not change the network (``use_fp16``, ...) are accepted and named in the notes; anything else unknown
+    is refused with the reason."""
+    notes, flags = [], {}
+    for key, value in values.items():
+        if key in IGNORED_FLAGS:
+            notes.append(f"{key}={value} ignored: {IGNORED_FLAGS[key]}")
+        else:
+            flags[key] = _flag_value(key, value)
+    known = set(GUIDED_DIFFUSION_DEFAULTS)
+    unknown = sorted(set(flags) - known)
+    if unknown:
+        raise ValueError(f"unknown ADM config keys {unknown}: not a guided-diffusion model or diffusion flag this "
+                         f"converter reads (a typo, or a flag of another model?); known: {sorted(known)}, and "
+                         f"accepted without effect: {sorted(IGNORED_FLAGS)}")
+    start = asdict(base) if base is not None else dict(GUIDED_DIFFUSION_DEFAULTS)
+    merged = {**start, **flags}
+    if merged.get("channel_mult") in ("", (), None):
+        size = int(merged["image_size"])
+        if size not in CHANNEL_MULT_BY_SIZE:
+            raise ValueError(f"no channel_mult given and guided-diffusion has none for image_size {size} "
+                             f"(it has {sorted(CHANNEL_MULT_BY_SIZE)}); give channel_mult")
+        merged["channel_mult"] = CHANNEL_MULT_BY_SIZE[size]
+    if int(merged.get("num_head_channels", -1)) != -1 and int(merged.get("num_heads_upsample", -1)) not in (
+            -1, int(merged.get("num_heads", 4))):
+        notes.append(f"num_heads_upsample={merged['num_heads_upsample']} has no effect with num_head_channels="
+                     f"{merged['num_head_channels']} (heads = channels // num_head_channels), as in guided-diffusion")
+        merged["num_heads_upsample"] = -1
+    return ADMConfig.from_dict(merged), notes
 
 
 # ------------------------------------------------------------------------------------------------- configs
@@ -177,7 +291,7 @@ def scheduler_config(cfg: ADMConfig) -> dict:
         beta_schedule=NOISE_SCHEDULES[cfg.noise_schedule],
         beta_start=scale * 1e-4,
         beta_end=scale * 0.02,
-        prediction_type="epsilon",
+        prediction_type="sample" if cfg.predict_xstart else "epsilon",
         variance_type="learned_range" if cfg.learn_sigma else "fixed_small",
         clip_sample=True,
     )
@@ -376,8 +490,10 @@ def load_adm_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ADMConfig) -> Path:
-    """Checkpoint file -> diffusers folder (safetensors UNet + scheduler) that ``DiffusionPrior`` loads."""
+def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ADMConfig,
+                       notes: list[str] | None = None) -> Path:
+    """Checkpoint file -> diffusers folder (safetensors UNet + scheduler) that ``DiffusionPrior`` loads;
+    ``notes`` (flags accepted without effect) are recorded beside the config."""
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"output folder {out_dir} is a file")
@@ -385,21 +501,29 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, cfg: ADMConf
     prior = build_prior(cfg, adm, source=str(checkpoint))
     del adm
     out = prior.save_pretrained(out_dir)
-    record = {"converted_from": Path(checkpoint).name, "adm_config": asdict(cfg)}
+    record = {"converted_from": Path(checkpoint).name, "adm_config": asdict(cfg), "notes": list(notes or [])}
     (out / ADM_CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return out
 
 
-def _config_from_args(preset: str | None, config: str | None) -> ADMConfig:
+def _config_from_args(preset: str | None, config: str | None) -> tuple[ADMConfig, list[str]]:
+    """--preset alone: that preset; --config: guided-diffusion flags over --preset's values, else over
+    guided-diffusion's own defaults (what its scripts would build from the same flags)."""
     if config is None:
-        return ADM_PRESETS[preset or "256-uncond"]
-    text = config if config.lstrip().startswith("{") else Path(config).expanduser().read_text()
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--config is not valid JSON ({err})") from err
-    base = asdict(ADM_PRESETS[preset]) if preset else {}
-    return ADMConfig.from_dict({**base, **values})
+        return ADM_PRESETS[preset or "256-uncond"], []
+    text = config.strip()
+    if text.startswith("--"):
+        values = parse_flag_string(text)
+    else:
+        if not text.startswith("{"):
+            text = Path(config).expanduser().read_text()
+        try:
+            values = parse_flag_string(text) if text.lstrip().startswith("--") else json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--config is neither a JSON object nor guided-diffusion flags ({err})") from err
+    if not isinstance(values, dict):
+        raise ValueError(f"--config must be a JSON object of flags, got {type(values).__name__}")
+    return config_from_flags(values, ADM_PRESETS[preset] if preset else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,12 +533,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=sorted(ADM_PRESETS), default=None,
                         help="architecture of the checkpoint (default 256-uncond)")
     parser.add_argument("--config", default=None,
-                        help="JSON object or file with guided-diffusion model flags (image_size, num_channels, "
-                             "channel_mult, ...); overrides --preset's values")
+                        help="guided-diffusion's model flags as a JSON object, a file, or its MODEL_FLAGS string "
+                             "('--image_size 256 --num_channels 256 ...'); a flag left out takes --preset's value, "
+                             "else guided-diffusion's own default (e.g. num_heads=4, no num_head_channels)")
     args = parser.parse_args(argv)
     try:
-        cfg = _config_from_args(args.preset, args.config)
-        out = convert_checkpoint(args.checkpoint, args.out_dir, cfg)
+        cfg, notes = _config_from_args(args.preset, args.config)
+        for note in notes:
+            print(f"note: {note}")
+        out = convert_checkpoint(args.checkpoint, args.out_dir, cfg, notes)
     except (ValueError, OSError) as err:
         print(f"convert_adm: {err}", file=sys.stderr)
         return 2

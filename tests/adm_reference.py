@@ -62,9 +62,9 @@ class ResBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    def __init__(self, ch: int, head_dim: int, new_order: bool):
+    def __init__(self, ch: int, heads: int, new_order: bool):
         super().__init__()
-        self.heads, self.new_order = ch // head_dim, new_order
+        self.heads, self.new_order = heads, new_order
         self.norm = norm(ch)
         self.qkv = nn.Conv1d(ch, 3 * ch, 1)
         self.proj_out = nn.Conv1d(ch, ch, 1)
@@ -100,7 +100,16 @@ class ReferenceADM(nn.Module):
         super().__init__()
         ch = cfg.num_channels
         emb_ch = 4 * ch
-        ss, hd, new = cfg.use_scale_shift_norm, cfg.head_dim, cfg.use_new_attention_order
+        ss, new = cfg.use_scale_shift_norm, cfg.use_new_attention_order
+
+        def heads(channels: int, up: bool = False) -> int:
+            """guided-diffusion's rule, block by block: channels // num_head_channels, else num_heads (on the up
+            path num_heads_upsample, -1 meaning num_heads)."""
+            if cfg.num_head_channels != -1:
+                return channels // cfg.num_head_channels
+            upsample = getattr(cfg, "num_heads_upsample", -1)
+            return upsample if up and upsample != -1 else cfg.num_heads
+
         self.model_channels = ch
         self.time_embed = nn.Sequential(nn.Linear(ch, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
         self.input_blocks = nn.ModuleList([Step(nn.Conv2d(3, ch, 3, padding=1))])
@@ -111,13 +120,13 @@ class ReferenceADM(nn.Module):
                 layers: list[nn.Module] = [ResBlock(cur, emb_ch, mult * ch, ss)]
                 cur = mult * ch
                 if cfg.has_attention(level):
-                    layers.append(AttentionBlock(cur, hd, new))
+                    layers.append(AttentionBlock(cur, heads(cur), new))
                 self.input_blocks.append(Step(*layers))
                 skips.append(cur)
             if level != last:
                 self.input_blocks.append(Step(ResBlock(cur, emb_ch, cur, ss, down=True)))
                 skips.append(cur)
-        self.middle_block = Step(ResBlock(cur, emb_ch, cur, ss), AttentionBlock(cur, hd, new),
+        self.middle_block = Step(ResBlock(cur, emb_ch, cur, ss), AttentionBlock(cur, heads(cur), new),
                                  ResBlock(cur, emb_ch, cur, ss))
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):
@@ -125,7 +134,7 @@ class ReferenceADM(nn.Module):
                 layers = [ResBlock(cur + skips.pop(), emb_ch, mult * ch, ss)]
                 cur = mult * ch
                 if cfg.has_attention(level):
-                    layers.append(AttentionBlock(cur, hd, new))
+                    layers.append(AttentionBlock(cur, heads(cur, up=True), new))
                 if level and i == cfg.num_res_blocks:
                     layers.append(ResBlock(cur, emb_ch, cur, ss, up=True))
                 self.output_blocks.append(Step(*layers))

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from diffloss.convert_adm import (
-    ADM_CONFIG_FILE, ADM_PRESETS, ADMConfig, build_unet, convert_state_dict, load_adm_state_dict, main,
-    scheduler_config, target_shapes,
+    ADM_CONFIG_FILE, ADM_PRESETS, GUIDED_DIFFUSION_DEFAULTS, ADMConfig, build_unet, config_from_flags,
+    convert_state_dict, load_adm_state_dict, main, parse_flag_string, scheduler_config, target_shapes,
 )
 from diffloss.prior import DiffusionPrior
 from tests.adm_reference import ReferenceADM
@@ -30,7 +30,14 @@ CONFIGS = {
                                      use_new_attention_order=True, learn_sigma=False, use_scale_shift_norm=False),
     "attn-everywhere-4-levels": ADMConfig(image_size=32, num_channels=32, num_res_blocks=1, channel_mult=(1, 1, 2, 2),
                                           attention_resolutions=(32, 16, 8, 4), num_head_channels=32),
+    # guided-diffusion's default heads: num_heads=4 at every attention layer, no num_head_channels
+    "default-heads": ADMConfig(image_size=32, num_channels=32, num_res_blocks=1, channel_mult=(1, 2, 2),
+                               attention_resolutions=(16, 8), num_heads=4, num_head_channels=-1),
 }
+# guided-diffusion's README: MODEL_FLAGS of 256x256_diffusion_uncond.pt, the paper's prior, verbatim
+PAPER_FLAGS = ("--attention_resolutions 32,16,8 --class_cond False --diffusion_steps 1000 --image_size 256 "
+               "--learn_sigma True --noise_schedule linear --num_channels 256 --num_head_channels 64 "
+               "--num_res_blocks 2 --resblock_updown True --use_fp16 True --use_scale_shift_norm True")
 
 
 def random_reference(cfg: ADMConfig, seed: int = 0) -> ReferenceADM:
@@ -113,6 +120,7 @@ def test_reference_is_guided_diffusions_own_unet():
             out_channels=6 if cfg.learn_sigma else 3, num_res_blocks=cfg.num_res_blocks,
             attention_resolutions=tuple(cfg.image_size // r for r in cfg.attention_resolutions),
             channel_mult=cfg.channel_mult, num_heads=cfg.num_heads, num_head_channels=cfg.num_head_channels,
+            num_heads_upsample=cfg.num_heads_upsample,
             use_scale_shift_norm=cfg.use_scale_shift_norm, resblock_updown=True,
             use_new_attention_order=cfg.use_new_attention_order,
         ).eval()
@@ -220,3 +228,77 @@ def test_cli_writes_a_folder_that_diffusion_prior_loads(tmp_path, capsys):
     (tmp_path / "a-file").write_text("")
     assert main([str(checkpoint), str(tmp_path / "a-file")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- guided-diffusion's flags and defaults
+def test_omitted_flags_take_guided_diffusions_defaults_num_heads_4(tmp_path):
+    """A model built with guided-diffusion's default heads (num_heads=4, no num_head_channels) and converted from
+    flags that leave the heads out: 4 heads of 16 channels, not the 256-uncond preset's heads of 64."""
+    cfg = CONFIGS["default-heads"]
+    ref = random_reference(cfg)
+    checkpoint = tmp_path / "adm.pt"
+    torch.save(ref.state_dict(), checkpoint)
+    flags = {"image_size": 32, "num_channels": 32, "num_res_blocks": 1, "channel_mult": "1,2,2",
+             "attention_resolutions": "16,8", "learn_sigma": True, "resblock_updown": True}  # no num_heads*
+    out = tmp_path / "prior"
+    assert main([str(checkpoint), str(out), "--config", json.dumps(flags)]) == 0
+    prior = DiffusionPrior.from_pretrained(out)
+    assert prior.unet.mid_block.attentions[0].heads == 4
+    torch.manual_seed(3)
+    x_t, t = torch.randn(2, 3, 32, 32), torch.tensor([5, 800])
+    got = prior.predict(x_t, t)
+    out_ref, h_ref = forward_with_h(ref, ref.middle_block, x_t, t, diffusers=False)
+    assert (got.eps - out_ref[:, :3]).abs().max() < TOL
+    assert (got.h - h_ref).abs().max() < TOL
+
+
+def test_the_papers_flag_list_is_the_256_uncond_preset_and_use_fp16_is_noted(tmp_path, capsys):
+    cfg, notes = config_from_flags(parse_flag_string(PAPER_FLAGS))
+    assert cfg == ADM_PRESETS["256-uncond"]
+    assert len(notes) == 1 and notes[0].startswith("use_fp16=True ignored") and "float32" in notes[0]
+    # the same string on the command line: accepted, the note printed (the checkpoint is absent: exit 2 after it)
+    assert main([str(tmp_path / "absent.pt"), str(tmp_path / "out"), "--config", PAPER_FLAGS]) == 2
+    captured = capsys.readouterr()
+    assert "note: use_fp16=True ignored" in captured.out and "checkpoint not found" in captured.err
+
+
+def test_flags_left_out_are_guided_diffusions_defaults():
+    cfg, notes = config_from_flags({"image_size": 64, "num_head_channels": 32, "resblock_updown": "True"})
+    assert notes == []
+    assert cfg.channel_mult == (1, 2, 3, 4)  # create_model's choice for 64 px when channel_mult is ""
+    assert (cfg.num_channels, cfg.attention_resolutions, cfg.learn_sigma) == (128, (16, 8), False)
+    assert GUIDED_DIFFUSION_DEFAULTS["num_heads"] == 4 and GUIDED_DIFFUSION_DEFAULTS["num_head_channels"] == -1
+    with pytest.raises(ValueError, match="resblock_updown=False .guided-diffusion's default"):
+        config_from_flags({"image_size": 64, "num_head_channels": 32})
+    with pytest.raises(ValueError, match="no channel_mult given .* image_size 96"):
+        config_from_flags({"image_size": 96, "resblock_updown": True})
+
+
+def test_num_heads_upsample_is_refused_with_the_reason_or_noted_when_it_has_no_effect():
+    with pytest.raises(ValueError, match=r"num_heads_upsample=2 differs from num_heads=4: the up path.*one head width"):
+        config_from_flags({**json.loads(json.dumps(asdict(CONFIGS["default-heads"]))), "num_heads_upsample": 2})
+    cfg, notes = config_from_flags({"num_heads_upsample": 2}, base=ADM_PRESETS["256-uncond"])
+    assert cfg == ADM_PRESETS["256-uncond"] and "no effect with num_head_channels=64" in notes[0]
+
+
+def test_channel_mult_starting_at_2_is_refused_with_its_cause():
+    with pytest.raises(ValueError) as err:
+        config_from_flags({"image_size": 32, "num_channels": 32, "channel_mult": "2,2,4", "num_head_channels": 32,
+                           "resblock_updown": True})
+    assert "channel_mult starts at 2, not 1: ADM's timestep embedding is num_channels=32 wide" in str(err.value)
+    assert "mismatched shapes" not in str(err.value)
+
+
+def test_unknown_flags_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match=r"unknown ADM config keys \['num_chanels'\]: not a guided-diffusion model or "
+                                         r"diffusion flag.*a typo"):
+        config_from_flags({"num_chanels": 128})
+    with pytest.raises(ValueError, match="learn_sigma: expected a boolean"):
+        config_from_flags({"learn_sigma": "maybe"})
+
+
+def test_an_x0_predicting_model_is_marked_as_such():
+    cfg, _ = config_from_flags({"predict_xstart": "True"}, base=ADM_PRESETS["256-uncond"])
+    assert scheduler_config(cfg)["prediction_type"] == "sample"  # DiffusionPrior turns it into eps
+    with pytest.raises(ValueError, match="rescale_timesteps=True with diffusion_steps=4000"):
+        config_from_flags({"rescale_timesteps": True, "diffusion_steps": 4000}, base=ADM_PRESETS["256-uncond"])
