@@ -144,16 +144,55 @@ def random_crop_flip(img: torch.Tensor, size: int, g: torch.Generator, flip: boo
     return _crop_flip([img], size, g, flip)[0]
 
 
-class CleanCropSampler:
-    """Batches of clean random crops, for training the diffusion prior."""
+def with_downscaled_copies(images: Sequence[torch.Tensor], scales: Sequence[float] = (0.5,),
+                           min_side: int = 64) -> list[torch.Tensor]:
+    """The photos plus area-downscaled copies of each (uint8 kept uint8), skipping copies smaller than min_side.
 
-    def __init__(self, images: list[torch.Tensor], crop: int):
+    Why: a 64 px crop of a half-size photo shows coarser structure than any crop of the original, so a prior
+    trained on both sees more kinds of image per photo (the usual scale augmentation of denoiser training).
+    """
+    out = list(images)
+    for img in images:
+        h, w = img.shape[-2:]
+        for s in scales:
+            size = (round(h * s), round(w * s))
+            if min(size) < min_side:
+                continue
+            small = F.interpolate(_to_float(img)[None], size=size, mode="area")[0]
+            out.append(_to_uint8(small) if img.dtype == torch.uint8 else small)
+    return out
+
+
+def holdout_split(items: Sequence, every: int) -> tuple[list, list]:
+    """(kept, held out): every ``every``-th item (the last of each group of ``every``) is held out; 0 holds none.
+
+    Why: a prior's training is monitored on photos it does not train on, without touching the validation set
+    that the studio reports on (choosing a recipe on the reported photos would flatter it).
+    """
+    if every < 0 or every == 1:
+        raise ValueError(f"holdout_every must be 0 (none) or >= 2, got {every}")
+    if every == 0:
+        return list(items), []
+    kept = [x for i, x in enumerate(items) if i % every != every - 1]
+    held = [x for i, x in enumerate(items) if i % every == every - 1]
+    return kept, held
+
+
+class CleanCropSampler:
+    """Batches of clean random crops, for training the diffusion prior.
+
+    ``rotate``: each crop also turned by a random multiple of 90 degrees (off by default: the restorers' batches
+    come from here too, and their random draws must not change).
+    """
+
+    def __init__(self, images: list[torch.Tensor], crop: int, rotate: bool = False):
         if not images:
             raise ValueError("CleanCropSampler needs at least one image")
         if crop < 1:
             raise ValueError(f"crop must be >= 1, got {crop}")
         self.images = images
         self.crop = crop
+        self.rotate = rotate
 
     def batch(self, batch_size: int, seed: int) -> torch.Tensor:
         """(N,3,crop,crop) float in [0,1]; the same seed gives the same batch."""
@@ -161,7 +200,10 @@ class CleanCropSampler:
 
     def _batch(self, batch_size: int, g: torch.Generator) -> torch.Tensor:
         picks = torch.randint(len(self.images), (batch_size,), generator=g).tolist()
-        return torch.stack([random_crop_flip(self.images[i], self.crop, g) for i in picks])
+        crops = [random_crop_flip(self.images[i], self.crop, g) for i in picks]
+        if self.rotate:
+            crops = [torch.rot90(c, _randint(g, 4), dims=(-2, -1)) for c in crops]
+        return torch.stack(crops)
 
 
 class SyntheticPairSampler:

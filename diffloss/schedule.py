@@ -7,6 +7,8 @@ of shape (N,), and work on images in the model's [-1, 1] scale.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -61,3 +63,51 @@ def to_model_range(x01: torch.Tensor) -> torch.Tensor:
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
     return (x + 1) / 2
+
+
+def snr(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """Signal-to-noise ratio a_t / (1 - a_t) of each timestep."""
+    a = alphas_cumprod.double()
+    return (a / (1 - a)).float()
+
+
+def min_snr_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float = 5.0) -> torch.Tensor:
+    """Per-sample weight min(SNR_t, gamma) / SNR_t of an eps-prediction MSE (Hang et al. 2023, "Min-SNR").
+
+    Why: at small t the eps target is nearly unpredictable from a barely-noised image and its gradients fight the
+    others'; capping the SNR spends the training on the noise levels where the error can still fall.
+    """
+    s = snr(alphas_cumprod).to(t.device)[t.long()]
+    return s.clamp(max=gamma) / s
+
+
+def x0_psnr_from_eps_mse(eps_mse: float, alpha_bar: float) -> float:
+    """PSNR (dB, images in [0,1]) of the one-step x0 estimate implied by an eps MSE at a_t = alpha_bar.
+
+    x0_hat - x0 = -sqrt((1 - a) / a) (eps_hat - eps) in the model's [-1, 1] scale, so the x0 error in [0,1] is
+    (1 - a) / (4 a) times the eps error (before any clamping of the estimate).
+    """
+    x0_mse = eps_mse * (1 - alpha_bar) / (4 * alpha_bar)
+    return 10 * math.log10(1 / x0_mse) if x0_mse > 0 else float("inf")
+
+
+T_WEIGHTINGS = ("uniform", "sigma2", "x0")
+
+
+def t_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, kind: str = "uniform") -> torch.Tensor:
+    """Per-sample weight of a prior term at timestep t.
+
+    - "uniform": 1 (the paper and its released code).
+    - "sigma2": 1 - a_t, DreamFusion's w(t). Why: a noise-prediction distance weighs an image error by about
+      a_t / (1 - a_t) (the noise a prior must "explain" shrinks with t), so uniform weights hand nearly all of the
+      gradient to the smallest t, where a small prior predicts worst. sigma2 cancels most of that growth.
+    - "x0": (1 - a_t) / a_t, the prior's part of the two one-step x0 estimates' distance: with one shared eps,
+      x0_hat(z) - x0_hat(x) = (z - x) - sqrt((1 - a) / a) (eps_hat(z_t) - eps_hat(x_t)) in the model's scale, so
+      the noise-prediction gap is weighed as the image correction it implies, alike at every t.
+    """
+    if kind not in T_WEIGHTINGS:
+        raise ValueError(f"unknown t weighting {kind!r}; choose one of {list(T_WEIGHTINGS)}")
+    a = alphas_cumprod.to(t.device, torch.float64)[t.long()]
+    if kind == "uniform":
+        return torch.ones_like(a, dtype=torch.float32)
+    return ((1 - a) if kind == "sigma2" else (1 - a) / a).float()

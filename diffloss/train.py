@@ -165,27 +165,40 @@ class Job(Protocol):
     def export(self, model: nn.Module, folder: Path, card: dict[str, Any]) -> None: ...
 
 
+PRIOR_WEIGHTINGS = ("eps", "min-snr")
+
+
 class PriorJob:
-    """DDPM training: predict the noise added to clean crops at a uniformly drawn timestep."""
+    """DDPM training: predict the noise added to clean crops at a timestep drawn uniformly from the band."""
 
     def __init__(self, cfg: PriorTrainConfig, device: torch.device) -> None:
-        from diffloss.data import CleanCropSampler, load_clean_images
-        from diffloss.prior import PRIOR_PRESETS
+        from diffloss.data import CleanCropSampler, holdout_split, load_clean_images, with_downscaled_copies
+        from diffloss.prior import PRIOR_PRESETS, DiffusionPrior
 
         if cfg.preset not in PRIOR_PRESETS:
             raise ValueError(f"unknown prior preset {cfg.preset!r}; choose one of {sorted(PRIOR_PRESETS)}")
+        if cfg.weighting not in PRIOR_WEIGHTINGS:
+            raise ValueError(f"unknown weighting {cfg.weighting!r}; choose one of {list(PRIOR_WEIGHTINGS)}")
         if not cfg.clean:
             raise ValueError("give at least one --clean folder of photos to learn from")
-        images = [img for folder in cfg.clean for img in load_clean_images(folder, max_side=cfg.max_side)]
-        self.sampler = CleanCropSampler(images, cfg.crop)
-        self.arch = PRIOR_PRESETS[cfg.preset]
+        photos = [img for folder in cfg.clean for img in load_clean_images(folder, max_side=cfg.max_side)]
+        photos, self.held_out = holdout_split(photos, cfg.holdout_every)
+        images = with_downscaled_copies(photos, min_side=cfg.crop) if cfg.augment else photos
+        self.sampler = CleanCropSampler(images, cfg.crop, rotate=cfg.augment)
         torch.manual_seed(derive_seed(cfg.loop.seed, "init"))
-        prior = self.arch.build()
+        prior = DiffusionPrior.from_pretrained(cfg.init) if cfg.init else PRIOR_PRESETS[cfg.preset].build()
         self.scheduler = prior.scheduler
         self.model = prior.unet.train().requires_grad_(True).to(device)
         self.alphas = prior.alphas_cumprod.to(device)
+        last = len(self.alphas) - 1
+        self.t_max = last if cfg.t_max is None else cfg.t_max
+        if not 0 <= cfg.t_min <= self.t_max <= last:
+            raise ValueError(f"the training band [{cfg.t_min}, {cfg.t_max}] must lie within [0, {last}]")
         self.cfg = cfg
-        self.data_summary = {"clean": cfg.clean, "images": len(images), "crop": cfg.crop, "preset": cfg.preset,
+        self.data_summary = {"clean": cfg.clean, "images": len(photos), "held_out": len(self.held_out),
+                             "augmented_images": len(images), "crop": cfg.crop,
+                             "preset": None if cfg.init else cfg.preset, "init": cfg.init,
+                             "t_band": [cfg.t_min, self.t_max], "weighting": cfg.weighting,
                              "parameters": sum(p.numel() for p in self.model.parameters())}
 
     def compute(self, model: nn.Module, seed: int, measure: bool) -> StepLoss:
@@ -194,15 +207,20 @@ class PriorJob:
         g = torch.Generator().manual_seed(seed)
         device = self.alphas.device
         x0 = schedule.to_model_range(self.sampler.batch(self.cfg.loop.batch_size, seed)).to(device)
-        t = torch.randint(0, len(self.alphas), (x0.shape[0],), generator=g).to(device)
+        t = torch.randint(self.cfg.t_min, self.t_max + 1, (x0.shape[0],), generator=g).to(device)
         eps = torch.randn(x0.shape, generator=g).to(device)
         pred = model(schedule.add_noise(x0, eps, t, self.alphas), t).sample
-        return PlainLoss(F.mse_loss(pred.float(), eps))
+        per_sample = (pred.float() - eps).pow(2).flatten(1).mean(1)
+        if self.cfg.weighting == "min-snr":
+            per_sample = per_sample * schedule.min_snr_weight(self.alphas, t, self.cfg.snr_gamma)
+        return PlainLoss(per_sample.mean())
 
     def export(self, model: nn.Module, folder: Path, card: dict[str, Any]) -> None:
+        from diffusers import UNet2DModel
+
         from diffloss.prior import DiffusionPrior
 
-        unet = self.arch.build().unet
+        unet = UNet2DModel.from_config(model.config)
         unet.load_state_dict(model.state_dict())
         DiffusionPrior(unet, self.scheduler, source=str(folder)).save_pretrained(folder)
         atomic_write_json(folder / CARD_FILE, card)

@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="small", help="prior size: base, small or tiny")
     p.add_argument("--crop", type=int, default=64)
     p.add_argument("--max-side", type=int, default=None, help="downscale photos so the longer side is at most this")
+    p.add_argument("--init", default=None, help="a prior folder to continue from (its architecture replaces --preset)")
+    p.add_argument("--t-min", type=int, default=0, help="lowest training timestep (the band the loss will use)")
+    p.add_argument("--t-max", type=int, default=None, help="highest training timestep (default: the last)")
+    p.add_argument("--weighting", default="eps", choices=["eps", "min-snr"],
+                   help="eps: plain noise MSE; min-snr: weighted by min(SNR, 5)/SNR (Hang et al. 2023)")
+    p.add_argument("--augment", action="store_true", help="90-degree rotations and half-size copies of the photos")
+    p.add_argument("--holdout-every", type=int, default=0,
+                   help="leave every k-th photo out of training, to monitor on (0: train on all)")
     _add_loop_args(p, LoopConfig())
 
     e = sub.add_parser("export", help="export a run's last checkpoint (EMA) as a model folder, marked partial")
@@ -138,7 +146,9 @@ def config_from_args(args: argparse.Namespace) -> PriorTrainConfig | RestorerTra
         return _resume_changes(checkpoint_settings(args.run)[1], args)
     loop = _loop_config(args)
     if args.what == "prior":
-        return PriorTrainConfig(clean=args.clean, preset=args.preset, crop=args.crop, max_side=args.max_side, loop=loop)
+        return PriorTrainConfig(clean=args.clean, preset=args.preset, crop=args.crop, max_side=args.max_side,
+                                init=args.init, t_min=args.t_min, t_max=args.t_max, weighting=args.weighting,
+                                augment=args.augment, holdout_every=args.holdout_every, loop=loop)
     base = DiffLossConfig.released() if args.released_weights else DiffLossConfig(gamma=args.gamma, lam=args.lam)
     loss = replace(base, t_min=args.t_min, t_max=args.t_max, fidelity=args.fidelity, detach_prior=args.detach_prior,
                    track_when_off=not args.no_track, prior_crop=args.prior_crop,

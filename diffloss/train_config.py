@@ -42,9 +42,18 @@ class LoopConfig:
 @dataclass
 class PriorTrainConfig:
     clean: list[str] = field(default_factory=list)
-    preset: str = "small"
+    preset: str = "small"  # the architecture (ignored when ``init`` gives one)
     crop: int = 64
     max_side: int | None = None
+    init: str | None = None  # a prior folder to continue training from (its architecture and weights)
+    # Training timesteps are drawn uniformly from [t_min, t_max] (None: the schedule's last): a prior used as a
+    # loss in a band of noise levels only needs to be good there (bench/results/prior-probes.md).
+    t_min: int = 0
+    t_max: int | None = None
+    weighting: str = "eps"  # "eps": plain eps MSE; "min-snr": weighted by min(SNR, snr_gamma) / SNR
+    snr_gamma: float = 5.0
+    augment: bool = False  # 90-degree rotations and half-size copies of the photos, besides left-right flips
+    holdout_every: int = 0  # every k-th photo left out of training (monitoring); 0: train on all
     loop: LoopConfig = field(default_factory=LoopConfig)
 
 
