@@ -11,6 +11,12 @@ reproduces that on purpose, for teaching; a test proves its gradient is exactly 
 
 Every call can also report each term's share of the gradient on the restored image, because a weight on its own
 says little: at the released weights the DiffLoss terms were ~0.06 % of the loss here and changed nothing.
+
+The dose (how much the prior can push, and where): a band of timesteps (``t_min``/``t_max``), a weight per t
+(``t_weight``: uniform as in the paper, or sigma^2 / x0-space as score-distillation work does), each sample's
+prior gradient scaled to one direction (``per_sample_norm``), a cap on the prior's gradient norm relative to the
+fidelity gradient (``grad_cap``), and the Jacobian-free score-distillation gradient (``gradient="sds"``) beside
+the paper's full gradient through the UNet. Defaults reproduce the paper.
 """
 
 from __future__ import annotations
@@ -22,10 +28,14 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from diffloss import schedule
 from diffloss.prior import DiffusionPrior, PriorOutput
 
 Fidelity = Literal["mse", "l1", "charbonnier"]
+TWeight = Literal["uniform", "sigma2", "x0"]
+Gradient = Literal["full", "sds"]
 TERMS = ("fidelity", "nat", "sem")
+GRADIENTS = ("full", "sds")
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,10 @@ class DiffLossConfig:
     track_when_off: bool = True  # with gamma == 0 still compute L_nat/L_sem (no grad) so curves are comparable
     prior_crop: int | None = None  # prior terms on one random square sub-crop of this side (None: the whole crop)
     prior_samples: int | None = None  # prior terms on a random subset of this many batch items (None: all)
+    t_weight: TWeight = "uniform"  # weight of each sample's prior terms by its t (schedule.t_weight)
+    per_sample_norm: bool = False  # each sample's prior gradient scaled to unit length before weighting
+    grad_cap: float | None = None  # the prior's gradient norm at most this times the fidelity gradient's
+    gradient: Gradient = "full"  # "sds": the score-distillation gradient, no backward through the UNet
 
     @classmethod
     def released(cls, **overrides: object) -> "DiffLossConfig":
@@ -75,6 +89,12 @@ class DiffLossConfig:
             raise ValueError(f"prior_samples must be at least 1, got {self.prior_samples}")
         if not 0 <= lo <= hi < num_timesteps:
             raise ValueError(f"timestep range [{lo}, {hi}] must lie within [0, {num_timesteps - 1}] with min <= max")
+        if self.t_weight not in schedule.T_WEIGHTINGS:
+            raise ValueError(f"unknown t weighting {self.t_weight!r}; choose one of {list(schedule.T_WEIGHTINGS)}")
+        if self.gradient not in GRADIENTS:
+            raise ValueError(f"unknown gradient {self.gradient!r}; choose one of {list(GRADIENTS)}")
+        if self.grad_cap is not None and not (math.isfinite(self.grad_cap) and self.grad_cap > 0):
+            raise ValueError(f"grad_cap must be a finite number > 0 (or None for no cap), got {self.grad_cap}")
         return lo, hi
 
 
@@ -91,6 +111,7 @@ class LossTerms:
     outputs: tuple[PriorOutput, PriorOutput] | None = field(default=None, repr=False)  # (restored, gt), detached
     grad_norms: dict[str, float] | None = None  # ||d(weighted term)/d restored|| for fidelity, nat, sem
     grads: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # those gradients themselves
+    cap_scale: float | None = None  # what grad_cap multiplied the prior's gradient by (1.0: the cap did not bite)
     _restored: torch.Tensor | None = field(default=None, repr=False)
     _grad: torch.Tensor | None = field(default=None, repr=False)
 
@@ -115,6 +136,8 @@ class LossTerms:
         out = {name: float(getattr(self, name).detach()) for name in ("total", "fidelity", "nat", "sem")}
         for name, share in (self.grad_share or {}).items():
             out[f"share_{name}"] = share
+        if self.cap_scale is not None:
+            out["cap_scale"] = self.cap_scale
         return out
 
 
@@ -180,6 +203,34 @@ def prior_outputs(
     return pred, target
 
 
+def dosed_distances(
+    prior: DiffusionPrior, restored: torch.Tensor, gt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+    cfg: "DiffLossConfig", detach: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[PriorOutput, PriorOutput]]:
+    """(L_nat, L_sem, outputs) as the config doses them: batch means of per-sample distances, each sample weighted
+    by its t and, with ``per_sample_norm``, divided by its own (detached) root distance, so that every sample
+    pushes with the same strength whatever its t or how wrong the restorer is.
+
+    ``gradient="sds"``: the restored branch runs without a graph, and L_nat's gradient is the score-distillation
+    one, 2 (eps_hat(z_t) - eps_hat(x_t)) / n passed straight to z_t as if the UNet's Jacobian were the identity
+    (half the cost of a step through the UNet; the value logged is still L_nat). L_sem has no such form: in that
+    mode it is measured but sends no gradient.
+    """
+    sds = cfg.gradient == "sds" and not detach
+    pred, target = prior_outputs(prior, restored, gt, t, eps, detach=detach or sds)
+    nat, sem = output_distances(pred.eps, pred.h, target.eps, target.h, per_sample=True)
+    if sds and torch.is_grad_enabled() and restored.requires_grad:
+        z_t = prior.add_noise(restored, t, eps)  # cheap, and carries the graph back to the restored image
+        delta = (pred.eps - target.eps).detach().float()
+        pull = (2 * delta * z_t.float()).flatten(1).mean(dim=1)
+        nat = nat + pull - pull.detach()
+    w = schedule.t_weight(prior.alphas_cumprod, t, cfg.t_weight).to(nat.device)
+    if cfg.per_sample_norm:
+        nat = nat / nat.detach().clamp_min(1e-12).sqrt()
+        sem = sem / sem.detach().clamp_min(1e-12).sqrt()
+    return (w * nat).mean(), (w * sem).mean(), (pred, target)
+
+
 def prior_distances(
     prior: DiffusionPrior, restored: torch.Tensor, gt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
     detach: bool = False,
@@ -230,8 +281,8 @@ class DiffLoss:
             z, x, t_prior = sub_batch(restored, gt.detach(), t, cfg.prior_samples, generator)
             z, x = sub_crop(z, x, cfg.prior_crop, generator)
             eps = torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
-            pred, target = prior_outputs(self.prior, z, x, t_prior, eps, detach=cfg.detach_prior or cfg.gamma == 0)
-            nat, sem = output_distances(pred.eps, pred.h, target.eps, target.h)
+            nat, sem, (pred, target) = dosed_distances(self.prior, z, x, t_prior, eps, cfg,
+                                                       detach=cfg.detach_prior or cfg.gamma == 0)
             outputs = (PriorOutput(pred.eps.detach(), pred.h.detach()), target)
         else:
             nat, sem = zero, zero
@@ -240,25 +291,49 @@ class DiffLoss:
         total = weighted["fidelity"] + weighted["nat"] + weighted["sem"]
         terms = LossTerms(total=total, fidelity=fid, nat=nat, sem=sem, t=t, eps=eps, outputs=outputs)
         measure = cfg.report_grad_share if measure_grad_share is None else measure_grad_share
-        if measure and restored.requires_grad and torch.is_grad_enabled():
-            self._measure_gradients(terms, weighted, restored)
+        if restored.requires_grad and torch.is_grad_enabled():
+            if measure:
+                self._measure_gradients(terms, weighted, restored)
+            if cfg.grad_cap is not None and weighted["nat"].requires_grad:
+                self._cap_prior_gradient(terms, weighted, restored, cfg.grad_cap)
         return terms
+
+    @staticmethod
+    def _cap_prior_gradient(terms: LossTerms, weighted: dict[str, torch.Tensor], restored: torch.Tensor,
+                            cap: float) -> None:
+        """Scale the prior's gradient on the restored image down to at most ``cap`` times the fidelity gradient's
+        norm (batch-wide), so no dose, t or image can make the prior outvote the data (OSEDiff clips at 1).
+        ``backward`` then sends the capped sum; the logged losses stay unscaled."""
+        if terms.grads is not None:
+            g_fid = terms.grads["fidelity"]
+            g_prior = terms.grads["nat"] + terms.grads["sem"]
+        else:
+            g_fid = _grad_or_zero(weighted["fidelity"], restored)
+            g_prior = _grad_or_zero(weighted["nat"] + weighted["sem"], restored)
+        limit = cap * float(g_fid.float().norm())
+        norm = float(g_prior.float().norm())
+        scale = 1.0 if norm <= limit or norm == 0 else limit / norm
+        terms.cap_scale = scale
+        terms._restored = restored
+        terms._grad = g_fid + scale * g_prior
 
     @staticmethod
     def _measure_gradients(terms: LossTerms, weighted: dict[str, torch.Tensor], restored: torch.Tensor) -> None:
         """Gradient of each weighted term on the restored image; their sum is kept for ``LossTerms.backward``."""
-        def gradient(name: str) -> torch.Tensor:
-            term, grad = weighted[name], None
-            if term.requires_grad:
-                (grad,) = torch.autograd.grad(term, restored, retain_graph=True, allow_unused=True)
-            return torch.zeros_like(restored) if grad is None else grad.detach()
-
-        grads = {name: gradient(name) for name in TERMS}
+        grads = {name: _grad_or_zero(weighted[name], restored) for name in TERMS}
         total_grad = grads["fidelity"] + grads["nat"] + grads["sem"]
         terms.grads = grads
         terms.grad_norms = {name: float(g.float().norm()) for name, g in grads.items()}
         terms._restored = restored
         terms._grad = total_grad
+
+
+def _grad_or_zero(term: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+    """d term / d restored, zeros where the term does not depend on it; the graph is kept for later passes."""
+    if not term.requires_grad:
+        return torch.zeros_like(restored)
+    (grad,) = torch.autograd.grad(term, restored, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(restored) if grad is None else grad.detach()
 
 
 # ------------------------------------------------------------------------------------------ weighting arithmetic
