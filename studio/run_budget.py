@@ -3,7 +3,9 @@
 Why: every Train run and every uploaded zip writes a run folder, and a Space's disk is small and shared by all
 its visitors. Before a visitor's new run is written, their own oldest runs are removed until they hold fewer than
 ``visitor_runs`` runs weighing under ``visitor_bytes``, then anyone's oldest until runs/ holds fewer than
-``total_runs`` weighing under ``total_bytes``. A run in use (training, being unpacked) is never removed. The caps
+``total_runs`` weighing under ``total_bytes``. A run in use (training, being unpacked) is never removed, nor another
+visitor's run younger than an hour: when only those could make room, the newcomer is refused with the time to
+retry (a flood of uploads from fresh sessions cannot push out someone's work). The caps
 make room for one more run; a finished run is small (its checkpoints go, ``diffloss.pair.drop_training_state``).
 On one's own machine nothing is evicted: the researcher owns the disk.
 """
@@ -11,9 +13,11 @@ On one's own machine nothing is evicted: the researcher owns the disk.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -32,6 +36,7 @@ class RunBudget:
 
 
 BUDGET = RunBudget()
+PROTECTED_SECONDS = 3600.0  # another visitor's run younger than this is never removed to make room for a newcomer
 
 
 @dataclass(frozen=True)
@@ -67,31 +72,71 @@ def scan(runs: Path) -> list[RunRecord]:
     return records
 
 
-def to_evict(records: list[RunRecord], budget: RunBudget, owner: str | None, keep: set[Path]) -> list[Path]:
-    """The runs to remove, oldest first, so that ``owner`` may add one run within ``budget``; ``keep`` (runs in
-    use) are never chosen, even when the caps cannot be met without them."""
+@dataclass(frozen=True)
+class RoomPlan:
+    """What making room for one more run takes: the runs to remove (oldest first), or, when other visitors' young
+    runs fill the store, nothing removed and the seconds until the oldest of those turns ``PROTECTED_SECONDS`` old."""
+
+    evict: list[Path]
+    retry_in: float | None = None
+
+
+def plan_room(records: list[RunRecord], budget: RunBudget, owner: str | None, keep: set[Path],
+              now: float | None = None) -> RoomPlan:
+    """The runs to remove, oldest first, so that ``owner`` may add one run within ``budget``.
+
+    Never chosen: ``keep`` (runs in use; the caps may then be exceeded), and another visitor's run younger than
+    ``PROTECTED_SECONDS`` (their work is not removed for someone else's); when the caps cannot be met without those,
+    the plan removes nothing and says when to retry. Runs owned by nobody (made on the command line) and the
+    owner's own runs go by age alone."""
+    now = time.time() if now is None else now
     oldest_first = sorted(records, key=lambda r: r.mtime)
     evicted: list[Path] = []
+    protected: list[RunRecord] = []
 
-    def trim(pool: list[RunRecord], max_runs: int, max_bytes: int) -> None:
+    def trim(pool: list[RunRecord], max_runs: int, max_bytes: int, spare_others: bool) -> bool:
         alive = [r for r in pool if r.path not in evicted]
         count, size = len(alive), sum(r.size for r in alive)
         for record in alive:
             if count < max_runs and size < max_bytes:
-                return
+                return True
             if record.path in keep:
+                continue
+            if spare_others and record.owner not in (None, owner) and now - record.mtime < PROTECTED_SECONDS:
+                protected.append(record)
                 continue
             evicted.append(record.path)
             count, size = count - 1, size - record.size
+        return count < max_runs and size < max_bytes
 
     if owner is not None:
-        trim([r for r in oldest_first if r.owner == owner], budget.visitor_runs, budget.visitor_bytes)
-    trim(oldest_first, budget.total_runs, budget.total_bytes)
-    return evicted
+        trim([r for r in oldest_first if r.owner == owner], budget.visitor_runs, budget.visitor_bytes, False)
+    if not trim(oldest_first, budget.total_runs, budget.total_bytes, True) and protected:
+        oldest = min(r.mtime for r in protected)
+        return RoomPlan([], max(1.0, PROTECTED_SECONDS - (now - oldest)))
+    return RoomPlan(evicted)
+
+
+def to_evict(records: list[RunRecord], budget: RunBudget, owner: str | None, keep: set[Path],
+             now: float | None = None) -> list[Path]:
+    """The runs ``plan_room`` removes (none when the store is full of other visitors' young runs)."""
+    return plan_room(records, budget, owner, keep, now).evict
+
+
+class StoreFull(Exception):
+    """runs/ is full of other visitors' runs younger than an hour: nothing of theirs is removed for a newcomer."""
+
+    def __init__(self, retry_in: float) -> None:
+        self.retry_in = retry_in
+        minutes = max(1, math.ceil(retry_in / 60))
+        super().__init__(f"This studio's run store is full of other visitors' recent runs ({BUDGET.total_runs} runs "
+                         f"or {BUDGET.total_bytes // 2**30} GB in all), which are kept for an hour: try again in "
+                         f"{minutes} minute{'s' if minutes > 1 else ''}.")
 
 
 _IN_USE: set[Path] = set()
 _IN_USE_LOCK = threading.Lock()
+_MAKE_ROOM_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -108,12 +153,17 @@ def in_use(run_dir: Path) -> Iterator[None]:
 
 
 def make_room(runs: Path, owner: str | None, budget: RunBudget | None = None) -> list[str]:
-    """Remove the runs ``to_evict`` chooses (their names are returned, oldest first)."""
-    with _IN_USE_LOCK:
-        keep = set(_IN_USE)
-    chosen = to_evict(scan(Path(runs)), budget or BUDGET, owner, keep)
-    for path in chosen:
-        shutil.rmtree(path, ignore_errors=True)
+    """Remove the runs ``plan_room`` chooses (their names are returned, oldest first); StoreFull, removing
+    nothing, when other visitors' young runs fill the store."""
+    with _MAKE_ROOM_LOCK:  # two newcomers at once must not both count the same free place
+        with _IN_USE_LOCK:
+            keep = set(_IN_USE)
+        plan = plan_room(scan(Path(runs)), budget or BUDGET, owner, keep)
+        if plan.retry_in is not None:
+            raise StoreFull(plan.retry_in)
+        chosen = plan.evict
+        for path in chosen:
+            shutil.rmtree(path, ignore_errors=True)
     return [p.name for p in chosen]
 
 
@@ -123,9 +173,14 @@ def room_for_visitor(runs: Path, request: Any = None) -> str | None:
     or None. On one's own machine nothing is removed."""
     if not hosting.is_hosted():
         return None
+    import gradio as gr
+
     key = visitors.visitor_key(request)
     mine = {p.name for p in visitors.runs_of(runs, key)}
-    gone = [name for name in make_room(runs, key) if name in mine]
+    try:
+        gone = [name for name in make_room(runs, key) if name in mine]
+    except StoreFull as err:
+        raise gr.Error(str(err)) from err
     if not gone:
         return None
     return (f"your older run{'s' if len(gone) > 1 else ''} {', '.join(f'`{n}`' for n in gone)} removed to make "

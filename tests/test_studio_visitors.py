@@ -125,6 +125,35 @@ def test_eviction_takes_the_visitors_oldest_runs_then_anyones_and_never_one_in_u
     assert run_budget.to_evict([_record("only", "a", 1, 500)], budget, "a", {Path("only")}) == []
 
 
+def test_another_visitors_run_younger_than_an_hour_is_never_evicted_for_a_newcomer():
+    """Issue 25, High 1: 90 uploads from fresh sessions filled runs/ and the oldest-first eviction took a trained run."""
+    budget = run_budget.RunBudget(total_bytes=100, total_runs=3, visitor_bytes=100, visitor_runs=3)
+    now = 10_000.0
+    young = [_record("a-run", "a", 0, 1), _record("b-run", "b", 0, 1), _record("c-run", "c", 0, 1)]
+    young = [run_budget.RunRecord(r.path, r.owner, now - age, r.size) for r, age in zip(young, (3000, 600, 60))]
+    plan = run_budget.plan_room(young, budget, "newcomer", set(), now=now)
+    assert plan.evict == [] and plan.retry_in == pytest.approx(600)  # a-run turns one hour old in 10 minutes
+    # the newcomer's own runs, and runs owned by nobody, go by age alone; an hour-old visitor's run goes too
+    own = young[:2] + [run_budget.RunRecord(Path("mine"), "newcomer", now - 10, 1)]
+    assert run_budget.plan_room(own, budget, "newcomer", set(), now=now) == run_budget.RoomPlan([Path("mine")])
+    nobody = young[:2] + [run_budget.RunRecord(Path("cli"), None, now - 10, 1)]
+    assert run_budget.to_evict(nobody, budget, "newcomer", set(), now=now) == [Path("cli")]
+    old = [run_budget.RunRecord(Path("a-old"), "a", now - 3601, 1)] + young[1:]
+    assert run_budget.to_evict(old, budget, "newcomer", set(), now=now) == [Path("a-old")]
+
+
+def test_a_full_store_of_young_runs_refuses_the_newcomer_with_when_to_retry(tmp_path, hosted, monkeypatch):
+    runs = tmp_path / "runs"
+    for name, owner in (("alices", "a"), ("bobs", "b")):
+        (runs / name).mkdir(parents=True)
+        (runs / name / visitors.OWNER_FILE).write_text(owner)
+    os.utime(runs / "alices", (time.time() - 3000, time.time() - 3000))
+    monkeypatch.setattr(run_budget, "BUDGET", run_budget.RunBudget(total_runs=2))
+    with pytest.raises(gr.Error, match="run store is full of other visitors' recent runs .* try again in 10 minutes"):
+        run_budget.room_for_visitor(runs, SimpleNamespace(session_hash="carol-session"))
+    assert sorted(p.name for p in runs.iterdir()) == ["alices", "bobs"]
+
+
 def test_make_room_removes_the_oldest_runs_from_disk_and_keeps_the_one_in_use(tmp_path):
     runs = tmp_path / "runs"
     for i, name in enumerate(["r0", "r1", "r2"]):
@@ -287,3 +316,37 @@ def test_over_http_a_second_visitors_run_waits_in_the_queue_and_sees_its_place(t
         assert second.outputs(), "the queued run never started"
         assert bob.predict(api_name="/stop").startswith("Stopping")
         assert second.result(timeout=120)[0].startswith("**Stopped**")
+
+
+def test_over_http_crafted_zips_from_fresh_sessions_leave_nothing_and_never_push_out_a_visitors_run(tmp_path,
+                                                                                                   monkeypatch):
+    """Issue 25, High 1, as the audit ran it: a visitor's uploaded pair, then crafted zips (``"task": ["noise"]``)
+    from fresh sessions (each a new gradio_client), then good zips until runs/ is full: the crafted ones leave no
+    folder, and the newcomer who finds the store full of young runs is refused with when to retry."""
+    import json
+
+    from gradio_client import Client, handle_file
+
+    from tests.studio_helpers import launched_studio, zip_pair
+
+    monkeypatch.setattr(run_budget, "BUDGET", run_budget.RunBudget(total_runs=3))
+    with launched_studio(tmp_path / "w", hosted=True) as (url, world):
+        good = zip_pair(world, tmp_path / "pair.zip")
+        crafted = tmp_path / "crafted.zip"
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(crafted, "w") as dst:
+            for name in src.namelist():
+                data = src.read(name)
+                if name.endswith("config.json"):
+                    data = json.dumps({**json.loads(data), "task": ["noise"]}).encode()
+                dst.writestr(name, data)
+        Client(url, verbose=False).predict(handle_file(str(good)), api_name="/add_restorers")
+        (alices,) = world.registry.runs.iterdir()
+        for _ in range(4):
+            with pytest.raises(Exception, match="its task is \\['noise'\\]; one of"):
+                Client(url, verbose=False).predict(handle_file(str(crafted)), api_name="/add_restorers")
+        assert list(world.registry.runs.iterdir()) == [alices]
+        for _ in range(2):
+            Client(url, verbose=False).predict(handle_file(str(good)), api_name="/add_restorers")
+        with pytest.raises(Exception, match="run store is full .* try again in 60 minutes"):
+            Client(url, verbose=False).predict(handle_file(str(good)), api_name="/add_restorers")
+        assert alices.is_dir() and len(list(world.registry.runs.iterdir())) == 3
