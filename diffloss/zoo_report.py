@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from diffloss import checkpoint
+from diffloss.blind import AGREEMENT_METRICS, TALLY_FORMAT
+from diffloss.blind_stats import sign_test
 from diffloss.evaluate import EvalSource, iter_samples
 from diffloss.family import (CONTROL_ARM, DOSE_ORDER, FAMILY_ARMS, SOTS_VAL_SCENES, ZooPaths, family_arm,
                              shipped_restorers)
@@ -33,7 +35,9 @@ from diffloss.nets import load_restorer, restore
 from diffloss.paths import REPO, TASK_ORDER, shown_path
 from diffloss.viz import most_different_window
 
-COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("ms_ssim", "MS-SSIM ↑", 4), ("niqe", "NIQE ↓", 3), ("lpips", "LPIPS ↓", 4), ("hf_ratio", "HF ratio", 2), ("psnr_vs_l2", "PSNR vs L2", 1))
+COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("ms_ssim", "MS-SSIM ↑", 4), ("haarpsi", "HaarPSI ↑", 4),
+           ("mdsi", "MDSI ↓", 4), ("niqe", "NIQE ↓", 3), ("lpips", "LPIPS ↓", 4), ("hf_ratio", "HF ratio", 2),
+           ("psnr_vs_l2", "PSNR vs L2", 1))
 VISIBLE_DB = 33.0  # median PSNR between two arms' outputs at or below this: a person can see the difference
 SIGNIFICANT_P = 0.05
 BASE_ROW = "base"  # the L2 base the family starts from, measured beside the arms when its run folder is here
@@ -79,12 +83,7 @@ def sources_for(task: str, paths: ZooPaths) -> list[ReportSource]:
 
 
 # ------------------------------------------------------------------------------------------- statistics
-def sign_test(wins: int, losses: int) -> float:
-    """Two-sided sign test p-value for ``wins`` against ``losses`` (ties dropped): is the split unlike 50/50?"""
-    from scipy.stats import binomtest
-
-    n = wins + losses
-    return 1.0 if n == 0 else float(binomtest(wins, n, 0.5).pvalue)
+# sign_test (exact, two-sided, ties dropped) lives in diffloss.blind_stats: the blind tally uses the same one.
 
 
 def compare_arms(a: list[dict], b: list[dict], metric: str) -> dict | None:
@@ -575,6 +574,84 @@ def summary_lines(data: dict) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------------------------------------ blind judgements
+BLIND_DIR = "blind"  # report/blind/<task>/<arm>.json: `python -m diffloss.blind tally ... --save` records
+METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "haarpsi": "HaarPSI", "mdsi": "MDSI", "niqe": "NIQE (whole image)"}
+
+
+def load_blind_tallies(blind_root: Path) -> dict[str, dict[str, dict]]:
+    """task -> arm -> tally record, from ``blind_root/<task>/<arm>.json`` (none: an empty dict). A file that is
+    not a tally is a ReportError: a judgement silently left out would change what the report says."""
+    out: dict[str, dict[str, dict]] = {}
+    for path in sorted(Path(blind_root).glob("*/*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ReportError(f"{path} is not valid JSON ({err.msg}); rewrite it with diffloss.blind tally --save")
+        if not isinstance(record, dict) or record.get("format") != TALLY_FORMAT:
+            raise ReportError(f"{path} is not a blind tally ({TALLY_FORMAT}); write it with diffloss.blind tally --save")
+        out.setdefault(path.parent.name, {})[path.stem] = record
+    return out
+
+
+def _versus_l2(arm: str, record: dict) -> tuple[str, str, int, int]:
+    """(arm, opponent, arm preferred, opponent preferred), the opponent being ``l2`` when it was judged."""
+    a, b = record["restorers"]
+    first, second = (b, a) if a == "l2" else (a, b)
+    return first, second, record["preferred"][first], record["preferred"][second]
+
+
+def blind_section(tallies: dict[str, dict[str, dict]], tasks: tuple[str, ...] = TASK_ORDER) -> list[str]:
+    """The report's blind-judgement section: per task, each judged arm against ``l2`` (tally, sign test, judge,
+    the panels' date and seed; "not judged" for a task without one), then how often each metric picks the side
+    the judge picked on the same crops. Why: a metric is only worth quoting where it agrees with people."""
+    lines = ["## Blind judgements", "",
+             "Panels of two outputs side by side (names hidden, sides drawn from a recorded seed) beside the ground "
+             "truth, judged with `python -m diffloss.blind`; half the crops where the two outputs differ most, half "
+             "at random. p = exact two-sided sign test, ties dropped.", "",
+             "| task | arm vs opponent | arm preferred | opponent preferred | ties | p | judge | panels made | seed |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    order = {arm: k for k, arm in enumerate(FAMILY_ARMS)}
+    for task in tasks:
+        records = tallies.get(task) or {}
+        if not records:
+            lines.append(f"| {task} | not judged | – | – | – | – | – | – | – |")
+            continue
+        for stem in sorted(records, key=lambda s: (order.get(s, len(order)), s)):
+            record = records[stem]
+            arm, other, won, lost = _versus_l2(stem, record)
+            judge = f"{record.get('judge_kind', '?')} x{record.get('judges', '?')}"
+            lines.append(f"| {task} | `{arm}` vs `{other}` | {won} | {lost} | {record['ties']} | {record['p']:.2g} | "
+                         f"{judge} | {str(record.get('panels_created', '–'))[:10]} | {record.get('seed', '–')} |")
+    judged = [(task, r) for task in tasks for r in (tallies.get(task) or {}).values()]
+    if judged:
+        lines += ["", *agreement_lines(judged)]
+    return lines + [""]
+
+
+def agreement_lines(judged: list[tuple[str, dict]]) -> list[str]:
+    """How often each metric, computed on a panel's crops, picks the side the judge picked (decisive panels the
+    metric does not tie on), per task and over all."""
+    tasks = list(dict.fromkeys(task for task, _ in judged))
+    totals = {m: {t: [0, 0] for t in tasks + ["all"]} for m in AGREEMENT_METRICS}
+    for task, record in judged:
+        for metric in AGREEMENT_METRICS:
+            cell = (record.get("agreement") or {}).get(metric) or {}
+            for where in (task, "all"):
+                totals[metric][where][0] += int(cell.get("agree", 0))
+                totals[metric][where][1] += int(cell.get("panels", 0))
+
+    def share(agree: int, n: int) -> str:
+        return f"{agree}/{n} ({100 * agree / n:.0f} %)" if n else "–"
+
+    lines = ["How often a metric picks the judge's side (panels where the judge and the metric both chose):", "",
+             "| metric | " + " | ".join(tasks) + " | all |", "| --- |" + " --- |" * (len(tasks) + 1)]
+    for metric in AGREEMENT_METRICS:
+        label = f"{METRIC_NAMES.get(metric, metric)} {'↑' if HIGHER_IS_BETTER[metric] else '↓'}"
+        lines.append(f"| {label} | " + " | ".join(share(*totals[metric][w]) for w in tasks + ["all"]) + " |")
+    return lines
+
+
 def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[str], None] = print,
                  tasks: tuple[str, ...] | None = None) -> Path:
     """Measure every shipped arm of every task on every available source; write REPORT.md, report.json, figures.
@@ -586,6 +663,7 @@ def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[st
     fig_dir = out_dir / FIGURES
     shipped = shipped_restorers(paths.pretrained)
     previous = checkpoint.read_json(out_dir / REPORT_JSON) if (out_dir / REPORT_JSON).is_file() else {}
+    tallies = load_blind_tallies(fig_dir / BLIND_DIR)  # read first: a bad file stops the report before it measures
     lost: dict[str, list[str]] = {}
     for task in TASK_ORDER:
         if (tasks and task not in tasks) or "l2" not in shipped.get(task, {}):
@@ -631,8 +709,9 @@ def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[st
         data["tasks"][task] = {**task_data, "markdown": section}
     glance = [f"## At a glance (clean/val; **bold**: visibly different from the L2 arm, <= {VISIBLE_DB:.0f} dB and "
               "further from it than training noise)", "", *summary_lines(data), ""]
+    data["blind"] = tallies
     md = out_dir / "REPORT.md"
-    checkpoint.atomic_write_text(md, "\n".join(head + glance + lines) + "\n")
+    checkpoint.atomic_write_text(md, "\n".join(head + glance + lines + blind_section(tallies)) + "\n")
     checkpoint.atomic_write_json(out_dir / REPORT_JSON, json.loads(json.dumps(data, default=_json_default)))
     return md
 
