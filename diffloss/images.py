@@ -8,8 +8,11 @@ phone JPEGs), so the conversion rules live here once: alpha is composited over w
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -29,6 +32,13 @@ _EXIF_ORIENTATION = 0x0112
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo decodes to ~150 MB of RGB; a larger one is refused from its header
 
 
+BIG_IMAGE_PIXELS = 4_000_000  # a decode above this holds one of BIG_DECODE_SLOTS (a 4 MP RGB photo is 12 MB decoded)
+BIG_DECODE_SLOTS = 1  # a 49 MP PNG decodes to 147 MB of 8-bit RGB; one at a time keeps a burst of uploads bounded
+_BIG_DECODES = threading.BoundedSemaphore(BIG_DECODE_SLOTS)
+_REDUCIBLE_MODES = ("L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "I", "F")  # PIL's reduce() box-filters
+_REDUCE_AS = {"1": "L", "P": "RGBA", "PA": "RGBA"}  # modes whose values cannot be averaged as they are
+
+
 class ImageLoadError(ValueError):
     """A file or upload is not a decodable image; the message names the file and the problem."""
 
@@ -42,6 +52,12 @@ def check_pixels(width: int, height: int, name: str, limit: int = MAX_PIXELS) ->
     if width * height > limit:
         raise ImageLoadError(f"{name}: {width}x{height} px is {width * height / 1e6:.0f} megapixels, more than the "
                              f"{limit / 1e6:.0f} megapixels this app decodes: downscale it first")
+
+
+def _bomb_error(name: str) -> ImageLoadError:
+    """What PIL's DecompressionBombError (raised by ``Image.open`` itself, above ~179 MP) means, in this app's words."""
+    return ImageLoadError(f"{name}: more than {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels, far more than "
+                          f"the {MAX_PIXELS / 1e6:.0f} megapixels this app decodes: downscale it first")
 
 
 def _describe(source: ImageSource) -> str:
@@ -109,6 +125,33 @@ def _limit_side(t: torch.Tensor, max_side: int | None) -> torch.Tensor:
     return small[0].clamp(0.0, 1.0)
 
 
+@contextlib.contextmanager
+def decode_slot(pixels: int) -> Iterator[None]:
+    """Held while an image of ``pixels`` is decoded: a big one waits for one of ``BIG_DECODE_SLOTS``, shared by every
+    caller in the process (every studio endpoint), so a burst of large uploads is decoded one after another instead
+    of all at once; a small one passes straight through."""
+    if pixels <= BIG_IMAGE_PIXELS:
+        yield
+        return
+    with _BIG_DECODES:
+        yield
+
+
+def reduced(img: Image.Image, max_side: int) -> Image.Image:
+    """``img`` box-filtered by the largest whole factor that keeps its longer side at least ``max_side`` (itself
+    when none does), in 8 or 16 bits: the float conversion and the exact antialiased resize then see a few
+    megapixels, never the upload's full size (a 49 MP image in float32 is 590 MB)."""
+    factor = max(img.size) // max_side if max_side >= 1 else 1
+    if factor < 2:
+        return img
+    mode = img.mode
+    if mode.startswith("I;16"):
+        img = img.convert("I")  # 16-bit values kept, in a mode reduce() averages
+    elif mode in _REDUCE_AS or (mode not in _REDUCIBLE_MODES) or "transparency" in img.info:
+        img = img.convert(_REDUCE_AS.get(mode, "RGBA" if "transparency" in img.info else "RGB"))
+    return img.reduce(factor)
+
+
 def load_image(source: ImageSource, max_side: int | None = None) -> torch.Tensor:
     """(3,H,W) float32 in [0,1] from a path, raw bytes or PIL image, upright as a viewer shows it.
 
@@ -126,15 +169,17 @@ def load_image(source: ImageSource, max_side: int | None = None) -> torch.Tensor
     try:
         with Image.open(fp) as img:
             check_pixels(*img.size, name)  # from the header, before any pixel is decoded
-            if max_side is not None and img.format == "JPEG":
-                img.draft(None, (max_side, max_side))  # decode at 1/2..1/8 scale: never below max_side
-            img.load()  # decode now, so truncation surfaces here with the file's name
-            upright = ImageOps.exif_transpose(img)
-            tensor = _from_pil_named(upright, name)
+            with decode_slot(img.size[0] * img.size[1]):
+                if max_side is not None and img.format == "JPEG":
+                    img.draft(None, (max_side, max_side))  # decode at 1/2..1/8 scale: never below max_side
+                img.load()  # decode now, so truncation surfaces here with the file's name
+                small = reduced(img, max_side) if max_side is not None else img
+                upright = ImageOps.exif_transpose(small)  # on the reduced image: a cheap copy
+                tensor = _from_pil_named(upright, name)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"{name}: image is too large to decode safely ({exc})") from exc
+        raise _bomb_error(name) from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageLoadError(f"{name}: not a readable image ({exc})") from exc
     return _limit_side(tensor, max_side)
@@ -147,20 +192,30 @@ def centre_crop(x: torch.Tensor, side: int) -> torch.Tensor:
     return x[..., top:top + side, left:left + side]
 
 
+def header_orientation(img: Image.Image) -> int:
+    """The EXIF orientation of an opened, undecoded image, read without decoding its pixels.
+
+    A PNG's getexif() decodes the whole file to look for an eXIf chunk after the pixels; only one found in the
+    header is trusted, which keeps checking a folder of PNGs (or one 49 MP upload) a header-only job.
+    """
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
+    return img.getexif().get(_EXIF_ORIENTATION, 1) or 1
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) as displayed (after EXIF rotation), read from the header only: cheap for whole folders."""
     try:
         with Image.open(path) as img:
             w, h = img.size
             check_pixels(w, h, str(path))
-            # A PNG's getexif() decodes the whole file to look for an eXIf chunk after the pixels; only
-            # trust one found in the header, which keeps checking a folder of PNGs a header-only job.
-            header_only = img.format == "PNG" and "exif" not in img.info
-            orientation = 1 if header_only else img.getexif().get(_EXIF_ORIENTATION, 1)
+            orientation = header_orientation(img)
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: {path}") from None
     except ImageLoadError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise _bomb_error(str(path)) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageLoadError(f"{path}: not a readable image ({exc})") from exc
     return (h, w) if orientation in _SWAPPED_ORIENTATIONS else (w, h)

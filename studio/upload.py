@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from diffloss import degrade
-from diffloss.images import ImageLoadError, image_size, load_image
+from diffloss.images import ImageLoadError, header_orientation, image_size, load_image
 from studio.models import is_degraded_example
 
 MAX_SIDE = 1024 if not torch.cuda.is_available() else 2048  # longer side of an upload, after downscaling
@@ -57,7 +57,7 @@ def describe_upload(path: str | Path) -> list[str]:
                 mode_note = "transparency composited over white"
             if mode_note:
                 notes.append(mode_note)
-            orientation = img.getexif().get(0x0112, 1)
+            orientation = header_orientation(img)  # never decodes the pixels (a PNG's getexif() would)
             if orientation not in (None, 1):
                 notes.append(f"EXIF orientation {orientation}: rotated upright as a viewer shows it")
     except Exception:  # noqa: BLE001  (load_image reports unreadable files with their name)

@@ -149,3 +149,99 @@ def test_list_images_sorted_filtered_and_missing_folder(tmp_path):
     assert [p.name for p in list_images(tmp_path)] == ["a.jpg", "b.PNG", "c.tiff"]
     with pytest.raises(FileNotFoundError, match="missing_dir"):
         list_images(tmp_path / "missing_dir")
+
+
+# ------------------------------------------------------------------- decoding at the studio's size (issue 25)
+def _smooth(width: int, height: int) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256], -1).astype(np.uint8)
+
+
+def _floats_seen(monkeypatch) -> list[tuple[int, int]]:
+    """The (width, height) of every PIL image converted to float (where memory grows 4x per channel)."""
+    from diffloss import images
+
+    seen, real = [], images._from_pil_named
+    monkeypatch.setattr(images, "_from_pil_named", lambda img, name: (seen.append(img.size), real(img, name))[1])
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "I;16", "1", "CMYK", "F"])
+def test_a_large_upload_is_reduced_before_it_becomes_float_and_matches_a_full_resize(tmp_path, monkeypatch, mode):
+    """Issue 25, High 2: a 7000x7000 PNG became a 590 MB float image before it was downscaled. Now the float
+    conversion sees at most twice ``max_side`` on the longer side, whatever the colour mode, and the result is
+    what the full-size float resize gives, within a few 8-bit levels."""
+    from diffloss.images import _from_pil_named, _limit_side
+
+    base = Image.fromarray(_smooth(1500, 700))
+    img = {"RGBA": lambda: base.convert("RGBA"), "LA": lambda: base.convert("LA"),
+           "P": lambda: base.convert("P", palette=Image.Palette.ADAPTIVE), "I;16": lambda: base.convert("I;16"),
+           "1": lambda: base.convert("1"), "CMYK": lambda: base.convert("CMYK"), "L": lambda: base.convert("L"),
+           "F": lambda: base.convert("F"), "RGB": lambda: base}[mode]()
+    path = tmp_path / ("x.tiff" if mode in ("CMYK", "F") else "x.png")
+    img.save(path)
+    expected = _limit_side(_from_pil_named(Image.open(path), "x"), 100)
+    seen = _floats_seen(monkeypatch)
+    got = load_image(path, max_side=100)
+    assert got.shape == expected.shape == (3, 47, 100)
+    assert seen and max(max(size) for size in seen) < 200  # 15x fewer pixels each way before float
+    tolerance = 0.25 if mode == "1" else 0.02  # a dithered 1-bit image is noise at full size
+    assert (got - expected).abs().mean() < tolerance
+
+
+def test_big_decodes_wait_for_one_shared_slot_and_small_ones_never_do(tmp_path, monkeypatch):
+    """The memory budget of image work across endpoints: however many requests decode a big upload at once, one
+    big decode runs at a time; small images (examples, thumbnails) pass even while it does."""
+    import threading
+    import time
+
+    from diffloss import images
+
+    monkeypatch.setattr(images, "BIG_IMAGE_PIXELS", 10_000)
+    big = tmp_path / "big.png"
+    Image.fromarray(_smooth(300, 200)).save(big)
+    small = tmp_path / "small.png"
+    Image.fromarray(_smooth(50, 50)).save(small)
+    active, peak, lock, real = [0], [0], threading.Lock(), images.reduced
+
+    def slow_reduce(img, max_side):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return real(img, max_side)
+
+    monkeypatch.setattr(images, "reduced", slow_reduce)
+    threads = [threading.Thread(target=load_image, args=(big, 64)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == images.BIG_DECODE_SLOTS == 1
+    with images.decode_slot(10**9):  # the slot is held: a small image still loads at once
+        assert load_image(small, max_side=64).shape == (3, 50, 50)
+
+
+def _png_header_only(path, width: int, height: int):
+    """A PNG whose header declares width x height pixels (no pixel data: Image.open reads only the header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+def test_an_image_over_pils_bomb_limit_gets_this_apps_message_not_pils_exception(tmp_path):
+    """Issue 25, Low 7: above ~179 MP PIL raises DecompressionBombError in Image.open, before the pixel gate."""
+    path = _png_header_only(tmp_path / "bomb.png", 20_000, 20_000)
+    for call in (lambda: image_size(path), lambda: load_image(path, max_side=64)):
+        with pytest.raises(ImageLoadError, match="bomb.png: more than 179 megapixels, far more than the 50 "
+                                                 "megapixels this app decodes: downscale it first") as caught:
+            call()
+        assert "DecompressionBomb" not in str(caught.value) and "DOS" not in str(caught.value)
