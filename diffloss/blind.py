@@ -15,6 +15,10 @@ Judgements CSV (what a judge fills in and what the studio's blind mode appends):
 judgement: ``panel,choice[,judge]``; ``panel`` is a panel's file name (with or without ``.png``), ``choice`` is
 ``left``, ``right`` or ``tie``; ``judge`` (optional) names who judged, so several judges can share one file. A row
 with an empty choice is a panel not judged yet.
+
+The studio's blind mode uses the same pieces without files of panels: :func:`new_key`, then per photo
+:func:`draw_sides` and :func:`add_panel`, :func:`append_judgement` for each vote, :func:`tally` and
+:func:`tally_lines` for the running count; saved as ``DIR/key.json`` beside the votes, ``tally`` reads it too.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ CHOICES = ("left", "right", "tie")
 CSV_HEADER = ("panel", "choice", "judge")
 MOST_DIFFERENT, RANDOM = "most-different", "random"
 AGREEMENT_METRICS = ("psnr", "ssim", "haarpsi", "mdsi", "niqe")  # what the tally checks against the judge
+METRIC_LABELS = {"psnr": "PSNR", "ssim": "SSIM", "haarpsi": "HaarPSI", "mdsi": "MDSI", "niqe": "NIQE (whole image)"}
 DEFAULT_CROP, DEFAULT_ZOOM = 96, 3
 GAP = 8  # white pixels between a panel's tiles
 LABEL_HEIGHT = 18
@@ -97,6 +102,12 @@ def most_different_windows(diff: np.ndarray, side: int, count: int) -> list[tupl
 def random_window(height: int, width: int, side: int, rng: np.random.Generator) -> tuple[int, int]:
     """(top, left) of a ``side`` square drawn uniformly inside a ``height`` x ``width`` image."""
     return int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+
+
+def draw_sides(names: Sequence[str], rng: np.random.Generator) -> tuple[str, str]:
+    """The two restorers as (left, right) in a random order: one fair draw per panel."""
+    a, b = names
+    return (a, b) if rng.random() < 0.5 else (b, a)
 
 
 def winner_for(choice: str, left: str, right: str) -> str | None:
@@ -143,6 +154,38 @@ def _finite(value: float | None) -> float | str | None:
 def crop_metrics(out: torch.Tensor, truth: torch.Tensor) -> dict[str, float | None]:
     """The full-reference metrics of one crop against the truth's crop (the numbers the agreement table tests)."""
     return {"psnr": psnr(out, truth), "ssim": ssim(out, truth), **perceptual_metrics(out, truth)}
+
+
+def new_key(names: Sequence[str], seed: int, task: str | None, folders: dict[str, Path] | None = None,
+            **about) -> dict:
+    """A key without panels for two restorers: ``make`` fills it, and the studio's blind mode can fill it vote by
+    vote with :func:`add_panel`, so ``tally`` reads both alike. ``about``: what else to record (source, crop)."""
+    if len(names) != 2 or names[0] == names[1]:
+        raise BlindError(f"a blind comparison needs two restorers with different names, got {list(names)}")
+    return {"format": KEY_FORMAT, "run_id": secrets.token_hex(4), "seed": seed,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "task": task,
+            "restorers": [{"name": n, **({"folder": shown_path(folders[n])} if folders else {})} for n in names],
+            **about, "panels": []}
+
+
+def panel_entry(key: dict, k: int, crops: dict[str, torch.Tensor], truth: torch.Tensor, left: str, right: str,
+                niqe: dict[str, float | None] | None = None, **where) -> dict:
+    """Panel ``k`` of a key: its file name, which restorer is on which side, where its crop is (``where``: image,
+    y, x, side, kind), each restorer's metrics on the crop and which restorer each metric prefers. ``niqe``: each
+    restorer's NIQE on the whole image (a crop under 192 px has none)."""
+    names = [r["name"] for r in key["restorers"]]
+    values = {n: {**crop_metrics(crops[n], truth), "niqe": (niqe or {}).get(n)} for n in names}
+    picks = {m: metric_pick({n: values[n][m] for n in names}, m) for m in AGREEMENT_METRICS}
+    return {"panel": f"{key['run_id']}-{k:03d}.png", **where, "left": left, "right": right,
+            "metrics": {n: {m: _finite(v) for m, v in vs.items()} for n, vs in values.items()}, "metric_pick": picks}
+
+
+def add_panel(key: dict, crops: dict[str, torch.Tensor], truth: torch.Tensor, left: str, right: str,
+              niqe: dict[str, float | None] | None = None, **where) -> dict:
+    """Append the next panel to ``key`` (see :func:`panel_entry`) and return it: one vote's worth of key."""
+    entry = panel_entry(key, len(key["panels"]), crops, truth, left, right, niqe, **where)
+    key["panels"].append(entry)
+    return entry
 
 
 @dataclass
@@ -197,7 +240,6 @@ def make_panels(config: MakeConfig, out_dir: str | Path, log=print) -> dict:
         raise BlindError(f"{out} already holds a blind run (key.json or panels/): choose a new --out")
     seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
     rng = np.random.default_rng(seed)
-    run_id = secrets.token_hex(4)
     try:
         models = {name: load_restorer(folder) for name, folder in config.restorers.items()}
     except Exception as err:  # CheckpointError, missing folder: one line
@@ -214,6 +256,9 @@ def make_panels(config: MakeConfig, out_dir: str | Path, log=print) -> dict:
     for k in range(config.panels):
         by_image.setdefault(k % len(samples), []).append(k)
     names = list(config.restorers)
+    key = new_key(names, seed, task, config.restorers,
+                  source={**config.source.describe(), "root": shown_path(config.source.root)},
+                  crop=config.crop, zoom=config.zoom, niqe_on="whole image")
     entries: dict[int, dict] = {}
     (out / PANELS_DIR).mkdir(parents=True)
     for i, ks in sorted(by_image.items()):
@@ -223,7 +268,7 @@ def make_panels(config: MakeConfig, out_dir: str | Path, log=print) -> dict:
         truth = sample.gt
         h, w = truth.shape[-2:]
         side = min(config.crop, h, w)
-        niqe = {n: _finite(no_reference_metrics(o)["niqe"]) for n, o in outs.items()}  # whole image: NIQE needs 192 px
+        niqe = {n: no_reference_metrics(o)["niqe"] for n, o in outs.items()}  # whole image: NIQE needs 192 px
         diff = (outs[names[0]] - outs[names[1]]).abs().mean(0).numpy()
         differing = [k for k in ks if kinds[k] == MOST_DIFFERENT]
         spots = most_different_windows(diff, side, len(differing))
@@ -231,35 +276,20 @@ def make_panels(config: MakeConfig, out_dir: str | Path, log=print) -> dict:
         where = dict(zip(differing, spots))
         for k in ks:
             top, left = where[k] if k in where else random_window(h, w, side, rng)
-            order = names if rng.random() < 0.5 else names[::-1]
+            order = draw_sides(names, rng)
             crops = {n: _crop(o, top, left, side) for n, o in outs.items()}
             truth_crop = _crop(truth, top, left, side)
-            panel = f"{run_id}-{k:03d}.png"
+            entries[k] = panel_entry(key, k, crops, truth_crop, *order, niqe, image=sample.name, seed=sample.seed,
+                                     y=top, x=left, side=side, kind=kinds[k])
             Image.fromarray(panel_image(crops[order[0]], crops[order[1]], truth_crop, config.zoom)).save(
-                out / PANELS_DIR / panel)
-            values = {n: {**crop_metrics(c, truth_crop), "niqe": niqe[n]} for n, c in crops.items()}
-            picks = {m: metric_pick({n: _number(values[n][m]) for n in names}, m) for m in AGREEMENT_METRICS}
-            entries[k] = {"panel": panel, "image": sample.name, "seed": sample.seed, "y": top, "x": left,
-                          "side": side, "kind": kinds[k], "left": order[0], "right": order[1],
-                          "metrics": {n: {m: _finite(v) for m, v in vs.items()} for n, vs in values.items()},
-                          "metric_pick": picks}
-    panels = [entries[k] for k in range(config.panels)]
+                out / PANELS_DIR / entries[k]["panel"])
+    panels = key["panels"] = [entries[k] for k in range(config.panels)]
     with (out / PANELS_DIR / FORM_FILE).open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(CSV_HEADER)
         writer.writerows([p["panel"], "", ""] for p in panels)
-    key = {"format": KEY_FORMAT, "run_id": run_id, "seed": seed,
-           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "task": task, "source": {**config.source.describe(), "root": shown_path(config.source.root)},
-           "restorers": [{"name": n, "folder": shown_path(config.restorers[n])} for n in names],
-           "crop": config.crop, "zoom": config.zoom, "niqe_on": "whole image",
-           "panels": panels}
     atomic_write_json(out / KEY_FILE, key)
     return key
-
-
-def _number(value) -> float | None:
-    return math.inf if value == "inf" else value
 
 
 # ----------------------------------------------------------------------------------------------- judgements
@@ -436,7 +466,7 @@ def tally_lines(record: dict) -> list[str]:
              f"{sign_test_power(need['decisive'], need['preference']):.2f})"
              + (f", about {need['with_ties']} judgements at this tie rate"
                 if need.get("with_ties") not in (None, need["decisive"]) else "")]
-    agree = [f"{m.upper()} {v['agree']}/{v['panels']}" for m, v in record["agreement"].items() if v["panels"]]
+    agree = [f"{METRIC_LABELS.get(m, m)} {v['agree']}/{v['panels']}" for m, v in record["agreement"].items() if v["panels"]]
     if agree:
         lines.append("metrics picking the judge's side (decisive panels): " + ", ".join(agree))
     return lines

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from diffloss import checkpoint
-from diffloss.blind import AGREEMENT_METRICS, TALLY_FORMAT
+from diffloss.blind import AGREEMENT_METRICS, METRIC_LABELS, TALLY_FORMAT
 from diffloss.blind_stats import sign_test
 from diffloss.evaluate import EvalSource, iter_samples
 from diffloss.family import (CONTROL_ARM, DOSE_ORDER, FAMILY_ARMS, SOTS_VAL_SCENES, ZooPaths, family_arm,
@@ -576,7 +576,6 @@ def summary_lines(data: dict) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ blind judgements
 BLIND_DIR = "blind"  # report/blind/<task>/<arm>.json: `python -m diffloss.blind tally ... --save` records
-METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "haarpsi": "HaarPSI", "mdsi": "MDSI", "niqe": "NIQE (whole image)"}
 
 
 def load_blind_tallies(blind_root: Path) -> dict[str, dict[str, dict]]:
@@ -647,7 +646,7 @@ def agreement_lines(judged: list[tuple[str, dict]]) -> list[str]:
     lines = ["How often a metric picks the judge's side (panels where the judge and the metric both chose):", "",
              "| metric | " + " | ".join(tasks) + " | all |", "| --- |" + " --- |" * (len(tasks) + 1)]
     for metric in AGREEMENT_METRICS:
-        label = f"{METRIC_NAMES.get(metric, metric)} {'↑' if HIGHER_IS_BETTER[metric] else '↓'}"
+        label = f"{METRIC_LABELS.get(metric, metric)} {'↑' if HIGHER_IS_BETTER[metric] else '↓'}"
         lines.append(f"| {label} | " + " | ".join(share(*totals[metric][w]) for w in tasks + ["all"]) + " |")
     return lines
 

@@ -260,6 +260,32 @@ def test_make_refuses_bad_requests_in_one_line(world, tmp_path, capsys):
     assert CHOICES == ("left", "right", "tie")
 
 
+def test_the_studio_path_a_key_filled_vote_by_vote_tallies_like_make(tmp_path, capsys):
+    """The Compare tab's blind mode: new_key, draw_sides and add_panel per photo, votes appended as CSV."""
+    key = blind.new_key(["l2", "semantic"], seed=3, task="noise")
+    rng = np.random.default_rng(3)
+    truth = _photo(0, 32, 32)
+    g = torch.Generator().manual_seed(0)
+    outs = {"l2": (truth + 0.02 * torch.randn(truth.shape, generator=g)).clamp(0, 1),
+            "semantic": (truth + 0.2 * torch.randn(truth.shape, generator=g)).clamp(0, 1)}
+    votes = tmp_path / "run" / "votes.csv"
+    drawn = []
+    for _ in range(6):
+        left, right = blind.draw_sides(["l2", "semantic"], rng)
+        drawn.append(left)
+        entry = blind.add_panel(key, outs, truth, left, right, image="upload.png", kind="whole image")
+        append_judgement(votes, entry["panel"], "left" if left == "l2" else "right", "visitor-1")
+        assert entry["metric_pick"]["psnr"] == entry["metric_pick"]["haarpsi"] == "l2"  # 0.02 noise beats 0.2
+    assert {"l2", "semantic"} == set(drawn)  # both sides drawn
+    assert [p["panel"] for p in key["panels"]] == [f"{key['run_id']}-{k:03d}.png" for k in range(6)]
+    (tmp_path / "run" / blind.KEY_FILE).write_text(json.dumps(key))
+    assert main(["tally", str(tmp_path / "run"), str(votes)]) == 0
+    out = capsys.readouterr().out
+    assert "l2 preferred 6, semantic preferred 0, ties 0" in out and "PSNR 6/6" in out
+    with pytest.raises(BlindError, match="two restorers with different names"):
+        blind.new_key(["l2", "l2"], seed=0, task=None)
+
+
 # ------------------------------------------------------------------------------------------------ report
 def _record(restorers, preferred, ties=1, agreement=None, judges=1):
     return {"format": blind.TALLY_FORMAT, "run_id": "abcd1234", "task": "noise", "seed": 7,
