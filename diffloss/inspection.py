@@ -94,7 +94,7 @@ def inspect_pair(
         va, vb = prior.view(a, tt, eps), prior.view(b, tt, eps)
     else:
         raw, terms = _gradient(prior, a, b, config, seed, t)
-        gradient = raw.weighted(config.gamma, config.lam)
+        gradient = raw.weighted(config.gamma, config.lam, config.grad_cap)
         eps = terms.eps
         out_a, out_b = terms.outputs
         va = prior.view_of(prior.add_noise(a, tt, eps), tt, eps, out_a)
@@ -265,6 +265,7 @@ class GradientMap:
     t: int
     nat: float
     sem: float
+    cap_scale: float = 1.0  # what the config's grad_cap multiplied the prior's gradient by (1.0: it did not bite)
 
 
 @dataclass(frozen=True)
@@ -283,15 +284,23 @@ class TermGradients:
     l_nat: float
     l_sem: float
 
-    def weighted(self, gamma: float, lam: float) -> GradientMap:
-        """The map and shares at (gamma, lambda): gamma*d L_nat + gamma*lambda*d L_sem, beside d fidelity."""
+    def weighted(self, gamma: float, lam: float, grad_cap: float | None = None) -> GradientMap:
+        """The map and shares at (gamma, lambda): gamma*d L_nat + gamma*lambda*d L_sem, beside d fidelity; with
+        ``grad_cap``, the prior's part scaled down to at most that times the fidelity gradient's norm, as
+        ``DiffLoss`` does in training (the shares then are those of the gradient actually applied)."""
         prior_grad = prior_term(self.nat, self.sem, gamma, lam)
         weights = term_weights(gamma, lam)
         norms = {k: abs(weights[k]) * float(getattr(self, k).norm()) for k in TERMS}
+        scale = 1.0
+        if grad_cap is not None:
+            limit, norm = grad_cap * float(self.fidelity.norm()), float(prior_grad.norm())
+            scale = 1.0 if norm <= limit or norm == 0 else limit / norm
+            prior_grad = prior_grad * scale
+            norms = {k: v * (scale if k != "fidelity" else 1.0) for k, v in norms.items()}
         return GradientMap(
             magnitude=prior_grad.norm(dim=0), norm=float(prior_grad.norm()), grad_norms=norms,
             grad_share=shares_of(norms),
-            t=self.t, nat=self.l_nat, sem=self.l_sem,
+            t=self.t, nat=self.l_nat, sem=self.l_sem, cap_scale=scale,
         )
 
 
@@ -314,7 +323,7 @@ def gradient_map(
     t: int | None = None,
 ) -> GradientMap:
     """The prior terms' gradient on ``restored`` at ``config``'s weights (see ``term_gradients``)."""
-    return term_gradients(prior, restored, gt, config, seed, t).weighted(config.gamma, config.lam)
+    return term_gradients(prior, restored, gt, config, seed, t).weighted(config.gamma, config.lam, config.grad_cap)
 
 
 def _gradient(
@@ -328,7 +337,7 @@ def _gradient(
     """
     z = restored.clone().requires_grad_(True)
     unit = replace(config, gamma=1.0, lam=1.0, report_grad_share=True, prior_crop=None, prior_samples=None,
-                   track_when_off=True)
+                   track_when_off=True, grad_cap=None)  # the cap depends on the weights: TermGradients.weighted
     loss = DiffLoss(prior, unit)
     with torch.enable_grad():
         terms = loss(z, gt, generator=torch.Generator().manual_seed(int(seed)), t=t, measure_grad_share=True)

@@ -111,3 +111,11 @@ def t_weight(alphas_cumprod: torch.Tensor, t: torch.Tensor, kind: str = "uniform
     if kind == "uniform":
         return torch.ones_like(a, dtype=torch.float32)
     return ((1 - a) if kind == "sigma2" else (1 - a) / a).float()
+
+
+def band_weights(alphas_cumprod: torch.Tensor, kind: str, t_min: int, t_max: int) -> torch.Tensor:
+    """The weight a dose gives every timestep of the schedule: ``t_weight`` inside [t_min, t_max], 0 outside
+    (training never draws t there). What Inspect's L(t) view plots."""
+    t = torch.arange(len(alphas_cumprod))
+    w = t_weight(alphas_cumprod, t, kind)
+    return torch.where((t >= t_min) & (t <= t_max), w, torch.zeros_like(w))

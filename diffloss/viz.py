@@ -251,15 +251,20 @@ def _use_log(values: list[np.ndarray]) -> bool:
 
 def loss_curve_figure(
     curves: LossCurves, size: tuple[float, float] = (10.0, 3.6), dpi: int = 100, note: str | None = None,
+    dose: tuple[np.ndarray, str] | None = None,
 ) -> np.ndarray:
     """Two panels, L_nat(t) and L_sem(t): mean over seeds as a line, mean +- std as a band, one colour per pair.
 
     The y axis turns logarithmic when the values span two decades or more (zero values are then left out).
+    ``dose`` = (the weight of every t of the schedule, its name) adds a third panel: that weight, and where the
+    weighted L_nat of each pair comes from (w(t) L_nat(t)), each scaled to a maximum of 1.
     """
     from matplotlib.figure import Figure
 
+    if dose is not None:
+        size = (size[0] * 1.45, size[1])
     fig = Figure(figsize=size, dpi=dpi, layout="constrained")
-    axes = fig.subplots(1, 2)
+    axes = fig.subplots(1, 3 if dose is not None else 2)
     t = np.asarray(curves.timesteps)
     for ax, term in zip(axes, ("nat", "sem")):
         stats = getattr(curves, term)
@@ -280,10 +285,31 @@ def loss_curve_figure(
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    if dose is not None:
+        _dose_panel(axes[2], curves, *dose)
     seeds = len(curves.seeds)
     title = f"mean over {seeds} seed{'s' if seeds != 1 else ''} (band: +-1 std)"
     fig.suptitle(f"{title}, {note}" if note else title, fontsize="small")
     return figure_to_array(fig)
+
+
+def _dose_panel(ax, curves: LossCurves, weights: np.ndarray, name: str) -> None:
+    """The weight each t gets (zero outside the band) and each pair's weighted L_nat(t), both scaled to max 1."""
+    weights = np.asarray(weights, dtype=float)
+    top = weights.max() if weights.max() > 0 else 1.0
+    ax.plot(np.arange(len(weights)), weights / top, color="black", linewidth=1.5, label=f"weight w(t): {name}")
+    t = np.asarray(curves.timesteps)
+    for i, (pair, s) in enumerate(curves.nat.items()):
+        share = weights[t] * s.mean
+        if share.max() > 0:
+            ax.plot(t, share / share.max(), color=f"C{i}", marker="o", markersize=3, linestyle="--",
+                    label=f"w(t) L_nat(t), {pair}")
+    ax.set_title("Dose: the weight each t gets")
+    ax.set_xlabel("timestep t")
+    ax.set_ylabel("relative (max = 1)")
+    ax.set_ylim(-0.03, 1.08)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

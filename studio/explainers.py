@@ -29,6 +29,14 @@ TRAIN = (
     f"From the {PAPER}."
 )
 
+DOSE = (
+    "The paper weighs every t alike, so L_nat's gradient grows as t falls, where a small prior knows least. "
+    "*Weight of each t*: sigma^2 cancels most of that growth (score-distillation practice). *Jacobian-free*: the "
+    "gap of the two noise predictions is passed straight to the image, no backward through the UNet (half the "
+    "cost). *Normalise*: every sample pushes equally hard. *Cap*: the prior can never outvote the data by more "
+    "than this factor. The L(t) plot below shows the weight each t gets."
+)
+
 INSPECT_CAPTIONS = {
     "x_t": "both images with the same noise added at step t, what the prior is given (mostly noise at large t, by "
            "design).",

@@ -13,7 +13,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from diffloss import side_by_side
+from diffloss import schedule, side_by_side
 from diffloss.checkpoint import MODEL_FILE
 from diffloss.images import centre_crop
 from diffloss.inspection import (
@@ -129,10 +129,47 @@ class InspectResult:
         return (self.x_t, self.eps, self.x0, self.h_pca, h_error, gradient, self.values)
 
 
+# The dose controls' choices as (what the page says, DiffLossConfig's value); the first is the paper's.
+T_WEIGHT_CHOICES = [("uniform (the paper)", "uniform"), ("sigma^2 = 1 - alpha_bar (DreamFusion)", "sigma2"),
+                    ("x0 space: (1 - alpha_bar) / alpha_bar", "x0")]
+GRADIENT_CHOICES = [("full, through the UNet (the paper)", "full"), ("Jacobian-free (score distillation)", "sds")]
+
+
+def dose_config(gamma: float, lam: float, detach_prior: bool, t_weight: str, gradient: str, per_sample_norm: bool,
+                grad_cap: float | None) -> DiffLossConfig:
+    """The loss config of Inspect's controls; a cap of 0 or empty means none. Bad values: a message, not a trace."""
+    cap = float(grad_cap) if grad_cap else None
+    config = DiffLossConfig(gamma=float(gamma), lam=float(lam), detach_prior=bool(detach_prior),
+                            t_weight=t_weight or "uniform", gradient=gradient or "full",
+                            per_sample_norm=bool(per_sample_norm), grad_cap=cap)
+    try:
+        config.validate(1000)
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    return config
+
+
+def dose_line(config: DiffLossConfig, prior, t: int, cap_scale: float, band: tuple[int, int]) -> str:
+    """The dose in words: the weight this t gets, the gradient's form, the normalisation and whether the cap bit."""
+    w = float(schedule.t_weight(prior.alphas_cumprod, torch.tensor([t]), config.t_weight)[0])
+    inside = band[0] <= t <= band[1]
+    where = "" if inside else f"; **outside the band [{band[0]}, {band[1]}]: training never draws this t**"
+    parts = [f"weight at t = {t}: **{w:.4g}** ({config.t_weight}){where}",
+             "Jacobian-free gradient (L_sem sends none)" if config.gradient == "sds" else "full gradient"]
+    if config.per_sample_norm:
+        parts.append("per-sample normalised")
+    if config.grad_cap is not None:
+        parts.append(f"cap {config.grad_cap:g} x the fidelity gradient: "
+                     + ("not reached" if cap_scale >= 1 else f"bit, prior gradient x {cap_scale:.3g}"))
+    return "- dose: " + "; ".join(parts)
+
+
 def inspect(
     image: str | None, task: str, seed_image: float, restorer_label: str | None, pair: str, t: float, seed: float,
     prior_source: str | None, detach_prior: bool = False, gamma: float = 0.05, lam: float = 0.1,
-    side: float = INSPECT_SIDE, ground_truth: str | None = None, registry: Registry | None = None,
+    side: float = INSPECT_SIDE, t_weight: str = "uniform", gradient: str = "full", per_sample_norm: bool = False,
+    grad_cap: float | None = None, t_min: float = 0, t_max: float | None = None, ground_truth: str | None = None,
+    registry: Registry | None = None,
 ) -> InspectResult:
     """What the prior sees of (a, ground truth) at one (t, eps): x_t, eps_hat, x0, h maps, terms, gradient on a."""
     reg = registry or get_registry()
@@ -141,15 +178,14 @@ def inspect(
                         ground_truth)
     t = check_t(t, prior)
     seed = int(seed or 0)
-    config = DiffLossConfig(gamma=float(gamma), lam=float(lam), detach_prior=bool(detach_prior))
-    try:
-        config.validate(prior.num_timesteps)
-    except ValueError as err:
-        raise gr.Error(str(err)) from err
-    # One prior pass per image serves every view; it is remembered without the weights, which only scale it.
-    p = PASSES.get((case.key, prior, t, seed, config.detach_prior),
+    config = dose_config(gamma, lam, detach_prior, t_weight, gradient, per_sample_norm, grad_cap)
+    band = dose_band(t_min, t_max, prior)
+    # One prior pass per image serves every view; it is remembered without the weights and the cap, which only
+    # scale it; the rest of the dose changes the pass.
+    dose = (config.detach_prior, config.t_weight, config.gradient, config.per_sample_norm)
+    p = PASSES.get((case.key, prior, t, seed, *dose),
                    lambda: inspect_pair(prior, case.a, case.b, t, seed, config=config))
-    g = p.term_grads.weighted(config.gamma, config.lam)
+    g = p.term_grads.weighted(config.gamma, config.lam, config.grad_cap)
     name_a = "restored" if pair == PAIRS[0] else "degraded"
     h, w = case.b.shape[-2:]
     k = display_scale(h, w)
@@ -167,7 +203,7 @@ def inspect(
     other = _other_branch(case, pair)
     if other is not None:
         other_name, other_image = other
-        other_pass = PASSES.get((case.key, other_name, prior, t, seed, config.detach_prior),
+        other_pass = PASSES.get((case.key, other_name, prior, t, seed, *dose),
                                 lambda: inspect_pair(prior, other_image, case.b, t, seed, config=config))
         branches.append((other_name, other_pass, other_image))
     branches.sort(key=lambda b: BRANCH_ORDER.index(b[0]))
@@ -175,11 +211,11 @@ def inspect(
     labels = [f"{name} vs GT" for name, _, _ in branches]
     h_view, h_tiles, _ = heatmaps_on_one_scale([b.h_error for _, b, _ in branches], [case.b] * len(branches), labels,
                                                scale=k, mode="bilinear")
-    pushes = [b.term_grads.weighted(config.gamma, config.lam).magnitude for _, b, _ in branches]
+    pushes = [b.term_grads.weighted(config.gamma, config.lam, config.grad_cap).magnitude for _, b, _ in branches]
     grad_view, grad_tiles, _ = heatmaps_on_one_scale(pushes, [img for _, _, img in branches],
                                                      [f"on the {name} image" for name, _, _ in branches], scale=k)
     h_err, grad = h_tiles[shown], grad_tiles[shown]
-    weighted = prior_term(p.l_nat, p.l_sem, config.gamma, config.lam)
+    weighted = prior_term(g.nat, g.sem, config.gamma, config.lam)  # the dosed terms, as training weighs them
     if detach_prior:
         push = (f"Gradient norm **{g.norm:.3g}**: with the released code's `torch.no_grad()` the prior terms are "
                 "computed but send **exactly zero** gradient to the restorer.")
@@ -196,6 +232,7 @@ def inspect(
         f"- gamma*(L_nat + lambda*L_sem) = {weighted:.4g} (gamma {config.gamma:g}, lambda {config.lam:g})",
         f"- {push}",
         f"- share of the gradient on the image (fidelity/nat/sem): {shares}",
+        dose_line(config, prior, t, g.cap_scale, band),
         *([branch_comparison(branches)] if len(branches) > 1 else []),
     ] + [f"- {n}" for n in case.notes])
     return InspectResult(x_t=x_t, eps=eps, x0=x0, h_pca=pca, h_error=h_err, gradient=grad, values=values,
@@ -233,7 +270,8 @@ def noise_note(t: int, alpha_bar: float) -> str | None:
 
 def inspect_curves(
     image: str | None, task: str, seed_image: float, restorer_label: str | None, prior_source: str | None,
-    seeds: float = 3, side: float = CURVE_SIDE, ground_truth: str | None = None, registry: Registry | None = None,
+    seeds: float = 3, side: float = CURVE_SIDE, t_weight: str = "uniform", t_min: float = 0,
+    t_max: float | None = None, ground_truth: str | None = None, registry: Registry | None = None,
 ) -> tuple[np.ndarray, str]:
     """L_nat(t), L_sem(t) for restored-vs-GT (when a restorer is chosen) and degraded-vs-GT, mean and band; and
     what to read off them: where each term tells the restored image from the degraded one best."""
@@ -248,7 +286,22 @@ def inspect_curves(
     steps = default_timesteps(prior.num_timesteps, CURVE_POINTS)
     curves = side_by_side.loss_curves(prior, pairs, timesteps=steps, seeds=tuple(range(max(1, min(int(seeds), 8)))))
     h, w = case.b.shape[-2:]
-    return loss_curve_figure(curves, note=f"{w}x{h} px centre crop"), curves_reading(curves)
+    lo, hi = dose_band(t_min, t_max, prior)
+    if t_weight not in schedule.T_WEIGHTINGS:
+        raise gr.Error(f"unknown t weighting {t_weight!r}")
+    weights = schedule.band_weights(prior.alphas_cumprod, t_weight, lo, hi).numpy()
+    figure = loss_curve_figure(curves, note=f"{w}x{h} px centre crop", dose=(weights, f"{t_weight}, t in [{lo}, {hi}]"))
+    return figure, curves_reading(curves)
+
+
+def dose_band(t_min: float | None, t_max: float | None, prior) -> tuple[int, int]:
+    """The dose's timestep band as integers within the prior's schedule; an empty or reversed band: a message."""
+    last = prior.num_timesteps - 1
+    lo = int(t_min or 0)
+    hi = last if t_max in (None, "") else int(t_max)
+    if not 0 <= lo <= hi <= last:
+        raise gr.Error(f"the t band [{lo}, {hi}] must lie within this prior's schedule [0, {last}], low <= high")
+    return lo, hi
 
 
 def curves_reading(curves) -> str:

@@ -77,6 +77,15 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
             side = gr.Slider(32, inspect_tab.INSPECT_MAX_SIDE, value=inspect_tab.INSPECT_SIDE, step=16,
                              label="Centre crop (px): larger is slower on a CPU")
             bug = gr.Checkbox(value=False, label="Reproduce the released code's no_grad mistake")
+            with gr.Accordion("Dose: where and how hard the prior pushes", open=False):
+                gr.Markdown(explainers.DOSE)
+                with gr.Row():
+                    t_min = gr.Number(value=0, precision=0, minimum=0, label="t band: from")
+                    t_max = gr.Number(value=999, precision=0, minimum=0, label="t band: to")
+                t_weight = gr.Dropdown(inspect_tab.T_WEIGHT_CHOICES, value="uniform", label="Weight of each t")
+                gradient = gr.Radio(inspect_tab.GRADIENT_CHOICES, value="full", label="Gradient")
+                per_sample_norm = gr.Checkbox(value=False, label="Normalise each sample's prior gradient")
+                grad_cap = gr.Number(value=0, minimum=0, label="Cap: prior gradient <= this x fidelity's (0: none)")
             gr.Markdown("Every control here re-runs Inspect the same way: Enter in a box, a slider let go, a choice "
                         "made.")
         with gr.Column(scale=2):
@@ -120,7 +129,11 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
     # By the handlers' parameter names; each dict's order is also its HTTP API's (ground_truth last, optional).
     case = {"image": image, "task": task, "seed_image": seed_image, "restorer_label": restorer}
     view = {**case, "pair": pair, "t": t, "seed": seed, "prior_source": prior}
-    inspect_inputs = {**view, "detach_prior": bug, "gamma": gamma, "lam": lam, "side": side, "ground_truth": gt}
+    band = {"t_min": t_min, "t_max": t_max}
+    dose = {"t_weight": t_weight, "gradient": gradient, "per_sample_norm": per_sample_norm, "grad_cap": grad_cap,
+            **band}
+    inspect_inputs = {**view, "detach_prior": bug, "gamma": gamma, "lam": lam, "side": side, **dose,
+                      "ground_truth": gt}
     inspect_outputs = [*views, values]  # InspectResult.as_tuple's order
     run = on_gpu("inspect")(as_outputs(inspect_tab.inspect))
     go.click(run, outputs=inspect_outputs, api_name="inspect", **event_inputs(inspect_inputs))
@@ -131,13 +144,15 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
     # seed, restorer or crop makes a new case.
     # t.release: a drag let go, or the number typed and left (Enter leaves it: widgets.ENTER_COMMITS_SLIDERS)
     gr.on([gamma.submit, lam.submit, bug.input, pair.input, t.release, seed.submit, seed_image.submit, restorer.input,
-           side.release],
+           side.release, t_weight.input, gradient.input, per_sample_norm.input, grad_cap.submit, t_min.submit,
+           t_max.submit],
           again(run, len(inspect_outputs)), outputs=inspect_outputs, api_visibility="private",
           trigger_mode="always_last", **event_inputs(inspect_inputs))
     released.click(released_weights, None, [gamma, lam]).then(
         again(run, len(inspect_outputs)), outputs=inspect_outputs, api_visibility="private",
         **event_inputs(inspect_inputs))
-    curves_inputs = {**case, "prior_source": prior, "seeds": seeds, "side": curve_side, "ground_truth": gt}
+    curves_inputs = {**case, "prior_source": prior, "seeds": seeds, "side": curve_side, "t_weight": t_weight, **band,
+                     "ground_truth": gt}
     curves_go.click(on_gpu("curves")(inspect_tab.inspect_curves), outputs=[curves, curves_reading],
                     api_name="curves", **event_inputs(curves_inputs))
     purify_inputs = {**view, "steps": steps, "side": side, "ground_truth": gt}

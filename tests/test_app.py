@@ -61,9 +61,13 @@ def test_weights_t_seed_pair_and_the_no_grad_toggle_each_redo_inspect():
     demo = build_demo()
     config = demo.get_config_file()
     labels = {c["id"]: c["props"].get("label", "") for c in config["components"]}
-    redo = [d for d in config["dependencies"] if len(d["targets"]) == 9]  # every Inspect control, one event
+    redo = [d for d in config["dependencies"] if len(d["targets"]) == 15]  # every Inspect control, one event
     assert len(redo) == 1 and redo[0]["trigger_mode"] == "always_last"
     triggers = {(labels[i].split(" (")[0], event) for i, event in redo[0]["targets"]}
     assert triggers == {("gamma", "submit"), ("lambda", "submit"), ("Reproduce the released code's no_grad mistake",
                         "input"), ("Pair", "input"), ("timestep t", "release"), ("Noise seed", "submit"),
-                        ("Degradation seed", "submit"), ("Restorer", "input"), ("Centre crop", "release")}
+                        ("Degradation seed", "submit"), ("Restorer", "input"), ("Centre crop", "release"),
+                        ("Weight of each t", "input"), ("Gradient", "input"),
+                        ("Normalise each sample's prior gradient", "input"),
+                        ("Cap: prior gradient <= this x fidelity's", "submit"), ("t band: from", "submit"),
+                        ("t band: to", "submit")}

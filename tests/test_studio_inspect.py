@@ -136,7 +136,8 @@ def test_a_real_pair_is_inspected_as_it_is_against_its_ground_truth(world, tmp_p
                                     str(gt))
     assert torch.equal(case.a, centre_crop(load_image(degraded), 32))  # taken as it is
     assert torch.equal(case.b, centre_crop(load_image(gt), 32))
-    image, _ = inspect_tab.inspect_curves(str(degraded), "noise", 0, None, "", 1, 32, str(gt), registry=world.registry)
+    image, _ = inspect_tab.inspect_curves(str(degraded), "noise", 0, None, "", 1, 32, ground_truth=str(gt),
+                                          registry=world.registry)
     assert image.ndim == 3
     purified = inspect_tab.inspect_purify(str(degraded), "noise", 0, None, inspect_tab.PAIRS[1], 100, 0, "", 2, 32,
                                           str(gt), registry=world.registry)
@@ -178,3 +179,72 @@ def test_a_high_t_says_its_pictures_are_noise_by_design(world):
     low = inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 1, 1, "", side=32,
                               registry=world.registry)
     assert "by design" in high.values and "by design" not in low.values
+
+
+def _norm(values: str) -> float:
+    return float(values.split("Gradient norm of gamma*(L_nat + lambda*L_sem) on the restored image: **")[1].split("**")[0])
+
+
+def _weighted(values: str) -> float:
+    return float(values.split("- gamma*(L_nat + lambda*L_sem) = ")[1].split(" ")[0])
+
+
+def test_the_dose_controls_change_the_weight_the_gradient_and_say_so(world):
+    _, dl = world.labels()
+    args = (str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "")
+    plain = inspect_tab.inspect(*args, side=32, registry=world.registry)
+    sigma2 = inspect_tab.inspect(*args, side=32, t_weight="sigma2", registry=world.registry)
+    prior = inspect_tab.load_prior("", world.registry)
+    w = 1 - float(prior.alphas_cumprod[40])
+    assert f"weight at t = 40: **{w:.4g}** (sigma2)" in sigma2.values
+    assert _weighted(sigma2.values) == pytest.approx(w * _weighted(plain.values), rel=2e-3)
+    assert _norm(sigma2.values) == pytest.approx(w * _norm(plain.values), rel=2e-3)
+    sds = inspect_tab.inspect(*args, side=32, gradient="sds", registry=world.registry)
+    assert "Jacobian-free gradient" in sds.values and not np.array_equal(sds.gradient, plain.gradient)
+
+
+def test_the_cap_bites_on_a_strong_dose_and_is_reported(world):
+    _, dl = world.labels()
+    args = (str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "")
+    capped = inspect_tab.inspect(*args, gamma=100.0, side=32, grad_cap=0.1, registry=world.registry)
+    assert "cap 0.1 x the fidelity gradient: bit" in capped.values
+    loose = inspect_tab.inspect(*args, gamma=1e-6, side=32, grad_cap=10.0, registry=world.registry)
+    assert "not reached" in loose.values
+
+
+@pytest.mark.parametrize("changes, words", [({"grad_cap": -1.0}, "grad_cap must be"),
+                                            ({"t_weight": "cubic"}, "unknown t weighting")])
+def test_bad_dose_values_get_a_message(world, changes, words):
+    _, dl = world.labels()
+    with pytest.raises(gr.Error, match=words):
+        inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "", side=32,
+                            registry=world.registry, **changes)
+
+
+def test_a_t_outside_the_band_is_flagged(world):
+    _, dl = world.labels()
+    r = inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "", side=32,
+                            t_min=50, t_max=90, registry=world.registry)
+    assert "outside the band [50, 90]" in r.values
+    with pytest.raises(gr.Error, match="t band"):
+        inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "", side=32,
+                            t_min=90, t_max=50, registry=world.registry)
+
+
+def test_the_curves_show_the_weight_each_t_gets_in_a_third_panel(world):
+    _, dl = world.labels()
+    plain, _ = inspect_tab.inspect_curves(str(world.photo), "noise", 0, dl, "", seeds=1, registry=world.registry)
+    dosed, _ = inspect_tab.inspect_curves(str(world.photo), "noise", 0, dl, "", seeds=1, t_weight="sigma2",
+                                          t_min=20, t_max=80, registry=world.registry)
+    two_panels = 1000  # loss_curve_figure's 10 inch x 100 dpi without a dose panel
+    assert dosed.shape == plain.shape and plain.shape[1] > 1.3 * two_panels
+    assert not np.array_equal(dosed, plain)  # the weight curve and the weighted L_nat moved
+
+
+def test_band_weights_are_the_t_weight_inside_the_band_and_zero_outside():
+    from diffloss import schedule
+
+    alphas = torch.linspace(0.99, 0.01, 10)
+    w = schedule.band_weights(alphas, "sigma2", 2, 5)
+    assert torch.all(w[:2] == 0) and torch.all(w[6:] == 0)
+    torch.testing.assert_close(w[2:6], 1 - alphas[2:6])
