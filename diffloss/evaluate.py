@@ -3,7 +3,10 @@
 One library call, :func:`evaluate`, serves the CLI (``python -m diffloss.evaluate``), the zoo report and the app.
 The degraded input is always measured too (the ``identity`` row): a restorer's number means little until it is
 set against what the restorer was given. Synthetic pairs are reproducible: image ``i`` of a clean folder is
-degraded with seed ``base_seed + i``, so two runs (or two restorers) see bit-identical inputs.
+degraded with seed ``base_seed + i``, so two runs (or two restorers) see bit-identical inputs. With a reference
+restorer (``--reference l2``) every other one is compared with it as the zoo report does: the median PSNR between
+their outputs (the README's "vs l2"), the change of each metric, per-image wins and a verdict. The zoo report's
+clean/val numbers are ``--clean DATASETS/clean/val --limit 24 --max-side 256`` (seeds 0..23).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
+import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,19 +25,59 @@ import numpy as np
 import torch
 
 from diffloss import degrade
-from diffloss.checkpoint import atomic_write_json, atomic_write_text
+from diffloss.checkpoint import CheckpointError, atomic_write_json, atomic_write_text
 from diffloss.data import PairedFolder
 from diffloss.images import list_images, load_image
-from diffloss.metrics import CONVENTIONS, HIGHER_IS_BETTER, compute_metrics, load_lpips
+from diffloss.metrics import (CONVENTIONS, HIGHER_IS_BETTER, MS_SSIM_MIN_SIDE, compute_metrics, load_lpips, ms_ssim,
+                              psnr)
 from diffloss.nets import load_restorer, restore
+from diffloss.paths import runs_folder
 
 IDENTITY = "identity"  # the pseudo-restorer that returns the degraded input
-METRICS = ("psnr", "ssim", "niqe", "lpips")
 MODES = ("paired", "synthetic", "unpaired")
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
+VS_REFERENCE = "psnr_vs_reference"  # per image: PSNR between a restorer's output and the reference restorer's
 
 Progress = Callable[[int, int, str], None]  # (images done, images in total, current image name)
+Warn = Callable[[str], None]
+
+
+class EvalError(ValueError):
+    """Evaluation cannot run as asked; the message is one line a person can act on."""
+
+
+# ---------------------------------------------------------------- full-reference perceptual metrics: the hook
+# metric -> higher is better. A metric added to perceptual_metrics and named here reaches results.json, the table,
+# the win counts and the verdicts with no other change (METRICS and DIRECTIONS below are built from it).
+PERCEPTUAL_HIGHER_IS_BETTER: dict[str, bool] = {"ms_ssim": True}
+PERCEPTUAL_CONVENTIONS = (f"MS-SSIM: torchmetrics, 5 scales, Gaussian 11x11 sigma 1.5, RGB, data_range=1, n/a below "
+                          f"{MS_SSIM_MIN_SIDE} px a side")
+
+
+def perceptual_metrics(restored: torch.Tensor, gt: torch.Tensor | None) -> dict[str, float | None]:
+    """Full-reference perceptual metrics of one restored image against its ground truth ((3,H,W) in [0,1]):
+    one value per name in :data:`PERCEPTUAL_HIGHER_IS_BETTER`, None where undefined (no ground truth, or an
+    image too small for the metric). Where diffloss.perceptual's metrics are to join the report."""
+    if gt is None:
+        return {name: None for name in PERCEPTUAL_HIGHER_IS_BETTER}
+    return {"ms_ssim": ms_ssim(restored, gt)}
+
+
+METRICS = ("psnr", "ssim", "niqe", "lpips", *PERCEPTUAL_HIGHER_IS_BETTER)
+DIRECTIONS = {**HIGHER_IS_BETTER, **PERCEPTUAL_HIGHER_IS_BETTER}  # metric -> higher is better
+LABELS = {"psnr": ("PSNR (dB)", 2), "ssim": ("SSIM", 4), "niqe": ("NIQE", 3), "lpips": ("LPIPS", 4),
+          "ms_ssim": ("MS-SSIM", 4)}  # table header and digits; another metric: its name upper-cased, 4 digits
+
+
+def _label(metric: str) -> tuple[str, int]:
+    """(table header with its direction arrow, digits) of a metric."""
+    name, digits = LABELS.get(metric, (metric.upper(), 4))
+    return f"{name} {'↑' if DIRECTIONS[metric] else '↓'}", digits
+
+
+def _short(metric: str) -> str:
+    return LABELS.get(metric, (metric.upper(), 4))[0].split(" (")[0]
 
 
 @dataclass(frozen=True)
@@ -90,12 +135,23 @@ class RestorerResult:
     seconds: float = 0.0
 
     def means(self) -> dict[str, float | None]:
-        """Mean of each metric over the images that have it (None when no image has it)."""
+        """Mean of each metric over the images that have it (None when no image has it); the distance to the
+        reference restorer's output (when measured) as a median, as the zoo report gives it."""
         out: dict[str, float | None] = {}
         for key in METRICS:
             values = [r[key] for r in self.images if r.get(key) is not None]
             out[key] = float(np.mean(values)) if values else None
+        distances = [r[VS_REFERENCE] for r in self.images if r.get(VS_REFERENCE) is not None]
+        if distances:
+            out[VS_REFERENCE] = float(statistics.median(distances))
         return out
+
+    def median_gain(self, baseline: "RestorerResult") -> float | None:
+        """Median over images of the PSNR gained over ``baseline`` (dB): the README's and zoo report's "gain"."""
+        gains = [a["psnr"] - b["psnr"] for a, b in zip(self.images, baseline.images)
+                 if a.get("psnr") is not None and b.get("psnr") is not None]
+        gains = [g for g in gains if math.isfinite(g)]
+        return float(statistics.median(gains)) if gains else None
 
 
 @dataclass
@@ -106,8 +162,10 @@ class EvalReport:
     task: str | None
     rows: list[RestorerResult]
     lpips_note: str  # "" when LPIPS was computed, else why not
-    conventions: str = CONVENTIONS
+    conventions: str = f"{CONVENTIONS}; {PERCEPTUAL_CONVENTIONS}"
     created: str = ""
+    reference: str | None = None  # the restorer the others are compared with (distance, wins, verdicts)
+    warnings: list[str] = field(default_factory=list)
 
     def row(self, name: str) -> RestorerResult:
         for r in self.rows:
@@ -123,11 +181,14 @@ class EvalReport:
             "conventions": self.conventions,
             "lpips": "computed" if not self.lpips_note else self.lpips_note,
             "created": self.created,
+            "reference": self.reference,
+            "warnings": list(self.warnings),
             "restorers": [
                 {
                     "name": r.name,
                     "path": r.path,
                     "mean": _json_safe(r.means()),
+                    "median_psnr_gain_over_input": r.median_gain(self.rows[0]) if r.name != IDENTITY else None,
                     "seconds_per_image": r.seconds / max(1, len(r.images)),
                     "images": [_json_safe(i) for i in r.images],
                 }
@@ -138,36 +199,70 @@ class EvalReport:
     def to_markdown(self, standalone: bool = True) -> str:
         """A table a person reads: one row per restorer, the input first, then how far each one moved from it.
 
-        ``standalone=False`` leaves out the title and the pointer to results.json (for embedding, e.g. the app).
+        ``standalone=False`` leaves out the title, the pointer to results.json and the comparison section (for
+        embedding, e.g. the app).
         """
         s = self.source
         has_gt = s.mode != "unpaired"
         what = {"paired": "real pairs", "synthetic": f"synthetic {self.task} (seeds {s.base_seed}+i)", "unpaired": "real degraded photos, no ground truth"}[s.mode]
         n = len(self.rows[0].images) if self.rows else 0
         lines = [f"# Evaluation: {s.root.name} ({what})", ""] if standalone else []
+        # a metric no image has is left out (MS-SSIM on small images), LPIPS is kept to say it is unavailable
+        shown = [m for m in METRICS if m == "lpips" or any(r.means()[m] is not None for r in self.rows)]
         lines += [
             f"Task: {self.task or 'n/a'}; {n} images from `{s.root}`" + (f", longer side <= {s.max_side}" if s.max_side else "") + ".",
             "",
-            "| restorer | PSNR (dB) ↑ | SSIM ↑ | NIQE ↓ | LPIPS ↓ | PSNR vs input | s / image |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| restorer | " + " | ".join(_label(m)[0] for m in shown) + " | PSNR gain over input (median) | s / image |",
+            "| --- |" + " --- |" * (len(shown) + 2),
         ]
-        base = self.rows[0].means()["psnr"] if self.rows else None
         for r in self.rows:
             m = r.means()
-            gain = "" if r.name == IDENTITY or m["psnr"] is None or base is None else _fmt(m["psnr"] - base, 2, signed=True)
-            lpips = _fmt(m["lpips"], 4) if m["lpips"] is not None else ("unavailable" if has_gt else "n/a")
-            lines.append(
-                f"| {r.name} | {_fmt(m['psnr'], 2)} | {_fmt(m['ssim'], 4)} | {_fmt(m['niqe'], 3)} | {lpips} | {gain} "
-                f"| {r.seconds / max(1, len(r.images)):.2f} |"
-            )
+            gain = "" if r.name == IDENTITY else _fmt(r.median_gain(self.rows[0]), 2, signed=True)
+            cells = []
+            for metric in shown:
+                if m[metric] is None and metric == "lpips" and has_gt:
+                    cells.append("unavailable")
+                else:
+                    cells.append(_fmt(m[metric], _label(metric)[1]))
+            lines.append(f"| {r.name} | " + " | ".join(cells) + f" | {gain} | {r.seconds / max(1, len(r.images)):.2f} |")
         lines += ["", f"Conventions: {self.conventions}."]
         if self.lpips_note and has_gt:
             lines.append(f"{self.lpips_note}.")
         if not has_gt:
             lines.append("No ground truth: PSNR, SSIM and LPIPS are n/a; NIQE is the only number.")
-        lines.append("Identity = the restorer's input itself (the degraded image)."
-                     + (f" Per-image values: {RESULTS_JSON}." if standalone else ""))
+        lines.append("Identity = the restorer's input itself (the degraded image); gain = median over images of the "
+                     "PSNR gained over it." + (f" Per-image values: {RESULTS_JSON}." if standalone else ""))
+        if standalone:  # an embedding (the app's Evaluate) compares the arms its own way
+            lines += self.comparison_lines()
+        if self.warnings:
+            lines += ["", *[f"**Warning:** {w}" for w in self.warnings]]
         return "\n".join(lines) + "\n"
+
+    def comparison_lines(self) -> list[str]:
+        """Each restorer against the reference (or, without one, against the input): the median PSNR between
+        their outputs, the change of every metric, per-image wins and a verdict in words."""
+        others = [r for r in self.rows if r.name not in (IDENTITY, self.reference)]
+        versus = self.reference or IDENTITY
+        if not others:
+            return []
+        metrics = [m for m in METRICS if any(r.means()[m] is not None for r in self.rows)]
+        head = ["", f"**Against `{versus}`**" + (" (the reference)" if self.reference else " (the input)")
+                + ": Δ = this restorer's mean minus its; wins = images where this restorer is strictly better."]
+        columns = ([f"vs {versus} (median PSNR between outputs, dB)"] if self.reference else []) \
+            + [f"Δ{_short(m)}" for m in metrics] + ["wins"]
+        lines = head + ["", "| restorer | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
+        base = self.row(versus).means()
+        verdicts = []
+        for r in others:
+            m = r.means()
+            cells = [_fmt(m.get(VS_REFERENCE), 1)] if self.reference else []
+            cells += [_fmt(m[k] - base[k], _label(k)[1], signed=True) if m[k] is not None and base[k] is not None
+                      else "n/a" for k in metrics]
+            counts = [f"{_short(k)} {w}/{n}" for k in metrics for w, n in [wins(self, k, r.name, versus)] if n]
+            cells.append(", ".join(counts) or "n/a")
+            lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+            verdicts.append(f"- **{r.name}**: {verdict(self, r.name, versus)}")
+        return lines + ["", *verdicts]
 
     def save(self, out_dir: str | Path) -> tuple[Path, Path]:
         """Write ``results.json`` and ``results.md`` atomically; returns their paths."""
@@ -249,38 +344,87 @@ def _run(model: torch.nn.Module | None, net_input: torch.Tensor, tile: int | Non
     return out.detach().float().cpu().clamp(0, 1)
 
 
+def load_restorers(restorers: dict[str, str | Path]) -> dict[str, torch.nn.Module]:
+    """Each restorer folder loaded; EvalError naming the restorer when a folder is missing or not a restorer."""
+    models = {}
+    for name, path in restorers.items():
+        try:
+            models[name] = load_restorer(path)
+        except (CheckpointError, OSError, ValueError) as err:
+            raise EvalError(f"restorer {name!r}: {err}") from None
+    return models
+
+
+def check_restorers(models: dict[str, torch.nn.Module], task: str | None) -> list[str]:
+    """Warnings for restorers trained for another task than the one evaluated; EvalError for a restorer whose
+    input channels the task's inputs cannot fill (a 4-channel inpainting net on a 3-channel task, or the reverse).
+
+    Why: a restorer of another task runs without complaint and gives numbers that mean nothing for this one
+    (the sr4 net on noise came out below the noisy input)."""
+    warnings = []
+    channels = degrade.get_task(task).in_channels if task else 3
+    for name, model in models.items():
+        config = getattr(model, "config", None)
+        trained_for = getattr(config, "task", None)
+        wants = getattr(config, "in_channels", channels)
+        if wants != channels:
+            raise EvalError(f"restorer {name!r} takes {wants} input channels (it was trained for {trained_for}) but "
+                            f"{task or 'these'} inputs have {channels}: evaluate it with --task {trained_for}")
+        if task and trained_for and trained_for != task:
+            warnings.append(f"restorer {name!r} was trained for {trained_for}, not {task}: its numbers here say how "
+                            f"a {trained_for} restorer does on {task} inputs, not how well {task} can be restored")
+    return warnings
+
+
 def evaluate(
     restorers: dict[str, str | Path],
     source: EvalSource,
     tile: int | None = None,
     lpips: bool = True,
     progress: Progress | None = None,
+    reference: str | None = None,
+    warn: Warn | None = None,
 ) -> EvalReport:
     """Measure each restorer folder (and the identity baseline) on every image of ``source``.
 
     restorers: display name -> restorer folder (loaded with ``diffloss.nets.load_restorer``); may be empty, the
     report then holds the baseline only. lpips: try LPIPS (offline only); the report says why when it is absent.
+    reference: one of the restorers' names; every image also gets the PSNR between each output and the
+    reference's (``psnr_vs_reference``), and the report compares every restorer with it. warn: called at once
+    with each warning (a restorer of another task), which the report also keeps.
     """
     if IDENTITY in restorers:
         raise ValueError(f"{IDENTITY!r} is reserved for the input baseline; give the restorer another name")
-    models = {name: load_restorer(path) for name, path in restorers.items()}
+    if reference is not None and reference not in restorers:
+        raise EvalError(f"--reference {reference!r} is not one of the restorers ({', '.join(restorers) or 'none'})")
+    models = load_restorers(restorers)
     task = _infer_task(source, models)
+    warnings = check_restorers(models, task)
+    for message in warnings:
+        if warn is not None:
+            warn(message)
     lpips_fn, lpips_note = load_lpips() if lpips else (None, "LPIPS unavailable: not requested")
     rows = [RestorerResult(IDENTITY, None)] + [RestorerResult(n, str(p)) for n, p in restorers.items()]
     samples = list(iter_samples(source, task))
     for k, sample in enumerate(samples):
         if progress is not None:
             progress(k, len(samples), sample.name)
+        outputs = {}
         for row in rows:
             t0 = time.perf_counter()
-            out = _run(models.get(row.name), sample.net_input, tile)
+            outputs[row.name] = _run(models.get(row.name), sample.net_input, tile)
             row.seconds += time.perf_counter() - t0
-            metrics = compute_metrics(out, sample.gt, lpips_fn)
+        for row in rows:
+            out = outputs[row.name]
+            metrics = {**compute_metrics(out, sample.gt, lpips_fn), **perceptual_metrics(out, sample.gt)}
+            if reference is not None and row.name != reference:
+                metrics[VS_REFERENCE] = psnr(out, outputs[reference])
             row.images.append({"name": sample.name, "seed": sample.seed, **metrics})
     if progress is not None:
         progress(len(samples), len(samples), "")
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    return EvalReport(source=source, task=task, rows=rows, lpips_note=lpips_note, created=created)
+    return EvalReport(source=source, task=task, rows=rows, lpips_note=lpips_note, created=created,
+                      reference=reference, warnings=warnings)
 
 
 def wins(report: EvalReport, metric: str, a: str, b: str) -> tuple[int, int]:
@@ -290,7 +434,7 @@ def wins(report: EvalReport, metric: str, a: str, b: str) -> tuple[int, int]:
         if x.get(metric) is None or y.get(metric) is None:
             continue
         total += 1
-        if (x[metric] > y[metric]) if HIGHER_IS_BETTER[metric] else (x[metric] < y[metric]):
+        if (x[metric] > y[metric]) if DIRECTIONS[metric] else (x[metric] < y[metric]):
             better += 1
     return better, total
 
@@ -304,11 +448,11 @@ def verdict(report: EvalReport, a: str, b: str) -> str:
             continue
         delta = ma[metric] - mb[metric]
         won, n = wins(report, metric, a, b)
-        parts.append((metric, delta > 0 if HIGHER_IS_BETTER[metric] else delta < 0, delta, won, n))
+        parts.append((metric, delta > 0 if DIRECTIONS[metric] else delta < 0, delta, won, n))
     if not parts:
         return "No metric could be computed."
     helped = [p for p in parts if p[1]]
-    words = ", ".join(f"{m.upper()} {'+' if d >= 0 else ''}{d:.3g} ({w}/{n} images)" for m, _, d, w, n in parts)
+    words = ", ".join(f"{_short(m)} {'+' if d >= 0 else ''}{d:.3g} ({w}/{n} images)" for m, _, d, w, n in parts)
     if not helped:
         return f"{a} did not do better than {b} here: {words}."
     if len(helped) == len(parts):
@@ -336,6 +480,39 @@ def build_source(args: argparse.Namespace) -> EvalSource:
     return EvalSource("unpaired", Path(args.unpaired), task=args.task, **common)
 
 
+def default_out(source: EvalSource) -> Path:
+    """Where results go without --out: ``<runs folder>/eval/<task>-<folder>`` (the runs folder of
+    ``diffloss.paths.runs_folder``: $DIFFLOSS_RUNS, else runs/ in the repository), whatever folder one stands in;
+    the same evaluation run again overwrites its own results and nothing else."""
+    return runs_folder() / "eval" / f"{source.task or 'paired'}-{source.root.name}"
+
+
+class EtaPrinter:
+    """Progress lines on stdout, with seconds per image and the time left from the first image on."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stdout
+        self.start: float | None = None
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        now = time.perf_counter()
+        if self.start is None:
+            self.start = now
+        if not name:
+            print(f"done: {total} images in {_duration(now - self.start)}", file=self.stream, flush=True)
+            return
+        eta = ""
+        if done:
+            per_image = (now - self.start) / done
+            eta = f" ({per_image:.1f} s/image, about {_duration(per_image * (total - done))} left)"
+        print(f"[{done + 1}/{total}] {name}{eta}", file=self.stream, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
 def main(argv: Sequence[str] | None = None) -> EvalReport:
     parser = argparse.ArgumentParser(prog="python -m diffloss.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--restorer", action="append", type=_restorer_arg, default=[], metavar="NAME=PATH",
@@ -345,23 +522,33 @@ def main(argv: Sequence[str] | None = None) -> EvalReport:
     where.add_argument("--clean", metavar="DIR", help="clean photos, degraded for --task with fixed seeds")
     where.add_argument("--unpaired", metavar="DIR", help="real degraded photos without ground truth (NIQE only)")
     parser.add_argument("--task", choices=list(degrade.TASKS), help="required with --clean and --unpaired")
+    parser.add_argument("--reference", metavar="NAME", default=None,
+                        help="compare every other restorer with this one (one of the --restorer names): median PSNR "
+                             "between their outputs (the README's 'vs l2'), the change of each metric, per-image "
+                             "wins and a verdict; without it each restorer is compared with the input")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images (by file name)")
     parser.add_argument("--max-side", type=int, default=None, help="downscale images so the longer side fits")
     parser.add_argument("--seed", type=int, default=0, help="base seed: image i of --clean uses seed+i")
     parser.add_argument("--tile", type=int, default=None, help="run restorers tile by tile (saves memory)")
     parser.add_argument("--no-lpips", action="store_true", help="do not try to load LPIPS")
-    parser.add_argument("--out", default="runs/eval", help="folder for results.json and results.md")
+    parser.add_argument("--out", default=None,
+                        help="folder for results.json and results.md (default: RUNS/eval/TASK-FOLDER, where RUNS is "
+                             "the project's runs folder: $DIFFLOSS_RUNS, else runs/ in the repository, wherever "
+                             "the command is run from)")
     args = parser.parse_args(argv)
     if (args.clean or args.unpaired) and not args.task:
         parser.error("--task is required with --clean and --unpaired")
-    source = build_source(args)
 
-    def show(done: int, total: int, name: str) -> None:
-        if name:
-            print(f"[{done + 1}/{total}] {name}", flush=True)
+    def warn(message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
-    report = evaluate(dict(args.restorer), source, tile=args.tile, lpips=not args.no_lpips, progress=show)
-    json_path, md_path = report.save(args.out)
+    try:
+        source = build_source(args)
+        report = evaluate(dict(args.restorer), source, tile=args.tile, lpips=not args.no_lpips,
+                          progress=EtaPrinter(), reference=args.reference, warn=warn)
+        json_path, md_path = report.save(args.out or default_out(source))
+    except (ValueError, CheckpointError, OSError) as err:  # bad input: one line, no traceback
+        parser.exit(2, f"error: {err}\n")
     print(report.to_markdown())
     print(f"wrote {json_path} and {md_path}")
     return report
