@@ -73,6 +73,13 @@ def _add_restorer_args(r: argparse.ArgumentParser) -> None:
                    help="compute the prior terms on one random square sub-crop of this side (cheaper steps)")
     r.add_argument("--prior-samples", type=int, default=None,
                    help="compute the prior terms on a random subset of this many batch items (cheaper steps)")
+    r.add_argument("--t-weight", choices=["uniform", "sigma2", "x0"], default=d.t_weight,
+                   help="weight of each t: uniform (the paper), sigma2 = 1 - alpha_bar, x0 = (1 - alpha_bar)/alpha_bar")
+    r.add_argument("--gradient", choices=["full", "sds"], default=d.gradient,
+                   help="full: through the UNet (the paper); sds: Jacobian-free score distillation (cheaper)")
+    r.add_argument("--per-sample-norm", action="store_true", help="each sample's prior gradient scaled to one length")
+    r.add_argument("--grad-cap", type=float, default=None,
+                   help="the prior's gradient norm at most this times the fidelity gradient's")
     _add_loop_args(r, RestorerTrainConfig().loop)
 
 
@@ -152,7 +159,8 @@ def config_from_args(args: argparse.Namespace) -> PriorTrainConfig | RestorerTra
     base = DiffLossConfig.released() if args.released_weights else DiffLossConfig(gamma=args.gamma, lam=args.lam)
     loss = replace(base, t_min=args.t_min, t_max=args.t_max, fidelity=args.fidelity, detach_prior=args.detach_prior,
                    track_when_off=not args.no_track, prior_crop=args.prior_crop,
-                   prior_samples=args.prior_samples)
+                   prior_samples=args.prior_samples, t_weight=args.t_weight, gradient=args.gradient,
+                   per_sample_norm=args.per_sample_norm, grad_cap=args.grad_cap)
     return RestorerTrainConfig(
         task=args.task, clean=args.clean, paired=args.paired, paired_exclude=args.paired_exclude,
         paired_weight=args.paired_weight, crop=args.crop, init=args.init, width=args.width, prior=args.prior,

@@ -173,3 +173,25 @@ def test_min_snr_weight_caps_the_signal_to_noise_ratio():
 def test_x0_psnr_from_eps_mse_matches_the_x0_error_it_implies():
     # a = 0.5: the x0 error in [0,1] is (1 - a) / (4 a) = 1/4 of the eps MSE; 0.04 / 4 = 0.01 -> 20 dB
     assert schedule.x0_psnr_from_eps_mse(0.04, 0.5) == pytest.approx(20.0)
+
+
+def test_the_command_line_sets_every_dose_option():
+    from diffloss.train_cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["restorer", "--diffloss", "on", "--task", "noise", "--t-min", "100",
+                                      "--t-max", "700", "--t-weight", "sigma2", "--gradient", "sds",
+                                      "--per-sample-norm", "--grad-cap", "0.5", "--out", "x"])
+    loss = config_from_args(args).loss
+    assert (loss.t_min, loss.t_max, loss.t_weight, loss.gradient, loss.per_sample_norm, loss.grad_cap) == \
+        (100, 700, "sigma2", "sds", True, 0.5)
+
+
+def test_the_command_line_sets_every_prior_recipe_option():
+    from diffloss.train_cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["prior", "--clean", "photos", "--init", "pretrained/prior", "--t-min", "30",
+                                      "--t-max", "800", "--weighting", "min-snr", "--augment", "--holdout-every",
+                                      "10", "--out", "x"])
+    cfg = config_from_args(args)
+    assert (cfg.init, cfg.t_min, cfg.t_max, cfg.weighting, cfg.augment, cfg.holdout_every) == \
+        ("pretrained/prior", 30, 800, "min-snr", True, 10)
