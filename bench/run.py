@@ -3,7 +3,8 @@
     python -m bench [--quick] [--out PATH] [--device cpu|cuda] [--repeats N] [--only P1,P2,...]
 
 - P1  one restorer training step with DiffLoss over the same step with the fidelity loss only (full crop, and the
-      prior terms on a ``prior_crop`` sub-crop, and that sub-crop on ``prior_samples`` of the batch's items).
+      prior terms on a ``prior_crop`` sub-crop, and that sub-crop on ``prior_samples`` of the batch's items), each
+      crop also with the Jacobian-free gradient (``_sds``: no backward through the UNet).
       Goals (issue #13): the full crop <= 6x, the sub-crop settings <= 3x. The FLOP ratio of each arm is reported
       beside its time ratio: the prior's share of the work, which no implementation trick removes.
 - P2  that DiffLoss step with the shipped prior over the same step with the paper's prior shape (ADM-256 as
@@ -53,7 +54,7 @@ from diffloss.train import make_optimizer, train_step  # noqa: E402
 from diffloss.train_config import LoopConfig  # noqa: E402
 
 FIGURES = ("P1", "P2", "P3", "P4", "P5")
-P1_GOALS = {"diffloss_full": 6.0}  # issue #13: the whole crop <= 6x; every sub-crop arm <= P1_SUBCROP_GOAL
+P1_GOALS = {"diffloss_full": 6.0, "diffloss_full_sds": 6.0}  # issue #13: the whole crop <= 6x; every sub-crop arm <= P1_SUBCROP_GOAL
 P1_SUBCROP_GOAL = 3.0
 PAPER_BATCH, PAPER_SIDE = 4, 256  # the released code's DiffLoss setting
 PAPER_DDIM_STEPS, PAPER_T_START_FRACTION = 50, 0.4  # diffusion restoration: noise to t=400 of 1000, 50 DDIM steps
@@ -349,7 +350,9 @@ def figure_p1(ctx: Context) -> Figure:
     configs = {
         "fidelity_only": DiffLossConfig.off(track_when_off=False, report_grad_share=False),
         "diffloss_full": diffloss_config(ctx),
+        "diffloss_full_sds": diffloss_config(ctx, gradient="sds"),  # Jacobian-free: no backward through the UNet
         crop_arm: diffloss_config(ctx, prior_crop=s.prior_crop),
+        f"{crop_arm}_sds": diffloss_config(ctx, prior_crop=s.prior_crop, gradient="sds"),
         f"{crop_arm}_samples{s.prior_samples}": diffloss_config(ctx, prior_crop=s.prior_crop,
                                                                prior_samples=s.prior_samples),
     }
