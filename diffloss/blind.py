@@ -58,8 +58,9 @@ TALLY_FORMAT = "diffloss-blind-tally/1"
 CHOICES = ("left", "right", "tie")
 CSV_HEADER = ("panel", "choice", "judge")
 MOST_DIFFERENT, RANDOM = "most-different", "random"
-AGREEMENT_METRICS = ("psnr", "ssim", "haarpsi", "mdsi", "niqe")  # what the tally checks against the judge
-METRIC_LABELS = {"psnr": "PSNR", "ssim": "SSIM", "haarpsi": "HaarPSI", "mdsi": "MDSI", "niqe": "NIQE (whole image)"}
+AGREEMENT_METRICS = ("psnr", "ssim", "haarpsi", "mdsi", "ms_gmsd", "niqe")  # what the tally checks against the judge
+METRIC_LABELS = {"psnr": "PSNR", "ssim": "SSIM", "haarpsi": "HaarPSI", "mdsi": "MDSI", "ms_gmsd": "MS-GMSDc",
+                 "niqe": "NIQE (whole image)"}
 DEFAULT_CROP, DEFAULT_ZOOM = 96, 3
 GAP = 8  # white pixels between a panel's tiles
 LABEL_HEIGHT = 18

@@ -36,7 +36,7 @@ from diffloss.paths import REPO, TASK_ORDER, shown_path
 from diffloss.viz import most_different_window
 
 COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("ms_ssim", "MS-SSIM ↑", 4), ("haarpsi", "HaarPSI ↑", 4),
-           ("mdsi", "MDSI ↓", 4), ("niqe", "NIQE ↓", 3), ("lpips", "LPIPS ↓", 4), ("hf_ratio", "HF ratio", 2),
+           ("mdsi", "MDSI ↓", 4), ("ms_gmsd", "MS-GMSDc ↓", 4), ("niqe", "NIQE ↓", 3), ("lpips", "LPIPS ↓", 4), ("hf_ratio", "HF ratio", 2),
            ("psnr_vs_l2", "PSNR vs L2", 1))
 VISIBLE_DB = 33.0  # median PSNR between two arms' outputs at or below this: a person can see the difference
 SIGNIFICANT_P = 0.05
