@@ -36,7 +36,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from diffloss import degrade
 from diffloss.blind_stats import (DEFAULT_ALPHA, DEFAULT_POWER, DEFAULT_PREFERENCE, judgements_needed, sign_test,
@@ -131,8 +131,6 @@ def metric_pick(values: dict[str, float | None], metric: str) -> str | None:
 def panel_image(left: torch.Tensor, right: torch.Tensor, truth: torch.Tensor, zoom: int) -> np.ndarray:
     """Three (3,h,w) crops side by side, each enlarged ``zoom`` times (nearest), labelled left, right, ground
     truth: HxWx3 uint8."""
-    from PIL import ImageDraw
-
     tiles = [enlarge(to_uint8_numpy(t.clamp(0, 1)), zoom) for t in (left, right, truth)]
     h, w = tiles[0].shape[:2]
     canvas = Image.new("RGB", (3 * w + 2 * GAP, h + LABEL_HEIGHT), "white")
