@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -42,11 +42,15 @@ class Calibration:
 
 def measure_norms(prior: DiffusionPrior, restorer: Restorer, task: str, images: list[torch.Tensor],
                   crop: int = 128, seed: int = 0, config: DiffLossConfig | None = None) -> dict[str, float]:
-    """Mean gradient norm of fidelity, L_nat and L_sem (each at weight 1) on restored centre crops."""
+    """Mean gradient norm of fidelity, L_nat and L_sem (each at weight 1) on restored centre crops.
+
+    The dose of ``config`` (t band, weight of each t, gradient form, per-sample normalisation) is kept: it is what
+    the weights will multiply. Its cap is not: a cap acts on the weighted sum, after calibration.
+    """
     spec = degrade.get_task(task)
     cfg = config or DiffLossConfig()
-    loss = DiffLoss(prior, DiffLossConfig(gamma=1.0, lam=1.0, t_min=cfg.t_min, t_max=cfg.t_max,
-                                          fixed_t=cfg.fixed_t, fidelity=cfg.fidelity))
+    loss = DiffLoss(prior, replace(cfg, gamma=1.0, lam=1.0, grad_cap=None, detach_prior=False, prior_crop=None,
+                                   prior_samples=None, report_grad_share=True, track_when_off=True))
     sums = {"fidelity": 0.0, "nat": 0.0, "sem": 0.0}
     for i, img in enumerate(images):
         clean = degrade.crop_to_multiple(centre_crop(img, crop), spec.size_multiple)
@@ -63,6 +67,8 @@ def measure_norms(prior: DiffusionPrior, restorer: Restorer, task: str, images: 
 def calibrate(prior: DiffusionPrior, restorer: Restorer, task: str, images: list[torch.Tensor],
               nat_share: float = 0.2, sem_share: float = 0.1, crop: int = 128, seed: int = 0,
               config: DiffLossConfig | None = None) -> Calibration:
+    if config is not None and config.gradient == "sds" and sem_share > 0:
+        raise ValueError("the Jacobian-free gradient sends nothing through L_sem: give it no share (sem share 0)")
     norms = measure_norms(prior, restorer, task, images, crop, seed, config)
     gamma, lam = weights_for_shares(norms, nat_share, sem_share)
     lo_hi = DiffLoss(prior, config or DiffLossConfig()).t_range
@@ -81,13 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--t-min", type=int, default=0)
     p.add_argument("--t-max", type=int, default=None)
+    p.add_argument("--t-weight", choices=["uniform", "sigma2", "x0"], default="uniform")
+    p.add_argument("--gradient", choices=["full", "sds"], default="full")
+    p.add_argument("--per-sample-norm", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
     prior = DiffusionPrior.from_pretrained(args.prior)
     restorer = load_restorer(args.restorer)
     images = [load_image(path) for path in list_images(args.clean)[: args.limit]]
-    cfg = DiffLossConfig(t_min=args.t_min, t_max=args.t_max)
+    cfg = DiffLossConfig(t_min=args.t_min, t_max=args.t_max, t_weight=args.t_weight, gradient=args.gradient,
+                         per_sample_norm=args.per_sample_norm)
     result = calibrate(prior, restorer, args.task, images, args.nat_share, args.sem_share, args.crop, args.seed, cfg)
     text = json.dumps({**asdict(result), "prior": args.prior, "restorer": args.restorer, "clean": args.clean,
                        "task": args.task}, indent=2)

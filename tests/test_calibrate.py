@@ -53,3 +53,31 @@ def test_calibrated_weights_give_the_shares_on_the_same_data():
         restored.requires_grad_(True), images[0][None], torch.Generator().manual_seed(0))
     assert terms.grad_share["nat"] == pytest.approx(0.3, rel=1e-3)
     assert terms.grad_share["sem"] == pytest.approx(0.1, rel=1e-3)
+
+
+@pytest.mark.parametrize("dose, sem_share", [({"t_weight": "sigma2", "t_min": 10, "t_max": 60}, 0.1),
+                                             ({"gradient": "sds"}, 0.0), ({"per_sample_norm": True}, 0.1)])
+def test_calibration_keeps_the_dose_so_the_shares_hold_under_it(dose, sem_share):
+    """Weights solved without the dose would miss the target under it: calibration measures through the dose."""
+    torch.manual_seed(0)
+    prior = tiny_prior()
+    restorer = Restorer(RestorerConfig(task="noise", width=8)).eval()
+    image = torch.rand(3, 32, 32)
+    cal = calibrate(prior, restorer, "noise", [image], nat_share=0.3, sem_share=sem_share, crop=32,
+                    config=DiffLossConfig(**dose))
+    from diffloss import degrade
+
+    pair = degrade.make_pair("noise", image, 0)
+    with torch.no_grad():
+        restored = restorer(pair.net_input).clamp(0, 1)
+    terms = DiffLoss(prior, DiffLossConfig(gamma=cal.gamma, lam=cal.lam, **dose))(
+        restored.requires_grad_(True), image[None], torch.Generator().manual_seed(0))
+    assert terms.grad_share["nat"] == pytest.approx(0.3, rel=1e-3)
+    assert terms.grad_share["sem"] == pytest.approx(sem_share, abs=1e-3)
+
+
+def test_a_semantic_share_under_the_jacobian_free_gradient_is_refused():
+    restorer = Restorer(RestorerConfig(task="noise", width=8)).eval()
+    with pytest.raises(ValueError, match="nothing through L_sem"):
+        calibrate(tiny_prior(), restorer, "noise", [torch.rand(3, 32, 32)], 0.3, 0.1, crop=32,
+                  config=DiffLossConfig(gradient="sds"))
