@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from diffloss import degrade
+from diffloss import degrade, perceptual
 from diffloss.checkpoint import CheckpointError, atomic_write_json, atomic_write_text
 from diffloss.data import PairedFolder
 from diffloss.images import list_images, load_image
@@ -48,26 +48,29 @@ class EvalError(ValueError):
 
 
 # ---------------------------------------------------------------- full-reference perceptual metrics: the hook
-# metric -> higher is better. A metric added to perceptual_metrics and named here reaches results.json, the table,
-# the win counts and the verdicts with no other change (METRICS and DIRECTIONS below are built from it).
-PERCEPTUAL_HIGHER_IS_BETTER: dict[str, bool] = {"ms_ssim": True}
+# metric -> higher is better: MS-SSIM and diffloss.perceptual's metrics (HaarPSI, MDSI, MS-GMSDc). A metric added to
+# perceptual_metrics and named here reaches results.json, the table, the win counts and the verdicts with no other
+# change (METRICS, DIRECTIONS and the labels below are built from it).
+PERCEPTUAL_HIGHER_IS_BETTER: dict[str, bool] = {"ms_ssim": True, **perceptual.PERCEPTUAL_HIGHER_IS_BETTER}
 PERCEPTUAL_CONVENTIONS = (f"MS-SSIM: torchmetrics, 5 scales, Gaussian 11x11 sigma 1.5, RGB, data_range=1, n/a below "
-                          f"{MS_SSIM_MIN_SIDE} px a side")
+                          f"{MS_SSIM_MIN_SIDE} px a side; {perceptual.CONVENTIONS}")
 
 
 def perceptual_metrics(restored: torch.Tensor, gt: torch.Tensor | None) -> dict[str, float | None]:
     """Full-reference perceptual metrics of one restored image against its ground truth ((3,H,W) in [0,1]):
     one value per name in :data:`PERCEPTUAL_HIGHER_IS_BETTER`, None where undefined (no ground truth, or an
-    image too small for the metric). Where diffloss.perceptual's metrics are to join the report."""
+    image too small for the metric)."""
     if gt is None:
         return {name: None for name in PERCEPTUAL_HIGHER_IS_BETTER}
-    return {"ms_ssim": ms_ssim(restored, gt)}
+    return {"ms_ssim": ms_ssim(restored, gt), **perceptual.perceptual_metrics(restored, gt)}
 
 
 METRICS = ("psnr", "ssim", "niqe", "lpips", *PERCEPTUAL_HIGHER_IS_BETTER)
 DIRECTIONS = {**HIGHER_IS_BETTER, **PERCEPTUAL_HIGHER_IS_BETTER}  # metric -> higher is better
 LABELS = {"psnr": ("PSNR (dB)", 2), "ssim": ("SSIM", 4), "niqe": ("NIQE", 3), "lpips": ("LPIPS", 4),
-          "ms_ssim": ("MS-SSIM", 4)}  # table header and digits; another metric: its name upper-cased, 4 digits
+          "ms_ssim": ("MS-SSIM", 4),
+          **{name: (m.label.rstrip(" ↑↓"), 4) for name, m in perceptual.PERCEPTUAL.items()}}
+# table header and digits of each metric; one not listed: its name upper-cased, 4 digits
 
 
 def _label(metric: str) -> tuple[str, int]:

@@ -250,4 +250,7 @@ def test_perceptual_metrics_hook_gives_every_named_metric_with_its_direction(cle
     assert perceptual_metrics(noisy, None) == {name: None for name in PERCEPTUAL_HIGHER_IS_BETTER}
     report = evaluate({}, EvalSource("synthetic", clean_dir, task="noise"))
     assert all(i["ms_ssim"] is not None for i in report.rows[0].images)  # 200 px: enough for five scales
-    assert "| MS-SSIM ↑ |" in report.to_markdown()
+    table = report.to_markdown()
+    assert "| MS-SSIM ↑ |" in table and "| HaarPSI ↑ |" in table and "| MDSI ↓ |" in table  # diffloss.perceptual's
+    assert {"haarpsi", "mdsi", "ms_gmsd"} <= set(values) and values["haarpsi"] < 1 and values["mdsi"] > 0
+    assert PERCEPTUAL_HIGHER_IS_BETTER["haarpsi"] is True and PERCEPTUAL_HIGHER_IS_BETTER["mdsi"] is False
