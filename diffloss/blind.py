@@ -329,11 +329,18 @@ def parse_judgements(rows: Iterable[Sequence[str]]) -> list[Judgement]:
 
 
 def read_judgements(path: str | Path) -> list[Judgement]:
+    """A judgements CSV as saved by hand or by a spreadsheet: a UTF-8 byte-order mark is skipped, and a file
+    separated by semicolons (what spreadsheets write in many locales) is read as well as one with commas."""
     path = Path(path)
     if not path.is_file():
         raise BlindError(f"no judgements file at {path}")
-    with path.open(newline="") as f:
-        return parse_judgements(csv.reader(f))
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise BlindError(f"{path} is not UTF-8 text: save the judgements as a CSV file") from None
+    first = text.split("\n", 1)[0]
+    delimiter = ";" if ";" in first and "," not in first else ","
+    return parse_judgements(csv.reader(text.splitlines(), delimiter=delimiter))
 
 
 def append_judgement(path: str | Path, panel: str, choice: str, judge: str = "") -> None:

@@ -218,6 +218,19 @@ def test_an_empty_choice_is_a_panel_not_judged_yet(world, tmp_path):
     assert result.a_preferred + result.b_preferred == 1 and result.unjudged == 3
 
 
+def test_a_spreadsheet_saved_form_is_read(world, tmp_path):
+    """Spreadsheets add a byte-order mark, and in many locales separate cells with semicolons."""
+    key = _make(world, tmp_path / "run", panels=2)
+    first, second = (p["panel"] for p in key["panels"])
+    saved = tmp_path / "saved.csv"
+    saved.write_bytes(f"panel;choice;judge\r\n{first};left;ann\r\n{second};TIE;ann\r\n".encode("utf-8-sig"))
+    result = tally(key, read_judgements(saved))
+    assert result.a_preferred + result.b_preferred == 1 and result.ties == 1 and result.judges == 1
+    (tmp_path / "latin.csv").write_bytes("panel,choice\nx,gauche \xe9\n".encode("latin-1"))
+    with pytest.raises(BlindError, match="not UTF-8"):
+        read_judgements(tmp_path / "latin.csv")
+
+
 @pytest.mark.parametrize("case,message", [
     ("bad choice", "line 3: choice 'maybe' for"),
     ("other run's csv", "is not in this run's key (it is from run deadbeef"),
