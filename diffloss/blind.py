@@ -359,6 +359,25 @@ def append_judgement(path: str | Path, panel: str, choice: str, judge: str = "")
 
 
 # ---------------------------------------------------------------------------------------------------- tally
+def key_problem(key: dict) -> str:
+    """What is missing from a key that :func:`tally` needs ("" when nothing is)."""
+    restorers = key.get("restorers")
+    if not isinstance(key.get("run_id"), str) or "seed" not in key or "created" not in key:
+        return "no run_id, seed or created"
+    if not (isinstance(restorers, list) and len(restorers) == 2
+            and all(isinstance(r, dict) and isinstance(r.get("name"), str) for r in restorers)):
+        return "restorers must be a list of two with names"
+    names = {r["name"] for r in restorers}
+    panels = key.get("panels")
+    if not isinstance(panels, list):
+        return "no list of panels"
+    for k, entry in enumerate(panels):
+        if not (isinstance(entry, dict) and isinstance(entry.get("panel"), str)
+                and {entry.get("left"), entry.get("right")} == names):
+            return f"panel {k} lacks its name or its two sides"
+    return ""
+
+
 def read_key(run_dir: str | Path) -> dict:
     """The key of a run folder, checked against its panels: a key from another run is refused."""
     run_dir = Path(run_dir)
@@ -371,6 +390,9 @@ def read_key(run_dir: str | Path) -> dict:
         raise BlindError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(key, dict) or key.get("format") != KEY_FORMAT:
         raise BlindError(f"{path} is not a blind-comparison key ({KEY_FORMAT})")
+    problem = key_problem(key)
+    if problem:
+        raise BlindError(f"{path} is damaged: {problem}")
     panels_dir = run_dir / PANELS_DIR
     if panels_dir.is_dir():
         present = {p.name for p in panels_dir.glob("*.png")}

@@ -238,6 +238,7 @@ def test_a_spreadsheet_saved_form_is_read(world, tmp_path):
     ("other run's key", "holds panels of another run"),
     ("twice", "is judged twice by the same judge"),
     ("no header", "must start with the header panel,choice"),
+    ("damaged key", "is damaged: panel 1 lacks its name or its two sides"),
 ])
 def test_bad_input_gets_one_line(world, tmp_path, capsys, case, message):
     key = _make(world, tmp_path / "run", panels=3)
@@ -250,6 +251,9 @@ def test_bad_input_gets_one_line(world, tmp_path, capsys, case, message):
     votes.write_text(("" if case == "no header" else "panel,choice\n") + "\n".join(rows) + "\n")
     if case == "missing panel":
         (tmp_path / "run" / "panels" / second).unlink()
+    if case == "damaged key":
+        key["panels"][1]["left"] = key["panels"][1]["right"]
+        (tmp_path / "run" / blind.KEY_FILE).write_text(json.dumps(key))
     if case == "other run's key":
         other = _make(world, tmp_path / "other", panels=3)
         (tmp_path / "run" / blind.KEY_FILE).write_text(json.dumps(other))
