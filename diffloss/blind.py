@@ -431,7 +431,11 @@ class Tally:
 
 def tally(key: dict, judgements: list[Judgement]) -> Tally:
     """Join judgements with the key. A judgement of a panel the key lacks (another run's CSV) and a panel judged
-    twice by one judge are refused; panels nobody judged are counted as unjudged."""
+    twice by one judge are refused; panels nobody judged are counted as unjudged.
+
+    Several judges' judgements are pooled, one per (panel, judge): the sign test then treats them as
+    independent, which overstates the certainty when judges agree for the same reason; the record keeps how
+    many judges there were so a reader can weigh that."""
     names = [r["name"] for r in key["restorers"]]
     panels = {p["panel"]: p for p in key["panels"]}
     result = Tally(names[0], names[1], agreement={m: {"agree": 0, "panels": 0} for m in AGREEMENT_METRICS})

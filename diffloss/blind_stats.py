@@ -33,14 +33,16 @@ def judgements_needed(preference: float = DEFAULT_PREFERENCE, alpha: float = DEF
     """Decisive (non-tie) judgements needed to detect a ``preference`` : 1 - ``preference`` split with a two-sided
     test at ``alpha`` with probability ``power``.
 
-    The standard normal-approximation sample size of a one-sample test of a proportion (p0 = 1/2 against p1;
-    e.g. Chow, Shao & Wang, *Sample Size Calculations in Clinical Research*, section 4.1; Fleiss, *Statistical
-    Methods for Rates and Proportions*)::
+    The normal-approximation sample size of a one-sample test of a proportion, p0 = 1/2 against p1, with the
+    null's variance in the critical value and the alternative's in the power term (the form in e.g. Lachin 1981,
+    "Introduction to sample size determination and power analysis for clinical trials", Controlled Clinical
+    Trials 2)::
 
         n = ((z_{1-alpha/2} sqrt(p0 q0) + z_{power} sqrt(p1 q1)) / (p1 - p0))^2, rounded up
 
-    70:30 at alpha 0.05, power 0.8: ((1.960 * 0.5 + 0.842 * 0.458) / 0.2)^2 = 46.6 -> 47. The exact sign test's
-    power at that n is close to, not exactly, 0.8 (:func:`sign_test_power` says how close).
+    70:30 at alpha 0.05, power 0.8: ((1.960 * 0.5 + 0.842 * 0.458) / 0.2)^2 = 46.6 -> 47 (the shortcut with p1's
+    variance in both terms gives 42). The exact sign test's power at 47 is 0.78, close to but not exactly 0.8
+    (:func:`sign_test_power`). Ties carry no information: :func:`with_ties` scales n up for them.
     """
     if not 0.5 < preference < 1:
         raise ValueError(f"preference must be between 0.5 and 1 (0.7 means 70:30), got {preference}")
