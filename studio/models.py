@@ -7,6 +7,7 @@ Where things are looked for (all roots configurable, so tests and other clones c
   a stopped pair's arms as exported at the stop, ``runs/<name>/{l2,diffloss}/export``, when asked for ``partial``
 - the prior: ``pretrained/prior``, or any diffusers UNet2DModel folder or hub id the user types
 - example photos: ``examples/*.png`` (falls back to the benchmark clean/val folder when it is beside the repo)
+- photos a Train run uses when given none: ``examples/train/*.png``, never one of the examples above
 - photos to calibrate DiffLoss weights on: the benchmark clean/val folder, else the clean examples
 
 Loading is cached per (path, file modification time) behind one lock, so two browser tabs asking for the same
@@ -35,6 +36,7 @@ from studio import hosting, visitors
 from studio.memo import Memo, file_stamp
 
 SHIPPED_PRIOR = "shipped prior (pretrained/prior)"
+TRAINING_EXAMPLES = "train"  # examples/train/: what a Train run uses when given no photos (held out from Compare)
 
 
 @dataclass(frozen=True)
@@ -214,8 +216,15 @@ class Registry:
         return []
 
     def clean_examples(self) -> list[Path]:
-        """The example photos that are clean (never the degraded ones): what a fresh clone's Train tab trains on."""
+        """The example photos that are clean (never the degraded ones): Compare degrades them; held out from
+        training (a fresh clone's Train tab trains on ``training_examples``)."""
         return [p for p in self.example_images() if not is_degraded_example(p)]
+
+    def training_examples(self) -> list[Path]:
+        """The shipped clean photos a Train run uses when given none (``examples/train/``, crops of the benchmark's
+        clean/train): never Compare's examples, so a trained pair is compared on photos it has not seen."""
+        folder = self.examples / TRAINING_EXAMPLES if self.examples is not None else None
+        return list_images(folder) if folder is not None and folder.is_dir() else []
 
     def first_clean_example(self) -> Path | None:
         """The photo every tab opens with, so a first visit needs one click to see something (None: no examples)."""

@@ -234,17 +234,18 @@ def _clean_folder(clean_folder: str | None, registry: Registry) -> Path:
 
 def _hosted_photos(photos: list[str] | None, clean_folder: str | None, registry: Registry) -> list[str]:
     try:
-        return hosting.hosted_training_photos(photos, clean_folder, registry.clean_examples())
+        return hosting.hosted_training_photos(photos, clean_folder, registry.training_examples())
     except ValueError as err:
         raise gr.Error(str(err)) from err
 
 
 def _shipped_examples_unless_given(photos: list[str] | None, clean_folder: str | None, registry: Registry) -> list[str]:
     """The photos to save into the run: the uploads; with none uploaded, no folder typed and no benchmark
-    clean/train beside the repo (a fresh clone), the shipped clean examples, so the first click trains."""
+    clean/train beside the repo (a fresh clone), the shipped training photos (``examples/train/``, never Compare's
+    examples), so the first click trains."""
     if photos or (clean_folder or "").strip() or registry.training_folder() is not None:
         return list(photos or [])
-    return [str(p) for p in registry.clean_examples()]
+    return [str(p) for p in registry.training_examples()]
 
 
 def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str], shipped: bool = False) -> Path:
@@ -257,8 +258,10 @@ def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str], shipped
         raise gr.Error(f"None of the {len(photos)} uploaded files is a usable photo: " + "; ".join(photo_notes))
     plural, skipped = "s" if kept > 1 else "", min(len(photos), MAX_PHOTOS) - kept
     if shipped:
-        notes.append(f"no photos given: the arms train on the {kept} clean example photo{plural} shipped in "
-                     f"`examples/` (copied into the run's `{PHOTOS_DIR}/`); upload photos or name a folder for yours")
+        yours = "upload photos" if hosting.is_hosted() else "upload photos or name a folder"  # hosted: no folder box
+        notes.append(f"no photos given: the arms train on the {kept} clean photo{plural} shipped in `examples/train/` "
+                     f"(copied into the run's `{PHOTOS_DIR}/`; Compare's examples are other photos); {yours} to "
+                     "train on yours")
     else:
         notes.append(f"{kept} uploaded photo{plural}, saved in `{run_dir / PHOTOS_DIR}`"
                      + (f" ({skipped} skipped)" if skipped else ""))

@@ -52,8 +52,9 @@ def first_run_text(registry: Registry, hosted: bool = False) -> str:
     if folder is not None and not hosted:
         data = f"the clean photos in `{folder.name}` (the folder box)"
     else:
-        count = len(registry.clean_examples())
-        data = (f"the {count} clean example photos shipped in `examples/`, unless you upload photos" if count
+        count = len(registry.training_examples())
+        data = (f"the {count} clean photos shipped in `examples/train/` (not Compare's examples), unless you upload "
+                "photos" if count
                 else "the photos you upload (this install ships no clean examples)")
     text = (f"Press **Train both arms**: with the settings on the left both arms train on {data}, from the same "
             "weights with the same seed and batches; only the loss differs. The curves grow here live; **Stop** "

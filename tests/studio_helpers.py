@@ -23,7 +23,7 @@ class World:
     root: Path
     registry: Registry
     photo: Path  # a 64x48 RGB photo
-    clean: Path  # a folder of three 64x64 clean photos
+    clean: Path  # a folder of three 64x64 clean photos (the examples), three others in train/
 
     def labels(self, task: str = "noise") -> tuple[str, str]:
         l2, dl = self.registry.default_pair(task)
@@ -53,6 +53,9 @@ def make_world(root: Path, with_prior: bool = True, with_restorers: bool = True)
     clean = root / "clean"
     for i in range(3):
         save_image(torch.rand(3, 64, 64, generator=g), clean / f"{i}.png")
+    held = torch.Generator().manual_seed(1)  # the shipped training photos (examples/train/): other photos
+    for i in range(3):
+        save_image(torch.rand(3, 64, 64, generator=held), clean / "train" / f"t{i}.png")
     return World(root, Registry(pretrained, root / "runs", examples=clean), photo, clean)
 
 

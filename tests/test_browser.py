@@ -352,14 +352,14 @@ def test_first_click_train(fresh_clone_url):
     with _screen(fresh_clone_url) as page:
         page.get_by_role("tab", name="Train").click()
         panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Train both arms"))
-        assert panel.get_by_text("clean example photos shipped in", exact=False).first.is_visible()
+        assert panel.get_by_text("clean photos shipped in", exact=False).first.is_visible()
         button = panel.get_by_role("button", name="Train both arms")
         assert _in_view(button)
         button.click()
         progress = page.get_by_text(re.compile(r"diffloss: .*step [1-9]\d*/100")).first
         progress.wait_for(timeout=300_000)  # the first logged step of both arms
         _no_error_toast(page)
-        assert page.get_by_text("no photos given: the arms train on the 3 clean example photos",
+        assert page.get_by_text("no photos given: the arms train on the 8 clean photos",
                                 exact=False).first.is_visible()
         assert _in_view(panel.get_by_text("Loss terms (live)", exact=False).first)
         shot.parent.mkdir(parents=True, exist_ok=True)

@@ -106,7 +106,8 @@ def test_hosted_training_refuses_a_server_folder_and_uses_the_shipped_examples(t
     *_, (status, _, archive) = train_tab.train_pair("noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", "",
                                                     start=restorers.FRESH_START, registry=world.registry)
     # the world's examples: 3 clean photos, said as what they are (they used to be called "3 uploaded photos")
-    assert status.startswith("**Done**") and "the arms train on the 3 clean example photos shipped" in status
+    assert status.startswith("**Done**") and "the arms train on the 3 clean photos shipped" in status
+    assert "name a folder" not in status  # there is no folder box on a hosted studio
     assert archive.endswith(".zip")
 
 

@@ -55,7 +55,7 @@ def test_the_compare_explainer_is_ready_for_its_tab():
 
 def test_train_says_what_its_first_click_trains_on(world, tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "none"))
-    assert "the 3 clean example photos shipped in `examples/`" in train_ui.first_run_text(world.registry)
+    assert "the 3 clean photos shipped in `examples/train/`" in train_ui.first_run_text(world.registry)
     bare = make_world(tmp_path / "bare").registry
     bare.examples = None
     assert "the photos you upload" in train_ui.first_run_text(bare)

@@ -102,7 +102,8 @@ def test_stop_pressed_after_a_run_finished_leaves_its_done_summary(world):
 
 def test_the_first_click_in_a_fresh_clone_trains_on_the_shipped_clean_examples(world, tmp_path, monkeypatch):
     """No benchmark beside the repo, no upload, no folder typed (the defaults in a fresh clone): both arms train on
-    the clean examples (never the degraded ones), copied into the run, and the status says so."""
+    the shipped training photos (examples/train/: never Compare's examples, never a degraded one), copied into the
+    run, and the status says so."""
     monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "no-datasets"))
     from tests.studio_helpers import write_png
 
@@ -110,9 +111,9 @@ def test_the_first_click_in_a_fresh_clone_trains_on_the_shipped_clean_examples(w
     assert world.registry.training_folder() is None
     status = list(_run(world, "first", clean_folder=""))[-1][0]
     assert status.startswith("**Done**")
-    assert "no photos given: the arms train on the 3 clean example photos shipped in `examples/`" in status
+    assert "no photos given: the arms train on the 3 clean photos shipped in `examples/train/`" in status
     photos = sorted(p.name for p in (world.registry.runs / "first" / "photos").iterdir())
-    assert photos == ["000_0.png", "001_1.png", "002_2.png"]
+    assert photos == ["000_t0.png", "001_t1.png", "002_t2.png"]
     card = json.loads((world.registry.runs / "first" / "l2" / "model" / "card.json").read_text())
     assert card["data"]["clean"] == [str(world.registry.runs / "first" / "photos")]
 
