@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from diffloss.images import as_hwc
 
 # --------------------------------------------------------------------------------------------- conventions
+class ImageTooSmall(ValueError):
+    """The metric is undefined at this size (its filters or scales need more pixels): reported as None."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def haarpsi(pred, gt) -> float:
     """HaarPSI in [0, 1], higher is better (1: identical). Needs at least 16 px a side."""
     a, b = _pair(pred, gt)
     if min(a.shape[-2:]) < 2 ** (HAARPSI_SCALES + 1):
-        raise ValueError(f"HaarPSI needs images at least {2 ** (HAARPSI_SCALES + 1)} px a side, got "
+        raise ImageTooSmall(f"HaarPSI needs images at least {2 ** (HAARPSI_SCALES + 1)} px a side, got "
                          f"{a.shape[-1]}x{a.shape[-2]}")
     # The paper halves the image first (a typical viewing distance): a 2x2 mean, odd sides padded with zeros.
     odd = max(a.shape[-2] % 2, a.shape[-1] % 2)
@@ -180,7 +182,7 @@ def ms_gmsd(pred, gt) -> float:
     a, b = _pair(pred, gt)
     least = 2 ** len(MS_GMSD_WEIGHTS) + 1
     if min(a.shape[-2:]) < least:
-        raise ValueError(f"MS-GMSD needs images at least {least} px a side, got {a.shape[-1]}x{a.shape[-2]}")
+        raise ImageTooSmall(f"MS-GMSD needs images at least {least} px a side, got {a.shape[-1]}x{a.shape[-2]}")
     a, b = _mix(a, YIQ), _mix(b, YIQ)
     deviations = []
     for scale in range(len(MS_GMSD_WEIGHTS)):
@@ -223,9 +225,7 @@ def perceptual_metrics(pred, gt=None) -> dict[str, float | None]:
     for name, metric in PERCEPTUAL.items():
         try:
             value = metric.fn(pred, gt)
-        except ValueError as err:
-            if "shape" in str(err):  # a mismatch is the caller's error, not an undefined metric
-                raise
+        except ImageTooSmall:  # undefined here; a shape mismatch or a grey image is the caller's error, raised
             continue
         out[name] = value if math.isfinite(value) else None
     return out

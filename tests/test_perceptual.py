@@ -99,7 +99,7 @@ def test_no_ground_truth_or_too_small_gives_none_and_a_shape_mismatch_is_an_erro
     with pytest.raises(ValueError, match="differ in shape"):
         perceptual_metrics(_photo(7, 20, 20), _photo(7, 20, 24))
     with pytest.raises(ValueError, match="RGB"):
-        mdsi(np.zeros((20, 20)), np.zeros((20, 20)))
+        perceptual_metrics(np.zeros((20, 20)), np.zeros((20, 20)))
 
 
 def test_the_report_rows_carry_them():
