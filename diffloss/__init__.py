@@ -33,6 +33,7 @@ Measuring
 Around
   paths         where things live: the repository, pretrained/, runs/ (DIFFLOSS_RUNS), run-folder names, arms, tasks
   checkpoint    atomic safetensors model folders with config and card
+  provenance    cards that name data by dataset-relative paths, not the machine's folders
   machine       which machine a number came from
   side_by_side  the app's speed wrapper: independent CPU work in threads (Compare's arms, L(t) halves); no maths uses it
   zoo           what pretrained/ holds and the command that rebuilds it

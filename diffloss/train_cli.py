@@ -24,6 +24,7 @@ import torch.distributed as dist
 from diffloss.checkpoint import CheckpointError
 from diffloss.loss import DiffLossConfig
 from diffloss.paths import RunFolder
+from diffloss.provenance import make_card_portable
 from diffloss.run_folder import checkpoint_settings, export_checkpoint, how_to_resume
 from diffloss.signals import stop_on_signals
 from diffloss.train import TrainEvent, TrainingDiverged, train_prior, train_restorer
@@ -181,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stop_on_signals()  # SIGTERM (kill, a scheduler, a Space restart) and SIGINT: checkpoint, then exit
     if args.what == "export":
-        print(f"exported to {export_checkpoint(args.run, args.to)}")
+        dest = export_checkpoint(args.run, args.to)
+        make_card_portable(dest)  # the card names data by dataset-relative paths, not this machine's folders
+        print(f"exported to {dest}")
         return 0
     try:
         if args.what == "pair" or _is_pair_resume(args):
@@ -212,6 +215,8 @@ def _follow(events: Iterator[TrainEvent], total: int, out: Path) -> int:
             if event.kind == "step":
                 bar.set_postfix({k: f"{v:.4g}" for k, v in event.values.items() if k != "lr"}, refresh=False)
             bar.refresh()
+            if event.kind == "done" and is_main:
+                make_card_portable(Path(event.path))  # data by dataset-relative paths (diffloss.provenance)
             if event.kind in ("stopped", "done") and is_main:
                 bar.write(f"{event.kind} at step {event.step}: {event.message or event.path}")
     except KeyboardInterrupt:
@@ -251,6 +256,8 @@ def _train_pair(args: argparse.Namespace) -> int:
             run.start(arm, cfg)
         for events in run.rounds():
             for arm, event in events.items():
+                if event.kind == "done":
+                    make_card_portable(Path(event.path))  # data by dataset-relative paths (diffloss.provenance)
                 if event.kind in ("step", "done") and event.values:
                     values = ", ".join(f"{k} {v:.4g}" for k, v in event.values.items() if k in ("total", "share_nat"))
                     print(f"{arm}: step {event.step}/{event.total_steps} {values}", flush=True)

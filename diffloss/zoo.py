@@ -37,6 +37,7 @@ from diffloss import checkpoint, train
 from diffloss.loss import DiffLossConfig, weights_for_shares
 from diffloss.family import BUILD_ORDER, FAMILY, SOTS_VAL_SCENES, ArmSpec, ZooPaths
 from diffloss.paths import TASK_ORDER
+from diffloss.provenance import default_roots, portable_card
 
 
 # Every weight in pretrained/ is stored in this dtype (issue #13: at most 120 MB in all); loading computes in float32.
@@ -342,7 +343,7 @@ def plan(recipe: Recipe, paths: ZooPaths, device: str = "auto", time_limit: floa
                 _drain(train.train_restorer(cfg), log, f"{task}/{arm.name}")
                 if arm.shipped:
                     install_restorer(base.parent / arm.name / "model", paths.restorer_dir(task, arm.name), calibration,
-                                     recipe, log, base=base, command=command, arm=arm)
+                                     recipe, log, base=base, command=command, arm=arm, paths=paths)
 
             step = Step(f"{task}/{arm.name}", partial(_arm_done, paths, recipe, task, arm, base), train_arm)
             (optional if arm.optional else steps).append(step)
@@ -496,7 +497,7 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     card["validation"] = {"data": str(paths.clean_val), "crops": len(crops), "crop": 64,
                           "eps_mse": {str(k): v for k, v in errors.items()},
                           "note": "mean squared error of the predicted noise; 1.0 = predicting zero"}
-    checkpoint.atomic_write_json(tmp / checkpoint.CARD_FILE, card)
+    checkpoint.atomic_write_json(tmp / checkpoint.CARD_FILE, shipped_card(card, paths))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     log(f"[prior] installed in {dest}: eps MSE {errors}")
@@ -504,7 +505,7 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
 
 def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Recipe,
                      log: Callable[[str], None] = print, base: Path | None = None, command: str | None = None,
-                     arm: ArmSpec | None = None) -> None:
+                     arm: ArmSpec | None = None, paths: ZooPaths | None = None) -> None:
     """Store a finished arm in fp16 (halves the size; the report measures it as shipped).
 
     The card gains the recipe, the arm (its target shares, t range and the weights they gave), the calibration
@@ -525,8 +526,15 @@ def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Rec
         card["command"] = command
     if base is not None and (base / "model" / checkpoint.CARD_FILE).is_file():
         card["base"] = base_summary(base)
-    save_restorer(model, dest, card=card, dtype=SHIPPED_DTYPE)
+    save_restorer(model, dest, card=shipped_card(card, paths or ZooPaths()), dtype=SHIPPED_DTYPE)
     log(f"[install] {dest}")
+
+
+def shipped_card(card: dict, paths: ZooPaths) -> dict:
+    """A card as ``pretrained/`` ships it: data by dataset-relative paths, the build's runs and pretrained folders
+    as ``runs/zoo/`` and ``pretrained/`` (``diffloss.provenance``), never the build machine's own folders."""
+    return portable_card(card, paths.datasets, {**default_roots(), paths.runs: "runs/zoo/",
+                                                paths.pretrained: "pretrained/"})
 
 
 def base_summary(base: Path) -> dict:
