@@ -31,6 +31,7 @@ import math
 import secrets
 import sys
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -245,7 +246,7 @@ def make_panels(config: MakeConfig, out_dir: str | Path, log=print) -> dict:
         raise BlindError(f"cannot load a restorer: {err}") from None
     task = _task(config, models)
     try:
-        samples = list(iter_samples(config.source, task))
+        samples = list(islice(iter_samples(config.source, task), config.panels))  # never more photos than panels
     except ValueError as err:
         raise BlindError(str(err)) from None
     if not samples:
@@ -278,7 +279,7 @@ def make_panels(config: MakeConfig, out_dir: str | Path, log=print) -> dict:
             order = draw_sides(names, rng)
             crops = {n: _crop(o, top, left, side) for n, o in outs.items()}
             truth_crop = _crop(truth, top, left, side)
-            entries[k] = panel_entry(key, k, crops, truth_crop, *order, niqe, image=sample.name, seed=sample.seed,
+            entries[k] = panel_entry(key, k, crops, truth_crop, *order, niqe, image=sample.name, image_seed=sample.seed,
                                      y=top, x=left, side=side, kind=kinds[k])
             Image.fromarray(panel_image(crops[order[0]], crops[order[1]], truth_crop, config.zoom)).save(
                 out / PANELS_DIR / entries[k]["panel"])
