@@ -14,13 +14,16 @@ filesystem. Hosted mode is on when ``SPACE_ID`` is set (Spaces set it) or ``--pu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
 import re
+import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from diffloss import heap
 from diffloss.paths import public_text  # the one rule for paths a visitor may see; re-exported
 
 PUBLIC_ENV = "DIFFLOSS_PUBLIC"  # "1": hosted mode without SPACE_ID (what ``--public`` sets)
@@ -118,17 +121,39 @@ def _public_error(err: Exception, roots: dict[Path, str]) -> Exception:
     return gr.Error(public_text(f"{type(err).__name__}: {err}", roots))
 
 
+_ACTIVE = [0]  # handlers running now, in every thread
+_ACTIVE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _counted() -> Iterator[None]:
+    """Count a running handler; the last one to end gives the freed memory back (``diffloss.heap.trim``), so a
+    burst of large requests leaves the process near its idle size."""
+    with _ACTIVE_LOCK:
+        _ACTIVE[0] += 1
+    try:
+        yield
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE[0] -= 1
+            last = _ACTIVE[0] == 0
+        if last:
+            heap.trim()
+
+
 def guarded(fn: Callable, texts: list[bool], roots: dict[Path, str]) -> Callable:
     """``fn`` whose text outputs and error messages carry no absolute server path (same kind: plain or generator,
-    same signature, so gradio still injects ``gr.Request`` and builds the same API)."""
+    same signature, so gradio still injects ``gr.Request`` and builds the same API); the last handler of a burst
+    to end returns the freed memory to the system."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
-            try:
-                for item in fn(*args, **kwargs):
-                    yield _public_result(item, texts, roots)
-            except Exception as err:  # noqa: BLE001
-                raise _public_error(err, roots) from err
+            with _counted():
+                try:
+                    for item in fn(*args, **kwargs):
+                        yield _public_result(item, texts, roots)
+                except Exception as err:  # noqa: BLE001
+                    raise _public_error(err, roots) from err
         return gen_wrapper
 
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
@@ -136,10 +161,11 @@ def guarded(fn: Callable, texts: list[bool], roots: dict[Path, str]) -> Callable
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return _public_result(fn(*args, **kwargs), texts, roots)
-        except Exception as err:  # noqa: BLE001
-            raise _public_error(err, roots) from err
+        with _counted():
+            try:
+                return _public_result(fn(*args, **kwargs), texts, roots)
+            except Exception as err:  # noqa: BLE001
+                raise _public_error(err, roots) from err
     return wrapper
 
 
