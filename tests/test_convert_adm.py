@@ -7,6 +7,7 @@ import math
 import re
 from dataclasses import asdict, replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -302,3 +303,31 @@ def test_an_x0_predicting_model_is_marked_as_such():
     assert scheduler_config(cfg)["prediction_type"] == "sample"  # DiffusionPrior turns it into eps
     with pytest.raises(ValueError, match="rescale_timesteps=True with diffusion_steps=4000"):
         config_from_flags({"rescale_timesteps": True, "diffusion_steps": 4000}, base=ADM_PRESETS["256-uncond"])
+
+
+def adm_alphas_cumprod(schedule: str, steps: int) -> np.ndarray:
+    """guided-diffusion's a_t in float64: get_named_beta_schedule, then the cumulative product (gaussian_diffusion)."""
+    if schedule == "linear":
+        scale = 1000 / steps
+        betas = np.linspace(scale * 1e-4, scale * 0.02, steps, dtype=np.float64)
+    else:
+        def alpha_bar(s: float) -> float:
+            return math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
+        betas = np.array([min(1 - alpha_bar((i + 1) / steps) / alpha_bar(i / steps), 0.999) for i in range(steps)])
+    return np.cumprod(1.0 - betas)
+
+
+@pytest.mark.xfail(strict=True, reason="DiffusionPrior keeps the scheduler's float32 alphas_cumprod (prior.py) and "
+                   "schedule.add_noise takes sqrt(1 - a_t) in float32: 8.3e-5 relative at t=0 for linear-1000, 1.4e-3 "
+                   "for cosine-4000; guided-diffusion computes both in float64. The fix belongs to prior.py/schedule.py "
+                   "(a_t from the betas in float64, the square roots in float64, then cast); remove this mark with it")
+@pytest.mark.parametrize("schedule,steps", [("linear", 1000), ("cosine", 4000)])
+def test_the_priors_noise_coefficients_are_guided_diffusions_float64_ones(schedule, steps):
+    from diffloss.convert_adm import build_prior
+
+    prior = build_prior(replace(CONFIGS["legacy-qkv-2res"], noise_schedule=schedule, diffusion_steps=steps))
+    t = torch.arange(steps)
+    # x01 = 0.5 is 0 on the model's scale, so x_t = sqrt(1 - a_t) * eps: with eps = 1, the coefficient itself
+    got = prior.add_noise(torch.full((steps, 3, 1, 1), 0.5), t, torch.ones(steps, 3, 1, 1))[:, 0, 0, 0].double()
+    expected = torch.from_numpy(np.sqrt(1.0 - adm_alphas_cumprod(schedule, steps)))
+    assert ((got - expected).abs() / expected).max() < 1e-6
