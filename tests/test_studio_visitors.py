@@ -191,7 +191,7 @@ def test_a_finished_hosted_run_keeps_its_models_and_zip_not_its_checkpoints_or_p
 
 
 def test_a_finished_local_run_keeps_its_checkpoints_and_photos(world, local):
-    _train(world, None, name="kept", clean_folder=None, photos=[str(p) for p in world.clean.iterdir()])
+    _train(world, None, name="kept", clean_folder=None, photos=[str(p) for p in world.clean.glob("*.png")])
     run = world.registry.runs / "kept"
     assert (run / "l2" / "checkpoint" / "last.safetensors").is_file() and (run / "photos").is_dir()
 
