@@ -29,6 +29,7 @@ import datetime as _dt
 import json
 import math
 import secrets
+import shutil
 import sys
 from dataclasses import dataclass, field
 from itertools import islice
@@ -231,36 +232,12 @@ def _task(config: MakeConfig, models: dict[str, torch.nn.Module]) -> str | None:
     return tasks.pop() if tasks else None
 
 
-def make_panels(config: MakeConfig, out_dir: str | Path, log=print) -> dict:
-    """Write the panels, the judge's form and the key; returns the key. Image ``k % images`` of the source gives
-    panel ``k``, so a few photos can give many panels (at different places)."""
-    config.check()
-    out = Path(out_dir)
-    if (out / KEY_FILE).exists() or (out / PANELS_DIR).exists():
-        raise BlindError(f"{out} already holds a blind run (key.json or panels/): choose a new --out")
-    seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
-    rng = np.random.default_rng(seed)
-    try:
-        models = {name: load_restorer(folder) for name, folder in config.restorers.items()}
-    except Exception as err:  # CheckpointError, missing folder: one line
-        raise BlindError(f"cannot load a restorer: {err}") from None
-    task = _task(config, models)
-    try:
-        samples = list(islice(iter_samples(config.source, task), config.panels))  # never more photos than panels
-    except ValueError as err:
-        raise BlindError(str(err)) from None
-    if not samples:
-        raise BlindError(f"no images found in {config.source.root}")
-    kinds = crop_kinds(config.panels, rng)
-    by_image: dict[int, list[int]] = {}
-    for k in range(config.panels):
-        by_image.setdefault(k % len(samples), []).append(k)
-    names = list(config.restorers)
-    key = new_key(names, seed, task, config.restorers,
-                  source={**config.source.describe(), "root": shown_path(config.source.root)},
-                  crop=config.crop, zoom=config.zoom, niqe_on="whole image")
+def _write_panels(config: MakeConfig, models: dict[str, torch.nn.Module], samples: list,
+                  by_image: dict[int, list[int]], kinds: list[str], key: dict, rng: np.random.Generator,
+                  folder: Path, log) -> None:
+    """Restore each photo once, choose its panels' crops and sides, save the panels, fill ``key["panels"]``."""
+    names = [r["name"] for r in key["restorers"]]
     entries: dict[int, dict] = {}
-    (out / PANELS_DIR).mkdir(parents=True)
     for i, ks in sorted(by_image.items()):
         sample = samples[i]
         log(f"[blind] {sample.name}: {len(ks)} panel(s)")
@@ -279,15 +256,55 @@ def make_panels(config: MakeConfig, out_dir: str | Path, log=print) -> dict:
             order = draw_sides(names, rng)
             crops = {n: _crop(o, top, left, side) for n, o in outs.items()}
             truth_crop = _crop(truth, top, left, side)
-            entries[k] = panel_entry(key, k, crops, truth_crop, *order, niqe, image=sample.name, image_seed=sample.seed,
-                                     y=top, x=left, side=side, kind=kinds[k])
+            entries[k] = panel_entry(key, k, crops, truth_crop, *order, niqe, image=sample.name,
+                                     image_seed=sample.seed, y=top, x=left, side=side, kind=kinds[k])
             Image.fromarray(panel_image(crops[order[0]], crops[order[1]], truth_crop, config.zoom)).save(
-                out / PANELS_DIR / entries[k]["panel"])
-    panels = key["panels"] = [entries[k] for k in range(config.panels)]
+                folder / entries[k]["panel"])
+    key["panels"] = [entries[k] for k in range(config.panels)]
+
+
+def make_panels(config: MakeConfig, out_dir: str | Path, log=print) -> dict:
+    """Write the panels, the judge's form and the key; returns the key. Image ``k % images`` of the source gives
+    panel ``k``, so a few photos can give many panels (at different places)."""
+    config.check()
+    out = Path(out_dir)
+    if (out / KEY_FILE).exists() or (out / PANELS_DIR).exists():
+        raise BlindError(f"{out} already holds a blind run (key.json or panels/): choose a new --out")
+    seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
+    rng = np.random.default_rng(seed)
+    try:
+        models = {name: load_restorer(folder) for name, folder in config.restorers.items()}
+    except Exception as err:  # CheckpointError, missing folder: one line
+        raise BlindError(f"cannot load a restorer: {err}") from None
+    task = _task(config, models)
+    for name, model in models.items():
+        wanted = degrade.get_task(task).in_channels if task else model.config.in_channels
+        if model.config.in_channels != wanted:
+            raise BlindError(f"restorer {name} takes {model.config.in_channels} input channels but {task} gives "
+                             f"{wanted}: it was trained for {model.config.task}")
+    try:
+        samples = list(islice(iter_samples(config.source, task), config.panels))  # never more photos than panels
+    except (ValueError, OSError) as err:  # no such folder, no lq/ or gt/, unreadable image
+        raise BlindError(str(err)) from None
+    if not samples:
+        raise BlindError(f"no images found in {config.source.root}")
+    kinds = crop_kinds(config.panels, rng)
+    by_image: dict[int, list[int]] = {}
+    for k in range(config.panels):
+        by_image.setdefault(k % len(samples), []).append(k)
+    key = new_key(list(config.restorers), seed, task, config.restorers,
+                  source={**config.source.describe(), "root": shown_path(config.source.root)},
+                  crop=config.crop, zoom=config.zoom, niqe_on="whole image")
+    (out / PANELS_DIR).mkdir(parents=True)
+    try:
+        _write_panels(config, models, samples, by_image, kinds, key, rng, out / PANELS_DIR, log)
+    except BaseException:
+        shutil.rmtree(out / PANELS_DIR)  # made above, so ours alone: a failed run leaves no half a run behind
+        raise
     with (out / PANELS_DIR / FORM_FILE).open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(CSV_HEADER)
-        writer.writerows([p["panel"], "", ""] for p in panels)
+        writer.writerows([p["panel"], "", ""] for p in key["panels"])
     atomic_write_json(out / KEY_FILE, key)
     return key
 
@@ -499,7 +516,8 @@ def tally_lines(record: dict) -> list[str]:
              f"{sign_test_power(need['decisive'], need['preference']):.2f})"
              + (f", about {need['with_ties']} judgements at this tie rate"
                 if need.get("with_ties") not in (None, need["decisive"]) else "")]
-    agree = [f"{METRIC_LABELS.get(m, m)} {v['agree']}/{v['panels']}" for m, v in record["agreement"].items() if v["panels"]]
+    agree = [f"{METRIC_LABELS.get(m, m)} {v['agree']}/{v['panels']}"
+             for m, v in record["agreement"].items() if v["panels"]]
     if agree:
         lines.append("metrics picking the judge's side (decisive panels): " + ", ".join(agree))
     return lines

@@ -179,6 +179,18 @@ def test_paired_folders_make_panels_too(world, tmp_path):
     assert all(p["side"] == 48 for p in key["panels"])  # a crop larger than the image is the whole image
 
 
+def test_a_make_that_fails_midway_leaves_no_half_run(world, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(blind, "panel_image", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        _make(world, tmp_path / "run")
+    assert not (tmp_path / "run" / "panels").exists() and not (tmp_path / "run" / blind.KEY_FILE).exists()
+    monkeypatch.undo()
+    assert len(_make(world, tmp_path / "run")["panels"]) == 6  # the same --out works again
+
+
 def _judge(key: dict, prefer: str, path, judge: str = "", tie_every: int = 0) -> None:
     for k, p in enumerate(key["panels"]):
         choice = "tie" if tie_every and k % tie_every == 0 else ("left" if p["left"] == prefer else "right")
@@ -271,6 +283,21 @@ def test_make_refuses_bad_requests_in_one_line(world, tmp_path, capsys):
     assert main(["make", "--restorer", f"l2={world['l2']}", "--restorer", f"s={world['semantic']}", "--clean",
                  str(world["clean"]), "--task", "noise", "--out", str(tmp_path / "run")]) == 2
     assert "already holds a blind run" in capsys.readouterr().err
+    inpaint = Restorer(RestorerConfig(task="inpaint", in_channels=4, width=8, enc_blocks=(1,), dec_blocks=(1,),
+                                      middle_blocks=1))
+    save_restorer(inpaint, tmp_path / "inpaint")
+    noise = ["--task", "noise"]
+    for restorer, source, message in [
+        (f"s={tmp_path / 'inpaint'}", ["--clean", str(world["clean"]), *noise],
+         "takes 4 input channels but noise gives 3"),
+        (f"s={world['semantic']}", ["--clean", str(tmp_path / "nowhere"), *noise], "image folder not found"),
+        (f"s={world['semantic']}", ["--paired", str(world["clean"])], "no lq/ subfolder"),
+    ]:
+        assert main(["make", "--restorer", f"l2={world['l2']}", "--restorer", restorer, *source,
+                     "--out", str(tmp_path / "failed")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err
+        assert not (tmp_path / "failed" / "panels").exists()
     with pytest.raises(BlindError, match="not left, right or tie"):
         append_judgement(tmp_path / "v.csv", "x", "A")
     assert CHOICES == ("left", "right", "tie")
