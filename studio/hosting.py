@@ -9,7 +9,8 @@ filesystem. Hosted mode is on when ``SPACE_ID`` is set (Spaces set it) or ``--pu
 - training photos come from uploads or the shipped examples, never a folder on the server;
 - no absolute server path reaches a page: every message, markdown and textbox a handler sends out is rewritten
   (repo paths relative to the repo, runs as ``runs/...``, anything else by its file name);
-- uploads are capped in size (gradio's ``max_file_size``).
+- uploads are capped in size (gradio's ``max_file_size``), in number and bytes per client address an hour
+  (``studio.upload_limits``), and deleted an hour old.
 """
 
 from __future__ import annotations
@@ -183,8 +184,15 @@ def guard_demo(demo: Any, roots: dict[Path, str]) -> Any:
 
 
 def launch_options() -> dict[str, Any]:
-    """Extra ``launch()`` arguments: an upload size limit in hosted mode, none on one's own machine."""
-    return {"max_file_size": MAX_UPLOAD} if is_hosted() else {}
+    """Extra ``launch()`` arguments: in hosted mode an upload size limit and the per-address upload budget
+    (``studio.upload_limits``); none on one's own machine."""
+    if not is_hosted():
+        return {}
+    from starlette.middleware import Middleware
+
+    from studio.upload_limits import UploadLimit
+
+    return {"max_file_size": MAX_UPLOAD, "app_kwargs": {"middleware": [Middleware(UploadLimit)]}}
 
 
 def hosted_training_photos(photos: list[str] | None, clean_folder: str | None, clean_examples: list[Path]) -> list[str]:
@@ -200,6 +208,9 @@ def hosted_training_photos(photos: list[str] | None, clean_folder: str | None, c
     return [str(p) for p in clean_examples]
 
 
+UPLOAD_MAX_AGE_S = 3600  # hosted: gradio deletes uploads and served copies an hour old, every ten minutes
+
+
 def blocks_options() -> dict[str, Any]:
-    """Extra ``gr.Blocks`` arguments: in hosted mode gradio deletes uploads and served copies a day old, hourly."""
-    return {"delete_cache": (3600, 86400)} if is_hosted() else {}
+    """Extra ``gr.Blocks`` arguments: in hosted mode gradio deletes uploads and served copies an hour old."""
+    return {"delete_cache": (600, UPLOAD_MAX_AGE_S)} if is_hosted() else {}
