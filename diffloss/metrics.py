@@ -16,7 +16,7 @@ import torch
 
 from diffloss.images import as_hwc, rgb_to_y  # noqa: F401  (rgb_to_y: part of this module's API)
 from diffloss.niqe import NIQEUndefined, niqe
-from diffloss.perceptual import CONVENTIONS as HAARPSI_MDSI_CONVENTIONS
+from diffloss.perceptual import CONVENTIONS as PAPERS_CONVENTIONS
 from diffloss.perceptual import PERCEPTUAL_HIGHER_IS_BETTER, perceptual_metrics
 
 SSIM_SIGMA = 1.5  # Wang et al. 2004: Gaussian window, sigma 1.5 (skimage truncates it to 11x11)
@@ -31,7 +31,7 @@ CONVENTIONS = (
 LpipsFn = Callable[[object, object], float]
 # Which way is better, for every metric any report compares (one place: tables, wins and verdicts read it).
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "ms_ssim": True, "niqe": False, "lpips": False,
-                    **PERCEPTUAL_HIGHER_IS_BETTER}  # haarpsi, mdsi: stated in diffloss.perceptual
+                    **PERCEPTUAL_HIGHER_IS_BETTER}  # haarpsi, mdsi, ms_gmsd: stated in diffloss.perceptual
 
 
 def _prepare(pred, gt, crop_border: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +153,7 @@ PERCEPTUAL_CONVENTIONS = (
     "MS-SSIM: torchmetrics (5 scales, Gaussian 11x11 sigma 1.5, RGB, data_range=1; None below 161 px a side); "
     "HF ratio: energy of the 3x3 Laplacian of the Y channel, restored over ground truth "
     "(1 = as much fine detail as the truth, < 1 smoother, > 1 more high frequencies: detail, noise or artefacts); "
-    + HAARPSI_MDSI_CONVENTIONS
+    + PAPERS_CONVENTIONS
 )
 MS_SSIM_MIN_SIDE = 161  # 5 scales of an 11-tap window: the image must still be 11 px at the coarsest scale
 
@@ -188,8 +188,9 @@ def high_frequency_ratio(pred, gt) -> float | None:
 
 
 def perceptual_reference_metrics(pred, gt) -> dict[str, float | None]:
-    """``ms_ssim``, ``hf_ratio``, ``haarpsi`` and ``mdsi`` against ``gt`` (all None without one). (torchmetrics'
-    VIF was tried and left out: 40 s a 500 px image here, bench/results/zoo-report-cost.md.)"""
+    """``ms_ssim``, ``hf_ratio`` and diffloss.perceptual's ``haarpsi``, ``mdsi``, ``ms_gmsd`` against ``gt`` (all
+    None without one). (torchmetrics' VIF was tried and left out: 40 s a 500 px image here,
+    bench/results/zoo-report-cost.md.)"""
     if gt is None:
         return {"ms_ssim": None, "hf_ratio": None, **perceptual_metrics(pred, None)}
     return {"ms_ssim": ms_ssim(pred, gt), "hf_ratio": high_frequency_ratio(pred, gt), **perceptual_metrics(pred, gt)}

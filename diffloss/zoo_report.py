@@ -35,9 +35,9 @@ from diffloss.nets import load_restorer, restore
 from diffloss.paths import REPO, TASK_ORDER, shown_path
 from diffloss.viz import most_different_window
 
-COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("ms_ssim", "MS-SSIM ↑", 4), ("haarpsi", "HaarPSI ↑", 4),
-           ("mdsi", "MDSI ↓", 4), ("ms_gmsd", "MS-GMSDc ↓", 4), ("niqe", "NIQE ↓", 3), ("lpips", "LPIPS ↓", 4), ("hf_ratio", "HF ratio", 2),
-           ("psnr_vs_l2", "PSNR vs L2", 1))
+COLUMNS = (("psnr", "PSNR ↑", 2), ("ssim", "SSIM ↑", 4), ("ms_ssim", "MS-SSIM ↑", 4),
+           ("haarpsi", "HaarPSI ↑", 4), ("mdsi", "MDSI ↓", 4), ("ms_gmsd", "MS-GMSDc ↓", 4), ("niqe", "NIQE ↓", 3),
+           ("lpips", "LPIPS ↓", 4), ("hf_ratio", "HF ratio", 2), ("psnr_vs_l2", "PSNR vs L2", 1))
 VISIBLE_DB = 33.0  # median PSNR between two arms' outputs at or below this: a person can see the difference
 SIGNIFICANT_P = 0.05
 BASE_ROW = "base"  # the L2 base the family starts from, measured beside the arms when its run folder is here
@@ -211,27 +211,30 @@ def _perception_distortion_figure(points: dict[str, tuple[float, float]], title:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.2, 4.0), dpi=100)
+    # 400 px wide: Compare shows it about that wide at 1440x900, so its 9-10 pt text stays >= 11 px on screen.
+    fig, ax = plt.subplots(figsize=(4.0, 4.7), dpi=100, layout="constrained")
     (x0, x1), (y0, y1) = pd_view(points)
     dose = [points[a] for a in DOSE_ORDER if a in points]
     if len(dose) > 1:
         ax.plot(*zip(*dose), "-", color="0.6", lw=1.2, zorder=1, label="dose order (prior weight)")
     for arm, (x, y) in points.items():
         if arm == "input" and not (x0 <= x <= x1 and y0 <= y <= y1):
-            ax.text(0.02, 0.02, f"degraded input (off this view): PSNR {x:.2f} dB, NIQE {y:.2f}",
-                    transform=ax.transAxes, fontsize=7, color="0.35", va="bottom")
+            ax.text(0.02, 0.02, f"degraded input (off view):\nPSNR {x:.2f} dB, NIQE {y:.2f}",
+                    transform=ax.transAxes, fontsize=9, color="0.35", va="bottom")
             continue
         ax.scatter([x], [y], s=46, zorder=2, label=arm, **_arm_style(arm))
         if arm in marked:
             ax.scatter([x], [y], s=190, facecolors="none", edgecolors="k", linewidths=1.4, zorder=3)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
-    ax.set_xlabel("PSNR to ground truth (dB) →  less distortion")
-    ax.set_ylabel("NIQE (lower = more natural)")
-    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("PSNR to ground truth (dB) →  less distortion", fontsize=10)
+    ax.set_ylabel("NIQE (lower = more natural)", fontsize=10)
+    ax.tick_params(labelsize=9)
+    # Left-aligned and short: a picture's top right corner is under gradio's toolbar buttons.
+    ax.set_title(title, fontsize=10, loc="left", pad=12)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    # Below the axes, never over the points (a legend "best" placed still covered the rain family's).
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     return fig
 
 
@@ -587,13 +590,22 @@ def load_blind_tallies(blind_root: Path) -> dict[str, dict[str, dict]]:
             record = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ReportError(f"{path} is not valid JSON ({err.msg}); rewrite it with diffloss.blind tally --save")
-        if not isinstance(record, dict) or record.get("format") != TALLY_FORMAT:
-            raise ReportError(f"{path} is not a blind tally ({TALLY_FORMAT}); write it with diffloss.blind tally --save")
+        if not isinstance(record, dict) or record.get("format") != TALLY_FORMAT or not _tally_complete(record):
+            raise ReportError(f"{path} is not a blind tally ({TALLY_FORMAT}); write it with "
+                              "diffloss.blind tally --save")
         out.setdefault(path.parent.name, {})[path.stem] = record
     return out
 
 
-def _versus_l2(arm: str, record: dict) -> tuple[str, str, int, int]:
+def _tally_complete(record: dict) -> bool:
+    """The fields the blind section reads: two restorers, how often each was preferred, ties and p."""
+    names, preferred = record.get("restorers"), record.get("preferred")
+    return (isinstance(names, list) and len(names) == 2 and isinstance(preferred, dict)
+            and all(isinstance(preferred.get(n), int) for n in names)
+            and isinstance(record.get("ties"), int) and isinstance(record.get("p"), (int, float)))
+
+
+def _versus_l2(record: dict) -> tuple[str, str, int, int]:
     """(arm, opponent, arm preferred, opponent preferred), the opponent being ``l2`` when it was judged."""
     a, b = record["restorers"]
     first, second = (b, a) if a == "l2" else (a, b)
@@ -618,7 +630,7 @@ def blind_section(tallies: dict[str, dict[str, dict]], tasks: tuple[str, ...] = 
             continue
         for stem in sorted(records, key=lambda s: (order.get(s, len(order)), s)):
             record = records[stem]
-            arm, other, won, lost = _versus_l2(stem, record)
+            arm, other, won, lost = _versus_l2(record)
             judge = f"{record.get('judge_kind', '?')} x{record.get('judges', '?')}"
             lines.append(f"| {task} | `{arm}` vs `{other}` | {won} | {lost} | {record['ties']} | {record['p']:.2g} | "
                          f"{judge} | {str(record.get('panels_created', '–'))[:10]} | {record.get('seed', '–')} |")

@@ -365,6 +365,11 @@ def test_report_refuses_a_file_that_is_not_a_tally(tmp_path):
     (tmp_path / "noise" / "semantic.json").write_text('{"preferred": {}}')
     with pytest.raises(ReportError, match="is not a blind tally"):
         load_blind_tallies(tmp_path)
+    lacking = _record(["l2", "semantic"], {"l2": 3, "semantic": 1})
+    del lacking["preferred"]["semantic"]
+    (tmp_path / "noise" / "semantic.json").write_text(json.dumps(lacking))
+    with pytest.raises(ReportError, match="is not a blind tally"):
+        load_blind_tallies(tmp_path)
     assert load_blind_tallies(tmp_path / "absent") == {}
 
 
