@@ -138,10 +138,16 @@ def decode_slot(pixels: int) -> Iterator[None]:
 
 
 def reduced(img: Image.Image, max_side: int) -> Image.Image:
-    """``img`` box-filtered by the largest whole factor that keeps its longer side at least ``max_side`` (itself
-    when none does), in 8 or 16 bits: the float conversion and the exact antialiased resize then see a few
-    megapixels, never the upload's full size (a 49 MP image in float32 is 590 MB)."""
-    factor = max(img.size) // max_side if max_side >= 1 else 1
+    """``img`` box-filtered by the largest whole factor that keeps its longer side at least twice ``max_side``
+    (itself when none does), in 8 or 16 bits: the float conversion and the exact antialiased resize then see a few
+    megapixels, never the upload's full size (a 49 MP image in float32 is 590 MB). Twice: the antialiased resize
+    still makes the last step, so a photo of up to twice the size (every benchmark photo here) is resized exactly
+    as before and the report's numbers stay reproducible."""
+    if max_side < 1:
+        return img
+    factor = max(img.size) // (2 * max_side)
+    if img.size[0] * img.size[1] > BIG_IMAGE_PIXELS * max(1, factor) ** 2:  # still big: as far as max_side allows
+        factor = max(img.size) // max_side
     if factor < 2:
         return img
     mode = img.mode
