@@ -19,7 +19,7 @@ import gradio as gr  # noqa: E402
 boot.quiet_user_errors()  # a gr.Error is a visitor's mistake, said in the page: no traceback on the console
 
 from diffloss.checkpoint import remove_interrupted_saves  # noqa: E402
-from studio import compare_ui, degrade_ui, hosting, inspect_ui, public, train_tab, train_ui  # noqa: E402
+from studio import blind_ui, compare_ui, degrade_ui, hosting, inspect_ui, public, train_tab, train_ui  # noqa: E402
 from studio.models import get_registry  # noqa: E402
 from studio.widgets import PageStart, enter_commits_sliders  # noqa: E402
 
@@ -38,6 +38,7 @@ def build_demo() -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Compare"):
                 compare = compare_ui.build(demo, start)
+                blind_ui.build(compare)  # the blind test of the two arms chosen above
             with gr.Tab("Inspect"):
                 inspect = inspect_ui.build(demo, start)
             with gr.Tab("Train"):

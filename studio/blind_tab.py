@@ -29,7 +29,7 @@ from diffloss import blind
 from diffloss.checkpoint import atomic_write_json
 from diffloss.images import to_uint8_numpy
 from diffloss.metrics import HIGHER_IS_BETTER
-from diffloss.paths import shown_path
+from diffloss.paths import REPO
 from diffloss.viz import enlarge
 from studio import hosting, upload
 from studio.models import Registry, get_registry
@@ -178,12 +178,18 @@ def vote(state: dict | None, choice: str, judge: str = "", registry: Registry | 
         atomic_write_json(folder / blind.KEY_FILE, key)  # the key first: a vote is never without its key
         blind.append_judgement(folder / JUDGEMENTS_FILE, entry["panel"], CHOICES[choice], judge)
         state["folder"] = str(folder)
-        lines.append(f"Saved to `{shown_path(folder)}`; tally everyone's votes there with "
-                     f"`python -m diffloss.blind tally {shown_path(folder)} {shown_path(folder / JUDGEMENTS_FILE)}`.")
+        here = _local_path(folder)
+        lines.append(f"Saved to `{here}`; tally every vote there (a class's, each with its name) with "
+                     f"`python -m diffloss.blind tally {here} {here}/{JUDGEMENTS_FILE}`.")
     else:
         lines.append(f"Kept in this page only ({len(state['votes'])} of at most {MAX_SESSION_PANELS} votes): "
                      "nothing is written on the server, and no other visitor sees it.")
     return "\n\n".join([reveal(entry, choice), session_tally(state), *lines]), state
+
+
+def _local_path(path: Path) -> str:
+    """A folder on one's own machine as its user types it: relative to the repository when inside it."""
+    return path.relative_to(REPO).as_posix() if REPO in path.parents else str(path)
 
 
 def reveal(entry: dict, choice: str) -> str:

@@ -11,8 +11,8 @@ from studio import compare_tab, family_view, model_upload, restorers, upload
 from studio.components import UploadImage
 from studio.gpu import on_gpu
 from studio.widgets import (
-    PageStart, as_outputs, event_inputs, examples, picture, placeholder, restorer_dropdowns, run_on_example,
-    trained_dropdowns,
+    PageStart, as_outputs, event_inputs, examples, kept_or_default_pair, picture, placeholder, restorer_dropdowns,
+    run_on_example, trained_dropdowns,
 )
 
 WAITING = "Press Compare\n(or click an example):\nthe restored images\nappear here"
@@ -27,6 +27,10 @@ class CompareUI:
     dl: gr.Dropdown
     refreshed: gr.events.Dependency  # "Refresh model list": the shell refreshes its model status after it
     zip_added: gr.events.Dependency  # an uploaded zip of restorers, added as a run
+    photo: gr.Image | None = None  # the photo box and how to read it: the blind test can judge that photo too
+    mode: gr.Radio | None = None
+    ground_truth: gr.Image | None = None
+    seed: gr.Number | None = None
 
     def show_new_run(self, event: gr.events.Dependency) -> gr.events.Dependency:
         """After a Train run or an uploaded zip: its arms chosen for the task shown."""
@@ -63,9 +67,10 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
             waiting = placeholder(WAITING, width=320, height=240)
             with gr.Row():
                 degraded = gr.Image(value=waiting, label="Degraded input", format="png", interactive=False)
-                out_l2 = gr.Image(value=waiting, label="L2 arm", format="png")
-                out_dl = gr.Image(value=waiting, label="DiffLoss arm", format="png")
-            slider = gr.ImageSlider(label="L2 arm | DiffLoss arm", format="png")
+                # interactive=False: outputs (rezoom reads them), never upload boxes with webcam/clipboard icons
+                out_l2 = gr.Image(value=waiting, label="L2 arm", format="png", interactive=False)
+                out_dl = gr.Image(value=waiting, label="DiffLoss arm", format="png", interactive=False)
+            slider = gr.ImageSlider(label="L2 arm | DiffLoss arm", format="png", interactive=False)
             zoom = picture("Zoomed crop (click the degraded input to move it)", placeholder=placeholder(WAITING))
             with gr.Row():
                 with gr.Column():
@@ -74,7 +79,8 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
                     diff_gain = gr.Slider(1, 50, value=10, step=1, label="amplification")
                     difference_note = gr.Markdown()
                 with gr.Column():
-                    family_plot = picture("The task's family: distortion (PSNR) vs naturalness (NIQE), shown arms ringed",
+                    family_plot = picture("The task's family on clean/val (zoo report): distortion (PSNR) vs "
+                                          "naturalness (NIQE), the arms on show ringed",
                                           placeholder=family_view.family_plot(start.registry, start.task)
                                           if start.registry.report() else placeholder(WAITING))
             # the ground truth the zoom shows beside the outputs; a click re-zooms from the pictures on show
@@ -98,6 +104,8 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
     gr.on([l2.change, dl.change, page.load], compare_tab.describe_pair, [task, l2, dl], cards,
           api_visibility="private")
     refreshed = refresh.click(restorer_dropdowns, task, [l2, dl])
+    # The arm lists as they are now, at each page load: a Train run made after start-up is listed after a reload.
+    page.load(restorer_dropdowns, task, [l2, dl], api_visibility="private")
     degraded.select(point, degraded, [zoom_x, zoom_y, zoom_auto]).then(
         compare_tab.rezoom, [degraded, out_l2, out_dl, ground_truth, zoom_x, zoom_y, zoom_size], zoom,
         api_visibility="private")
@@ -119,9 +127,10 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
     dl.input(weight_control, [task, dl], weight, api_visibility="private")
     diff_gain.release(run, outputs=outputs, api_visibility="private", **event_inputs(request))
     run_on_example(shown_examples, run, request, outputs,
-                   first=[(restorer_dropdowns, task, [l2, dl]), (weight_control, [task, dl], weight)])
+                   first=[(kept_or_default_pair, [task, l2, dl], [l2, dl]), (weight_control, [task, dl], weight)])
     zip_added = zip_file.upload(model_upload.add_restorers, zip_file, [zip_note, task], api_name="add_restorers")
-    return CompareUI(task=task, l2=l2, dl=dl, refreshed=refreshed, zip_added=zip_added)
+    return CompareUI(task=task, l2=l2, dl=dl, refreshed=refreshed, zip_added=zip_added, photo=image, mode=mode,
+                     ground_truth=gt, seed=seed)
 
 
 def point(image, evt: gr.SelectData):

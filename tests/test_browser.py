@@ -389,3 +389,34 @@ def test_first_click_compare(fresh_clone_url):
         page.screenshot(path=str(shot))
         page.screenshot(path=str(shot.with_name("first-click-compare-full.png")), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+BLIND_SHOT = REPO / "artifacts" / "browser" / "compare-blind-{when}.png"
+
+
+def test_compare_blind_test_hides_the_names_until_the_vote(fresh_clone_url):
+    """Compare's blind test on the shipped arms: A and B without names, then a vote reveals them with the
+    metrics and the running tally (the vote is saved where the tally command reads it: the runs folder)."""
+    with _screen(fresh_clone_url) as page:
+        page.get_by_text("Blind test: which output looks better?", exact=False).click()
+        page.get_by_role("button", name="Next photo", exact=True).click()
+        prompt = page.get_by_text("Which looks better, A or B?", exact=False).first
+        prompt.wait_for(timeout=120_000)
+        _settled(page)
+        _no_error_toast(page)
+        accordion = page.locator("button", has_text="Blind test").first
+        to_top = "(y) => window.scrollBy(0, y)"  # the blind test at the window's top, as a visitor scrolls to it
+        page.evaluate(to_top, accordion.bounding_box()["y"] - 8)
+        assert not page.get_by_text("A was", exact=False).first.is_visible()  # no names before the vote
+        BLIND_SHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(BLIND_SHOT).format(when="before"))
+        page.get_by_role("button", name="A looks better", exact=True).click()
+        page.get_by_text("Running tally", exact=False).first.wait_for(timeout=60_000)
+        _no_error_toast(page)
+        assert page.get_by_text("A was `shipped noise", exact=False).first.is_visible() or \
+            page.get_by_text("A was shipped noise", exact=False).first.is_visible()
+        assert page.get_by_text("PSNR (higher is better)", exact=False).first.is_visible()
+        page.evaluate(to_top, accordion.bounding_box()["y"] - 8)
+        page.screenshot(path=str(BLIND_SHOT).format(when="after"))
+        page.screenshot(path=str(BLIND_SHOT).format(when="after-full"), full_page=True)
+    assert Path(str(BLIND_SHOT).format(when="after")).stat().st_size > 10_000

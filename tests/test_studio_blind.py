@@ -74,8 +74,9 @@ def test_local_votes_are_appended_in_the_csv_the_tally_command_reads(world, caps
         state = _photo(world, state).state
         entry = state["pending"]
         chosen.append(blind.winner_for(blind_tab.CHOICES[choice], entry["left"], entry["right"]))
-        _, state = blind_tab.vote(state, choice, judge="Ada", registry=world.registry)
+        text, state = blind_tab.vote(state, choice, judge="Ada", registry=world.registry)
     folder = world.registry.runs / blind_tab.BLIND_DIR / f"noise-{state['key']['run_id']}"
+    assert f"python -m diffloss.blind tally {folder} {folder}/judgements.csv" in text  # what to type, as typed
     with (folder / blind_tab.JUDGEMENTS_FILE).open() as f:
         rows = list(csv.reader(f))
     assert rows[0] == list(blind.CSV_HEADER) and len(rows) == 5 and {r[2] for r in rows[1:]} == {"Ada"}
