@@ -209,7 +209,7 @@ def colour_bar(vmax: float, height: int, cmap: str = "inferno", width: int = 16,
 
 def heatmaps_on_one_scale(
     maps: list[torch.Tensor], overlays: list[torch.Tensor | np.ndarray | None], labels: list[str], scale: int = 1,
-    mode: str = "nearest", cmap: str = "inferno",
+    mode: str = "nearest", cmap: str = "inferno", font_size: int = 12,
 ) -> tuple[np.ndarray, list[np.ndarray], float]:
     """Several (h, w) maps coloured against ONE maximum, side by side with their labels, the colour bar on the left.
 
@@ -222,9 +222,9 @@ def heatmaps_on_one_scale(
     peaks = [float(torch.nan_to_num(torch.as_tensor(m).detach().float()).max()) for m in maps]
     vmax = max(max(peaks), 0.0) or 1.0  # all zero (the no_grad mistake): one honest, empty scale
     tiles = [enlarge(heatmap(m, overlay=o, vmax=vmax, mode=mode, cmap=cmap), scale) for m, o in zip(maps, overlays)]
-    pictures = grid(tiles, labels, len(tiles))
+    pictures = grid(tiles, labels, len(tiles), font_size=font_size)
     pad = 4
-    bar = colour_bar(vmax, max(t.shape[0] for t in tiles), cmap=cmap)
+    bar = colour_bar(vmax, max(t.shape[0] for t in tiles), cmap=cmap, font_size=font_size)
     top = max(pad, pictures.shape[0] - pad - bar.shape[0])  # level with the tiles (tiny tiles: a taller bar)
     # The bar on the left: gradio's buttons cover a picture's top right corner, where its top value would be.
     left = pad + bar.shape[1]

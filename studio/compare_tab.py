@@ -11,13 +11,14 @@ from dataclasses import dataclass
 import gradio as gr
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from diffloss import degrade, side_by_side
 from diffloss.checkpoint import CheckpointError
 from diffloss.images import ImageLoadError, to_uint8_numpy
 from diffloss.paths import REPO
 from diffloss.viz import grid as image_grid
-from diffloss.viz import fit_side, heatmap, most_different_window
+from diffloss.viz import heatmaps_on_one_scale, most_different_window
 from studio import cards, family_view
 from studio.metrics_table import PendingMetrics, metrics_table, start_metrics
 from studio.models import Registry, get_registry
@@ -34,6 +35,7 @@ def zoom_crops(images: dict[str, torch.Tensor], x: float, y: float, size: int = 
     first = next(iter(images.values()))
     h, w = first.shape[-2:]
     side = max(4, min(int(size), h, w))
+    scale = max(1, min(int(scale), SHOWN_WIDTH // (len(images) * side + 1)))  # large crops: not enlarged past the column
     cx, cy = float(np.clip(x, 0, 1)) * w, float(np.clip(y, 0, 1)) * h
     left = int(np.clip(round(cx - side / 2), 0, w - side))
     top = int(np.clip(round(cy - side / 2), 0, h - side))
@@ -41,19 +43,37 @@ def zoom_crops(images: dict[str, torch.Tensor], x: float, y: float, size: int = 
     for img in images.values():
         arr = to_uint8_numpy(img[..., top:top + side, left:left + side])
         crops.append(np.repeat(np.repeat(arr, scale, axis=0), scale, axis=1))
-    return image_grid(crops, list(images), columns=len(crops))
+    return image_grid(crops, list(images), columns=len(crops), font_size=label_px(len(crops) * side * scale))
 
 
-ERROR_MAP_SIDE = 480  # longest side of each error map: its caption stays readable however large the upload
+SHOWN_WIDTH = 790  # Compare's picture column at 1440x900, in CSS px: a wider picture is shown scaled down
+
+
+def label_px(width: int) -> int:
+    """The size to write a picture's labels at so they show at >= 11 px once a picture ``width`` px wide is
+    scaled into Compare's picture column (``LABEL_PX`` when it fits)."""
+    return max(LABEL_PX, -(-LABEL_PX * width // SHOWN_WIDTH))
+
+
+# Longest side of each error map and its labels' size: two maps and the colour bar make a picture about as wide as
+# Compare's picture column at 1440x900 (~790 px), so the labels show at >= 11 px however large the upload.
+ERROR_MAP_SIDE = 352
+LABEL_PX = 13
 
 
 def error_maps(outputs: dict[str, torch.Tensor], gt: torch.Tensor) -> np.ndarray:
-    """|output - gt| (mean over channels) of each arm on one shared colour scale, over the ground truth."""
+    """|output - gt| (mean over channels) of each arm on one shared colour scale, over the ground truth, with the
+    scale's colour bar: two maps on one scale say which arm is further off, and the bar says by how much."""
     errs = {name: (out - gt).abs().mean(dim=0) for name, out in outputs.items()}
-    vmax = max(float(e.max()) for e in errs.values()) or 1.0
-    maps = [fit_side(heatmap(e, overlay=gt, vmax=vmax, alpha=0.75), ERROR_MAP_SIDE) for e in errs.values()]
     labels = [f"{name}: mean |error| {float(e.mean()):.4f}" for name, e in errs.items()]
-    return image_grid(maps, labels, columns=len(maps))
+    h, w = gt.shape[-2:]
+    shrink = min(1.0, ERROR_MAP_SIDE / max(h, w))
+    if shrink < 1.0:  # the maps at their shown size (area-averaged), over the ground truth at that size
+        size = (max(1, round(h * shrink)), max(1, round(w * shrink)))
+        errs = {n: F.interpolate(e[None, None], size=size, mode="area")[0, 0] for n, e in errs.items()}
+        gt = F.interpolate(gt[None], size=size, mode="area")[0]
+    picture, _, _ = heatmaps_on_one_scale(list(errs.values()), [gt] * len(errs), labels, font_size=LABEL_PX)
+    return picture
 
 
 def change_centre(before: torch.Tensor, after: torch.Tensor, side: int = 64) -> tuple[float, float]:
@@ -131,7 +151,8 @@ def compare(
     zoom = zoom_crops(shown, zoom_x, zoom_y, int(zoom_size))
     difference, difference_note = family_view.amplified_difference(z_dl, z_l2, float(diff_gain or 10.0))
     marked = tuple(a for a in (family_view.arm_of_label(l2_label), family_view.arm_of_label(dl_label)) if a)
-    family_plot = family_view.family_plot(reg, task, marked)
+    unplaced = tuple(label for label in (l2_label, dl_label) if label and not family_view.arm_of_label(label))
+    family_plot = family_view.family_plot(reg, task, marked, unplaced)
     err = error_maps({"L2 arm": z_l2, "DiffLoss arm": z_dl}, case.gt) if case.gt is not None else None
     table = metrics_table({"degraded input": input_metrics, "L2 arm": l2_metrics, "DiffLoss arm": dl_metrics}, case.gt,
                           size=tuple(case.shown.shape[-2:]))
@@ -141,6 +162,8 @@ def compare(
         notes.append("No ground truth (already degraded): PSNR, SSIM, LPIPS and the error map need one.")
     elif mode == MODES[2]:
         notes.append("A real pair: the metrics and the error map are against the uploaded ground truth.")
+    if unplaced and family_plot is not None:
+        notes.append(family_view.unplaced_note(unplaced))
     for note in case.notes:
         warn(note)
     l2_img, dl_img = to_uint8_numpy(z_l2), to_uint8_numpy(z_dl)

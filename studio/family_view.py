@@ -86,21 +86,60 @@ def pd_points(report: dict | None, task: str) -> dict[str, tuple[float, float]]:
 PLOTS: Memo[np.ndarray | None] = Memo(16)  # a plot per (report version, task, ringed arms): drawn once
 
 
-def family_plot(registry: Registry, task: str, marked: tuple[str, ...] = ()) -> np.ndarray | None:
+def family_plot(registry: Registry, task: str, marked: tuple[str, ...] = (),
+                unplaced: tuple[str, ...] = ()) -> np.ndarray | None:
     """``pd_figure`` of the registry's report, remembered: Compare shows it on every run, and drawing it takes
     longer than reading it. Shared, so read-only."""
-    return PLOTS.get((file_stamp(registry.report_file), task, tuple(marked)),
-                     lambda: pd_figure(registry.report(), task, marked))
+    return PLOTS.get((file_stamp(registry.report_file), task, tuple(marked), tuple(unplaced)),
+                     lambda: pd_figure(registry.report(), task, marked, unplaced))
 
 
-def pd_figure(report: dict | None, task: str, marked: tuple[str, ...] = ()) -> np.ndarray | None:
-    """The family's perception-distortion plot with the two arms on show ringed (None without report points)."""
+def unplaced_note(labels: tuple[str, ...]) -> str:
+    """Why an arm on show is not on the family plot: the plot is the zoo report's measurement of the shipped
+    family (24 clean/val photos), which a Train run or an uploaded restorer never went through."""
+    if not labels:
+        return ""
+    names = " and ".join(f"'{label}'" for label in labels)
+    return (f"Not on this plot: {names}. The plot is the zoo report's measurement of the shipped family on "
+            "clean/val; this restorer was not measured there. 'Evaluate both' measures it beside the other arm.")
+
+
+FOOTNOTE_PX = 13  # the note under the plot: >= 11 px on screen at 1440x900 (the plot shows near its own size)
+
+
+def with_footnote(image: np.ndarray, text: str) -> np.ndarray:
+    """``image`` with ``text`` wrapped in a band under it (the plot's own words, kept with it when downloaded)."""
+    import textwrap
+
+    from PIL import Image, ImageDraw
+
+    from diffloss.viz import _font
+
+    if not text:
+        return image
+    font = _font(FOOTNOTE_PX)
+    width = image.shape[1]
+    chars = max(20, int(width / (0.55 * FOOTNOTE_PX)))
+    lines = textwrap.wrap(text, chars)
+    band = Image.new("RGB", (width, (FOOTNOTE_PX + 5) * len(lines) + 8), (255, 255, 255))
+    draw = ImageDraw.Draw(band)
+    for i, line in enumerate(lines):
+        draw.text((8, 4 + i * (FOOTNOTE_PX + 5)), line, fill=(150, 30, 30), font=font)
+    return np.concatenate([image, np.asarray(band)], axis=0)
+
+
+def pd_figure(report: dict | None, task: str, marked: tuple[str, ...] = (),
+              unplaced: tuple[str, ...] = ()) -> np.ndarray | None:
+    """The family's perception-distortion plot with the arms on show ringed, and a note naming those it cannot
+    place (``unplaced``: labels of restorers outside the shipped family). None without report points."""
     from diffloss.zoo_report import perception_distortion_image
 
     points = pd_points(report, task)
     if not points:
         return None
-    return perception_distortion_image(points, f"{task}: the family on clean/val (zoo report)", marked)
+    # A short title: the picture's heading in Compare says what and where; the full name would run under the
+    # toolbar buttons in the picture's top right corner.
+    return with_footnote(perception_distortion_image(points, f"{task}: the family", marked), unplaced_note(unplaced))
 
 
 def arm_of_label(label: str | None) -> str | None:

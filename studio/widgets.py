@@ -152,6 +152,13 @@ def restorer_dropdowns(task: str):
     return _pair_dropdowns(*restorers.restorer_choices(task))
 
 
+def kept_or_default_pair(task: str, l2: str | None, dl: str | None):
+    """The arm boxes for a task set by code (an example): the arms the person chose stay where they restore that
+    task (a Train run, another family member), else the task's default pair."""
+    labels, l2_default, dl_default = restorers.restorer_choices(task)
+    return _pair_dropdowns(labels, l2 if l2 in labels else l2_default, dl if dl in labels else dl_default)
+
+
 def trained_dropdowns(task: str):
     """After a Train run or an uploaded zip: the newest run preselected."""
     return _pair_dropdowns(*restorers.trained_pair_choices(task))
