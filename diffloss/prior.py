@@ -123,7 +123,9 @@ class DiffusionPrior:
         self.scheduler = scheduler
         self.source = source
         self.prediction_type = prediction
-        self.alphas_cumprod = scheduler.alphas_cumprod.to(torch.float32)
+        # float64 from the betas, as guided-diffusion computes them: a float32 a_t near t = 0 loses the digits of
+        # 1 - a_t (schedule.coefficients takes the square roots in float64 too)
+        self.alphas_cumprod = torch.cumprod(1 - scheduler.betas.double(), dim=0)
         self.size_multiple = 2 ** (len(unet.config.block_out_channels) - 1)
 
     # ----------------------------------------------------------------------------------------------- loading
@@ -257,10 +259,10 @@ class DiffusionPrior:
         """Convert v- or x0-prediction models to epsilon so the loss always compares noise predictions."""
         if self.prediction_type == "epsilon":
             return out
-        a = self.alphas_cumprod.to(x_t.device)[t].reshape(-1, 1, 1, 1).to(x_t.dtype)
+        sqrt_a, sqrt_1ma = schedule.coefficients(self.alphas_cumprod, t, x_t)
         if self.prediction_type == "v_prediction":
-            return a.sqrt() * out + (1 - a).sqrt() * x_t
-        return (x_t - a.sqrt() * out) / (1 - a).sqrt()
+            return sqrt_a * out + sqrt_1ma * x_t
+        return (x_t - sqrt_a * out) / sqrt_1ma
 
     @torch.no_grad()
     def view(self, x01: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> PriorView:

@@ -317,10 +317,6 @@ def adm_alphas_cumprod(schedule: str, steps: int) -> np.ndarray:
     return np.cumprod(1.0 - betas)
 
 
-@pytest.mark.xfail(strict=True, reason="DiffusionPrior keeps the scheduler's float32 alphas_cumprod (prior.py) and "
-                   "schedule.add_noise takes sqrt(1 - a_t) in float32: 8.3e-5 relative at t=0 for linear-1000, 1.4e-3 "
-                   "for cosine-4000; guided-diffusion computes both in float64. The fix belongs to prior.py/schedule.py "
-                   "(a_t from the betas in float64, the square roots in float64, then cast); remove this mark with it")
 @pytest.mark.parametrize("schedule,steps", [("linear", 1000), ("cosine", 4000)])
 def test_the_priors_noise_coefficients_are_guided_diffusions_float64_ones(schedule, steps):
     from diffloss.convert_adm import build_prior

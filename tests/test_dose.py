@@ -84,7 +84,7 @@ def test_sds_gradient_is_the_noise_prediction_gap_without_the_unets_jacobian(pri
     terms.nat.backward()
     _, (a, b) = _plain(prior, z.detach(), gt, terms.t, terms.eps)
     n, per_sample = z.shape[0], z[0].numel()
-    sqrt_a = prior.alphas_cumprod[terms.t].sqrt().reshape(-1, 1, 1, 1)
+    sqrt_a = prior.alphas_cumprod[terms.t].sqrt().float().reshape(-1, 1, 1, 1)
     # d L_nat / d eps_hat = 2 delta / (n * per_sample); z_t = sqrt(a) (2 z - 1) + ...: d z_t / d z = 2 sqrt(a)
     expected = 2 * (a.eps - b.eps) / (n * per_sample) * 2 * sqrt_a
     torch.testing.assert_close(z.grad, expected, rtol=1e-4, atol=1e-9)
