@@ -33,6 +33,8 @@ class RunBudget:
     total_runs: int = 100
     visitor_bytes: int = 400 * 2**20  # a finished pair weighs ~10 MB, a running one up to ~100 MB
     visitor_runs: int = 5
+    address_bytes: int = 800 * 2**20  # every session from one client address together (tabs, reloads, scripts)
+    address_runs: int = 10
 
 
 BUDGET = RunBudget()
@@ -47,6 +49,7 @@ class RunRecord:
     owner: str | None
     mtime: float
     size: int
+    address: str | None = None
 
 
 def folder_bytes(folder: Path) -> int:
@@ -68,7 +71,8 @@ def scan(runs: Path) -> list[RunRecord]:
     records = []
     for path in runs.iterdir():
         if path.is_dir() and not path.is_symlink():
-            records.append(RunRecord(path, visitors.owner_of(path), path.stat().st_mtime, folder_bytes(path)))
+            records.append(RunRecord(path, visitors.owner_of(path), path.stat().st_mtime, folder_bytes(path),
+                                     visitors.address_of(path)))
     return records
 
 
@@ -79,16 +83,19 @@ class RoomPlan:
 
     evict: list[Path]
     retry_in: float | None = None
+    full: str = "store"  # what is full when retry_in is set: "store" (runs/) or "address" (the visitor's address)
 
 
 def plan_room(records: list[RunRecord], budget: RunBudget, owner: str | None, keep: set[Path],
-              now: float | None = None) -> RoomPlan:
+              now: float | None = None, address: str | None = None) -> RoomPlan:
     """The runs to remove, oldest first, so that ``owner`` may add one run within ``budget``.
 
     Never chosen: ``keep`` (runs in use; the caps may then be exceeded), and another visitor's run younger than
     ``PROTECTED_SECONDS`` (their work is not removed for someone else's); when the caps cannot be met without those,
     the plan removes nothing and says when to retry. Runs owned by nobody (made on the command line) and the
-    owner's own runs go by age alone."""
+    owner's own runs go by age alone. Between the visitor's cap and the store's: the cap of ``address`` (every
+    session from one client address), met the same way (its other sessions' young runs are not removed: the
+    newcomer waits)."""
     now = time.time() if now is None else now
     oldest_first = sorted(records, key=lambda r: r.mtime)
     evicted: list[Path] = []
@@ -109,29 +116,41 @@ def plan_room(records: list[RunRecord], budget: RunBudget, owner: str | None, ke
             count, size = count - 1, size - record.size
         return count < max_runs and size < max_bytes
 
+    def retry_in() -> float:
+        return max(1.0, PROTECTED_SECONDS - (now - min(r.mtime for r in protected)))
+
     if owner is not None:
         trim([r for r in oldest_first if r.owner == owner], budget.visitor_runs, budget.visitor_bytes, False)
+    if address is not None:
+        if not trim([r for r in oldest_first if r.address == address], budget.address_runs, budget.address_bytes,
+                    True) and protected:
+            return RoomPlan([], retry_in(), "address")
     if not trim(oldest_first, budget.total_runs, budget.total_bytes, True) and protected:
-        oldest = min(r.mtime for r in protected)
-        return RoomPlan([], max(1.0, PROTECTED_SECONDS - (now - oldest)))
+        return RoomPlan([], retry_in())
     return RoomPlan(evicted)
 
 
 def to_evict(records: list[RunRecord], budget: RunBudget, owner: str | None, keep: set[Path],
-             now: float | None = None) -> list[Path]:
+             now: float | None = None, address: str | None = None) -> list[Path]:
     """The runs ``plan_room`` removes (none when the store is full of other visitors' young runs)."""
-    return plan_room(records, budget, owner, keep, now).evict
+    return plan_room(records, budget, owner, keep, now, address).evict
 
 
 class StoreFull(Exception):
-    """runs/ is full of other visitors' runs younger than an hour: nothing of theirs is removed for a newcomer."""
+    """runs/ (or the visitor's address's share of it) is full of others' runs younger than an hour: nothing of
+    theirs is removed for a newcomer."""
 
-    def __init__(self, retry_in: float) -> None:
+    def __init__(self, retry_in: float, full: str = "store", budget: RunBudget | None = None) -> None:
         self.retry_in = retry_in
+        budget = budget or BUDGET
         minutes = max(1, math.ceil(retry_in / 60))
-        super().__init__(f"This studio's run store is full of other visitors' recent runs ({BUDGET.total_runs} runs "
-                         f"or {BUDGET.total_bytes // 2**30} GB in all), which are kept for an hour: try again in "
-                         f"{minutes} minute{'s' if minutes > 1 else ''}.")
+        wait = f"try again in {minutes} minute{'s' if minutes > 1 else ''}."
+        if full == "address":
+            super().__init__(f"Your address already holds {budget.address_runs} recent runs or "
+                             f"{budget.address_bytes // 2**20} MB here (other tabs or sessions), kept for an hour: {wait}")
+        else:
+            super().__init__(f"This studio's run store is full of other visitors' recent runs ({budget.total_runs} "
+                             f"runs or {budget.total_bytes // 2**30} GB in all), which are kept for an hour: {wait}")
 
 
 _IN_USE: set[Path] = set()
@@ -152,15 +171,15 @@ def in_use(run_dir: Path) -> Iterator[None]:
             _IN_USE.discard(path)
 
 
-def make_room(runs: Path, owner: str | None, budget: RunBudget | None = None) -> list[str]:
+def make_room(runs: Path, owner: str | None, budget: RunBudget | None = None, address: str | None = None) -> list[str]:
     """Remove the runs ``plan_room`` chooses (their names are returned, oldest first); StoreFull, removing
     nothing, when other visitors' young runs fill the store."""
     with _MAKE_ROOM_LOCK:  # two newcomers at once must not both count the same free place
         with _IN_USE_LOCK:
             keep = set(_IN_USE)
-        plan = plan_room(scan(Path(runs)), budget or BUDGET, owner, keep)
+        plan = plan_room(scan(Path(runs)), budget or BUDGET, owner, keep, address=address)
         if plan.retry_in is not None:
-            raise StoreFull(plan.retry_in)
+            raise StoreFull(plan.retry_in, plan.full, budget)
         chosen = plan.evict
         for path in chosen:
             shutil.rmtree(path, ignore_errors=True)
@@ -178,7 +197,7 @@ def room_for_visitor(runs: Path, request: Any = None) -> str | None:
     key = visitors.visitor_key(request)
     mine = {p.name for p in visitors.runs_of(runs, key)}
     try:
-        gone = [name for name in make_room(runs, key) if name in mine]
+        gone = [name for name in make_room(runs, key, address=visitors.address_key(request)) if name in mine]
     except StoreFull as err:
         raise gr.Error(str(err)) from err
     if not gone:

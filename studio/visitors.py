@@ -21,6 +21,7 @@ from typing import Any, Callable
 from studio import hosting
 
 OWNER_FILE = ".owner"  # in a run folder: the hashed session of the visitor who made it (hosted mode only)
+ADDRESS_FILE = ".address"  # beside it: the hashed client address of that visitor (runs per address are capped)
 
 RunFilter = Callable[[Path], bool]  # a run folder -> may the visitor see and use it
 
@@ -40,6 +41,30 @@ def visitor_key(request: Any = None) -> str | None:
     return hashlib.sha256(session.encode()).hexdigest()[:32] if session else None
 
 
+def address_key(request: Any = None) -> str | None:
+    """The visitor's client address as stored on disk (a hash; ``studio.upload_limits.client_address``'s rule:
+    on a Space the address the Hub's proxy added), or None outside a request."""
+    from studio.upload_limits import client_address
+
+    request = request if request is not None else _current_request()
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None)
+    headers = getattr(request, "headers", None) or {}
+    forwarded = headers.get("x-forwarded-for") if hasattr(headers, "get") else None
+    scope = {"client": (host, 0) if host else None,
+             "headers": [(b"x-forwarded-for", forwarded.encode("latin-1"))] if forwarded else []}
+    address = client_address(scope) if (host or forwarded) else None
+    return hashlib.sha256(f"address:{address}".encode()).hexdigest()[:32] if address else None
+
+
+def address_of(run_dir: Path) -> str | None:
+    """The key of the address ``claim`` recorded (None: none recorded)."""
+    try:
+        return (Path(run_dir) / ADDRESS_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def owner_of(run_dir: Path) -> str | None:
     """The key written by ``claim`` (None: the run belongs to nobody, e.g. made on the command line)."""
     try:
@@ -54,6 +79,9 @@ def claim(run_dir: Path, request: Any = None) -> None:
     if hosting.is_hosted() and key:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / OWNER_FILE).write_text(key)
+        address = address_key(request)
+        if address:
+            (run_dir / ADDRESS_FILE).write_text(address)
 
 
 def run_filter(request: Any = None) -> RunFilter | None:

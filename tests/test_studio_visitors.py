@@ -350,3 +350,39 @@ def test_over_http_crafted_zips_from_fresh_sessions_leave_nothing_and_never_push
         with pytest.raises(Exception, match="run store is full .* try again in 60 minutes"):
             Client(url, verbose=False).predict(handle_file(str(good)), api_name="/add_restorers")
         assert alices.is_dir() and len(list(world.registry.runs.iterdir())) == 3
+
+
+def test_one_address_has_a_cap_over_all_its_sessions():
+    """Issue 25, Medium 3/5: fresh sessions are free (a new tab, a new gradio_client), so the per-visitor cap alone
+    let one address fill runs/; its sessions together now have ``address_runs``. Its young runs of other sessions
+    are not removed for a newer one (a shared address may be several people): the newcomer waits."""
+    now = 10_000.0
+    budget = run_budget.RunBudget(total_runs=100, visitor_runs=5, address_runs=2)
+    runs = [run_budget.RunRecord(Path("s1"), "s1", now - 1800, 1, "home"),
+            run_budget.RunRecord(Path("s2"), "s2", now - 60, 1, "home"),
+            run_budget.RunRecord(Path("x"), "x", now - 60, 1, "elsewhere")]
+    plan = run_budget.plan_room(runs, budget, "s3", set(), now=now, address="home")
+    assert plan.evict == [] and plan.full == "address" and plan.retry_in == pytest.approx(1800)
+    assert run_budget.plan_room(runs, budget, "s3", set(), now=now, address="far").evict == []  # no cap reached
+    older = [run_budget.RunRecord(Path("s1"), "s1", now - 4000, 1, "home")] + runs[1:]
+    assert run_budget.to_evict(older, budget, "s3", set(), now=now, address="home") == [Path("s1")]
+    message = str(run_budget.StoreFull(1800, "address", budget))
+    assert message == ("Your address already holds 2 recent runs or 800 MB here (other tabs or sessions), kept for "
+                       "an hour: try again in 30 minutes.")
+
+
+def test_over_http_fresh_sessions_from_one_address_share_its_cap(tmp_path, monkeypatch):
+    from gradio_client import Client, handle_file
+
+    from tests.studio_helpers import launched_studio, zip_pair
+
+    monkeypatch.setattr(run_budget, "BUDGET", run_budget.RunBudget(address_runs=2))
+    with launched_studio(tmp_path / "w", hosted=True) as (url, world):
+        good = handle_file(str(zip_pair(world, tmp_path / "pair.zip")))
+        for _ in range(2):
+            Client(url, verbose=False).predict(good, api_name="/add_restorers")
+        with pytest.raises(Exception, match="Your address already holds 2 recent runs .* try again in 60 minutes"):
+            Client(url, verbose=False).predict(good, api_name="/add_restorers")
+        runs = list(world.registry.runs.iterdir())
+        assert len(runs) == 2 and len({visitors.address_of(r) for r in runs}) == 1
+        assert len({visitors.owner_of(r) for r in runs}) == 2  # two sessions, one address
