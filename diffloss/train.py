@@ -389,7 +389,8 @@ def run_loop(job: Job, loop: LoopConfig, device: torch.device, run_config: dict[
             lr = learning_rate(step, loop)
             for group in opt.param_groups:
                 group["lr"] = lr
-            measure = (step + 1) % loop.log_every == 0 or step + 1 == loop.steps
+            # The first step too: a run shows its losses, shares and pace at once, not after log_every steps.
+            measure = step == 0 or (step + 1) % loop.log_every == 0 or step + 1 == loop.steps
             seed = derive_seed(loop.seed, step, distinfo.rank, "data")
             tick = time.time()
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
@@ -28,7 +29,7 @@ from diffloss.provenance import make_card_portable
 from diffloss.run_folder import checkpoint_settings, export_checkpoint, how_to_resume
 from diffloss.signals import stop_on_signals
 from diffloss.train import TrainEvent, TrainingDiverged, train_prior, train_restorer
-from diffloss.train_config import LoopConfig, PriorTrainConfig, RestorerTrainConfig
+from diffloss.train_config import CPU_DEFAULTS, LoopConfig, PriorTrainConfig, RestorerTrainConfig
 
 PROG = "python -m diffloss.train"
 
@@ -57,7 +58,8 @@ def _add_restorer_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--paired", nargs="*", default=[], help="real paired folders (lq/, gt/)")
     r.add_argument("--paired-exclude", nargs="*", default=[], help="file-name prefixes to hold out")
     r.add_argument("--paired-weight", type=float, default=0.5)
-    r.add_argument("--crop", type=int, default=96)
+    r.add_argument("--crop", type=int, default=None, help=f"training crop side (default: {CPU_DEFAULTS.crop} on a "
+                   f"CPU, as the Train tab; {RestorerTrainConfig.crop} with CUDA)")
     r.add_argument("--init", default=None, help="restorer folder to fine-tune from")
     r.add_argument("--width", type=int, default=None)
     r.add_argument("--prior", default="pretrained/prior", help="diffusers UNet2DModel folder or hub id")
@@ -71,7 +73,8 @@ def _add_restorer_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--detach-prior", action="store_true", help="reproduce the released code's no_grad bug")
     r.add_argument("--no-track", action="store_true", help="off arm: do not compute L_nat/L_sem for the log")
     r.add_argument("--prior-crop", type=int, default=None,
-                   help="compute the prior terms on one random square sub-crop of this side (cheaper steps)")
+                   help="compute the prior terms on one random square sub-crop of this side (cheaper steps; default: "
+                   f"{CPU_DEFAULTS.prior_crop} on a CPU, as the Train tab; 0 or with CUDA: the whole crop)")
     r.add_argument("--prior-samples", type=int, default=None,
                    help="compute the prior terms on a random subset of this many batch items (cheaper steps)")
     r.add_argument("--t-weight", choices=["uniform", "sigma2", "x0"], default=d.t_weight,
@@ -82,6 +85,7 @@ def _add_restorer_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--grad-cap", type=float, default=None,
                    help="the prior's gradient norm at most this times the fidelity gradient's")
     _add_loop_args(r, RestorerTrainConfig().loop)
+    r.set_defaults(batch=None)  # by the machine: see cpu_or_given
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +156,8 @@ def _resume_changes(cfg, args: argparse.Namespace):
 def config_from_args(args: argparse.Namespace) -> PriorTrainConfig | RestorerTrainConfig:
     if args.what == "resume":
         return _resume_changes(checkpoint_settings(args.run)[1], args)
+    if args.what in ("restorer", "pair"):
+        args = cpu_or_given(args)
     loop = _loop_config(args)
     if args.what == "prior":
         return PriorTrainConfig(clean=args.clean, preset=args.preset, crop=args.crop, max_side=args.max_side,
@@ -167,6 +173,39 @@ def config_from_args(args: argparse.Namespace) -> PriorTrainConfig | RestorerTra
         paired_weight=args.paired_weight, crop=args.crop, init=args.init, width=args.width, prior=args.prior,
         diffloss=getattr(args, "diffloss", "on") == "on", loss=loss, loop=loop,
     )
+
+
+def on_cpu(device: str | None) -> bool:
+    """Whether a run with ``--device`` ``device`` trains on a CPU."""
+    import torch
+
+    return device == "cpu" or (device in (None, "auto") and not torch.cuda.is_available())
+
+
+def cpu_or_given(args: argparse.Namespace) -> argparse.Namespace:
+    """The restorer settings left out filled in for the machine: on a CPU the Train tab's (``CPU_DEFAULTS``: batch,
+    crop and the prior's sub-crop), so the README's commands run as fast as the tab; with CUDA the full crop."""
+    cpu = on_cpu(args.device)
+    full = RestorerTrainConfig()
+    filled = {"batch": args.batch or (CPU_DEFAULTS.batch if cpu else full.loop.batch_size),
+              "crop": args.crop or (CPU_DEFAULTS.crop if cpu else full.crop)}
+    sub = args.prior_crop if args.prior_crop is not None else (CPU_DEFAULTS.prior_crop if cpu else 0)
+    filled["prior_crop"] = sub if 0 < sub < filled["crop"] else None
+    return argparse.Namespace(**{**vars(args), **filled})
+
+
+def progress_line(arm: str, step: int, total: int, values: dict, elapsed: float, done_before: int = 0) -> str:
+    """One arm's line of progress: its step, its loss and the prior's share, and the time left at the pace so far
+    (``done_before``: steps a resumed run had already, not counted in the pace)."""
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if k in ("total", "share_nat"))
+    pace = elapsed / max(1, step - done_before)  # the arms take turns: this is a step of each
+    left = max(0, total - step) * pace
+    return f"{arm}: step {step}/{total} {shown} ({pace:.1f} s per step of both arms, about {_duration(left)} " \
+        "left)".replace("  ", " ")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _is_pair_resume(args: argparse.Namespace) -> bool:
@@ -251,16 +290,22 @@ def _train_pair(args: argparse.Namespace) -> int:
         if not plans:
             raise pair.PairError(f"{run_dir} has nothing to resume: both arms finished")
     run = pair.PairRun()
+    first = next(iter(plans.values()))[1]
+    print(f"{len(plans)} arm(s), batch {first.loop.batch_size}, crop {first.crop}, prior terms on "
+          + (f"a {first.loss.prior_crop} px sub-crop" if first.loss.prior_crop else "the whole crop")
+          + f", {first.loop.steps} steps; a line per arm at step 1 and every {first.loop.log_every} steps", flush=True)
     try:
         for arm, (_, cfg) in plans.items():
             run.start(arm, cfg)
+        started, before = time.monotonic(), {arm: step for arm, (step, _) in plans.items()}
         for events in run.rounds():
             for arm, event in events.items():
                 if event.kind == "done":
                     make_card_portable(Path(event.path))  # data by dataset-relative paths (diffloss.provenance)
-                if event.kind in ("step", "done") and event.values:
-                    values = ", ".join(f"{k} {v:.4g}" for k, v in event.values.items() if k in ("total", "share_nat"))
-                    print(f"{arm}: step {event.step}/{event.total_steps} {values}", flush=True)
+                first_step = event.kind == "step" and event.step == before.get(arm, 0) + 1
+                if event.kind in ("step", "done") and (event.values or first_step):
+                    print(progress_line(arm, event.step, event.total_steps, event.values or {},
+                                        time.monotonic() - started, before.get(arm, 0)), flush=True)
                 elif event.kind == "stopped":
                     print(f"{arm}: stopped at step {event.step}: {event.message}", flush=True)
     except KeyboardInterrupt:

@@ -77,6 +77,21 @@ class RestorerTrainConfig:
         return self.loss if self.diffloss else replace(self.loss, gamma=0.0)
 
 
+@dataclass(frozen=True)
+class CpuDefaults:
+    """What a restorer run starts with on a CPU unless told otherwise: the Train tab's boxes there, and the command
+    line's defaults there (``python -m diffloss.train pair|restorer``). Why: a DiffLoss step on the whole 96 px crop
+    of 8 photos costs minutes per 20 steps on a small CPU; 4 photos at 64 px with the prior terms on a 32 px square
+    of each is 3x cheaper per step and trained as well (bench/results/subcrop-quality.json)."""
+
+    batch: int = 4
+    crop: int = 64
+    prior_crop: int = 32
+
+
+CPU_DEFAULTS = CpuDefaults()
+
+
 def new_restorer_config(task: str, width: int | None = None):
     """The architecture of a restorer trained from scratch for ``task``: its layout (``nets.TASK_LAYOUTS``) and
     width (None: the default)."""
