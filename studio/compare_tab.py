@@ -43,7 +43,16 @@ def zoom_crops(images: dict[str, torch.Tensor], x: float, y: float, size: int = 
     for img in images.values():
         arr = to_uint8_numpy(img[..., top:top + side, left:left + side])
         crops.append(np.repeat(np.repeat(arr, scale, axis=0), scale, axis=1))
-    return image_grid(crops, list(images), columns=len(crops), font_size=label_px(len(crops) * side * scale))
+    return below_toolbar(image_grid(crops, list(images), columns=len(crops),
+                                    font_size=label_px(len(crops) * side * scale)))
+
+
+TOOLBAR_PX = 16  # white over a grid's labels: gradio's buttons over a picture's top right corner cover no pixel of it
+
+
+def below_toolbar(picture: np.ndarray) -> np.ndarray:
+    """``picture`` with a white band on top, so the buttons gradio draws over its top right corner sit on white."""
+    return np.pad(picture, ((TOOLBAR_PX, 0), (0, 0), (0, 0)), constant_values=255)
 
 
 SHOWN_WIDTH = 790  # Compare's picture column at 1440x900, in CSS px: a wider picture is shown scaled down
@@ -73,7 +82,7 @@ def error_maps(outputs: dict[str, torch.Tensor], gt: torch.Tensor) -> np.ndarray
         errs = {n: F.interpolate(e[None, None], size=size, mode="area")[0, 0] for n, e in errs.items()}
         gt = F.interpolate(gt[None], size=size, mode="area")[0]
     picture, _, _ = heatmaps_on_one_scale(list(errs.values()), [gt] * len(errs), labels, font_size=LABEL_PX)
-    return picture
+    return below_toolbar(picture)
 
 
 def change_centre(before: torch.Tensor, after: torch.Tensor, side: int = 64) -> tuple[float, float]:

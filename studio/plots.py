@@ -47,16 +47,29 @@ def _span(n: int) -> float:
     return max(1.0, n / SMOOTHING_POINTS)
 
 
+SHARE_WINDOW = 15  # logged points the share's line averages at least: one t per step makes it jump 1 %-93 %
+
+
+def running_mean(values: list[float], window: int) -> list[float]:
+    """The mean of the ``window`` points centred on each (fewer at the ends): a share drawn with a new t each step
+    jumps by tens of percent from one logged step to the next, and its level is what a reader wants."""
+    half = max(0, int(window) // 2)
+    return [float(np.mean(values[max(0, i - half): i + half + 1])) for i in range(len(values))]
+
+
 def _term_points(points: list[tuple[int, dict[str, float]]], term: str) -> tuple[list[int], list[float]]:
     kept = [(s, v[term]) for s, v in points if term in v and math.isfinite(v[term])]
     return [s for s, _ in kept], [y for _, y in kept]
 
 
-def _plot_arm(ax, xs: list[int], ys: list[float], arm: str, label: str, marker: str | None = None) -> None:
-    """Faint raw points and the smoothed line over them, in the arm's colour and style."""
+def _plot_arm(ax, xs: list[int], ys: list[float], arm: str, label: str, marker: str | None = None,
+              line: list[float] | None = None) -> None:
+    """Faint raw points and the smoothed line over them (``line``: another smoothing than the loss's), in the
+    arm's colour and style."""
     colour, style = ARM_STYLES.get(arm, OTHER_ARM)
     ax.plot(xs, ys, marker or "o", color=colour, markersize=2.5, alpha=0.3, linestyle="none")
-    ax.plot(xs, smoothed(ys, _span(len(ys))), style, color=colour, linewidth=2.0, label=label,
+    ax.plot(xs, smoothed(ys, _span(len(ys))) if line is None else line, style, color=colour, linewidth=2.0,
+            label=label,
             marker=marker, markevery=max(1, len(xs) // 8) if marker else None, markersize=4)
 
 
@@ -96,7 +109,8 @@ def training_figure(
         for key, name, marker in SHARES:
             xs, ys = share_points(points, key)
             if any(y > 0 for y in ys):  # the L2 arm's prior terms send nothing: no line
-                _plot_arm(ax, xs, ys, arm, f"{arm} arm: {name} share", marker=marker)
+                window = max(SHARE_WINDOW, len(ys) // 5)
+                _plot_arm(ax, xs, ys, arm, f"{arm} arm: {name} share", marker=marker, line=running_mean(ys, window))
     _style(ax, "prior's share of the gradient (%)")
     legend = grid[1, 2]
     legend.axis("off")

@@ -54,7 +54,9 @@ def picture(title: str, caption: str | None = None, placeholder: np.ndarray | No
     to read it; ``placeholder``: what it shows before the first run (never an empty frame)."""
     gr.Markdown(f"**{title}**" + (f": {caption}" if caption else ""))
     # interactive=False: an output that is also an event's input (the error map's .change) would become an upload box
-    return gr.Image(value=placeholder, label=title, show_label=False, format="png", interactive=False)
+    # Download and full screen only: "share" posts to a Hub discussion, and each button hides more of the picture.
+    return gr.Image(value=placeholder, label=title, show_label=False, format="png", interactive=False,
+                    buttons=["download", "fullscreen"])
 
 
 def placeholder(text: str, width: int = 520, height: int = 200) -> np.ndarray:
