@@ -572,6 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("report", help="write pretrained/REPORT.md and report.json")
     r.add_argument("--tasks", nargs="*", default=None,
                    help="measure only these tasks, keeping the others from the existing report.json")
+    r.add_argument("--blind-only", action="store_true",
+                   help="measure nothing: rewrite the report with the blind judgements in pretrained/report/blind "
+                        "(python -m diffloss.blind tally ... --save), every task's numbers kept from report.json")
     r.add_argument("--summary", action="store_true",
                    help="print the at-a-glance table of the existing report.json (for the README) and exit")
     for q in (b, r):
@@ -590,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(summary_lines(json.loads(report.read_text()))))
             return 0
         try:
-            write_report(paths, tasks=tuple(args.tasks) if args.tasks else None)
+            write_report(paths, tasks=() if args.blind_only else tuple(args.tasks) if args.tasks else None)
         except ReportError as err:
             p.exit(2, f"python -m diffloss.zoo report: {err}\n")
         return 0

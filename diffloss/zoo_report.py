@@ -668,7 +668,8 @@ def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[st
     """Measure every shipped arm of every task on every available source; write REPORT.md, report.json, figures.
 
     ``tasks``: measure only these and keep the other tasks' sections from the existing report.json (so a task
-    whose family was rebuilt is measured again without measuring the rest). Refuses (``ReportError``, nothing
+    whose family was rebuilt is measured again without measuring the rest); an empty tuple measures nothing and
+    rewrites the report around the blind judgements on file (``report --blind-only``). Refuses (``ReportError``, nothing
     written) to measure a task whose base or control the existing report measured but ``paths.runs`` lacks."""
     out_dir = Path(out_dir or paths.pretrained)
     fig_dir = out_dir / FIGURES
@@ -677,7 +678,7 @@ def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[st
     tallies = load_blind_tallies(fig_dir / BLIND_DIR)  # read first: a bad file stops the report before it measures
     lost: dict[str, list[str]] = {}
     for task in TASK_ORDER:
-        if (tasks and task not in tasks) or "l2" not in shipped.get(task, {}):
+        if (tasks is not None and task not in tasks) or "l2" not in shipped.get(task, {}):
             continue
         rows = rows_without_runs(task, shipped[task], paths, (previous.get("tasks") or {}).get(task) or {})
         if rows:
@@ -704,7 +705,7 @@ def write_report(paths: ZooPaths, out_dir: Path | None = None, log: Callable[[st
     for task in TASK_ORDER:
         arms = shipped.get(task, {})
         kept = (previous.get("tasks") or {}).get(task)
-        if tasks and task not in tasks:
+        if tasks is not None and task not in tasks:
             if kept and kept.get("markdown"):
                 lines += kept["markdown"]
                 data["tasks"][task] = kept

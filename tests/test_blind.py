@@ -388,3 +388,23 @@ def test_write_report_ends_with_the_blind_section_and_stops_before_measuring_on_
     (folder / "semantic.json").write_text("{")
     with pytest.raises(ReportError, match="not valid JSON"):
         write_report(paths, log=lambda _: None)
+
+
+def test_report_blind_only_keeps_every_tasks_numbers_and_measures_nothing(tmp_path, monkeypatch):
+    """`python -m diffloss.zoo report --blind-only`: a tally added after the report is shown without measuring again
+    (a whole report needs the build's run folders, which a later machine may not have)."""
+    from diffloss import zoo, zoo_report
+
+    pretrained = tmp_path / "pretrained"
+    kept = {"tasks": {"noise": {"markdown": ["## noise", "", "kept numbers 27.84", ""]}}}
+    pretrained.mkdir()
+    (pretrained / "report.json").write_text(json.dumps(kept))
+    folder = pretrained / "report" / "blind" / "noise"
+    folder.mkdir(parents=True)
+    (folder / "semantic.json").write_text(json.dumps(_record(["l2", "semantic"], {"l2": 27, "semantic": 6})))
+    monkeypatch.setattr(zoo_report, "task_section", lambda *a, **k: pytest.fail("measured a task"))
+    assert zoo.main(["report", "--blind-only", "--pretrained", str(pretrained), "--runs", str(tmp_path / "runs"),
+                     "--datasets", str(tmp_path / "data")]) == 0
+    text = (pretrained / "REPORT.md").read_text()
+    assert "kept numbers 27.84" in text and "| noise | `semantic` vs `l2` | 6 | 27 |" in text
+    assert "## rain" in text and "Not measured yet" in text
