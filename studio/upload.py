@@ -6,6 +6,7 @@ changes about a file (colour mode, EXIF rotation, a huge image downscaled) comes
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +88,18 @@ def load_upload(path: str | Path | None, max_side: int = MAX_SIDE) -> tuple[torc
     return image, notes
 
 
+MAX_SEED = 2**63 - 1  # what torch's generators take (a larger one was "Overflow when unpacking long long")
+
+
+def checked_seed(seed: object) -> int:
+    """``seed`` as an int when it is a whole number from 0 to MAX_SEED; gr.Error saying so otherwise."""
+    whole = (not isinstance(seed, bool) and isinstance(seed, (int, float)) and math.isfinite(seed)
+             and seed == int(seed))
+    if not whole or not 0 <= int(seed) <= MAX_SEED:
+        raise gr.Error(f"The seed must be a whole number from 0 to {MAX_SEED}, got {str(seed)[:40]}.")
+    return int(seed)
+
+
 def prepare_case(
     path: str | Path | None, task: str, mode: str, seed: int, gt_path: str | Path | None = None,
 ) -> Case:
@@ -116,7 +129,7 @@ def prepare_case(
         clean = degrade.crop_to_multiple(image, spec.size_multiple)
     except ValueError as err:
         raise gr.Error(str(err)) from err
-    pair = degrade.make_pair(task, clean, int(seed))
+    pair = degrade.make_pair(task, clean, checked_seed(seed))
     shown = pair.net_input[0, :3].clamp(0, 1)
     return Case(task, shown, pair.net_input[0], clean, notes)
 

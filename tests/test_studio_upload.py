@@ -153,3 +153,41 @@ def test_the_shipped_rain_example_has_its_ground_truths_tone_where_no_streak_fal
         background = diff < 0.02  # a streak brightens by more than that
         assert background.float().mean() > 0.1, degraded_path.name
         assert diff[background].mean().abs() < 0.02, degraded_path.name
+
+
+@pytest.mark.parametrize("seed", [10**30, 2**63, -1, 1.5, float("inf")])
+def test_a_seed_torch_cannot_take_gets_a_message_not_an_overflow(tmp_path, seed):
+    """Issue 25, Low 7: a huge seed reached the page as 'Overflow when unpacking long long'."""
+    photo = write_png(tmp_path / "p.png", np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(gr.Error, match="The seed must be a whole number from 0 to 9223372036854775807"):
+        upload.prepare_case(photo, "noise", upload.MODES[0], seed)
+    assert upload.prepare_case(photo, "noise", upload.MODES[0], 2**63 - 1).gt.shape == (3, 32, 32)
+
+
+def test_over_http_a_huge_seed_and_a_bomb_header_get_one_line_messages(tmp_path):
+    """Compare and the Degradations preview over HTTP: the seed and PIL's own bomb limit as the studio's words."""
+    import struct
+    import zlib
+
+    from gradio_client import Client, handle_file
+
+    from tests.studio_helpers import launched_studio
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    with launched_studio(tmp_path / "w", hosted=True) as (url, world):
+        c = Client(url, verbose=False)
+        l2, dl = world.labels()
+        photo = handle_file(str(world.photo))
+        with pytest.raises(Exception, match="The seed must be a whole number from 0 to") as err:
+            c.predict(photo, "noise", upload.MODES[0], 10**30, l2, dl, 0.5, 0.5, 32, api_name="/compare")
+        assert "Overflow" not in str(err.value)
+        with pytest.raises(Exception, match="The seed must be a whole number"):
+            c.predict(photo, "noise", 10**30, api_name="/preview_degradation")
+        with pytest.raises(Exception, match="bomb.png: more than 179 megapixels") as err:
+            c.predict(handle_file(str(bomb)), "noise", upload.MODES[0], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
+        assert "DecompressionBomb" not in str(err.value)
