@@ -192,7 +192,21 @@ def launch_options() -> dict[str, Any]:
 
     from studio.upload_limits import UploadLimit
 
-    return {"max_file_size": MAX_UPLOAD, "app_kwargs": {"middleware": [Middleware(UploadLimit)]}}
+    return {"max_file_size": MAX_UPLOAD, "app_kwargs": {"middleware": [Middleware(UploadLimit)]},
+            "blocked_paths": served_non_images()}
+
+
+def served_non_images() -> list[str]:
+    """Every file in the examples folder (which gradio serves whole) that is not an image: its scripts and README
+    are the repository's business, not a visitor's (gradio's ``blocked_paths`` win over ``allowed_paths``)."""
+    from diffloss.images import IMAGE_EXTENSIONS
+    from studio.models import get_registry
+
+    examples = get_registry().example_images()
+    if not examples:
+        return []
+    folder = examples[0].parent
+    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_EXTENSIONS)
 
 
 def hosted_training_photos(photos: list[str] | None, clean_folder: str | None, clean_examples: list[Path]) -> list[str]:

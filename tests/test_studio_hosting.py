@@ -12,6 +12,7 @@ import pytest
 from diffloss.prior import PriorLoadError
 from studio import hosting, restorers, train_tab
 from studio.models import SHIPPED_PRIOR
+from studio.train_settings import TrainSettings
 from tests.studio_helpers import make_world
 
 
@@ -100,11 +101,11 @@ def test_public_text_rewrites_every_absolute_path_and_nothing_else(tmp_path):
 def test_hosted_training_refuses_a_server_folder_and_uses_the_shipped_examples(tmp_path, hosted):
     world = make_world(tmp_path)
     with pytest.raises(gr.Error, match="a folder on the server cannot be used") as err:
-        next(train_tab.train_pair("noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", "/etc",
-                                  start=restorers.FRESH_START, registry=world.registry))
+        next(train_tab.train_pair(TrainSettings("noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", "/etc",
+                                                start=restorers.FRESH_START), registry=world.registry))
     assert "/etc" not in err.value.message
-    *_, (status, _, archive) = train_tab.train_pair("noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", "",
-                                                    start=restorers.FRESH_START, registry=world.registry)
+    *_, (status, _, archive, *_) = train_tab.train_pair(TrainSettings(
+        "noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", "", start=restorers.FRESH_START), registry=world.registry)
     # the world's examples: 3 clean photos, said as what they are (they used to be called "3 uploaded photos")
     assert status.startswith("**Done**") and "the arms train on the 3 clean photos shipped" in status
     assert "name a folder" not in status  # there is no folder box on a hosted studio
@@ -113,8 +114,9 @@ def test_hosted_training_refuses_a_server_folder_and_uses_the_shipped_examples(t
 
 def test_a_local_train_run_still_takes_a_folder_on_this_machine(tmp_path, local):
     world = make_world(tmp_path)
-    *_, (status, _, _) = train_tab.train_pair("noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean),
-                                              start=restorers.FRESH_START, registry=world.registry)
+    *_, (status, *_) = train_tab.train_pair(TrainSettings(
+        "noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean), start=restorers.FRESH_START),
+        registry=world.registry)
     assert status.startswith("**Done**")
 
 
@@ -152,7 +154,7 @@ def test_hosted_over_http_no_run_file_is_served_and_no_server_path_is_shown(tmp_
     with launched_studio(tmp_path / "w", hosted=True) as (url, world):
         c = Client(url, verbose=False)
         photos = [handle_file(str(p)) for p in sorted(world.clean.glob("*.png"))]
-        status, _, archive = c.predict("noise", 1, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", "", 0,
+        status, _, archive, *_ = c.predict("noise", 1, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", "", 0,
                                        restorers.FRESH_START, photos, api_name="/train")
         assert status.startswith("**Done**") and str(archive).endswith(".zip")
         assert str(tmp_path) not in status and "saved in `runs/studio-noise-" in status
@@ -335,3 +337,40 @@ def test_over_http_raw_uploads_from_one_address_are_limited_in_number_and_bytes(
     with launched_studio(tmp_path / "local") as (url, world):
         route = url.rstrip("/") + "/gradio_api/upload"
         assert all(httpx.post(route, files={"files": ("a.png", b"x")}).status_code == 200 for _ in range(5))
+
+
+def test_over_http_a_hosted_studio_serves_the_example_images_not_the_folders_scripts_or_readme(tmp_path):
+    """Issue 25, Low 12: examples/ is served whole (its photos are the tabs' examples), with its .py and README."""
+    import httpx
+
+    from tests.studio_helpers import launched_studio
+
+    world = make_world(tmp_path / "w")
+    (world.clean / "crop_photos.py").write_text("SECRET = 1\n")
+    (world.clean / "README.md").write_text("notes\n")
+    with launched_studio(tmp_path / "unused", registry=world.registry, hosted=True) as (url, _):
+        base = url.rstrip("/") + "/gradio_api/file="
+        assert httpx.get(base + str(world.clean / "0.png")).status_code == 200
+        for private in ("crop_photos.py", "README.md"):
+            answer = httpx.get(base + str(world.clean / private))
+            assert answer.status_code in (403, 404) and b"SECRET" not in answer.content
+
+
+def test_over_http_config_and_api_info_name_no_server_path_but_gradios_own_cache(tmp_path):
+    """Issue 25, Low 9, what can be done: gradio 6 names every file it serves by its absolute path in its cache
+    (``/gradio_api/file=<path>``; an upload's reply and every FileData carry it back), so those cache paths stay;
+    no other absolute path (the repo, runs/, the examples folder, the datasets) is in /config or /gradio_api/info."""
+    import re
+
+    import httpx
+    from gradio.utils import get_upload_folder
+
+    from tests.studio_helpers import launched_studio
+
+    with launched_studio(tmp_path / "w", hosted=True) as (url, world):
+        cache = str(Path(get_upload_folder()).resolve())
+        for route in ("/config", "/gradio_api/info"):
+            text = httpx.get(url.rstrip("/") + route).text.replace("\\\\/", "/")
+            paths = set(re.findall(r"(/(?:tmp|work|home|root|usr|data|var|opt|srv|mnt)/[^\"\\s\\\\]*)", text))
+            assert paths and all(p.startswith(cache) for p in paths), sorted(p for p in paths if not p.startswith(cache))
+            assert str(tmp_path) not in text and str(world.root) not in text
