@@ -60,8 +60,10 @@ def first_run_text(registry: Registry, hosted: bool = False) -> str:
             "weights with the same seed and batches; only the loss differs. The curves grow here live; **Stop** "
             "keeps what is trained, to compare or resume.")
     if hosted:  # one slot for every visitor (studio.train_tab): say so before anyone waits
+        minutes = train_tab.HOSTED_RUN_SECONDS / 60
         text += (" One run trains at a time here: if another visitor's run holds the slot, yours waits in line "
-                 "(its place shows over the curves) and starts when that run ends.")
+                 f"(its place shows over the curves) and starts when that run ends; a run holds the slot at most "
+                 f"{minutes:g} minutes, so the wait is at most {minutes:g} minutes per run ahead of yours.")
     return text
 
 
@@ -129,9 +131,9 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
         go.click(on_gpu("train")(train_tab.train_pair),
                  [task, steps, batch, crop, lr, gamma, lam, t_min, t_max, seed, prior, clean_folder, prior_crop,
                   start_from, photos, bug],
-                 outputs, api_name="train", concurrency_limit=1, concurrency_id="train"),
+                 outputs, api_name="train", concurrency_limit=1, concurrency_id="train", show_progress_on=curves),
         resume.click(on_gpu("train")(train_tab.resume_pair), run, outputs, api_name="resume",
-                     concurrency_limit=1, concurrency_id="train"),
+                     concurrency_limit=1, concurrency_id="train", show_progress_on=curves),
     ]
     page.load(stopped_runs, None, [resume_box, run], api_name="_stopped_runs")  # runs stopped since start-up
     task.change(start_dropdown, task, start_from)
