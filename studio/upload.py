@@ -84,6 +84,10 @@ def load_upload(path: str | Path | None, max_side: int = MAX_SIDE) -> tuple[torc
         notes.append(f"large image {width}x{height} downscaled to {w}x{h} (at most {max_side} px on the longer side)")
     h, w = image.shape[-2:]
     if min(h, w) < MIN_SIDE:
+        if (w, h) != (width, height):  # too thin once its longer side is brought down to max_side
+            raise gr.Error(f"{name} is {width}x{height} px: downscaled to at most {max_side} px on the longer side it "
+                           f"is {w}x{h} px, too thin to restore (needs at least {MIN_SIDE} px on each side): crop it "
+                           "first.")
         raise gr.Error(f"{name} is {w}x{h} px: too small to restore (needs at least {MIN_SIDE} px on each side).")
     return image, notes
 

@@ -191,3 +191,14 @@ def test_over_http_a_huge_seed_and_a_bomb_header_get_one_line_messages(tmp_path)
         with pytest.raises(Exception, match="bomb.png: more than 179 megapixels") as err:
             c.predict(handle_file(str(bomb)), "noise", upload.MODES[0], 0, l2, dl, 0.5, 0.5, 32, api_name="/compare")
         assert "DecompressionBomb" not in str(err.value)
+
+
+def test_a_too_thin_photo_is_described_by_its_own_size_not_the_downscaled_one(tmp_path):
+    """Issue 25, Low 8: a 4000x40 photo was refused as '1024x10 px: too small', a size the visitor never sent."""
+    thin = write_png(tmp_path / "strip.png", np.zeros((40, 4000, 3), np.uint8))
+    with pytest.raises(gr.Error, match="strip.png is 4000x40 px: downscaled to at most 1024 px on the longer side "
+                                       "it is 1024x10 px, too thin to restore"):
+        upload.load_upload(thin, max_side=1024)
+    small = write_png(tmp_path / "tiny.png", np.zeros((8, 20, 3), np.uint8))
+    with pytest.raises(gr.Error, match="tiny.png is 20x8 px: too small to restore"):
+        upload.load_upload(small, max_side=1024)
