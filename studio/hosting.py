@@ -118,8 +118,14 @@ def _public_error(err: Exception, roots: dict[Path, str]) -> Exception:
         err.message = public_text(str(err.message), roots)
         err.args = (err.message,)
         return err
-    # Anything else would reach the page as gradio's generic error; say what it was, without its paths
-    return gr.Error(public_text(f"{type(err).__name__}: {err}", roots))
+    # Anything else would reach the page as gradio's generic error; say what it was, in one line, without its paths
+    if isinstance(err, MemoryError):
+        return gr.Error("The server ran out of memory for this request: try a smaller photo or crop, or retry later.")
+    if isinstance(err, RecursionError):
+        return gr.Error("This input is nested too deeply to read.")
+    line = " ".join(str(err).split())
+    line = line if len(line) <= 300 else f"{line[:297]}..."
+    return gr.Error(public_text(f"{type(err).__name__}: {line}", roots))
 
 
 _ACTIVE = [0]  # handlers running now, in every thread

@@ -7,7 +7,9 @@ is not even confirmed. On one's own machine (``python app.py``) nothing is recor
 as before.
 
 Who the visitor is: gradio's ``session_hash``, one per page load (a reload is a new session: download the zip
-before). Handlers in ``studio/`` take a ``gr.Request`` parameter where their signature allows (gradio fills it);
+before). It is a random id the browser makes and sends with every request, not a login: a client presenting
+another visitor's id is that visitor (it would have to have seen it: it is in no URL or page). Runs also record
+the client address (``address_key``) so that all sessions from one address share a cap (``studio.run_budget``). Handlers in ``studio/`` take a ``gr.Request`` parameter where their signature allows (gradio fills it);
 everywhere else, e.g. a dropdown refreshed by a function in ``app.py``, the request of the event being handled is
 read from gradio's context, so no caller can forget it. Only a hash of the session is written to disk.
 """

@@ -374,3 +374,18 @@ def test_over_http_config_and_api_info_name_no_server_path_but_gradios_own_cache
             paths = set(re.findall(r"(/(?:tmp|work|home|root|usr|data|var|opt|srv|mnt)/[^\"\\s\\\\]*)", text))
             assert paths and all(p.startswith(cache) for p in paths), sorted(p for p in paths if not p.startswith(cache))
             assert str(tmp_path) not in text and str(world.root) not in text
+
+
+@pytest.mark.parametrize("error, message", [
+    (RecursionError("maximum recursion depth exceeded while decoding a JSON array"), "nested too deeply to read"),
+    (MemoryError(), "ran out of memory for this request"),
+    (TypeError("unhashable type: 'list'\n  a second line\n" + "x" * 1000), "TypeError: unhashable type: 'list' a second line x+\\.\\.\\."),
+])
+def test_an_unexpected_error_reaches_the_page_as_one_short_line(error, message):
+    """Issue 25, Low 7: whatever a handler did not foresee still reaches the page as one short line."""
+    def handler():
+        raise error
+
+    with pytest.raises(gr.Error, match=message) as caught:
+        hosting.guarded(handler, [True], {})()
+    assert "\n" not in caught.value.message and len(caught.value.message) <= 320
