@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from diffloss import degrade
-from studio import compare_tab, family_view, model_upload, restorers, upload
+from studio import compare_tab, explainers, family_view, model_upload, restorers, upload
 from studio.components import UploadImage
 from studio.gpu import on_gpu
 from studio.widgets import (
@@ -44,6 +44,8 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
         with gr.Column(scale=1):
             task = gr.Dropdown(list(degrade.TASKS), value=start.task, label="Task")
             go = gr.Button("Compare", variant="primary")  # at the top: one click from the page's first view
+            with gr.Accordion("What am I looking at? (arms, family, PSNR, NIQE)", open=False):
+                gr.Markdown(explainers.COMPARE)
             image = UploadImage(value=start.photo, type="filepath", image_mode=None, label="Photo", height=240)
             mode = gr.Radio(list(upload.MODES), value=upload.MODES[0], label="The photo is")
             gt = UploadImage(type="filepath", image_mode=None, label="Ground truth", visible=False)

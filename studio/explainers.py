@@ -11,14 +11,17 @@ PAPER = f"[DiffLoss paper, arXiv 2406.19030]({PAPER_URL})"
 COMPARE = (
     "**What am I looking at?** Two restorers of the same kind, trained on the same photos from the same start: the "
     "*L2 arm* with a fidelity loss only, the *DiffLoss arm* with fidelity + gamma (L_nat + lambda L_sem) computed "
-    "through a frozen diffusion model. Compare restores one photo with both, side by side with their errors and "
-    f"metrics; *Evaluate both* scores them on many. From the {PAPER}."
+    "through a frozen diffusion model (the *prior*). Compare restores one photo with both, side by side with their "
+    "errors and metrics; *Evaluate both* scores them on many. The task's *family* is a dose-response: one restorer "
+    "fine-tuned at several doses of the prior. *PSNR*/*SSIM*: closeness to the ground truth (higher is closer); "
+    f"*NIQE*: how natural the image looks without one (lower is more natural). From the {PAPER}."
 )
 
 INSPECT = (
     "**What am I looking at?** What the frozen diffusion prior sees of a pair, the *restored* (or degraded) image "
     "and its *ground truth*: both are noised to step t with the same noise, and the prior's noise predictions "
-    "(L_nat) and mid-block features (h-space, L_sem) are compared. Small t: little noise, fine detail counts; large "
+    "(L_nat) and mid-block features (*h-space*: the UNet's innermost features, what the image shows; L_sem) are "
+    "compared. Small t: little noise, fine detail counts; large "
     f"t: mostly noise, only coarse structure. From the {PAPER}."
 )
 
@@ -26,6 +29,8 @@ TRAIN = (
     "**What am I looking at?** Two restorers trained side by side from the same weights, seed and batches: the "
     "*L2 arm* (fidelity only) and the *DiffLoss arm* (fidelity + gamma (L_nat + lambda L_sem) through the frozen "
     "prior). Only the loss differs, so any difference in the curves or in Compare afterwards is the prior's doing. "
+    "*Share of the gradient*: how much of the push on the restored image comes from the prior's terms. Closing "
+    "this browser tab stops a run: both arms save a checkpoint, Compare lists them as partial, Resume goes on. "
     f"From the {PAPER}."
 )
 
