@@ -59,6 +59,9 @@ class TrainEvent:
     values: dict[str, float] = field(default_factory=dict)
     path: str | None = None
     message: str = ""
+    # "step" events: the net being trained (its live weights), for a caller that measures it between steps (the
+    # Train tab restores a fixed photo with both arms); read it under no_grad, never step it.
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------------------------- utilities
@@ -411,7 +414,7 @@ def run_loop(job: Job, loop: LoopConfig, device: torch.device, run_config: dict[
                                "images_per_s": loop.batch_size * distinfo.world_size / max(1e-9, time.time() - tick)}
                 if log is not None:
                     log.write({"step": step, "wall_s": round(wall(), 2), **last_values})
-                yield TrainEvent("step", step, loop.steps, last_values)
+                yield TrainEvent("step", step, loop.steps, last_values, model=model)
             if step % loop.save_every == 0 and step < loop.steps:
                 yield TrainEvent("checkpoint", step, loop.steps, last_values, save())
     except GeneratorExit:
