@@ -149,7 +149,8 @@ def unpack(zip_path: Path, run_dir: Path) -> list[Path]:
         raise ModelZipError("not a zip file")
     entries = entry_count(zip_path)
     if entries > MAX_ENTRIES:
-        raise ModelZipError(f"it holds {entries} files; a restorer zip holds a few (at most {MAX_ENTRIES})")
+        count = f"at least {entries}" if entries >= 0xFFFF else str(entries)  # 0xFFFF: a zip64 count, larger
+        raise ModelZipError(f"it holds {count} files; a restorer zip holds a few (at most {MAX_ENTRIES})")
     with zipfile.ZipFile(zip_path) as archive:
         folders = model_folders(archive.namelist())
         targets = layout(list(folders))

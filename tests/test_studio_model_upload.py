@@ -302,3 +302,16 @@ def test_the_studios_own_restorers_fit_the_upload_limits(world):
         config = json.dumps({"kind": "restorer", **new_restorer_config(task).to_dict()}).encode()
         _, parameters = model_upload.check_config(config, "config.json")
         assert 1_000_000 < parameters <= model_upload.MAX_RESTORER_PARAMS
+
+
+def test_a_zip64_entry_count_is_reported_as_a_lower_bound(tmp_path):
+    """Over 65,535 members a zip's end record says 0xFFFF (the real count is in its zip64 record)."""
+    from diffloss.safe_zip import entry_count
+
+    path = tmp_path / "many.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(70_000):
+            archive.writestr(f"e{i}", b"")
+    assert entry_count(path) == 0xFFFF
+    with pytest.raises(gr.Error, match="it holds at least 65535 files"):
+        model_upload.add_restorers(str(path), Registry(tmp_path / "p", tmp_path / "runs"))
