@@ -31,3 +31,19 @@ def test_the_share_panel_draws_the_raw_points_faint_and_a_smooth_line(monkeypatc
     nat = next(ln for ln in smooth if "L_nat" in ln.get_label())
     ys = np.asarray(nat.get_ydata(), float)
     assert np.abs(np.diff(ys)).max() < 10, ys
+
+
+def test_every_text_of_the_curves_shows_at_11_px_or_more_in_the_train_column(monkeypatch):
+    """Train shows the curves about 790 CSS px wide at 1440x900 (measured in chromium)."""
+    captured = {}
+    monkeypatch.setattr(plots, "figure_to_array", lambda fig: captured.setdefault("fig", fig) and np.zeros((2, 2, 3)))
+    history = {"diffloss": [(i + 1, {"total": 1.0, "fidelity": 0.5, "nat": 0.1, "sem": 0.2, "share_nat": v})
+                            for i, v in enumerate(JUMPY)]}
+    plots.training_figure(history)
+    fig = captured["fig"]
+    fig.canvas.draw()
+    shown = min(1.0, 790 / fig.bbox.width)
+    texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
+             if t.get_text().strip() and t.get_visible()]
+    small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() * fig.dpi / 72 * shown < 10.95]
+    assert texts and not small, small
