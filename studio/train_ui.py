@@ -100,7 +100,7 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
                              label="Clean photos to train on (upload; used instead of the folder)")
             clean_folder = gr.Textbox(value=str(folder) if folder else "", visible=not hosting.is_hosted(),
                                       label="...or a folder of clean photos on this machine (empty: the shipped "
-                                      "clean examples)")
+                                      "photos in examples/train/, never Compare's examples)")
             with gr.Accordion("More settings: timesteps, seed, prior", open=False):
                 with gr.Row():
                     t_min = gr.Number(value=0, precision=0, label="t min")
