@@ -640,9 +640,8 @@ def blind_section(tallies: dict[str, dict[str, dict]], tasks: tuple[str, ...] = 
     return lines + [""]
 
 
-def agreement_lines(judged: list[tuple[str, dict]]) -> list[str]:
-    """How often each metric, computed on a panel's crops, picks the side the judge picked (decisive panels the
-    metric does not tie on), per task and over all."""
+def agreement_totals(judged: list[tuple[str, dict]]) -> dict[str, dict[str, list[int]]]:
+    """metric -> task (and "all") -> [panels where the metric picked the judge's side, decisive panels]."""
     tasks = list(dict.fromkeys(task for task, _ in judged))
     totals = {m: {t: [0, 0] for t in tasks + ["all"]} for m in AGREEMENT_METRICS}
     for task, record in judged:
@@ -651,6 +650,29 @@ def agreement_lines(judged: list[tuple[str, dict]]) -> list[str]:
             for where in (task, "all"):
                 totals[metric][where][0] += int(cell.get("agree", 0))
                 totals[metric][where][1] += int(cell.get("panels", 0))
+    return totals
+
+
+def agreement_sentence(report: dict | None) -> str | None:
+    """One line for a reader of metrics: how often each metric agreed with the blind judges of the report (None
+    when nothing was judged). Why: a metric is worth reading only as far as it agrees with people."""
+    tallies = (report or {}).get("blind") or {}
+    judged = [(task, r) for task, records in tallies.items() for r in (records or {}).values()]
+    totals = agreement_totals(judged)
+    parts = [f"{METRIC_LABELS.get(m, m)} {100 * a / n:.0f} %" for m, cells in totals.items()
+             for a, n in [cells["all"]] if n]
+    if not parts:
+        return None
+    panels = max(cells["all"][1] for cells in totals.values())
+    return (f"How far to trust each number: in the zoo report's blind A/B ({panels} decisive panels), the metric "
+            f"picked the judges' side {', '.join(parts)} of the time (50 % is a coin toss).")
+
+
+def agreement_lines(judged: list[tuple[str, dict]]) -> list[str]:
+    """How often each metric, computed on a panel's crops, picks the side the judge picked (decisive panels the
+    metric does not tie on), per task and over all."""
+    tasks = list(dict.fromkeys(task for task, _ in judged))
+    totals = agreement_totals(judged)
 
     def share(agree: int, n: int) -> str:
         return f"{agree}/{n} ({100 * agree / n:.0f} %)" if n else "–"

@@ -163,8 +163,10 @@ def compare(
     unplaced = tuple(label for label in (l2_label, dl_label) if label and not family_view.arm_of_label(label))
     family_plot = family_view.family_plot(reg, task, marked, unplaced)
     err = error_maps({"L2 arm": z_l2, "DiffLoss arm": z_dl}, case.gt) if case.gt is not None else None
+    from diffloss.zoo_report import agreement_sentence  # slow to import: on first use, as the registry does
+
     table = metrics_table({"degraded input": input_metrics, "L2 arm": l2_metrics, "DiffLoss arm": dl_metrics}, case.gt,
-                          size=tuple(case.shown.shape[-2:]))
+                          size=tuple(case.shown.shape[-2:]), trust=agreement_sentence(reg.report()))
     h, w = case.shown.shape[-2:]
     notes = [f"{task}: {degrade.get_task(task).description} Output {w}x{h} px."] + case.notes
     if case.gt is None:

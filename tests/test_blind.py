@@ -408,3 +408,16 @@ def test_report_blind_only_keeps_every_tasks_numbers_and_measures_nothing(tmp_pa
     text = (pretrained / "REPORT.md").read_text()
     assert "kept numbers 27.84" in text and "| noise | `semantic` vs `l2` | 6 | 27 |" in text
     assert "## rain" in text and "Not measured yet" in text
+
+
+def test_the_agreement_sentence_pools_every_judged_arm_and_says_nothing_unjudged():
+    from diffloss.zoo_report import agreement_sentence
+
+    assert agreement_sentence(None) is None and agreement_sentence({"blind": {}}) is None
+    report = {"blind": {
+        "noise": {"semantic": _record(["l2", "semantic"], {"l2": 8, "semantic": 0},
+                                      agreement={"psnr": {"agree": 8, "panels": 8}, "niqe": {"agree": 3, "panels": 8}})},
+        "sr4": {"strong": _record(["l2", "strong"], {"l2": 5, "semantic": 3},
+                                  agreement={"psnr": {"agree": 4, "panels": 8}, "niqe": {"agree": 5, "panels": 8}})}}}
+    sentence = agreement_sentence(report)
+    assert "16 decisive panels" in sentence and "PSNR 75 %" in sentence and "NIQE (whole image) 50 %" in sentence
