@@ -82,7 +82,7 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
                     difference_note = gr.Markdown()
                 with gr.Column():
                     family_plot = picture("The task's family on clean/val (zoo report): distortion (PSNR) vs "
-                                          "naturalness (NIQE), the arms on show ringed",
+                                          "NIQE (no reference; people did not agree with it), the arms on show ringed",
                                           placeholder=family_view.family_plot(start.registry, start.task)
                                           if start.registry.report() else placeholder(WAITING))
             # the ground truth the zoom shows beside the outputs; a click re-zooms from the pictures on show
