@@ -490,7 +490,7 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     DiffusionPrior.from_pretrained(tmp).save_pretrained(tmp, dtype=SHIPPED_DTYPE)
     prior = DiffusionPrior.from_pretrained(tmp)  # measured as it is shipped
     crops = prior_check.validation_crops(load_clean_images(paths.clean_val), crop=64, per_image=2)
-    errors = prior_check.noise_prediction_error(prior, crops)
+    errors = prior_check.noise_prediction_error(prior, crops, prior_check.CARD_TIMESTEPS)
     Image.fromarray(prior_check.sample_sheet(prior, crops[:4])).save(tmp / "samples.png")
     card = json.loads((tmp / checkpoint.CARD_FILE).read_text())
     card["storage"] = SHIPPED_STORAGE
