@@ -21,6 +21,7 @@ from diffloss.viz import grid as image_grid
 from diffloss.viz import heatmaps_on_one_scale, most_different_window
 from studio import cards, family_view
 from studio.metrics_table import PendingMetrics, metrics_table, start_metrics
+from studio.readable import COLUMN, LABEL_PX, below_toolbar, label_px
 from studio.models import Registry, get_registry
 from studio.restorers import TILE, load_named_restorer, restorer_entry, run_restorer
 from studio.toasts import warn
@@ -47,27 +48,12 @@ def zoom_crops(images: dict[str, torch.Tensor], x: float, y: float, size: int = 
                                     font_size=label_px(len(crops) * side * scale)))
 
 
-TOOLBAR_PX = 16  # white over a grid's labels: gradio's buttons over a picture's top right corner cover no pixel of it
-
-
-def below_toolbar(picture: np.ndarray) -> np.ndarray:
-    """``picture`` with a white band on top, so the buttons gradio draws over its top right corner sit on white."""
-    return np.pad(picture, ((TOOLBAR_PX, 0), (0, 0), (0, 0)), constant_values=255)
-
-
-SHOWN_WIDTH = 790  # Compare's picture column at 1440x900, in CSS px: a wider picture is shown scaled down
-
-
-def label_px(width: int) -> int:
-    """The size to write a picture's labels at so they show at >= 11 px once a picture ``width`` px wide is
-    scaled into Compare's picture column (``LABEL_PX`` when it fits)."""
-    return max(LABEL_PX, -(-LABEL_PX * width // SHOWN_WIDTH))
+SHOWN_WIDTH = COLUMN  # Compare's picture column at 1440x900, in CSS px: a wider picture is shown scaled down
 
 
 # Longest side of each error map and its labels' size: two maps and the colour bar make a picture about as wide as
 # Compare's picture column at 1440x900 (~790 px), so the labels show at >= 11 px however large the upload.
 ERROR_MAP_SIDE = 352
-LABEL_PX = 13
 
 
 def error_maps(outputs: dict[str, torch.Tensor], gt: torch.Tensor) -> np.ndarray:

@@ -26,6 +26,7 @@ from diffloss.viz import (
     heatmaps_on_one_scale, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image,
 )
 from diffloss.viz import grid as image_grid
+from studio.readable import HALF, label_px
 from studio.memo import Memo, file_stamp
 from studio.models import Registry, get_registry
 from studio.restorers import load_prior, load_restorer, restorer_entry, run_restorer
@@ -189,15 +190,16 @@ def inspect(
     name_a = "restored" if pair == PAIRS[0] else "degraded"
     h, w = case.b.shape[-2:]
     k = display_scale(h, w)
-    x_t = image_grid([to_image(p.x_t_a), to_image(p.x_t_b)], [f"x_t {name_a}", "x_t GT"], 2, scale=k)
+    two, three = (label_px(n * (w * k + 4) + 4, HALF) for n in (2, 3))  # labels >= 11 px shown two to a row
+    x_t = image_grid([to_image(p.x_t_a), to_image(p.x_t_b)], [f"x_t {name_a}", "x_t GT"], 2, scale=k, font_size=two)
     scale = shared_scale(p.eps_hat_a, p.eps_hat_b)
     eps = image_grid(
         [signed_to_image(p.eps_hat_a, scale), signed_to_image(p.eps_hat_b, scale), signed_to_image(p.eps_hat_diff)],
-        [f"eps_hat {name_a}", "eps_hat GT", "difference"], 3, scale=k)
-    x0 = image_grid([to_image(p.x0_a), to_image(p.x0_b)], [f"x0 {name_a}", "x0 GT"], 2, scale=k)
+        [f"eps_hat {name_a}", "eps_hat GT", "difference"], 3, scale=k, font_size=three)
+    x0 = image_grid([to_image(p.x0_a), to_image(p.x0_b)], [f"x0 {name_a}", "x0 GT"], 2, scale=k, font_size=two)
     basis = pca_basis(p.h_a, p.h_b)
     pca = image_grid([pca_rgb(p.h_a, basis, size=(h, w))[0], pca_rgb(p.h_b, basis, size=(h, w))[0]],
-                     [f"h {name_a}", "h GT"], 2, scale=k)
+                     [f"h {name_a}", "h GT"], 2, scale=k, font_size=two)
     # Both branches (restored and degraded, each against the ground truth) on one colour scale per map.
     branches = [(name_a, p, case.a)]
     other = _other_branch(case, pair)
@@ -209,11 +211,13 @@ def inspect(
     branches.sort(key=lambda b: BRANCH_ORDER.index(b[0]))
     shown = [name for name, _, _ in branches].index(name_a)
     labels = [f"{name} vs GT" for name, _, _ in branches]
+    maps_px = label_px(len(branches) * (w * k + 4) + 70, HALF)  # the maps and their colour bar
     h_view, h_tiles, _ = heatmaps_on_one_scale([b.h_error for _, b, _ in branches], [case.b] * len(branches), labels,
-                                               scale=k, mode="bilinear")
+                                               scale=k, mode="bilinear", font_size=maps_px)
     pushes = [b.term_grads.weighted(config.gamma, config.lam, config.grad_cap).magnitude for _, b, _ in branches]
     grad_view, grad_tiles, _ = heatmaps_on_one_scale(pushes, [img for _, _, img in branches],
-                                                     [f"on the {name} image" for name, _, _ in branches], scale=k)
+                                                     [f"on the {name} image" for name, _, _ in branches], scale=k,
+                                                     font_size=maps_px)
     h_err, grad = h_tiles[shown], grad_tiles[shown]
     weighted = prior_term(g.nat, g.sem, config.gamma, config.lam)  # the dosed terms, as training weighs them
     if detach_prior:

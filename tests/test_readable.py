@@ -1,0 +1,43 @@
+"""Words baked into pictures show at >= 11 px where the page puts them at 1440x900 (issue #27 point 2): every grid
+Inspect draws (two to a row, ~390 CSS px each) writes its labels large enough for the size it will be shown at."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio import inspect_tab, readable
+from tests.studio_helpers import make_world
+
+
+def test_label_px_is_the_plain_size_when_a_picture_fits_and_grows_with_its_scaling():
+    assert readable.label_px(300, readable.HALF) == readable.LABEL_PX
+    for width in (391, 524, 784, 1600):
+        assert readable.label_px(width, readable.HALF) * readable.HALF / width >= readable.LABEL_PX - 0.5
+
+
+@pytest.mark.parametrize("side", [32, 64])
+def test_every_inspect_label_shows_at_11_px_or_more(tmp_path, monkeypatch, side):
+    world = make_world(tmp_path)
+    drawn = []
+    real_grid = inspect_tab.image_grid
+    real_maps = inspect_tab.heatmaps_on_one_scale
+
+    def grid(*args, **kwargs):
+        picture = real_grid(*args, **kwargs)
+        drawn.append((picture.shape[1], kwargs.get("font_size", 12)))
+        return picture
+
+    def maps(*args, **kwargs):
+        picture, tiles, vmax = real_maps(*args, **kwargs)
+        drawn.append((picture.shape[1], kwargs.get("font_size", 12)))
+        return picture, tiles, vmax
+
+    monkeypatch.setattr(inspect_tab, "image_grid", grid)
+    monkeypatch.setattr(inspect_tab, "heatmaps_on_one_scale", maps)
+    dl = world.labels()[1]
+    inspect_tab.inspect(str(world.photo), "noise", 0, dl, inspect_tab.PAIRS[0], 40, 1, "", side=side,
+                        registry=world.registry)
+    assert len(drawn) == 6  # x_t, eps, x0, h maps, h error, gradient
+    for width, font in drawn:
+        shown = min(1.0, readable.HALF / width)
+        assert font * shown >= 11, (width, font)
