@@ -336,13 +336,17 @@ def verdicts(task: str, synthetic: dict[str, dict], comparisons: dict[str, dict]
         vs = m.get("psnr_vs_l2")
         c = comparisons.get(arm, {})
         words = []
-        for metric in ("psnr", "ssim", "niqe"):
+        for metric in ("psnr", "ssim", "haarpsi", "ms_gmsd", "niqe"):
             r = c.get(metric)
             if not r:
                 continue
-            better = r["mean_delta"] > 0 if HIGHER_IS_BETTER[metric] else r["mean_delta"] < 0
             sig = "significant" if r["p"] < SIGNIFICANT_P else "not significant"
-            words.append(f"{metric.upper()} {'better' if better else 'worse'} by {abs(r['mean_delta']):.3g} "
+            if metric == "niqe":  # no reference: a number, not a verdict (blind judges did not share its reading)
+                how = f"NIQE {'lower' if r['mean_delta'] < 0 else 'higher'} (no reference, not a verdict)"
+            else:
+                better = r["mean_delta"] > 0 if HIGHER_IS_BETTER[metric] else r["mean_delta"] < 0
+                how = f"{METRIC_LABELS.get(metric, metric.upper())} {'better' if better else 'worse'}"
+            words.append(f"{how} by {abs(r['mean_delta']):.3g} "
                          f"({r['wins']}/{r['images']} images, sign test p={r['p']:.2g}, {sig})")
         seen = "visibly different from the L2 arm" if is_visible(vs) else "not visibly different from the L2 arm"
         if floor is not None and vs is not None and not beyond_noise(vs, floor):
