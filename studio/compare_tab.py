@@ -7,6 +7,7 @@ Plain values in (paths, numbers, labels), HxWx3 uint8 arrays and markdown out; t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -171,6 +172,18 @@ def compare(
         family_plot=family_plot, zoom_xy=(float(zoom_x), float(zoom_y)),
         ground_truth=to_uint8_numpy(case.gt) if case.gt is not None else None,
     )
+
+
+def example_ground_truth(photo: str | None, registry: Registry | None = None) -> str | None:
+    """The ground truth shipped beside an example photo (``examples/ground_truth/<its name>``), found by the name
+    of the copy gradio hands over for a clicked example; None for any other photo (which clears the box)."""
+    from studio.upload import example_rows
+
+    if not photo:
+        return None
+    reg = registry or get_registry()
+    name = Path(str(photo)).name
+    return next((row[3] for row in example_rows(reg.example_images()) if Path(row[0]).name == name), None)
 
 
 def describe_pair(task: str, l2_label: str | None, dl_label: str | None, registry: Registry | None = None) -> str:

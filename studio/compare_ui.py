@@ -54,7 +54,9 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
             dl = gr.Dropdown(labels, value=dl_default, label="DiffLoss arm")
             weight = gr.Radio(family_view.weight_choices(start.task, start.registry), value=dl_default,
                               label="Prior weight (steps the DiffLoss arm through the task's family)")
-            shown_examples = examples([image, task, mode, gt], start.rows, "Examples")
+            # Three columns, the ground truth set from the photo's name (example_ground_truth): a fourth column of
+            # thumbnails made the table wider than its column at 1440x900, its "Ground truth" header cut.
+            shown_examples = examples([image, task, mode], [row[:3] for row in start.rows], "Examples")
             with gr.Accordion("Zoom (or click the degraded image)", open=False):
                 zoom_auto = gr.Checkbox(value=True, label="zoom where the restorer changed the photo most")
                 zoom_x = gr.Slider(0, 1, value=0.5, label="x (fraction of width)")
@@ -129,7 +131,8 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
     dl.input(weight_control, [task, dl], weight, api_visibility="private")
     diff_gain.release(run, outputs=outputs, api_visibility="private", **event_inputs(request))
     run_on_example(shown_examples, run, request, outputs,
-                   first=[(kept_or_default_pair, [task, l2, dl], [l2, dl]), (weight_control, [task, dl], weight)])
+                   first=[(compare_tab.example_ground_truth, image, gt), (kept_or_default_pair, [task, l2, dl], [l2, dl]),
+                          (weight_control, [task, dl], weight)])
     zip_added = zip_file.upload(model_upload.add_restorers, zip_file, [zip_note, task], api_name="add_restorers")
     return CompareUI(task=task, l2=l2, dl=dl, refreshed=refreshed, zip_added=zip_added, photo=image, mode=mode,
                      ground_truth=gt, seed=seed)

@@ -138,3 +138,26 @@ def test_compare_outputs_are_pictures_not_upload_boxes(world):
     pictures = [o for o in run.outputs if isinstance(o, (gr.Image, gr.ImageSlider))]
     assert len(pictures) >= 8
     assert all(p.interactive is False for p in pictures), [p.label for p in pictures if p.interactive is not False]
+
+
+def test_the_examples_table_has_three_columns_and_a_real_pair_still_gets_its_ground_truth(tmp_path, monkeypatch):
+    """Four columns (with the ground truth's thumbnail) made the table wider than its column at 1440x900 and cut
+    its "Ground truth" header; the ground truth is now set from the clicked photo's name."""
+    from diffloss.paths import EXAMPLES
+    from studio.models import Registry
+
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "none"))
+    shipped = Registry(tmp_path / "p", tmp_path / "r", examples=EXAMPLES)
+    copy = tmp_path / "gradio-cache" / "ab12" / "rain_rain100l_1.png"  # what gradio hands over for a clicked example
+    copy.parent.mkdir(parents=True)
+    shutil.copy(EXAMPLES / "rain_rain100l_1.png", copy)
+    assert compare_tab.example_ground_truth(str(copy), shipped) == str(EXAMPLES / "ground_truth" / "rain_rain100l_1.png")
+    assert compare_tab.example_ground_truth(str(EXAMPLES / "clean_set5_img_002.png"), shipped) is None
+    assert compare_tab.example_ground_truth(None, shipped) is None
+    rows = upload.example_rows(shipped.example_images())
+    with gr.Blocks() as page:
+        ui = compare_ui.build(page, PageStart(registry=shipped, photo=None, rows=rows))
+    [dataset] = [b for b in page.blocks.values() if isinstance(b, gr.Dataset)]
+    assert len(dataset._components) == 3
+    [step] = [fn for fn in page.fns.values() if fn.fn is compare_tab.example_ground_truth]
+    assert [o._id for o in step.outputs] == [ui.ground_truth._id]
