@@ -26,7 +26,7 @@ from diffloss.viz import (
     heatmaps_on_one_scale, loss_curve_figure, pca_basis, pca_rgb, shared_scale, signed_to_image, to_image,
 )
 from diffloss.viz import grid as image_grid
-from studio.readable import HALF, label_px
+from studio.readable import HALF, below_toolbar, label_px
 from studio.memo import Memo, file_stamp
 from studio.models import Registry, get_registry
 from studio.restorers import load_prior, load_restorer, restorer_entry, run_restorer
@@ -239,6 +239,8 @@ def inspect(
         dose_line(config, prior, t, g.cap_scale, band),
         *([branch_comparison(branches)] if len(branches) > 1 else []),
     ] + [f"- {n}" for n in case.notes])
+    # Each view with a white band on top: gradio's buttons over its top right corner then cover none of it.
+    x_t, eps, x0, pca, h_view, grad_view = map(below_toolbar, (x_t, eps, x0, pca, h_view, grad_view))
     return InspectResult(x_t=x_t, eps=eps, x0=x0, h_pca=pca, h_error=h_err, gradient=grad, values=values,
                          h_error_view=h_view, gradient_view=grad_view)
 

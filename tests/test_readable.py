@@ -41,3 +41,22 @@ def test_every_inspect_label_shows_at_11_px_or_more(tmp_path, monkeypatch, side)
     for width, font in drawn:
         shown = min(1.0, readable.HALF / width)
         assert font * shown >= 11, (width, font)
+
+
+def test_gradio_buttons_sit_on_white_over_every_inspect_view_and_compare_grid(tmp_path):
+    """The buttons gradio draws over a picture's top right corner (download, full screen) cover no pixel of it."""
+    import numpy as np
+    import torch
+
+    from studio import compare_tab
+
+    world = make_world(tmp_path)
+    r = inspect_tab.inspect(str(world.photo), "noise", 0, world.labels()[1], inspect_tab.PAIRS[0], 40, 1, "",
+                            side=32, registry=world.registry)
+    images = {n: torch.rand(3, 64, 64) for n in ("degraded input", "L2 arm", "DiffLoss arm", "ground truth")}
+    views = [r.x_t, r.eps, r.x0, r.h_pca, r.h_error_view, r.gradient_view,
+             compare_tab.zoom_crops(images, 0.5, 0.5, 32),
+             compare_tab.error_maps({"L2 arm": images["L2 arm"], "DiffLoss arm": images["DiffLoss arm"]},
+                                    images["ground truth"])]
+    for view in views:
+        assert (np.asarray(view)[: readable.TOOLBAR_PX] == 255).all()

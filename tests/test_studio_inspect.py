@@ -164,10 +164,10 @@ def test_the_heat_maps_show_both_images_on_one_scale_whichever_pair_is_chosen(wo
     assert views[4] is restored.h_error_view and views[5] is restored.gradient_view
     assert "both images against the ground truth" in restored.values and "restored: L_nat" in restored.values
     # The chosen pair's own tile (256 px at 32 px x 8) sits in the view: restored left, degraded right.
-    from studio.readable import HALF, label_px
+    from studio.readable import HALF, TOOLBAR_PX, label_px
 
     label_h = label_px(2 * (256 + 4) + 70, HALF) + 4  # labels sized to show at >= 11 px two pictures to a row
-    top, left = 4 + label_h, restored.gradient_view.shape[1] - (2 * 256 + 3 * 4) + 4  # the grid's pads, labels, the bar
+    top, left = TOOLBAR_PX + 4 + label_h, restored.gradient_view.shape[1] - (2 * 256 + 3 * 4) + 4  # the grid's pads, labels, the bar
     assert np.array_equal(restored.gradient_view[top:top + 256, left:left + 256], restored.gradient)
     assert np.array_equal(degraded.gradient_view[top:top + 256, left + 260:left + 516], degraded.gradient)
 
