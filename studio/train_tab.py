@@ -19,11 +19,13 @@ from diffloss import degrade, nets, pair
 from diffloss.images import ImageLoadError, image_size, load_image, save_image
 from diffloss.loss import DiffLossConfig
 from diffloss.paths import ARMS, PHOTOS_DIR
-from studio import hosting, inputs, run_budget, visitors
+from diffloss.arm_gap import ArmProbe
+from studio import hosting, inputs, run_budget, train_gap, visitors
 from studio.models import Registry, get_registry
 from studio.plots import training_figure
 from studio.restorers import load_prior, load_restorer, start_entry
 from studio.toasts import warn
+from studio.train_settings import TrainSettings, TrainView
 from studio.upload import MAX_SIDE, load_upload
 
 CPU_CAPS = {"steps": 300, "batch": 8, "crop": 128}
@@ -271,14 +273,11 @@ def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str], shipped
     return run_dir / PHOTOS_DIR
 
 
-def train_pair(
-    task: str, steps: float, batch: float, crop: float, lr: float, gamma: float, lam: float, t_min: float,
-    t_max: float, seed: float, prior_source: str | None, clean_folder: str | None = None, prior_crop: float = 0,
-    start: str | None = None, photos: list[str] | None = None, detach_prior: bool = False,
-    request: gr.Request | None = None, width: int | None = None, name: str | None = None,
-    registry: Registry | None = None,
-) -> Iterator[tuple[str, np.ndarray, str | None]]:
-    """Train the L2 and DiffLoss arms side by side (same start weights, seed, batches); yield (status, curves, zip).
+def train_pair(settings: TrainSettings, request: gr.Request | None = None,
+               registry: Registry | None = None) -> Iterator[TrainView]:
+    """Train the L2 and DiffLoss arms side by side (same start weights, seed, batches); yield what the tab shows
+    (status, curves, the zip once done, and how far the arms' outputs have moved apart on a photo they do not
+    train on). ``settings``: the form (``studio.train_settings``); below, its fields by name.
 
     ``prior_crop`` > 0 computes the prior terms on one random square of that side per batch (cheaper steps on a
     CPU; 0 = the whole crop). ``start``: a restorer label of the task to fine-tune from (both arms), or
@@ -297,10 +296,12 @@ def train_pair(
     from diffloss.train_config import LoopConfig, RestorerTrainConfig
 
     reg = registry or get_registry()
+    s = settings
     with _one_run(request) as run:
         caps, notes = train_caps(), []
         try:  # NaN, inf, a seed past 2**63, a learning rate <= 0: said here, by the box's name
-            checked = inputs.train_numbers(steps, batch, crop, lr, gamma, lam, t_min, t_max, seed, prior_crop)
+            checked = inputs.train_numbers(s.steps, s.batch, s.crop, s.lr, s.gamma, s.lam, s.t_min, s.t_max, s.seed,
+                                           s.prior_crop)
         except ValueError as err:
             raise gr.Error(str(err)) from err
         lr, gamma, lam, t_min, t_max, seed, prior_crop = (checked[k] for k in ("lr", "gamma", "lam", "t_min", "t_max",
@@ -315,28 +316,29 @@ def train_pair(
         for n in notes:
             warn(n)
         try:
-            degrade.get_task(task)
+            degrade.get_task(s.task)
         except ValueError as err:
             raise gr.Error(str(err)) from err
+        task, clean_folder, photos = s.task, s.clean_folder, s.photos
         uploaded = bool(photos)
         if hosting.is_hosted():  # uploads or the shipped examples, never a folder on the server
             photos = _hosted_photos(photos, clean_folder, reg)
         else:
             photos = _shipped_examples_unless_given(photos, clean_folder, reg)
         folder = None if photos else _clean_folder(clean_folder, reg)  # uploads are saved once all checks pass
-        entry = start_entry(start, task, reg)
+        entry = start_entry(s.start, task, reg)
         notes.append(f"both arms start from {f'`{entry.label}`' if entry else 'a fresh restorer'}")
-        prior = load_prior(prior_source, reg)  # fails early, with the reason, before any work
+        prior = load_prior(s.prior_source, reg)  # fails early, with the reason, before any work
         sub = int(prior_crop or 0)
         loss = DiffLossConfig(gamma=float(gamma), lam=float(lam), **_train_t_range(t_min, t_max, prior),
-                              prior_crop=sub if 0 < sub < values["crop"] else None, detach_prior=bool(detach_prior))
-        if detach_prior:
+                              prior_crop=sub if 0 < sub < values["crop"] else None, detach_prior=bool(s.detach_prior))
+        if s.detach_prior:
             notes.append("the released code's no_grad mistake is on: the DiffLoss arm's prior terms send no gradient")
         try:
             loss.validate(prior.num_timesteps)
         except ValueError as err:
             raise gr.Error(str(err)) from err
-        name = name or f"studio-{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = s.name or f"studio-{task}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = reg.runs / name
         with run_budget.in_use(run_dir):
             evicted = run_budget.room_for_visitor(reg.runs, request)
@@ -351,11 +353,12 @@ def train_pair(
                               log_every=max(1, values["steps"] // 60), save_every=max(10, values["steps"] // 4),
                               resume=False)
             base = RestorerTrainConfig(task=task, clean=[str(folder)], crop=values["crop"],
-                                       init=str(entry.path) if entry else None, width=None if entry else width,
+                                       init=str(entry.path) if entry else None, width=None if entry else s.width,
                                        prior=str(prior.source), loss=loss, loop=loop)
             for arm, cfg in pair.arm_configs(base, run_dir, TRAIN_TAB).items():
                 _start_arm(run, arm, cfg)
-            yield from _stream(run, {arm: [] for arm in ARMS}, name, run_dir, notes, task)
+            probe = train_gap.new_probe(task, train_gap.probe_photo(reg, [folder]), loop.steps, loop.log_every)
+            yield from _stream(run, {arm: [] for arm in ARMS}, name, run_dir, notes, task, probe)
 
 
 def stopped_runs(registry: Registry | None = None, request: gr.Request | None = None) -> list[tuple[str, str]]:
@@ -366,7 +369,7 @@ def stopped_runs(registry: Registry | None = None, request: gr.Request | None = 
 
 
 def resume_pair(name: str | None, request: gr.Request | None = None,
-                registry: Registry | None = None) -> Iterator[tuple[str, np.ndarray, str | None]]:
+                registry: Registry | None = None) -> Iterator[TrainView]:
     """Continue a stopped Train run where its checkpoints are, with the settings they hold; yields as ``train_pair``.
 
     Why: Stop, a closed browser or a Space restart save each arm's checkpoint, and without this a visitor could only
@@ -408,10 +411,12 @@ def resume_pair(name: str | None, request: gr.Request | None = None,
                 cfg = pair.with_resume_note(cfg, f"resumed in the Train tab at step {step}")
             history[arm] = pair.logged_history(run_dir / arm, step)
             _start_arm(run, arm, cfg)
-            task = cfg.task
+            task, clean, loop = cfg.task, cfg.clean, cfg.loop
         if not run.loops:
             raise gr.Error(f"Run {name!r} has nothing to resume: both arms finished.")
-        yield from _stream(run, history, name, run_dir, notes, task)
+        probe = train_gap.new_probe(task, train_gap.probe_photo(reg, [Path(c) for c in clean]), loop.steps,
+                                    loop.log_every)
+        yield from _stream(run, history, name, run_dir, notes, task, probe)
 
 
 def _machine(caps: dict[str, int]) -> str:
@@ -447,8 +452,9 @@ def _start_arm(run: pair.PairRun, arm: str, cfg) -> None:
 
 
 def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Path, notes: list[str],
-            task: str) -> Iterator[tuple[str, np.ndarray, str | None]]:
-    """Step the arms in turn and yield (status, curves, zip) until both finish or Stop is pressed.
+            task: str, probe: ArmProbe | None = None) -> Iterator[TrainView]:
+    """Step the arms in turn and yield the tab's view until both finish or Stop is pressed; at logged steps
+    ``probe`` restores its photo with both arms (``diffloss.arm_gap``: how far apart they have moved).
 
     A run nobody iterates any more (the page was closed: gradio closes this generator) keeps what it trained as
     partial models, as after Stop; so does one the app's shutdown stops (``stop_for_shutdown``).
@@ -456,8 +462,13 @@ def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Pat
     totals = run.totals
     _RUNNING["run_dir"] = run_dir
     limit = run_seconds()
+
+    def view(status: str, archive: str | None = None) -> TrainView:
+        picture, note = train_gap.gap_picture(probe)
+        return TrainView(status, training_figure(history), archive, train_gap.gap_curve(probe), picture, note)
+
     try:
-        yield _status(history, totals, name, notes, "Starting"), training_figure(history), None
+        yield view(_status(history, totals, name, notes, "Starting"))
         for events in run.rounds(None if limit is None else time.monotonic() + limit):
             for arm, event in events.items():
                 points = history.setdefault(arm, [])
@@ -465,7 +476,8 @@ def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Pat
                     points.append((event.step, dict(event.values)))  # "done" repeats the last step's values: once
                 if event.kind == "stopped":
                     notes.append(f"{arm}: {event.message}")
-            yield _status(history, totals, name, notes, "Training"), training_figure(history), None
+            _observe(probe, events, totals)
+            yield view(_status(history, totals, name, notes, "Training"))
     except pair.ArmDiverged as err:
         raise gr.Error(f"The {err.arm} arm diverged: {err}") from err
     except GeneratorExit:
@@ -478,11 +490,21 @@ def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Pat
         stopped = (f"stopped after {limit / 60:g} minutes, the most one run may hold the training slot here, so "
                    f"other visitors get their turn: {saved}" if run.timed_out else f"stopped: {saved}")
         partial = pair.partial_models_note(pair.export_stopped_arms(run_dir), task)
-        yield _status(history, totals, name, notes + [stopped, partial], "Stopped"), training_figure(history), None
+        yield view(_status(history, totals, name, notes + [stopped, partial], "Stopped"))
         return
     archive = pair.zip_models(run_dir)
     if hosting.is_hosted():  # the models and the zip stay; the checkpoints and the visitor's photos go
         pair.drop_training_state(run_dir)
     done = notes + [pair.arms_difference(run_dir),
                     f"both arms saved; Compare and Inspect select them when their task is {task}"]
-    yield _status(history, totals, name, done, "Done"), training_figure(history), str(archive)
+    yield view(_status(history, totals, name, done, "Done"), str(archive))
+
+
+def _observe(probe: ArmProbe | None, events: dict, totals: dict[str, int]) -> None:
+    """Both arms logged the same step this round: let the probe measure them (always at the run's last step)."""
+    steps = {ev.step for ev in events.values() if ev.kind == "step" and ev.model is not None}
+    if probe is None or len(steps) != 1 or set(events) != set(ARMS) or \
+            any(ev.kind != "step" or ev.model is None for ev in events.values()):
+        return
+    step = steps.pop()
+    probe.observe(step, {arm: events[arm].model for arm in ARMS}, force=step >= max(totals.values()))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass, field
 
 import gradio as gr
 
 from diffloss import degrade
-from studio import explainers, hosting, restorers, train_tab
+from studio import explainers, hosting, restorers, train_gap, train_presets, train_tab
 from studio.gpu import on_gpu
-from studio.models import SHIPPED_PRIOR, Registry
+from studio.models import SHIPPED_PRIOR, Registry, get_registry
 from studio.plots import training_figure
+from studio.train_settings import FORM_FIELDS, TrainSettings
 from studio.widgets import RELEASED_LABEL, PageStart, picture, released_weights
 
 
@@ -42,6 +45,52 @@ def stopped_runs(request: gr.Request = None):
     return gr.update(open=bool(stopped)), gr.update(choices=stopped, value=None)
 
 
+def train_from_form(*form, **named):
+    """The Train button: the form's boxes, in ``FORM_FIELDS`` order (the HTTP API's, trailing ones optional), as
+    one ``TrainSettings``; gradio adds the visitor's request (see ``FORM_SIGNATURE``)."""
+    values = FORM_SIGNATURE.bind(*form, **named).arguments
+    request = values.pop("request", None)
+    for view in train_tab.train_pair(TrainSettings(**values), request):
+        yield tuple(view)  # gradio takes the outputs as a plain tuple
+
+
+def resume_from_form(name: str | None, request: gr.Request = None):
+    """The Resume button: the stopped run chosen; outputs as the Train button's."""
+    for view in train_tab.resume_pair(name, request):
+        yield tuple(view)
+
+
+# What gradio reads of ``train_from_form``: one parameter per box, with TrainSettings' defaults, then the request
+# (by its annotation, so gradio fills it): written once, in TrainSettings.
+FORM_SIGNATURE = inspect.Signature(
+    [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default)
+     for f in dataclasses.fields(TrainSettings) if f.name in FORM_FIELDS]
+    + [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request)])
+train_from_form.__signature__ = FORM_SIGNATURE
+train_from_form.__annotations__ = {"request": gr.Request}
+
+
+PRESET_FIELDS = ("start", "steps", "batch", "crop", "lr", "gamma", "lam", "t_min", "t_max", "seed", "prior_crop")
+
+
+def preset_choices(task: str):
+    """The task's family-arm presets (after a task change), none chosen."""
+    shown = [p.label for p in train_presets.presets(task, get_registry(), train_tab.train_caps())]
+    return gr.update(choices=[train_presets.NONE, *shown], value=train_presets.NONE), ""
+
+
+def apply_preset(task: str, label: str | None):
+    """A family arm's recipe into the form (and what it is); "none" leaves the form as it is."""
+    preset = next((p for p in train_presets.presets(task, get_registry(), train_tab.train_caps())
+                   if p.label == label), None)
+    if preset is None:
+        return (*(gr.skip() for _ in PRESET_FIELDS), "")
+    return (*(preset.values[f] for f in PRESET_FIELDS), preset.note)
+
+
+GAP_CAPTION = ("both arms restore one photo they do not train on at each measured step; the PSNR between their "
+               "outputs falls as they part (below about 33 dB a person can see it), and their difference is shown "
+               "amplified by the factor written on it")
 CURVES_CAPTION = ("blue solid: L2 arm, red dashed: DiffLoss arm; lines smoothed, dots each logged step (the L2 "
                   "arm's L_nat and L_sem are measured, not trained on)")
 
@@ -76,6 +125,10 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
     with gr.Row():
         with gr.Column(scale=1):
             task = gr.Dropdown(list(degrade.TASKS), value=start.task, label="Task")
+            preset = gr.Dropdown([train_presets.NONE, *(p.label for p in train_presets.presets(
+                start.task, start.registry, caps))], value=train_presets.NONE,
+                label="Preset: the recipe of a shipped family arm (both arms, watch them move apart)")
+            preset_note = gr.Markdown()
             start_labels, start_default = restorers.start_choices(start.task)
             start_from = gr.Dropdown(start_labels, value=start_default,
                                      label="Start from (both arms; a trained restorer fine-tunes)")
@@ -124,17 +177,30 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
             # The curves first: in the window at 1440x900 whatever the status says under them
             curves = picture("Loss terms (live)", CURVES_CAPTION, training_figure({}))
             status = gr.Markdown(first_run_text(start.registry, hosting.is_hosted()))
+            gr.Markdown(f"**How far the two arms have moved apart (live)**: {GAP_CAPTION}")
+            with gr.Row():
+                gap_curve = gr.Image(value=train_gap.gap_curve(None), label="PSNR between the arms", format="png",
+                                     interactive=False, show_label=False, buttons=[], scale=2)
+                gap_picture = gr.Image(value=train_gap.gap_picture(None)[0], label="the arms' outputs", format="png",
+                                       interactive=False, show_label=False, buttons=[], scale=3)
+            gap_note = gr.Markdown()
             archive = gr.File(label="Download both models (safetensors + card), once a run is done")
-    outputs = [status, curves, archive]
+    outputs = [status, curves, archive, gap_curve, gap_picture, gap_note]  # TrainView's order
+    form = {"task": task, "steps": steps, "batch": batch, "crop": crop, "lr": lr, "gamma": gamma, "lam": lam,
+            "t_min": t_min, "t_max": t_max, "seed": seed, "prior_source": prior, "clean_folder": clean_folder,
+            "prior_crop": prior_crop, "start": start_from, "photos": photos, "detach_prior": bug}
+    assert tuple(form) == FORM_FIELDS  # the boxes in train_from_form's order
     # One queue for both buttons (concurrency_id): a second run waits its turn instead of being refused.
     runs = [
-        go.click(on_gpu("train")(train_tab.train_pair),
-                 [task, steps, batch, crop, lr, gamma, lam, t_min, t_max, seed, prior, clean_folder, prior_crop,
-                  start_from, photos, bug],
-                 outputs, api_name="train", concurrency_limit=1, concurrency_id="train", show_progress_on=curves),
-        resume.click(on_gpu("train")(train_tab.resume_pair), run, outputs, api_name="resume",
+        go.click(on_gpu("train")(train_from_form), list(form.values()), outputs, api_name="train",
+                 concurrency_limit=1, concurrency_id="train", show_progress_on=curves),
+        resume.click(on_gpu("train")(resume_from_form), run, outputs, api_name="resume",
                      concurrency_limit=1, concurrency_id="train", show_progress_on=curves),
     ]
+    task.change(preset_choices, task, [preset, preset_note], api_visibility="private")
+    preset.input(apply_preset, [task, preset],
+                 [start_from, steps, batch, crop, lr, gamma, lam, t_min, t_max, seed, prior_crop, preset_note],
+                 api_visibility="private")
     page.load(stopped_runs, None, [resume_box, run], api_name="_stopped_runs")  # runs stopped since start-up
     task.change(start_dropdown, task, start_from)
     stop.click(train_tab.request_stop, None, status, api_name="stop")

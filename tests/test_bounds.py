@@ -24,6 +24,7 @@ from diffloss.images import MAX_PIXELS, ImageLoadError, image_size, load_image
 from diffloss.safe_zip import ZipMemberError, read_member
 from studio import inputs, model_upload, restorers, train_tab
 from studio.models import LruCache
+from studio.train_settings import TrainSettings
 from tests.studio_helpers import make_world, save_pair
 
 
@@ -60,8 +61,8 @@ def test_a_train_folder_with_a_huge_image_is_refused_with_its_name(tmp_path):
     world = make_world(tmp_path)
     _huge_png(world.clean / "huge.png")
     with pytest.raises(gr.Error, match="huge.png.*megapixels"):
-        list(train_tab.train_pair("noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean),
-                                  start=restorers.FRESH_START, registry=world.registry))
+        list(train_tab.train_pair(TrainSettings("noise", 1, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean),
+                                                start=restorers.FRESH_START), registry=world.registry))
 
 
 def test_an_upload_over_the_pixel_limit_gets_a_message_in_compare(tmp_path):
@@ -245,9 +246,9 @@ def test_bad_train_numbers_get_a_message_naming_the_box(tmp_path, kwargs, messag
             "seed": 0}
     args.update(kwargs)
     with pytest.raises(gr.Error, match=message):
-        next(train_tab.train_pair("noise", args["steps"], args["batch"], args["crop"], args["lr"], args["gamma"],
-                                  args["lam"], args["t_min"], args["t_max"], args["seed"], "", str(world.clean),
-                                  registry=world.registry))
+        next(train_tab.train_pair(TrainSettings("noise", args["steps"], args["batch"], args["crop"], args["lr"],
+                                                args["gamma"], args["lam"], args["t_min"], args["t_max"], args["seed"],
+                                                "", str(world.clean)), registry=world.registry))
     assert not world.registry.runs.exists()
 
 
@@ -286,8 +287,8 @@ def test_a_diverged_run_is_not_offered_for_resume(tmp_path):
     from diffloss.paths import RunFolder
 
     world = make_world(tmp_path)
-    job = train_tab.train_pair("noise", 40, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean),
-                               start=restorers.FRESH_START, registry=world.registry, name="r")
+    job = train_tab.train_pair(TrainSettings("noise", 40, 1, 16, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean),
+                                             start=restorers.FRESH_START, name="r"), registry=world.registry)
     for _ in range(4):  # "Starting", then a step of each arm
         next(job)
     train_tab.request_stop()

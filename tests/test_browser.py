@@ -185,10 +185,11 @@ def test_a_real_pair_example_in_inspect_sets_its_task_and_restorer_then_runs(tmp
 def test_a_run_stopped_after_start_up_is_resumed_from_the_train_tab(studio_url):
     """A run stops while the app serves (Stop, a closed tab): the next page lists it, and Resume finishes it."""
     from studio import train_tab
+    from studio.train_settings import TrainSettings
 
     url, world = studio_url
-    run = train_tab.train_pair("noise", 6, 1, 32, 1e-3, 0.05, 0.1, 0, 999, 0, "", str(world.clean), width=8,
-                               name="paused", registry=world.registry)
+    run = train_tab.train_pair(TrainSettings("noise", 6, 1, 32, 1e-3, 0.05, 0.1, 0, 999, 0, "", str(world.clean),
+                                             width=8, name="paused"), registry=world.registry)
     next(run)
     next(run)
     run.close()  # the browser went away after one step of each arm
@@ -420,3 +421,38 @@ def test_compare_blind_test_hides_the_names_until_the_vote(fresh_clone_url):
         page.screenshot(path=str(BLIND_SHOT).format(when="after"))
         page.screenshot(path=str(BLIND_SHOT).format(when="after-full"), full_page=True)
     assert Path(str(BLIND_SHOT).format(when="after")).stat().st_size > 10_000
+
+
+TRAIN_GAP_SHOT = REPO / "artifacts" / "browser" / "train-gap-{when}.png"
+
+
+def test_train_shows_live_how_far_a_family_presets_arms_move_apart(fresh_clone_url):
+    """Train with the shipped family's `semantic` preset (a short run of it): the form takes the arm's recipe, and
+    while both arms train the gap between their outputs on a photo they do not train on grows, drawn live."""
+    import re
+
+    with _screen(fresh_clone_url) as page:
+        page.get_by_role("tab", name="Train").click()
+        panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Train both arms"))
+        panel.get_by_label("Preset: the recipe of a shipped family arm", exact=False).click()
+        page.get_by_role("option", name=re.compile(r"^semantic")).click()
+        page.get_by_text("Set from `shipped noise semantic`'s card", exact=False).first.wait_for(timeout=30_000)
+        assert float(panel.get_by_label("gamma", exact=True).input_value()) > 0.5
+        steps = panel.get_by_label("Steps (at most", exact=False)
+        steps.fill("12")  # a short run of the recipe: the test's time, not the arm's
+        panel.get_by_text("More settings", exact=False).click()
+        panel.get_by_label("Prior sub-crop px", exact=False).fill("32")
+        panel.get_by_role("button", name="Train both arms").click()
+        page.get_by_text("dB apart", exact=False).first.wait_for(timeout=300_000)
+        _no_error_toast(page)
+        gap = page.get_by_text("How far the two arms have moved apart (live)", exact=False).first
+        page.evaluate("(y) => window.scrollBy(0, y)", gap.bounding_box()["y"] - 300)
+        TRAIN_GAP_SHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(TRAIN_GAP_SHOT).format(when="during"))
+        page.get_by_text("Done", exact=True).first.wait_for(timeout=600_000)
+        _settled(page)
+        assert page.get_by_text("Step 12, on `", exact=False).first.is_visible()
+        page.evaluate("(y) => window.scrollBy(0, y)", gap.bounding_box()["y"] - 300)
+        page.screenshot(path=str(TRAIN_GAP_SHOT).format(when="after"))
+        page.screenshot(path=str(TRAIN_GAP_SHOT).format(when="after-full"), full_page=True)
+    assert Path(str(TRAIN_GAP_SHOT).format(when="after")).stat().st_size > 10_000

@@ -30,7 +30,7 @@ def test_compare_inspect_and_a_short_train_run_over_http(client):
     assert "exactly zero" in values
     gamma, lam, report = c.predict("noise", 32, 0, 99, "", 0.05, 0.1, 0.2, 0.1, api_name="/calibrate")
     assert gamma > 0 and lam > 0 and "**calibrated** for L_nat 20% and L_sem 10%" in report
-    status, curves, archive = c.predict("noise", 5, 1, 32, 1e-3, gamma, lam, 0, 99, 0, "", str(world.clean), 16, l2,
+    status, curves, archive, *_ = c.predict("noise", 5, 1, 32, 1e-3, gamma, lam, 0, 99, 0, "", str(world.clean), 16, l2,
                                         api_name="/train")  # the issue's 5-step run
     assert status.startswith("**Done**") and str(archive).endswith(".zip")
     assert "l2: `[####################]` step 5/5" in status and "diffloss: `[####################]` step 5/5" in status
@@ -133,8 +133,8 @@ def test_a_train_run_on_uploaded_photos_over_http(client):
     """What a visitor to a hosted Space does: no folder on the server, a few photos uploaded from the browser."""
     c, world = client
     photos = [handle_file(str(p)) for p in sorted(world.clean.iterdir())]
-    status, _, archive = c.predict("noise", 1, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", "", 0, restorers.FRESH_START,
-                                   photos, api_name="/train")
+    status, _, archive, *_ = c.predict("noise", 1, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", "", 0,
+                                       restorers.FRESH_START, photos, api_name="/train")
     assert status.startswith("**Done**") and str(archive).endswith(".zip")
     assert "3 uploaded photos, saved in" in status
 

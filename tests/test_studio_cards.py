@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio import cards, compare_tab, restorers, train_tab
+from studio.train_settings import TrainSettings
 from tests.studio_helpers import make_world
 
 ZOO_CARD = {
@@ -61,8 +62,8 @@ def test_measured_means_are_found_by_folder_and_unmeasured_metrics_left_out(tmp_
 def test_compare_describes_both_arms_of_a_tab_trained_pair(tmp_path):
     world = make_world(tmp_path, with_restorers=True)
     l2, _ = world.labels()
-    list(train_tab.train_pair("noise", 2, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean), start=l2, name="pair",
-                      registry=world.registry))
+    list(train_tab.train_pair(TrainSettings("noise", 2, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", str(world.clean),
+                                            start=l2, name="pair"), registry=world.registry))
     _, run_l2, run_dl = restorers.trained_pair_choices("noise", world.registry)
     text = compare_tab.describe_pair("noise", run_l2, run_dl, world.registry)
     assert "**L2 arm**: `run pair l2`" in text and "**DiffLoss arm**: `run pair diffloss`" in text

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from studio import restorers, train_tab
+from studio.train_settings import TrainSettings
 from tests.studio_helpers import make_world
 
 
@@ -19,16 +20,16 @@ def world(tmp_path):
 
 def _run(world, name, steps=2, **kw):
     args = dict(task="noise", steps=steps, batch=1, crop=32, lr=1e-3, gamma=0.05, lam=0.1, t_min=0, t_max=999,
-                seed=0, prior_source="", clean_folder=str(world.clean), width=8, name=name, registry=world.registry)
+                seed=0, prior_source="", clean_folder=str(world.clean), width=8, name=name)
     args.update(kw)
-    return train_tab.train_pair(**args)
+    return train_tab.train_pair(TrainSettings(**args), registry=world.registry)
 
 
 def test_a_short_run_trains_both_arms_streams_curves_and_lands_in_compare(world, monkeypatch):
     monkeypatch.setattr(train_tab, "CPU_CAPS", {"steps": 3, "batch": 8, "crop": 128})
     monkeypatch.setattr(train_tab, "GPU_CAPS", {"steps": 3, "batch": 8, "crop": 128})
     outputs = list(_run(world, "short", steps=50))
-    status, curves, archive = outputs[-1]
+    status, curves, archive, *_ = outputs[-1]
     assert status.startswith("**Done**") and "steps 50 capped at 3" in status
     assert "l2: `[####################]` step 3/3" in status and "diffloss:" in status
     l2_line, dl_line = (line for line in status.splitlines() if line.startswith(("- l2:", "- diffloss:")))
@@ -67,7 +68,7 @@ def test_stop_ends_the_run_keeps_a_checkpoint_and_frees_the_slot(world):
     assert first[0].startswith("**Starting**")
     next(run)  # one step of each arm
     train_tab.request_stop()
-    status, _, archive = next(run)
+    status, _, archive, *_ = next(run)
     assert status.startswith("**Stopped**") and archive is None
     with pytest.raises(StopIteration):
         next(run)
@@ -135,7 +136,7 @@ def test_a_stopped_run_is_listed_and_resumes_to_the_weights_of_an_unbroken_run(w
     assert "resume it below" in status
     assert train_tab.stopped_runs(world.registry) == [("broken (l2 1/6, diffloss 1/6)", "broken")]
     outputs = list(train_tab.resume_pair("broken", registry=world.registry))
-    status, curves, archive = outputs[-1]
+    status, curves, archive, *_ = outputs[-1]
     assert outputs[0][0].startswith("**Starting**") and "l2: resumed at step 1" in outputs[0][0]
     assert status.startswith("**Done**") and "step 6/6" in status and archive.endswith("broken.zip")
     assert curves.ndim == 3
@@ -321,7 +322,7 @@ def test_uploaded_photos_are_trained_on_and_kept_with_the_run(world, tmp_path):
     rotated = write_png(tmp_path / "phone.jpg.png", np.zeros((40, 24, 3), np.uint8), exif_orientation=6)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    status, _, archive = list(_run(world, "uploaded", clean_folder="", photos=[*uploads, str(rotated), str(broken)]))[-1]
+    status, _, archive, *_ = list(_run(world, "uploaded", clean_folder="", photos=[*uploads, str(rotated), str(broken)]))[-1]
     folder = world.registry.runs / "uploaded" / "photos"
     assert status.startswith("**Done**") and archive.endswith("uploaded.zip")
     assert f"4 uploaded photos, saved in `{folder}` (1 skipped)" in status

@@ -16,6 +16,7 @@ import pytest
 
 from diffloss import pair
 from studio import hosting, restorers, run_budget, train_tab, visitors
+from studio.train_settings import TrainSettings
 from tests.studio_helpers import make_world
 
 ALICE, BOB = SimpleNamespace(session_hash="alice-session"), SimpleNamespace(session_hash="bob-session")
@@ -29,17 +30,17 @@ def world(tmp_path):
 def _train(world, request, steps=2, **kw):
     """A tiny pair trained to its end (or its stop) for ``request``'s visitor; returns the last (status, _, zip)."""
     args = dict(task="noise", steps=steps, batch=1, crop=32, lr=1e-3, gamma=0.05, lam=0.1, t_min=0, t_max=99, seed=0,
-                prior_source="", clean_folder="", start=restorers.FRESH_START, request=request, width=8,
-                registry=world.registry)
+                prior_source="", clean_folder="", start=restorers.FRESH_START, width=8)
     args.update(kw)
-    return list(train_tab.train_pair(**args))[-1]
+    return list(train_tab.train_pair(TrainSettings(**args), request, registry=world.registry))[-1]
 
 
 def _stopped_run(world, name, request):
     """A run of ``request``'s visitor stopped after its first steps (Stop pressed by that visitor)."""
     clean = "" if hosting.is_hosted() else str(world.clean)  # hosted: the shipped examples
-    job = train_tab.train_pair("noise", 100, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", clean, 0, restorers.FRESH_START,
-                               None, False, request, width=8, name=name, registry=world.registry)
+    job = train_tab.train_pair(TrainSettings("noise", 100, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", clean, 0,
+                                             restorers.FRESH_START, None, False, width=8, name=name), request,
+                               registry=world.registry)
     next(job)
     next(job)
     assert train_tab.request_stop(request).startswith("Stopping")
@@ -63,7 +64,7 @@ def test_a_hosted_run_is_listed_resumed_and_picked_by_its_owner_only(world, host
     assert train_tab.stopped_runs(world.registry, BOB) == [] and train_tab.stopped_runs(world.registry) == []
     with pytest.raises(gr.Error, match="No Train run named 'alices'"):  # answered as missing: not even confirmed
         next(train_tab.resume_pair("alices", BOB, registry=world.registry))
-    *_, (status, _, archive) = train_tab.resume_pair("alices", ALICE, registry=world.registry)
+    *_, (status, _, archive, *_) = train_tab.resume_pair("alices", ALICE, registry=world.registry)
     assert status.startswith("**Done**") and _zipped_files(archive) == ZIPPED
     shipped = restorers.restorer_choices("noise", world.registry, BOB)[0]
     assert shipped == ["shipped noise l2", "shipped noise diffloss"]
@@ -77,8 +78,9 @@ def test_a_hosted_run_is_listed_resumed_and_picked_by_its_owner_only(world, host
 
 
 def test_only_the_owner_stops_a_hosted_run(world, hosted):
-    job = train_tab.train_pair("noise", 100, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", "", 0, restorers.FRESH_START,
-                               None, False, ALICE, width=8, name="busy", registry=world.registry)
+    job = train_tab.train_pair(TrainSettings("noise", 100, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", "", 0,
+                                             restorers.FRESH_START, None, False, width=8, name="busy"), ALICE,
+                               registry=world.registry)
     next(job)
     next(job)
     assert train_tab.request_stop(BOB).startswith("No run of yours is going")
@@ -180,7 +182,7 @@ def test_a_visitor_over_the_cap_loses_their_own_oldest_run_and_is_told(world, ho
 
 
 def test_a_finished_hosted_run_keeps_its_models_and_zip_not_its_checkpoints_or_photos(world, hosted):
-    status, _, archive = _train(world, ALICE, name="done")
+    status, _, archive, *_ = _train(world, ALICE, name="done")
     run = world.registry.runs / "done"
     assert status.startswith("**Done**") and Path(archive).is_file()
     assert _zipped_files(archive) == ZIPPED
@@ -260,7 +262,7 @@ def test_over_http_a_second_visitor_cannot_see_stop_resume_pick_or_download_the_
         with pytest.raises(Exception, match=f"No Train run named '{run.name}'"):
             bob.predict(run.name, api_name="/resume")
         monkeypatch.setitem(train_tab.HOSTED_CPU_CAPS, "steps", 1)  # the resume ends where it stopped: a model
-        status, _, archive = alice.predict(run.name, api_name="/resume")
+        status, _, archive, *_ = alice.predict(run.name, api_name="/resume")
         assert status.startswith("**Done**")
         assert _zipped_files(archive) == ZIPPED  # Alice downloads her models
         with pytest.raises(Exception, match=f"No Train run named '{run.name}'"):  # no second way to its zip
@@ -386,3 +388,4 @@ def test_over_http_fresh_sessions_from_one_address_share_its_cap(tmp_path, monke
         runs = list(world.registry.runs.iterdir())
         assert len(runs) == 2 and len({visitors.address_of(r) for r in runs}) == 1
         assert len({visitors.owner_of(r) for r in runs}) == 2  # two sessions, one address
+

@@ -1,0 +1,65 @@
+"""Train presets: the settings that made each shipped family arm, read from its card, for the Train form.
+
+Why: a visitor who can make a family arm in the browser, and watch it move away from the L2 arm step by step,
+sees what the shipped weights are rather than taking them on trust. The card is the record (``diffloss.zoo``
+writes the recipe, the weights solved for the arm's shares and its timesteps there), so nothing is typed twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diffloss.family import family_arm
+from studio.family_view import weight_label
+from studio.models import Registry
+
+NONE = "none: the settings as they are"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A family arm's recipe as Train form values, and what differs from the zoo's own run."""
+
+    label: str
+    values: dict[str, object]  # TrainSettings field -> value
+    note: str
+
+
+def preset_for(task: str, arm: str, registry: Registry, caps: dict[str, int]) -> Preset | None:
+    """The recipe of the shipped ``arm`` of ``task`` (None when it is not shipped or its card has no recipe)."""
+    entry = registry.find(f"shipped {task} {arm}", task)
+    card = registry.card(entry) if entry else None
+    config = (card or {}).get("config") or {}
+    loss, loop = config.get("loss") or {}, config.get("loop") or {}
+    if not loss.get("gamma") or not loop:
+        return None
+    base = registry.find(f"shipped {task} l2", task)
+    t_max = loss.get("t_max")
+    values = {"start": base.label if base else None, "steps": loop["steps"], "batch": loop["batch_size"],
+              "crop": config["crop"], "lr": loop["lr"], "gamma": float(f"{loss['gamma']:.4g}"),
+              "lam": float(f"{loss['lam']:.4g}"), "t_min": loss.get("t_min", 0),
+              "t_max": 999 if t_max is None else t_max, "seed": loop["seed"],
+              "prior_crop": loss.get("prior_crop") or 0}
+    capped = [f"{key} {values[key]} -> {caps[key]}" for key in ("steps", "batch", "crop") if values[key] > caps[key]]
+    for key in ("steps", "batch", "crop"):
+        values[key] = min(values[key], caps[key])
+    note = [f"**{weight_label(arm)}**: {family_arm(arm).about}.",
+            f"Set from `{entry.label}`'s card: {values['steps']} steps, batch {values['batch']}, crop {values['crop']} px, "
+            f"lr {values['lr']:g}, gamma {values['gamma']:g}, lambda {values['lam']:g}, t {values['t_min']}-"
+            f"{values['t_max']}, seed {values['seed']}, the prior on the whole crop (sub-crop 0).",
+            "Both arms start from the shipped L2 arm (the zoo started from the L2 base, which is not shipped: the L2 "
+            "arm is that base after the same 200 steps without the prior), on the photos chosen below; the zoo "
+            "trained on the benchmark's clean/train."]
+    if capped:
+        note.append(f"Capped on this machine: {', '.join(capped)}.")
+    note.append("On a CPU the whole-crop prior makes each step several times dearer: a sub-crop of 32 (More "
+                "settings) is 3x cheaper, though not the recipe.")
+    return Preset(f"{arm} ({weight_label(arm)})", values, " ".join(note))
+
+
+def presets(task: str, registry: Registry, caps: dict[str, int]) -> list[Preset]:
+    """The task's shipped prior arms, lightest prior first (the L2 arm's recipe is the form without gamma)."""
+    from diffloss.family import FAMILY
+
+    found = [preset_for(task, arm.name, registry, caps) for arm in FAMILY if arm.shipped and arm.uses_prior]
+    return [p for p in found if p is not None]
