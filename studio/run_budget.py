@@ -50,6 +50,7 @@ class RunRecord:
     mtime: float
     size: int
     address: str | None = None
+    weightless: bool = False  # holds no weights at all: what a Train run that failed at its start leaves
 
 
 def folder_bytes(folder: Path) -> int:
@@ -72,14 +73,23 @@ def scan(runs: Path) -> list[RunRecord]:
     for path in runs.iterdir():
         if path.is_dir() and not path.is_symlink():
             records.append(RunRecord(path, visitors.owner_of(path), path.stat().st_mtime, folder_bytes(path),
-                                     visitors.address_of(path)))
+                                     visitors.address_of(path), not holds_weights(path)))
     return records
+
+
+def holds_weights(run_dir: Path) -> bool:
+    """Any ``*.safetensors`` (a model or a checkpoint) anywhere in the run, links not followed."""
+    for _root, _dirs, files in os.walk(run_dir):
+        if any(name.endswith(".safetensors") for name in files):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
 class RoomPlan:
     """What making room for one more run takes: the runs to remove (oldest first), or, when other visitors' young
-    runs fill the store, nothing removed and the seconds until the oldest of those turns ``PROTECTED_SECONDS`` old."""
+    runs fill the store, only the weightless ones removed and the seconds until the oldest of those young runs turns
+    ``PROTECTED_SECONDS`` old."""
 
     evict: list[Path]
     retry_in: float | None = None
@@ -93,12 +103,16 @@ def plan_room(records: list[RunRecord], budget: RunBudget, owner: str | None, ke
     Never chosen: ``keep`` (runs in use; the caps may then be exceeded), and another visitor's run younger than
     ``PROTECTED_SECONDS`` (their work is not removed for someone else's); when the caps cannot be met without those,
     the plan removes nothing and says when to retry. Runs owned by nobody (made on the command line) and the
-    owner's own runs go by age alone. Between the visitor's cap and the store's: the cap of ``address`` (every
+    owner's own runs go by age alone. A visitor's run holding no weights, not in use, is always removed (a Train
+    run that failed at its start). Between the visitor's cap and the store's: the cap of ``address`` (every
     session from one client address), met the same way (its other sessions' young runs are not removed: the
     newcomer waits)."""
     now = time.time() if now is None else now
     oldest_first = sorted(records, key=lambda r: r.mtime)
-    evicted: list[Path] = []
+    # A visitor's run with no weights that nothing is using failed before its first save: it goes first, whoever
+    # made it and however young (it would otherwise count in its owner's cap and the store's for nothing)
+    dead = [r.path for r in oldest_first if r.weightless and r.owner is not None and r.path not in keep]
+    evicted: list[Path] = list(dead)
     protected: list[RunRecord] = []
 
     def trim(pool: list[RunRecord], max_runs: int, max_bytes: int, spare_others: bool) -> bool:
@@ -124,9 +138,9 @@ def plan_room(records: list[RunRecord], budget: RunBudget, owner: str | None, ke
     if address is not None:
         if not trim([r for r in oldest_first if r.address == address], budget.address_runs, budget.address_bytes,
                     True) and protected:
-            return RoomPlan([], retry_in(), "address")
+            return RoomPlan(dead, retry_in(), "address")
     if not trim(oldest_first, budget.total_runs, budget.total_bytes, True) and protected:
-        return RoomPlan([], retry_in())
+        return RoomPlan(dead, retry_in())
     return RoomPlan(evicted)
 
 
@@ -172,18 +186,17 @@ def in_use(run_dir: Path) -> Iterator[None]:
 
 
 def make_room(runs: Path, owner: str | None, budget: RunBudget | None = None, address: str | None = None) -> list[str]:
-    """Remove the runs ``plan_room`` chooses (their names are returned, oldest first); StoreFull, removing
-    nothing, when other visitors' young runs fill the store."""
+    """Remove the runs ``plan_room`` chooses (their names are returned, oldest first); StoreFull, after removing
+    only weightless runs, when other visitors' young runs fill the store."""
     with _MAKE_ROOM_LOCK:  # two newcomers at once must not both count the same free place
         with _IN_USE_LOCK:
             keep = set(_IN_USE)
         plan = plan_room(scan(Path(runs)), budget or BUDGET, owner, keep, address=address)
+        for path in plan.evict:
+            shutil.rmtree(path, ignore_errors=True)
         if plan.retry_in is not None:
             raise StoreFull(plan.retry_in, plan.full, budget)
-        chosen = plan.evict
-        for path in chosen:
-            shutil.rmtree(path, ignore_errors=True)
-    return [p.name for p in chosen]
+    return [p.name for p in plan.evict]
 
 
 def room_for_visitor(runs: Path, request: Any = None) -> str | None:

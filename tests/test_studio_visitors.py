@@ -149,6 +149,7 @@ def test_a_full_store_of_young_runs_refuses_the_newcomer_with_when_to_retry(tmp_
     for name, owner in (("alices", "a"), ("bobs", "b")):
         (runs / name).mkdir(parents=True)
         (runs / name / visitors.OWNER_FILE).write_text(owner)
+        (runs / name / "model.safetensors").write_bytes(b"w")
     os.utime(runs / "alices", (time.time() - 3000, time.time() - 3000))
     monkeypatch.setattr(run_budget, "BUDGET", run_budget.RunBudget(total_runs=2))
     with pytest.raises(gr.Error, match="run store is full of other visitors' recent runs .* try again in 10 minutes"):
@@ -389,3 +390,30 @@ def test_over_http_fresh_sessions_from_one_address_share_its_cap(tmp_path, monke
         assert len(runs) == 2 and len({visitors.address_of(r) for r in runs}) == 1
         assert len({visitors.owner_of(r) for r in runs}) == 2  # two sessions, one address
 
+
+def test_a_run_that_failed_before_its_first_save_never_counts_in_anyones_cap(tmp_path, hosted):
+    """Issue 25, Low 11: a failed Train start left a folder (photos, a log, no weights) that counted in its owner's
+    cap and the store's. A visitor's run holding no weights and not in use is removed at the next make_room,
+    whoever made it and however young; one in use (still starting) and one owned by nobody (a command-line run
+    writing its first checkpoint) are left alone."""
+    runs = tmp_path / "runs"
+    for name, owner, weights in (("failed", "a", False), ("starting", "b", False), ("cli", None, False),
+                                 ("trained", "c", True)):
+        (runs / name / "l2").mkdir(parents=True)
+        (runs / name / "log.txt").write_text("x")
+        if owner:
+            (runs / name / visitors.OWNER_FILE).write_text(owner)
+        if weights:
+            (runs / name / "l2" / "model.safetensors").write_bytes(b"w")
+    records = {r.path.name: r for r in run_budget.scan(runs)}
+    assert records["failed"].weightless and not records["trained"].weightless
+    with run_budget.in_use(runs / "starting"):
+        assert run_budget.make_room(runs, "newcomer", run_budget.RunBudget()) == ["failed"]
+    assert sorted(p.name for p in runs.iterdir()) == ["cli", "starting", "trained"]
+    # a full store of young runs still refuses the newcomer, but the weightless run goes all the same
+    (runs / "starting" / "l2" / "last.safetensors").write_bytes(b"w")  # it saved its first checkpoint since
+    (runs / "failed2").mkdir()
+    (runs / "failed2" / visitors.OWNER_FILE).write_text("d")
+    with pytest.raises(run_budget.StoreFull):
+        run_budget.make_room(runs, "newcomer", run_budget.RunBudget(total_runs=2))
+    assert sorted(p.name for p in runs.iterdir()) == ["cli", "starting", "trained"]
