@@ -74,16 +74,16 @@ def client_address(scope: dict[str, Any]) -> str:
     return client[0] if client else "unknown"
 
 
-LEDGER = AddressLedger()
+BUDGET = UploadBudget()
 
 
 class UploadLimit:
     """ASGI middleware: uploads over an address's budget get 429 (411 without a declared length) before gradio
-    reads a byte of them; every other request passes untouched."""
+    reads a byte of them; every other request passes untouched. Each app (each launch) keeps its own ledger."""
 
     def __init__(self, app: Callable, ledger: AddressLedger | None = None) -> None:
         self.app = app
-        self.ledger = ledger
+        self.ledger = ledger or AddressLedger(BUDGET)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope.get("type") != "http" or scope.get("method") != "POST" or not scope.get("path", "").endswith(
@@ -94,7 +94,7 @@ class UploadLimit:
         if length is None or not length.isdigit():
             await _plain(send, 411, "An upload needs a Content-Length on this hosted studio.")
             return
-        refusal = (self.ledger or LEDGER).admit(client_address(scope), int(length))
+        refusal = self.ledger.admit(client_address(scope), int(length))
         if refusal:
             await _plain(send, 429, refusal)
             return

@@ -320,8 +320,7 @@ def test_over_http_raw_uploads_from_one_address_are_limited_in_number_and_bytes(
     from studio import upload, upload_limits
     from tests.studio_helpers import launched_studio
 
-    monkeypatch.setattr(upload_limits, "LEDGER", upload_limits.AddressLedger(
-        upload_limits.UploadBudget(max_files=3, max_bytes=10 * 2**20)))
+    monkeypatch.setattr(upload_limits, "BUDGET", upload_limits.UploadBudget(max_files=3, max_bytes=10 * 2**20))
     with launched_studio(tmp_path / "w", hosted=True) as (url, world):
         route = url.rstrip("/") + "/gradio_api/upload"
         answers = [httpx.post(route, files={"files": ("a.png", world.photo.read_bytes())}) for _ in range(3)]
