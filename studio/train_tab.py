@@ -463,9 +463,14 @@ def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Pat
     _RUNNING["run_dir"] = run_dir
     limit = run_seconds()
 
+    drawn: dict[int, tuple] = {}  # the gap's pictures by the number of measured steps: redrawn when it grows
+
     def view(status: str, archive: str | None = None) -> TrainView:
-        picture, note = train_gap.gap_picture(probe)
-        return TrainView(status, training_figure(history), archive, train_gap.gap_curve(probe), picture, note)
+        measured = len(probe.gaps) if probe else 0
+        if measured not in drawn:
+            drawn.clear()
+            drawn[measured] = (train_gap.gap_curve(probe), *train_gap.gap_picture(probe))
+        return TrainView(status, training_figure(history), archive, *drawn[measured])
 
     try:
         yield view(_status(history, totals, name, notes, "Starting"))

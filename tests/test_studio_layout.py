@@ -31,13 +31,13 @@ def _pictures(page: gr.Blocks) -> list[gr.Image]:
 
 
 @pytest.mark.parametrize("build, explainer, count", [(inspect_ui.build, explainers.INSPECT, 8),
-                                                     (train_ui.build, explainers.TRAIN, 1)])
+                                                     (train_ui.build, explainers.TRAIN, 3)])
 def test_each_tab_explains_itself_and_shows_no_empty_picture_before_a_click(world, build, explainer, count):
     page = _built(build, world)
     texts = _texts(page)
     assert explainer in texts and explainers.PAPER_URL in explainer and "What am I looking at?" in explainer
     pictures = _pictures(page)
-    assert len(pictures) == count  # Inspect: six views, L(t), purification; Train: the live curves
+    assert len(pictures) == count  # Inspect: six views, L(t), purification; Train: the live curves, the arms' gap
     assert all(p.value is not None for p in pictures)  # a placeholder saying what will appear, never a blank frame
 
 
