@@ -318,7 +318,7 @@ def test_uploaded_photos_are_trained_on_and_kept_with_the_run(world, tmp_path):
     from diffloss.images import load_image
     from tests.studio_helpers import write_png
 
-    uploads = [str(p) for p in sorted(world.clean.iterdir())]  # three 64 px photos, as a browser would send them
+    uploads = [str(p) for p in sorted(world.clean.glob("*.png"))]  # three 64 px photos, as a browser would send them
     rotated = write_png(tmp_path / "phone.jpg.png", np.zeros((40, 24, 3), np.uint8), exif_orientation=6)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
@@ -341,7 +341,7 @@ def test_at_most_max_photos_uploads_are_kept_and_large_ones_downscaled(world, tm
     from tests.studio_helpers import write_png
 
     monkeypatch.setattr(train_tab, "MAX_PHOTOS", 2)  # the rule at a size a test can afford
-    kept, notes = train_tab.save_training_photos([str(p) for p in sorted(world.clean.iterdir())], tmp_path / "out")
+    kept, notes = train_tab.save_training_photos([str(p) for p in sorted(world.clean.glob("*.png"))], tmp_path / "out")
     assert kept == 2 and len(list((tmp_path / "out").iterdir())) == 2
     assert notes == ["1 photo left out: at most 2 per run"]
     tiny = write_png(tmp_path / "tiny.png", np.zeros((8, 12, 3), np.uint8))
