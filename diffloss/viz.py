@@ -249,6 +249,11 @@ def _use_log(values: list[np.ndarray]) -> bool:
     return positive.size > 0 and positive.max() / positive.min() >= _LOG_SPAN
 
 
+# The L(t) figure's smallest text, in points at its 100 dpi: Inspect shows it across the page (~1220 CSS px of its
+# 1450 at 1440x900), so 10 pt (13.9 px drawn) shows at >= 11 px; matplotlib's "small" (8.3 pt) showed at 9.7 px.
+CURVE_TEXT_PT = 10
+
+
 def loss_curve_figure(
     curves: LossCurves, size: tuple[float, float] = (10.0, 3.6), dpi: int = 100, note: str | None = None,
     dose: tuple[np.ndarray, str] | None = None,
@@ -284,12 +289,12 @@ def loss_curve_figure(
         ax.set_xlabel("timestep t")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize=CURVE_TEXT_PT)
     if dose is not None:
         _dose_panel(axes[2], curves, *dose)
     seeds = len(curves.seeds)
     title = f"mean over {seeds} seed{'s' if seeds != 1 else ''} (band: +-1 std)"
-    fig.suptitle(f"{title}, {note}" if note else title, fontsize="small")
+    fig.suptitle(f"{title}, {note}" if note else title, fontsize=CURVE_TEXT_PT)
     return figure_to_array(fig)
 
 
@@ -309,7 +314,7 @@ def _dose_panel(ax, curves: LossCurves, weights: np.ndarray, name: str) -> None:
     ax.set_ylabel("relative (max = 1)")
     ax.set_ylim(-0.03, 1.08)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize=CURVE_TEXT_PT)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -60,3 +60,26 @@ def test_gradio_buttons_sit_on_white_over_every_inspect_view_and_compare_grid(tm
                                     images["ground truth"])]
     for view in views:
         assert (np.asarray(view)[: readable.TOOLBAR_PX] == 255).all()
+
+
+def test_the_l_of_t_figure_text_shows_at_11_px_across_the_page(monkeypatch):
+    """Inspect's L(t) plot spans the page, about 1220 CSS px at 1440x900 (1440 less the page's margins)."""
+    import numpy as np
+
+    from diffloss import viz
+    from diffloss.inspection import CurveStats, LossCurves
+
+    captured = {}
+    monkeypatch.setattr(viz, "figure_to_array", lambda fig: captured.setdefault("fig", fig) and np.zeros((2, 2, 3)))
+    t = list(range(0, 1000, 100))
+    series = {name: CurveStats.from_samples(np.linspace(1, 2, 3 * len(t)).reshape(len(t), 3) + k)
+              for k, name in enumerate(("restored vs GT", "degraded vs GT"))}
+    viz.loss_curve_figure(LossCurves(timesteps=t, seeds=[0, 1, 2], nat=series, sem=series), note="64x64 px centre crop",
+                          dose=(np.ones(1000), "uniform, t in [0, 999]"))
+    fig = captured["fig"]
+    fig.canvas.draw()
+    shown = min(1.0, 1220 / fig.bbox.width)
+    texts = [x for x in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
+             if x.get_text().strip() and x.get_visible()]
+    small = [(x.get_text(), x.get_fontsize()) for x in texts if x.get_fontsize() * fig.dpi / 72 * shown < 10.95]
+    assert texts and not small, small
