@@ -126,6 +126,8 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
     task.input(task_restorer, task, restorer)
     prior.submit(prior_changed, [prior, t], [t, prior_info])
     page.load(prior_changed, [prior, t], [t, prior_info])  # the slider spans the prior's schedule
+    # The restorer list as it is now, at each page load (as Compare's): a Train run made after start-up is offered.
+    page.load(task_restorer, task, restorer, api_visibility="private")
     # By the handlers' parameter names; each dict's order is also its HTTP API's (ground_truth last, optional).
     case = {"image": image, "task": task, "seed_image": seed_image, "restorer_label": restorer}
     view = {**case, "pair": pair, "t": t, "seed": seed, "prior_source": prior}

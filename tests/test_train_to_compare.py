@@ -161,3 +161,15 @@ def test_the_examples_table_has_three_columns_and_a_real_pair_still_gets_its_gro
     assert len(dataset._components) == 3
     [step] = [fn for fn in page.fns.values() if fn.fn is compare_tab.example_ground_truth]
     assert [o._id for o in step.outputs] == [ui.ground_truth._id]
+
+
+def test_inspect_offers_a_train_run_made_after_the_page_was_built_at_the_next_page_load(world):
+    from studio import inspect_ui
+
+    with gr.Blocks() as page:
+        ui = inspect_ui.build(page, PageStart(registry=world.registry, photo=world.photo))
+    _, run_dl = _add_train_run(world)
+    loads = [fn for fn in page.fns.values() if any(t[1] == "load" for t in fn.targets)
+             and [o._id for o in fn.outputs] == [ui.restorer._id]]
+    assert len(loads) == 1
+    assert run_dl in loads[0].fn("noise")["choices"]
