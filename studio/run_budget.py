@@ -2,7 +2,8 @@
 
 Why: every Train run and every uploaded zip writes a run folder, and a Space's disk is small and shared by all
 its visitors. Before a visitor's new run is written, their own oldest runs are removed until they hold fewer than
-``visitor_runs`` runs weighing under ``visitor_bytes``, then anyone's oldest until runs/ holds fewer than
+``visitor_runs`` runs weighing under ``visitor_bytes``, then their address's (every session from one client address
+together, ``address_runs`` and ``address_bytes``), then anyone's oldest until runs/ holds fewer than
 ``total_runs`` weighing under ``total_bytes``. A run in use (training, being unpacked) is never removed, nor another
 visitor's run younger than an hour: when only those could make room, the newcomer is refused with the time to
 retry (a flood of uploads from fresh sessions cannot push out someone's work). The caps
