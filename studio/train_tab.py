@@ -419,6 +419,24 @@ def resume_pair(name: str | None, request: gr.Request | None = None,
         yield from _stream(run, history, name, run_dir, notes, task, probe)
 
 
+def slot_wait_text(now: float | None = None) -> str | None:
+    """What a visitor who presses Train (or Resume) while another run holds the slot reads until theirs starts: how
+    long that run has held it and, on a hosted studio, the most it can still hold it (a run stops after
+    ``HOSTED_RUN_SECONDS``). None when the slot is free. Why: gradio's queue line only shows the average length of
+    earlier runs (89.6 s after a few short ones) for a run that may take 8 minutes."""
+    since = _RUNNING.get("since")
+    if not _TRAIN_LOCK.locked() or since is None:
+        return None
+    held = max(0.0, (time.monotonic() if now is None else now) - since) / 60
+    text = f"**Waiting** for the training slot: another run has held it for {held:.1f} min"
+    limit = run_seconds()
+    if limit is None:
+        return text + "; yours starts when it ends or is stopped (one run at a time on this machine)."
+    left = max(0.0, limit / 60 - held)
+    return (text + f"; it stops within {left:.1f} min (a run holds the slot at most {limit / 60:g} minutes), then "
+            "the next in line starts (your place shows over the curves).")
+
+
 def _machine(caps: dict[str, int]) -> str:
     return "GPU" if caps is GPU_CAPS else "CPU"
 
@@ -434,6 +452,7 @@ def _one_run(request: gr.Request | None = None) -> Iterator[pair.PairRun]:
     _LOOPS.clear()  # module-level: a shutdown can close them even when no request iterates this run any more
     _STOP.clear()
     _RUNNING["owner"] = visitors.visitor_key(request)
+    _RUNNING["since"] = time.monotonic()  # for slot_wait_text: how long the slot has been held
     run = pair.PairRun(loops=_LOOPS, stop=_STOP)
     try:
         yield run

@@ -38,6 +38,12 @@ def start_dropdown(task: str, request: gr.Request = None):
     return gr.update(choices=labels, value=default)
 
 
+def waiting_status():
+    """The status box when Train or Resume is pressed: the wait for the slot if another run holds it, else as is."""
+    text = train_tab.slot_wait_text()
+    return gr.skip() if text is None else text
+
+
 def stopped_runs(request: gr.Request = None):
     """On a page load and after a run ends or stops: the runs that can be resumed now (the box opens if any); on a
     hosted studio the visitor's own (``request``: gradio passes the visitor's)."""
@@ -191,11 +197,13 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
             "prior_crop": prior_crop, "start": start_from, "photos": photos, "detach_prior": bug}
     assert tuple(form) == FORM_FIELDS  # the boxes in train_from_form's order
     # One queue for both buttons (concurrency_id): a second run waits its turn instead of being refused.
+    # A press while another run holds the slot first says so, at once (outside the queue), with how long it may last.
     runs = [
-        go.click(on_gpu("train")(train_from_form), list(form.values()), outputs, api_name="train",
-                 concurrency_limit=1, concurrency_id="train", show_progress_on=curves),
-        resume.click(on_gpu("train")(resume_from_form), run, outputs, api_name="resume",
-                     concurrency_limit=1, concurrency_id="train", show_progress_on=curves),
+        button.click(waiting_status, None, status, queue=False, api_visibility="private").then(
+            on_gpu("train")(handler), inputs, outputs, api_name=name, concurrency_limit=1, concurrency_id="train",
+            show_progress_on=curves)
+        for button, handler, inputs, name in ((go, train_from_form, list(form.values()), "train"),
+                                              (resume, resume_from_form, run, "resume"))
     ]
     task.change(preset_choices, task, [preset, preset_note], api_visibility="private")
     preset.input(apply_preset, [task, preset],
