@@ -109,3 +109,14 @@ def test_choosing_a_preset_fills_the_form_and_none_leaves_it(monkeypatch):
         assert note == "" and len(kept) == len(train_ui.PRESET_FIELDS)
     finally:
         set_registry(None)
+
+
+def test_a_resumed_run_goes_on_measuring_the_same_photo(world):
+    job = train_tab.train_pair(TrainSettings("noise", 6, 1, 32, 1e-3, 5.0, 0.1, 0, 999, 0, "",
+                                             str(world.clean / "train"), width=8, name="again"),
+                               registry=world.registry)
+    next(job)
+    next(job)  # a step of each arm
+    job.close()  # the page went away
+    last = list(train_tab.resume_pair("again", registry=world.registry))[-1]
+    assert last.status.startswith("**Done**") and "Step 6, on `0.png`" in last.gap_note
