@@ -170,7 +170,7 @@ def vote(state: dict | None, choice: str, judge: str = "", registry: Registry | 
     key, entry = state["key"], state.pop("pending")
     state["pending"] = None
     key["panels"].append(entry)
-    judge = " ".join((judge or "").split())[:40]  # one line, short: it goes into a CSV cell
+    judge = " ".join((judge or "").split())[:40].lstrip("=+-@")  # one short line for a CSV cell, never a formula
     state["votes"].append([entry["panel"], CHOICES[choice], judge])
     lines = []
     if not hosting.is_hosted():

@@ -38,7 +38,7 @@ def build(compare) -> None:
     next_go.click(on_gpu("compare")(as_outputs(blind_tab.next_photo)),
                   [state, compare.task, compare.l2, compare.dl, source, compare.photo, compare.mode,
                    compare.ground_truth, compare.seed],
-                  [a, b, truth, prompt, state], api_visibility="private").then(
+                  [a, b, truth, prompt, state], api_visibility="private").success(
         lambda: NO_VOTE_YET, None, result, api_visibility="private")  # the last reveal goes with its photo
     for button, choice in zip(votes, blind_tab.CHOICES):
         button.click(lambda s, j, c=choice: blind_tab.vote(s, c, j), [state, judge], [result, state],

@@ -121,3 +121,10 @@ def test_the_photo_box_and_a_whole_example_are_judged_whole(world):
     assert shown.a.shape == (48, 64, 3) and shown.state["pending"]["seed"] == 3
     whole = _photo(world, source=blind_tab.SOURCES[1])
     assert whole.a.shape == (64, 64, 3) and whole.state["pending"]["kind"] == "whole image"
+
+
+def test_a_judges_name_is_one_short_line_and_never_a_spreadsheet_formula(world):
+    state = _photo(world).state
+    _, state = blind_tab.vote(state, "B", judge="=HYPERLINK(\"x\")\n" + "y" * 80, registry=world.registry)
+    name = state["votes"][-1][2]
+    assert not name.startswith("=") and "\n" not in name and len(name) <= 40
