@@ -177,15 +177,19 @@ def guarded(fn: Callable, texts: list[bool], roots: dict[Path, str]) -> Callable
 
 
 def guard_demo(demo: Any, roots: dict[Path, str]) -> Any:
-    """Every handler of ``demo`` wrapped by ``guarded``, and every Markdown/Textbox's first value rewritten too."""
+    """Every handler of ``demo`` wrapped by ``guarded`` (the training slot's also by ``studio.turns.fair_turns``),
+    and every Markdown/Textbox's first value rewritten too."""
     import gradio as gr
 
     for block in demo.blocks.values():
         if isinstance(block, (gr.Markdown, gr.Textbox)) and isinstance(getattr(block, "value", None), str):
             block.value = public_text(block.value, roots)
+    from studio.turns import TURN_APIS, fair_turns
+
     for block_fn in demo.fns.values():
         if block_fn.fn is not None:
-            block_fn.fn = guarded(block_fn.fn, _text_outputs(block_fn.outputs), roots)
+            fn = fair_turns(block_fn.fn) if block_fn.api_name in TURN_APIS else block_fn.fn
+            block_fn.fn = guarded(fn, _text_outputs(block_fn.outputs), roots)
     return demo
 
 

@@ -417,3 +417,52 @@ def test_a_run_that_failed_before_its_first_save_never_counts_in_anyones_cap(tmp
     with pytest.raises(run_budget.StoreFull):
         run_budget.make_room(runs, "newcomer", run_budget.RunBudget(total_runs=2))
     assert sorted(p.name for p in runs.iterdir()) == ["cli", "starting", "trained"]
+
+
+def test_an_address_that_just_trained_waits_for_the_others_already_waiting():
+    from studio import turns
+
+    last = {"home": 1000.0}
+    assert turns.refusal("home", {"far"}, 1000.0 + 60, last).startswith("Your address had the training slot")
+    assert turns.refusal("home", {"home"}, 1060.0, last) is None  # only its own tabs wait: no one to be fair to
+    assert turns.refusal("home", set(), 1060.0, last) is None
+    assert turns.refusal("home", {"far"}, 1000.0 + turns.TURN_GAP_S, last) is None  # not in a row any more
+    assert turns.refusal("new", {"far"}, 1060.0, last) is None and turns.refusal(None, {"far"}, 1060.0, last) is None
+
+
+def test_over_http_several_tabs_of_one_address_do_not_take_turns_in_a_row_while_another_waits(tmp_path,
+                                                                                             monkeypatch):
+    """Issue 25, Medium 5: one person with several tabs got consecutive 8-minute turns. On a Space (the address
+    is the last X-Forwarded-For entry, the one the Hub's proxy adds), home's second tab, queued before far's run,
+    is refused when its turn comes right after home's first; far's run then trains."""
+    from gradio_client import Client
+
+    from tests.studio_helpers import launched_studio
+
+    monkeypatch.setenv("SPACE_ID", "someone/studio")
+    monkeypatch.setattr(train_tab, "HOSTED_RUN_SECONDS", 600)
+    monkeypatch.setitem(train_tab.HOSTED_CPU_CAPS, "steps", 2000)
+    args = ("noise", 2000, 1, 32, 1e-3, 0.05, 0.1, 0, 99, 0, "", "", 0, restorers.FRESH_START, [])
+
+    def running(job, deadline_s=120):
+        deadline = time.time() + deadline_s
+        while len(job.outputs()) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        assert len(job.outputs()) >= 2
+
+    with launched_studio(tmp_path / "w", hosted=True) as (url, _world):
+        tab1, tab2 = (Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.7"}) for _ in range(2))
+        far = Client(url, verbose=False, headers={"X-Forwarded-For": "203.0.113.9"})
+        first = tab1.submit(*args, api_name="/train")
+        running(first)
+        second = tab2.submit(*args, api_name="/train")
+        time.sleep(1.0)
+        theirs = far.submit(*args, api_name="/train")
+        time.sleep(1.0)
+        assert tab1.predict(api_name="/stop").startswith("Stopping")
+        assert first.result(timeout=120)[0].startswith("**Stopped**")
+        with pytest.raises(Exception, match="Your address had the training slot until a moment ago"):
+            second.result(timeout=120)
+        running(theirs)
+        assert far.predict(api_name="/stop").startswith("Stopping")
+        assert theirs.result(timeout=120)[0].startswith("**Stopped**")
