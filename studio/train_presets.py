@@ -44,7 +44,8 @@ def preset_for(task: str, arm: str, registry: Registry, caps: dict[str, int]) ->
     for key in ("steps", "batch", "crop"):
         values[key] = min(values[key], caps[key])
     note = [f"**{weight_label(arm)}**: {family_arm(arm).about}.",
-            f"Set from `{entry.label}`'s card: {values['steps']} steps, batch {values['batch']}, crop {values['crop']} px, "
+            f"Set from `{entry.label}`'s card: {values['steps']} steps, batch {values['batch']}, "
+            f"crop {values['crop']} px, "
             f"lr {values['lr']:g}, gamma {values['gamma']:g}, lambda {values['lam']:g}, t {values['t_min']}-"
             f"{values['t_max']}, seed {values['seed']}, the prior on the whole crop (sub-crop 0).",
             "Both arms start from the shipped L2 arm (the zoo started from the L2 base, which is not shipped: the L2 "

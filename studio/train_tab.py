@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
-import numpy as np
 import torch
 
 from diffloss import degrade, nets, pair

@@ -36,7 +36,8 @@ def test_a_blind_photo_shows_two_unnamed_outputs_and_records_which_is_which(worl
     assert {entry["left"], entry["right"]} == {l2, dl}  # recorded, for the reveal and the tally
     assert l2 not in shown.prompt and dl not in shown.prompt and "PSNR" not in shown.prompt  # nothing gives it away
     side = entry["side"]  # the crop, or the whole 64 px example when it is smaller
-    assert side == min(blind.DEFAULT_CROP, 64) and shown.a.shape == shown.b.shape == shown.truth.shape == (side * blind.DEFAULT_ZOOM,) * 2 + (3,)
+    assert side == min(blind.DEFAULT_CROP, 64)
+    assert shown.a.shape == shown.b.shape == shown.truth.shape == (side * blind.DEFAULT_ZOOM,) * 2 + (3,)
     assert not np.array_equal(shown.a, shown.b)
     assert entry["kind"] == blind.RANDOM and 0 <= entry["y"] <= 64 - side and entry["draw"] == 0
 
