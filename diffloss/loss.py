@@ -36,6 +36,8 @@ TWeight = Literal["uniform", "sigma2", "x0"]
 Gradient = Literal["full", "sds"]
 TERMS = ("fidelity", "nat", "sem")
 GRADIENTS = ("full", "sds")
+# The largest gamma or lambda: calibrated doses here stay under 10; 1e30 overflowed the gradient shares to "nan%".
+MAX_WEIGHT = 1e6
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,8 @@ class DiffLossConfig:
         """Check the weights and return the inclusive timestep range."""
         for name in ("gamma", "lam"):
             value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+            if not math.isfinite(value) or not 0 <= value <= MAX_WEIGHT:
+                raise ValueError(f"{name} must be a number from 0 to {MAX_WEIGHT:g}, got {value}")
         if self.fixed_t is not None:
             lo = hi = self.fixed_t
         else:

@@ -301,10 +301,14 @@ def inspect_curves(
 
 
 def dose_band(t_min: float | None, t_max: float | None, prior) -> tuple[int, int]:
-    """The dose's timestep band as integers within the prior's schedule; an empty or reversed band: a message."""
+    """The dose's timestep band as integers within the prior's schedule (empty "to": the schedule's last; beyond
+    it: the last, with a note); a negative, empty or reversed band: a message."""
     last = prior.num_timesteps - 1
     lo = int(t_min or 0)
     hi = last if t_max in (None, "") else int(t_max)
+    if hi > last >= lo:
+        warn(f"the t band ends at {hi}, beyond this prior's schedule [0, {last}]; using {last}.")
+        hi = last
     if not 0 <= lo <= hi <= last:
         raise gr.Error(f"the t band [{lo}, {hi}] must lie within this prior's schedule [0, {last}], low <= high")
     return lo, hi

@@ -195,3 +195,10 @@ def test_the_command_line_sets_every_prior_recipe_option():
     cfg = config_from_args(args)
     assert (cfg.init, cfg.t_min, cfg.t_max, cfg.weighting, cfg.augment, cfg.holdout_every) == \
         ("pretrained/prior", 30, 800, "min-snr", True, 10)
+
+
+@pytest.mark.parametrize("field", ["gamma", "lam"])
+def test_a_weight_beyond_any_dose_is_refused(prior, field):
+    """Issue #25: gamma 1e30 was accepted and the gradient shares came out as nan%."""
+    with pytest.raises(ValueError, match=f"{field} must be a number from 0 to 1e\\+06"):
+        DiffLoss(prior, DiffLossConfig(**{field: 1e30}))

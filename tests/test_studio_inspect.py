@@ -251,3 +251,11 @@ def test_band_weights_are_the_t_weight_inside_the_band_and_zero_outside():
     w = schedule.band_weights(alphas, "sigma2", 2, 5)
     assert torch.all(w[:2] == 0) and torch.all(w[6:] == 0)
     torch.testing.assert_close(w[2:6], 1 - alphas[2:6])
+
+
+def test_a_band_beyond_a_short_schedule_ends_at_its_last_timestep(world):
+    """The tiny prior has 100 timesteps: a band "to 999" (a 1000-step prior's last) is clamped, with a note."""
+    prior = inspect_tab.load_prior("", world.registry)
+    with pytest.warns(UserWarning, match="beyond this prior's schedule"):
+        assert inspect_tab.dose_band(0, 999, prior) == (0, prior.num_timesteps - 1)
+    assert inspect_tab.dose_band(5, None, prior) == (5, prior.num_timesteps - 1)
