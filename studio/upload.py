@@ -77,7 +77,8 @@ def load_upload(path: str | Path | None, max_side: int = MAX_SIDE) -> tuple[torc
     except FileNotFoundError as err:
         raise gr.Error(f"The file {name} is gone (uploads expire): upload it again.") from err
     except ImageLoadError as err:
-        raise gr.Error(f"Could not read {name} as an image: {err}") from err
+        # the loader names the file by its path; a page shows its name alone (no server path, hosted or not)
+        raise gr.Error(f"Could not read {name} as an image: {str(err).replace(str(path), name)}") from err
     notes = describe_upload(path)
     if max(width, height) > max_side:
         h, w = image.shape[-2:]

@@ -202,3 +202,20 @@ def test_a_too_thin_photo_is_described_by_its_own_size_not_the_downscaled_one(tm
     small = write_png(tmp_path / "tiny.png", np.zeros((8, 20, 3), np.uint8))
     with pytest.raises(gr.Error, match="tiny.png is 20x8 px: too small to restore"):
         upload.load_upload(small, max_side=1024)
+
+
+def test_one_bad_training_photo_is_skipped_by_its_name_alone(tmp_path):
+    """Issue #25 low 8: a bad photo among Train's uploads is skipped with its name, the rest train; the note names
+    the file, never the server folder it was uploaded to."""
+    import numpy as np
+    from PIL import Image
+
+    from studio.train_tab import save_training_photos
+
+    Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "good.png").read_bytes()[:200])
+    kept, notes = save_training_photos([str(tmp_path / n) for n in ("good.png", "bad.png", "cut.png")], tmp_path / "out")
+    assert kept == 1 and len(notes) == 2
+    assert notes[0].startswith("skipped bad.png:") and notes[1].startswith("skipped cut.png:")
+    assert all(str(tmp_path) not in note for note in notes)
