@@ -44,8 +44,6 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
         with gr.Column(scale=1):
             task = gr.Dropdown(list(degrade.TASKS), value=start.task, label="Task")
             go = gr.Button("Compare", variant="primary")  # at the top: one click from the page's first view
-            with gr.Accordion("What am I looking at? (arms, family, PSNR, NIQE)", open=False):
-                gr.Markdown(explainers.COMPARE)
             image = UploadImage(value=start.photo, type="filepath", image_mode=None, label="Photo", height=240)
             mode = gr.Radio(list(upload.MODES), value=upload.MODES[0], label="The photo is")
             gt = UploadImage(type="filepath", image_mode=None, label="Ground truth", visible=False)
@@ -54,6 +52,9 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
             dl = gr.Dropdown(labels, value=dl_default, label="DiffLoss arm")
             weight = gr.Radio(family_view.weight_choices(start.task, start.registry), value=dl_default,
                               label="Prior weight (steps the DiffLoss arm through the task's family)")
+            # Under the arm boxes, folded: at 1440x900 the first view keeps the photo and the arms in the window.
+            with gr.Accordion("What am I looking at? (arms, family, PSNR, NIQE)", open=False):
+                gr.Markdown(explainers.COMPARE)
             # Three columns, the ground truth set from the photo's name (example_ground_truth): a fourth column of
             # thumbnails made the table wider than its column at 1440x900, its "Ground truth" header cut.
             shown_examples = examples([image, task, mode], [row[:3] for row in start.rows], "Examples")
@@ -110,7 +111,8 @@ def build(page: gr.Blocks, start: PageStart) -> CompareUI:
     refreshed = refresh.click(restorer_dropdowns, task, [l2, dl])
     # The arm lists as they are now, at each page load: a Train run made after start-up is listed after a reload.
     page.load(restorer_dropdowns, task, [l2, dl], api_visibility="private")
-    degraded.select(point, degraded, [zoom_x, zoom_y, zoom_auto]).then(
+    # A click handler, not an API: over HTTP it has no click to read and answered with a generic error (#25 low 7)
+    degraded.select(point, degraded, [zoom_x, zoom_y, zoom_auto], api_visibility="private").then(
         compare_tab.rezoom, [degraded, out_l2, out_dl, ground_truth, zoom_x, zoom_y, zoom_size], zoom,
         api_visibility="private")
     run = on_gpu("compare")(as_outputs(compare_tab.compare))

@@ -5,6 +5,7 @@ by side from the same start, streaming curves; one run at a time, Stop really st
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 import time
 from dataclasses import replace
@@ -272,6 +273,12 @@ def _uploaded_folder(photos: list[str], run_dir: Path, notes: list[str], shipped
     return run_dir / PHOTOS_DIR
 
 
+def new_run_name(task: str) -> str:
+    """A Train run's folder name: task and start time to read, and a random tail so that no one can guess another
+    visitor's run from when it started (issue #25 low 12)."""
+    return f"studio-{task}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
 def train_pair(settings: TrainSettings, request: gr.Request | None = None,
                registry: Registry | None = None) -> Iterator[TrainView]:
     """Train the L2 and DiffLoss arms side by side (same start weights, seed, batches); yield what the tab shows
@@ -337,7 +344,7 @@ def train_pair(settings: TrainSettings, request: gr.Request | None = None,
             loss.validate(prior.num_timesteps)
         except ValueError as err:
             raise gr.Error(str(err)) from err
-        name = s.name or f"studio-{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = s.name or new_run_name(task)
         run_dir = reg.runs / name
         with run_budget.in_use(run_dir):
             evicted = run_budget.room_for_visitor(reg.runs, request)

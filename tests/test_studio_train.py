@@ -452,3 +452,10 @@ def test_stop_while_a_run_writes_its_last_status_leaves_the_status_alone(monkeyp
         assert not train_tab._STOP.is_set()
     finally:
         train_tab._TRAIN_LOCK.release()
+
+
+def test_run_names_cannot_be_guessed_from_their_task_and_start_time():
+    from studio.train_tab import new_run_name
+
+    names = {new_run_name("noise") for _ in range(20)}
+    assert len(names) == 20 and all(n.startswith("studio-noise-") and len(n.rsplit("-", 1)[1]) == 6 for n in names)
