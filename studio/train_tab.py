@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shutil
 import threading
 import time
 from dataclasses import replace
@@ -509,6 +510,10 @@ def _stream(run: pair.PairRun, history: dict[str, list], name: str, run_dir: Pat
             _observe(probe, events, totals)
             yield view(_status(history, totals, name, notes, "Training"))
     except pair.ArmDiverged as err:
+        run.close()
+        if hosting.is_hosted():  # nothing to resume or compare: it would only take room in the visitor's cap
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise gr.Error(f"The {err.arm} arm diverged, so the run was not kept: {err}") from err
         raise gr.Error(f"The {err.arm} arm diverged: {err}") from err
     except GeneratorExit:
         run.close()  # each arm saves its checkpoint

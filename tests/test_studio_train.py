@@ -459,3 +459,23 @@ def test_run_names_cannot_be_guessed_from_their_task_and_start_time():
 
     names = {new_run_name("noise") for _ in range(20)}
     assert len(names) == 20 and all(n.startswith("studio-noise-") and len(n.rsplit("-", 1)[1]) == 6 for n in names)
+
+
+@pytest.mark.parametrize("hosted_mode", [True, False])
+def test_a_diverged_run_is_not_kept_on_a_space_and_kept_locally(world, monkeypatch, hosted_mode):
+    """Issue #25 low 11: a diverged run counted in its visitor's cap for nothing; hosted, it is removed at once."""
+    from diffloss import pair
+    from diffloss.train import TrainingDiverged
+    from studio import hosting
+
+    def diverge(self, deadline=None):
+        (world.registry.runs / "wild" / "l2" / "last.safetensors").parent.mkdir(parents=True, exist_ok=True)
+        (world.registry.runs / "wild" / "l2" / "last.safetensors").write_bytes(b"w")  # what it trained so far
+        raise pair.ArmDiverged("diffloss", TrainingDiverged("loss became nan at step 1"))
+        yield  # a generator, as PairRun.rounds is
+
+    monkeypatch.setattr(pair.PairRun, "rounds", diverge)
+    monkeypatch.setattr(hosting, "is_hosted", lambda: hosted_mode)
+    with pytest.raises(gr.Error, match="diffloss arm diverged" + (", so the run was not kept" if hosted_mode else "")):
+        list(_run(world, "wild", **({"clean_folder": ""} if hosted_mode else {})))
+    assert (world.registry.runs / "wild").exists() is not hosted_mode
