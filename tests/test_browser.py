@@ -249,8 +249,12 @@ def test_compare_steps_the_prior_weight_through_the_family_in_a_browser(tmp_path
         page.locator(f"input[type=radio][value='shipped {task} calibrated']").wait_for(state="attached",
                                                                                       timeout=90_000)
         _settled(page)
+        shown_first = _difference_note(page)  # the example's run: the default pair
         page.get_by_text("30 % prior (calibrated)", exact=False).first.click()  # one step down the dose
-        page.wait_for_timeout(500)
+        # the calibrated arm's caption, not the example's (a 500 ms pause raced a slower Compare run)
+        page.wait_for_function("(old) => [...document.querySelectorAll('p, span, div')].some(e => "
+                               "e.childElementCount === 0 && e.innerText.includes('largest difference') && "
+                               "e.innerText !== old)", arg=shown_first, timeout=120_000)
         _settled(page)
         before = _difference_note(page)
         page.get_by_text(weight_label(showcase), exact=False).first.click()  # and up to the most visible arm
@@ -265,7 +269,7 @@ def test_compare_steps_the_prior_weight_through_the_family_in_a_browser(tmp_path
         assert f"shipped {task} l2" in shown and f"shipped {task} {showcase}" in shown  # the two arms on show
         note = _difference_note(page)
         assert "x10" in note and note != before
-        assert page.get_by_text("shown arms ringed", exact=False).first.is_visible()
+        assert page.get_by_text("the arms on show ringed", exact=False).first.is_visible()
     assert FAMILY_SCREENSHOT.stat().st_size > 10_000
 
 
