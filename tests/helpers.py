@@ -22,3 +22,14 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + 0.1 * self.body(x)
+
+
+def texts_under_11_px(fig, shown_width: float) -> tuple[list, list]:
+    """(every visible text of a drawn matplotlib figure, those showing under 11 px when the figure is shown
+    ``shown_width`` CSS px wide): what the figures' readability tests check (issue #27, point 2)."""
+    fig.canvas.draw()
+    shown = min(1.0, shown_width / fig.bbox.width)
+    texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
+             if t.get_text().strip() and t.get_visible()]
+    small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() * fig.dpi / 72 * shown < 10.95]
+    return texts, small

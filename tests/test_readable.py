@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from studio import inspect_tab, readable
+from tests.helpers import texts_under_11_px
 from tests.studio_helpers import make_world
 
 
@@ -76,10 +77,5 @@ def test_the_l_of_t_figure_text_shows_at_11_px_across_the_page(monkeypatch):
               for k, name in enumerate(("restored vs GT", "degraded vs GT"))}
     viz.loss_curve_figure(LossCurves(timesteps=t, seeds=[0, 1, 2], nat=series, sem=series), note="64x64 px centre crop",
                           dose=(np.ones(1000), "uniform, t in [0, 999]"))
-    fig = captured["fig"]
-    fig.canvas.draw()
-    shown = min(1.0, 1220 / fig.bbox.width)
-    texts = [x for x in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
-             if x.get_text().strip() and x.get_visible()]
-    small = [(x.get_text(), x.get_fontsize()) for x in texts if x.get_fontsize() * fig.dpi / 72 * shown < 10.95]
+    texts, small = texts_under_11_px(captured["fig"], 1220)
     assert texts and not small, small

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from studio import plots
+from tests.helpers import texts_under_11_px
 
 JUMPY = [0.01 if i % 2 else 0.93 for i in range(30)]  # what a short run logs, one t per step
 
@@ -40,10 +41,5 @@ def test_every_text_of_the_curves_shows_at_11_px_or_more_in_the_train_column(mon
     history = {"diffloss": [(i + 1, {"total": 1.0, "fidelity": 0.5, "nat": 0.1, "sem": 0.2, "share_nat": v})
                             for i, v in enumerate(JUMPY)]}
     plots.training_figure(history)
-    fig = captured["fig"]
-    fig.canvas.draw()
-    shown = min(1.0, 790 / fig.bbox.width)
-    texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
-             if t.get_text().strip() and t.get_visible()]
-    small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() * fig.dpi / 72 * shown < 10.95]
+    texts, small = texts_under_11_px(captured["fig"], 790)
     assert texts and not small, small
