@@ -137,14 +137,14 @@ GRADIENT_CHOICES = [("full, through the UNet (the paper)", "full"), ("Jacobian-f
 
 
 def dose_config(gamma: float, lam: float, detach_prior: bool, t_weight: str, gradient: str, per_sample_norm: bool,
-                grad_cap: float | None) -> DiffLossConfig:
+                grad_cap: float | None, num_timesteps: int) -> DiffLossConfig:
     """The loss config of Inspect's controls; a cap of 0 or empty means none. Bad values: a message, not a trace."""
     cap = float(grad_cap) if grad_cap else None
     config = DiffLossConfig(gamma=float(gamma), lam=float(lam), detach_prior=bool(detach_prior),
                             t_weight=t_weight or "uniform", gradient=gradient or "full",
                             per_sample_norm=bool(per_sample_norm), grad_cap=cap)
     try:
-        config.validate(1000)
+        config.validate(num_timesteps)
     except ValueError as err:
         raise gr.Error(str(err)) from err
     return config
@@ -179,7 +179,7 @@ def inspect(
                         ground_truth)
     t = check_t(t, prior)
     seed = int(seed or 0)
-    config = dose_config(gamma, lam, detach_prior, t_weight, gradient, per_sample_norm, grad_cap)
+    config = dose_config(gamma, lam, detach_prior, t_weight, gradient, per_sample_norm, grad_cap, prior.num_timesteps)
     band = dose_band(t_min, t_max, prior)
     # One prior pass per image serves every view; it is remembered without the weights and the cap, which only
     # scale it; the rest of the dose changes the pass.
@@ -283,6 +283,9 @@ def inspect_curves(
     what to read off them: where each term tells the restored image from the degraded one best."""
     reg = registry or get_registry()
     prior = load_prior(prior_source, reg)
+    lo, hi = dose_band(t_min, t_max, prior)  # bad dose settings: a message before any pass through the prior
+    if t_weight not in schedule.T_WEIGHTINGS:
+        raise gr.Error(f"unknown t weighting {t_weight!r}; choose one of {list(schedule.T_WEIGHTINGS)}")
     case = inspect_case(image, task, int(seed_image or 0), restorer_label, PAIRS[1], reg, int(side or CURVE_SIDE),
                         ground_truth)
     pairs = {}
@@ -292,9 +295,6 @@ def inspect_curves(
     steps = default_timesteps(prior.num_timesteps, CURVE_POINTS)
     curves = side_by_side.loss_curves(prior, pairs, timesteps=steps, seeds=tuple(range(max(1, min(int(seeds), 8)))))
     h, w = case.b.shape[-2:]
-    lo, hi = dose_band(t_min, t_max, prior)
-    if t_weight not in schedule.T_WEIGHTINGS:
-        raise gr.Error(f"unknown t weighting {t_weight!r}")
     weights = schedule.band_weights(prior.alphas_cumprod, t_weight, lo, hi).numpy()
     figure = loss_curve_figure(curves, note=f"{w}x{h} px centre crop", dose=(weights, f"{t_weight}, t in [{lo}, {hi}]"))
     return figure, curves_reading(curves)

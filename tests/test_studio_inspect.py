@@ -259,3 +259,15 @@ def test_a_band_beyond_a_short_schedule_ends_at_its_last_timestep(world):
     with pytest.warns(UserWarning, match="beyond this prior's schedule"):
         assert inspect_tab.dose_band(0, 999, prior) == (0, prior.num_timesteps - 1)
     assert inspect_tab.dose_band(5, None, prior) == (5, prior.num_timesteps - 1)
+
+
+def test_bad_curve_dose_settings_are_refused_before_the_prior_runs(world, monkeypatch):
+    from diffloss import side_by_side
+
+    monkeypatch.setattr(side_by_side, "loss_curves", lambda *a, **k: pytest.fail("ran the prior first"))
+    with pytest.raises(gr.Error, match="unknown t weighting"):
+        inspect_tab.inspect_curves(str(world.photo), "noise", 0, None, "", seeds=1, t_weight="cubic",
+                                   registry=world.registry)
+    with pytest.raises(gr.Error, match="t band"):
+        inspect_tab.inspect_curves(str(world.photo), "noise", 0, None, "", seeds=1, t_min=50, t_max=10,
+                                   registry=world.registry)
