@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from diffloss.loss import (TERMS, DiffLoss, DiffLossConfig, LossTerms, output_distances, prior_term, shares_of,
-                           term_weights)
+from diffloss.loss import (TERMS, DiffLoss, DiffLossConfig, LossTerms, cap_scale, output_distances, prior_term,
+                           shares_of, term_weights)
 from diffloss.prior import DiffusionPrior, PriorOutput
 
 DEFAULT_CURVE_POINTS = 12
@@ -293,8 +293,7 @@ class TermGradients:
         norms = {k: abs(weights[k]) * float(getattr(self, k).norm()) for k in TERMS}
         scale = 1.0
         if grad_cap is not None:
-            limit, norm = grad_cap * float(self.fidelity.norm()), float(prior_grad.norm())
-            scale = 1.0 if norm <= limit or norm == 0 else limit / norm
+            scale = cap_scale(float(prior_grad.norm()), float(self.fidelity.norm()), grad_cap)
             prior_grad = prior_grad * scale
             norms = {k: v * (scale if k != "fidelity" else 1.0) for k, v in norms.items()}
         return GradientMap(

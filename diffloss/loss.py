@@ -312,9 +312,7 @@ class DiffLoss:
         else:
             g_fid = _grad_or_zero(weighted["fidelity"], restored)
             g_prior = _grad_or_zero(weighted["nat"] + weighted["sem"], restored)
-        limit = cap * float(g_fid.float().norm())
-        norm = float(g_prior.float().norm())
-        scale = 1.0 if norm <= limit or norm == 0 else limit / norm
+        scale = cap_scale(float(g_prior.float().norm()), float(g_fid.float().norm()), cap)
         terms.cap_scale = scale
         terms._restored = restored
         terms._grad = g_fid + scale * g_prior
@@ -328,6 +326,13 @@ class DiffLoss:
         terms.grad_norms = {name: float(g.float().norm()) for name, g in grads.items()}
         terms._restored = restored
         terms._grad = total_grad
+
+
+def cap_scale(prior_norm: float, fidelity_norm: float, cap: float) -> float:
+    """What ``grad_cap`` multiplies the prior's gradient by: 1 within ``cap`` times the fidelity gradient's norm,
+    else the factor that brings it back to that limit (the loss in training and Inspect's map alike)."""
+    limit = cap * fidelity_norm
+    return 1.0 if prior_norm <= limit or prior_norm == 0 else limit / prior_norm
 
 
 def _grad_or_zero(term: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
