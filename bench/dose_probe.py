@@ -22,12 +22,13 @@ import torch
 
 from diffloss import degrade, train
 from diffloss.calibrate import calibrate
-from diffloss.family import SOTS_VAL_SCENES
+from diffloss.family import SOTS_VAL_SCENES, ZooPaths
 from diffloss.images import centre_crop, list_images, load_image
 from diffloss.loss import DiffLossConfig
 from diffloss.metrics import psnr
 from diffloss.nets import load_restorer
 from diffloss.prior import DiffusionPrior
+from diffloss.zoo import calibration_images
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,6 @@ def probe_photos(datasets: Path, count: int = 12, side: int = 128) -> list[torch
         if scene not in SOTS_VAL_SCENES:
             scenes.setdefault(scene, path)
     return [centre_crop(load_image(p), side) for p in sorted(scenes.values())[:count]]
-
-
-def calibration_photos(clean: Path, count: int = 8) -> list[torch.Tensor]:
-    files = list_images(clean)
-    return [load_image(p) for p in files[:: max(1, len(files) // count)][:count]]
 
 
 def train_arm(name: str, task: str, init: Path, prior: str, loss: DiffLossConfig, diffloss: bool, clean: Path,
@@ -123,8 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             dose = DOSES[name]
             cfg = DiffLossConfig(**dose.loss)
-            cal = calibrate(prior, base, args.task, calibration_photos(clean), dose.nat_share, 0.0, crop=args.crop,
-                            config=cfg)
+            cal = calibrate(prior, base, args.task, calibration_images(ZooPaths(datasets=datasets), 8), dose.nat_share,
+                            0.0, crop=args.crop, config=cfg)
             loss = DiffLossConfig(gamma=cal.gamma, lam=0.0, track_when_off=False, **dose.loss)
             model = train_arm(name, diffloss=True, loss=loss, seed=1, **common)
             entry = {"dose": asdict(dose), "gamma": cal.gamma, "norms": cal.norms}
