@@ -85,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sem-share", type=float, default=0.1)
     p.add_argument("--limit", type=int, default=16)
     p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--t-min", type=int, default=0)
-    p.add_argument("--t-max", type=int, default=None)
+    p.add_argument("--band", choices=["prior", "all"], default="prior",
+                   help="where t is drawn: the prior's stored band (the whole schedule without one) or all of it")
+    p.add_argument("--t-min", type=int, default=None, help="first timestep (default: the band's)")
+    p.add_argument("--t-max", type=int, default=None, help="last timestep (default: the band's)")
     p.add_argument("--t-weight", choices=["uniform", "sigma2", "x0"], default="uniform")
     p.add_argument("--gradient", choices=["full", "sds"], default="full")
     p.add_argument("--per-sample-norm", action="store_true")
@@ -96,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     prior = DiffusionPrior.from_pretrained(args.prior)
     restorer = load_restorer(args.restorer)
     images = [load_image(path) for path in list_images(args.clean)[: args.limit]]
-    cfg = DiffLossConfig(t_min=args.t_min, t_max=args.t_max, t_weight=args.t_weight, gradient=args.gradient,
-                         per_sample_norm=args.per_sample_norm)
+    cfg = DiffLossConfig(band=args.band, t_min=args.t_min, t_max=args.t_max, t_weight=args.t_weight,
+                         gradient=args.gradient, per_sample_norm=args.per_sample_norm)
     result = calibrate(prior, restorer, args.task, images, args.nat_share, args.sem_share, args.crop, args.seed, cfg)
     text = json.dumps({**asdict(result), "prior": args.prior, "restorer": args.restorer, "clean": args.clean,
                        "task": args.task}, indent=2)

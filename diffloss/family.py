@@ -22,13 +22,18 @@ class ArmSpec:
     """One member of a task's family: how much of the gradient on the restored image the prior should carry.
 
     The shares are targets for the calibration (measured through the L2 base); ``weights`` fixes gamma and
-    lambda instead (the released code's values). ``t_max`` limits the timesteps the prior terms draw.
+    lambda instead (the released code's values). The dose: ``band`` ("all": the whole schedule, as the paper;
+    "prior": the prior's own band, ``diffloss.prior_band``), ``t_max`` ending it sooner, ``t_weight`` and
+    ``gradient`` as in ``DiffLossConfig`` (an arm differs from another only in its prior's weight and dose).
     """
 
     name: str
     nat_share: float = 0.0
     sem_share: float = 0.0
     t_max: int | None = None
+    band: str = "all"
+    t_weight: str = "uniform"
+    gradient: str = "full"
     weights: tuple[float, float] | None = None  # (gamma, lambda), overrides the shares
     seed_offset: int = 0  # != 0: another seed (data order, crops, noise) than every other arm: a control
     shipped: bool = True  # False: trained into the run folder and measured by the report, not put in pretrained/
@@ -42,6 +47,26 @@ class ArmSpec:
     @property
     def prior_share(self) -> float:
         return self.nat_share + self.sem_share
+
+    @property
+    def dose_key(self) -> str:
+        """The calibration key of the arm's dose: the gradient norms differ with the timesteps, their weights and
+        the gradient's form, so each dose is measured once per task and shared by the arms that have it."""
+        if self.band == "all":  # "all" and "0-250": the keys of the 2026-11 family's calibrations
+            t_range = "all" if self.t_max is None else f"0-{self.t_max}"
+        else:
+            t_range = "band" if self.t_max is None else f"band-{self.t_max}"
+        return "/".join([t_range] + [part for part, plain in ((self.t_weight, "uniform"), (self.gradient, "full"))
+                                 if part != plain])
+
+    def dose_words(self) -> str:
+        """The dose in a few words, for labels and cards."""
+        where = "the prior's band" if self.band == "prior" else "t over the whole schedule"
+        if self.t_max is not None:
+            where = f"t <= {self.t_max}" if self.band == "all" else f"the prior's band up to t = {self.t_max}"
+        extra = [w for w, on in ((f"{self.t_weight} weights", self.t_weight != "uniform"),
+                                 ("Jacobian-free gradient", self.gradient == "sds")) if on]
+        return ", ".join([where] + extra)
 
 
 # In the order Compare's prior-weight control lists them: lightest prior first, the control beside the L2 arm.

@@ -12,11 +12,13 @@ reproduces that on purpose, for teaching; a test proves its gradient is exactly 
 Every call can also report each term's share of the gradient on the restored image, because a weight on its own
 says little: at the released weights the DiffLoss terms were ~0.06 % of the loss here and changed nothing.
 
-The dose (how much the prior can push, and where): a band of timesteps (``t_min``/``t_max``), a weight per t
+The dose (how much the prior can push, and where): a band of timesteps (the prior's own, measured where it
+predicts well: ``diffloss.prior_band``; or ``t_min``/``t_max``), a weight per t
 (``t_weight``: uniform as in the paper, or sigma^2 / x0-space as score-distillation work does), each sample's
 prior gradient scaled to one direction (``per_sample_norm``), a cap on the prior's gradient norm relative to the
 fidelity gradient (``grad_cap``), and the Jacobian-free score-distillation gradient (``gradient="sds"``) beside
-the paper's full gradient through the UNet. Defaults reproduce the paper.
+the paper's full gradient through the UNet. Defaults reproduce the paper, except that t is drawn from the prior's
+band (the whole schedule for a prior without one; ``band="all"`` and ``released()`` draw from all of it).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from diffloss.prior import DiffusionPrior, PriorOutput
 Fidelity = Literal["mse", "l1", "charbonnier"]
 TWeight = Literal["uniform", "sigma2", "x0"]
 Gradient = Literal["full", "sds"]
+BandChoice = Literal["prior", "all"]
+BANDS = ("prior", "all")
 TERMS = ("fidelity", "nat", "sem")
 GRADIENTS = ("full", "sds")
 # The largest gamma or lambda: calibrated doses here stay under 10; 1e30 overflowed the gradient shares to "nan%".
@@ -52,8 +56,12 @@ class DiffLossConfig:
     lam: float = 0.1
     fidelity: Fidelity = "mse"
     charbonnier_eps: float = 1e-3
-    t_min: int = 0
-    t_max: int | None = None  # None: the last timestep of the prior's schedule (the released code's range)
+    # Where t is drawn: "prior" = the band stored with the prior (diffloss.prior_band; the whole schedule for a
+    # prior without one), "all" = the whole schedule (the paper and its released code). t_min/t_max override
+    # either end.
+    band: BandChoice = "prior"
+    t_min: int | None = None
+    t_max: int | None = None
     fixed_t: int | None = None  # overrides the range: every sample uses this t
     detach_prior: bool = False  # reproduce the released code's no_grad mistake (no gradient from the prior)
     report_grad_share: bool = True  # measure each term's gradient norm on the restored image
@@ -67,24 +75,27 @@ class DiffLossConfig:
 
     @classmethod
     def released(cls, **overrides: object) -> "DiffLossConfig":
-        """The released code's effective weights: 1e-3 on the noise term and 1e-6 on the h term."""
-        return replace(cls(gamma=1e-3, lam=1e-3), **overrides)
+        """The released code's effective weights: 1e-3 on the noise term and 1e-6 on the h term, t over the whole
+        schedule."""
+        return replace(cls(gamma=1e-3, lam=1e-3, band="all"), **overrides)
 
     @classmethod
     def off(cls, **overrides: object) -> "DiffLossConfig":
         """Fidelity only (the L2 arm); the prior terms are still tracked for the log unless turned off."""
         return replace(cls(gamma=0.0), **overrides)
 
-    def validate(self, num_timesteps: int) -> tuple[int, int]:
-        """Check the weights and return the inclusive timestep range."""
+    def validate(self, num_timesteps: int, prior_band: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Check the weights and return the inclusive timestep range (``prior_band``: the prior's ``t_band()``)."""
         for name in ("gamma", "lam"):
             value = getattr(self, name)
             if not math.isfinite(value) or not 0 <= value <= MAX_WEIGHT:
                 raise ValueError(f"{name} must be a number from 0 to {MAX_WEIGHT:g}, got {value}")
+        if self.band not in BANDS:
+            raise ValueError(f"unknown band {self.band!r}; choose one of {list(BANDS)}")
         if self.fixed_t is not None:
             lo = hi = self.fixed_t
         else:
-            lo, hi = self.t_min, num_timesteps - 1 if self.t_max is None else self.t_max
+            lo, hi = self.band_range(num_timesteps, prior_band)
         if self.prior_crop is not None and self.prior_crop < 8:
             raise ValueError(f"prior_crop must be at least 8 px (the prior downsamples by 8), got {self.prior_crop}")
         if self.prior_samples is not None and self.prior_samples < 1:
@@ -98,6 +109,11 @@ class DiffLossConfig:
         if self.grad_cap is not None and not (math.isfinite(self.grad_cap) and self.grad_cap > 0):
             raise ValueError(f"grad_cap must be a finite number > 0 (or None for no cap), got {self.grad_cap}")
         return lo, hi
+
+    def band_range(self, num_timesteps: int, prior_band: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The inclusive range t is drawn from, before checks: the band, each end overridden when given."""
+        lo, hi = prior_band if self.band == "prior" and prior_band is not None else (0, num_timesteps - 1)
+        return (lo if self.t_min is None else self.t_min), (hi if self.t_max is None else self.t_max)
 
 
 @dataclass
@@ -262,7 +278,7 @@ class DiffLoss:
     def __init__(self, prior: DiffusionPrior, config: DiffLossConfig | None = None) -> None:
         self.prior = prior
         self.config = config or DiffLossConfig()
-        self.t_range = self.config.validate(prior.num_timesteps)
+        self.t_range = self.config.validate(prior.num_timesteps, prior.t_band())
 
     def __call__(
         self, restored: torch.Tensor, gt: torch.Tensor, generator: torch.Generator | None = None,

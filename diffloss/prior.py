@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from diffloss import checkpoint, schedule
+from diffloss.prior_band import Band, read_band, write_band
 
 if TYPE_CHECKING:  # diffusers is slow to import: loaded on first use, so the app's UI starts sooner
     from diffusers import DDPMScheduler, UNet2DModel
@@ -127,6 +128,9 @@ class DiffusionPrior:
         # 1 - a_t (schedule.coefficients takes the square roots in float64 too)
         self.alphas_cumprod = torch.cumprod(1 - scheduler.betas.double(), dim=0)
         self.size_multiple = 2 ** (len(unet.config.block_out_channels) - 1)
+        # Where a dose should draw t by default (diffloss.prior_band): measured when the prior was installed;
+        # None (a hub or converted prior) means the whole schedule.
+        self.band: Band | None = None
 
     # ----------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -157,7 +161,12 @@ class DiffusionPrior:
                 "match the one the UNet was trained with, so it is never guessed"
             )
         scheduler = DDPMScheduler.from_pretrained(sched_dir)
-        return cls(unet, scheduler, source=str(root))
+        prior = cls(unet, scheduler, source=str(root))
+        try:
+            prior.band = read_band(unet_dir)
+        except ValueError as err:
+            raise PriorLoadError(f"{root}: {err}") from err
+        return prior
 
     @classmethod
     def _from_hub(cls, repo_id: str) -> "DiffusionPrior":
@@ -199,7 +208,14 @@ class DiffusionPrior:
                 checkpoint.atomic_save_tensors(weights, checkpoint.stored_as(checkpoint.load_tensors(weights), dtype),
                                                metadata={"format": "pt"})
         self.scheduler.save_pretrained(folder)
+        if self.band is not None:
+            write_band(folder, self.band)
         return folder
+
+    def t_band(self) -> tuple[int, int]:
+        """The inclusive timestep range a dose draws from by default: the stored band, else the whole schedule."""
+        last = self.num_timesteps - 1
+        return (0, last) if self.band is None else self.band.clipped(self.num_timesteps)
 
     def to(self, device: str | torch.device) -> "DiffusionPrior":
         self.unet.to(device)

@@ -181,7 +181,10 @@ def checkpoint_settings(run_dir: str | Path) -> tuple[int, PriorTrainConfig | Re
     loop = replace(_settings(LoopConfig, saved["loop"], ckpt), out=str(run_dir), resume=True)
     if "preset" in saved:
         return step, replace(_settings(PriorTrainConfig, saved, ckpt), loop=loop)
-    loss = _settings(DiffLossConfig, saved.get("loss") or {}, ckpt)
+    saved_loss = saved.get("loss") or {}
+    # a run saved before the prior's band existed drew t from t_min..t_max over the whole schedule: it goes on so
+    saved_loss = saved_loss if "band" in saved_loss else {**saved_loss, "band": "all"}
+    loss = _settings(DiffLossConfig, saved_loss, ckpt)
     return step, replace(_settings(RestorerTrainConfig, saved, ckpt), loss=loss, loop=loop)
 
 

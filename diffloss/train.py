@@ -258,6 +258,8 @@ class RestorerJob:
         self.device = device
         self.data_summary = {**summary, "task": cfg.task, "init": cfg.init, "prior": cfg.prior,
                              "diffloss": cfg.diffloss, "loss": asdict(loss_cfg),
+                             # the timesteps drawn, resolved: "the prior's band" names no numbers on its own
+                             "t_range": list(self.loss.t_range) if self.loss else None,
                              "parameters": sum(p.numel() for p in self.model.parameters())}
 
     def compute(self, model: nn.Module, seed: int, measure: bool) -> StepLoss:

@@ -67,8 +67,11 @@ def _add_restorer_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--gamma", type=float, default=d.gamma)
     r.add_argument("--lam", type=float, default=d.lam, help="lambda: weight of L_sem inside the prior term")
     r.add_argument("--released-weights", action="store_true", help="use the released code's weights (1e-3, 1e-6)")
-    r.add_argument("--t-min", type=int, default=d.t_min)
-    r.add_argument("--t-max", type=int, default=None)
+    r.add_argument("--band", choices=["prior", "all"], default=None,
+                   help="where t is drawn: the prior's band (stored with it; default) or the whole schedule (the "
+                   "paper's range; the default with --released-weights)")
+    r.add_argument("--t-min", type=int, default=None, help="first timestep (default: the band's)")
+    r.add_argument("--t-max", type=int, default=None, help="last timestep (default: the band's)")
     r.add_argument("--fidelity", choices=["mse", "l1", "charbonnier"], default=d.fidelity)
     r.add_argument("--detach-prior", action="store_true", help="reproduce the released code's no_grad bug")
     r.add_argument("--no-track", action="store_true", help="off arm: do not compute L_nat/L_sem for the log")
@@ -164,7 +167,8 @@ def config_from_args(args: argparse.Namespace) -> PriorTrainConfig | RestorerTra
                                 init=args.init, t_min=args.t_min, t_max=args.t_max, weighting=args.weighting,
                                 augment=args.augment, holdout_every=args.holdout_every, loop=loop)
     base = DiffLossConfig.released() if args.released_weights else DiffLossConfig(gamma=args.gamma, lam=args.lam)
-    loss = replace(base, t_min=args.t_min, t_max=args.t_max, fidelity=args.fidelity, detach_prior=args.detach_prior,
+    loss = replace(base, band=args.band or base.band, t_min=args.t_min, t_max=args.t_max, fidelity=args.fidelity,
+                   detach_prior=args.detach_prior,
                    track_when_off=not args.no_track, prior_crop=args.prior_crop,
                    prior_samples=args.prior_samples, t_weight=args.t_weight, gradient=args.gradient,
                    per_sample_norm=args.per_sample_norm, grad_cap=args.grad_cap)

@@ -177,31 +177,27 @@ def _task_data(task: str, paths: ZooPaths) -> dict:
     return data
 
 
-def t_range_key(arm: ArmSpec) -> str:
-    """The calibration key of an arm's timestep range: norms differ with the range, so each is measured."""
-    return "all" if arm.t_max is None else f"0-{arm.t_max}"
-
-
 def arm_weights(arm: ArmSpec, calibration: dict) -> tuple[float, float]:
     """(gamma, lambda) for an arm: fixed, zero for the L2 arm, or solved for its shares from measured norms."""
     if arm.weights is not None:
         return arm.weights
     if not arm.uses_prior:
         return 0.0, 0.0
-    return weights_for_shares(calibration["norms"][t_range_key(arm)], arm.nat_share, arm.sem_share)
+    return weights_for_shares(calibration["norms"][arm.dose_key], arm.nat_share, arm.sem_share)
+
+
+def arm_dose(arm: ArmSpec, num_timesteps: int) -> DiffLossConfig:
+    """The arm's dose (band, t weights, gradient) at unit weights: what its calibration measures through."""
+    t_max = None if arm.t_max is None else min(arm.t_max, num_timesteps - 1)  # a small test prior: < 1000 steps
+    return DiffLossConfig(band=arm.band, t_max=t_max,
+                          t_weight=arm.t_weight, gradient=arm.gradient)
 
 
 def arm_loss_config(arm: ArmSpec, calibration: dict) -> DiffLossConfig:
     gamma, lam = arm_weights(arm, calibration)
     # The L2 arm skips L_nat/L_sem entirely (no prior passes); its loss is fidelity either way.
-    return DiffLossConfig(gamma=gamma, lam=lam if gamma else 0.1, t_max=_t_max(arm, calibration), track_when_off=False)
-
-
-def _t_max(arm: ArmSpec, calibration: dict) -> int | None:
-    """The arm's last timestep, within the prior's schedule (a small test prior has fewer than 1000 steps)."""
-    if arm.t_max is None:
-        return None
-    return min(arm.t_max, int(calibration.get("num_timesteps", arm.t_max + 1)) - 1)
+    dose = arm_dose(arm, int(calibration.get("num_timesteps", 1000)))
+    return dataclasses.replace(dose, gamma=gamma, lam=lam if gamma else 0.1, track_when_off=False)
 
 
 def validation_images(paths: ZooPaths, count: int) -> list[torch.Tensor]:
@@ -387,7 +383,9 @@ def recipe_settings(recipe: Recipe, task: str) -> dict:
     The family's arms are part of it: every arm of a task must come from one base, so an arm added to the family
     rebuilds the task (base, calibration and all arms) rather than hanging a new arm on a different base.
     """
-    family = [[a.name, a.nat_share, a.sem_share, a.t_max, a.weights, a.seed_offset] for a in FAMILY if not a.optional]
+    family = [[a.name, a.nat_share, a.sem_share, a.t_max, a.weights, a.seed_offset]
+              + ([a.band, a.t_weight, a.gradient] if a.dose_key != _plain_dose_key(a) else [])
+              for a in FAMILY if not a.optional]
     restorer = dataclasses.asdict(recipe.restorer)
     del restorer["base_crop_tasks"], restorer["task_base_steps"], restorer["task_arm_batch"]
     restorer["arm_crop"] = recipe.restorer.arm_crop_for(task)
@@ -395,6 +393,12 @@ def recipe_settings(recipe: Recipe, task: str) -> dict:
     restorer["base_steps"] = recipe.restorer.continued_base_steps(task)
     settings = {"seed": recipe.seed, **restorer, "family": family}
     return json.loads(json.dumps(settings))  # as a card holds it (tuples become lists), so the two compare equal
+
+
+def _plain_dose_key(arm: ArmSpec) -> str:
+    """The key an arm of the 2026-11 family had (whole schedule or 0..t_max, uniform, full): its recipe settings
+    list no dose, so the cards shipped then still match the recipe."""
+    return "all" if arm.t_max is None else f"0-{arm.t_max}"
 
 
 def snapshot_base_init(task: str, rr: RestorerRecipe, paths: ZooPaths, snapshot: Path,
@@ -454,7 +458,8 @@ def calibration_images(paths: ZooPaths, count: int) -> list[torch.Tensor]:
 
 
 def run_calibration(task: str, base_model: Path, paths: ZooPaths, rr: RestorerRecipe) -> dict:
-    """Unit-weight gradient norms through the L2 base, per timestep range the family uses."""
+    """Unit-weight gradient norms through the L2 base, per dose the family uses (``ArmSpec.dose_key``), and the
+    timesteps each dose drew (the prior's band resolved)."""
     from diffloss.calibrate import measure_norms
     from diffloss.nets import load_restorer
     from diffloss.prior import DiffusionPrior
@@ -462,13 +467,14 @@ def run_calibration(task: str, base_model: Path, paths: ZooPaths, rr: RestorerRe
     prior = DiffusionPrior.from_pretrained(paths.prior_dir())
     restorer = load_restorer(base_model)
     images = calibration_images(paths, rr.calibration_images)
-    norms = {}
+    norms, ranges = {}, {}
     for arm in FAMILY:
-        key = t_range_key(arm)
-        if arm.uses_prior and key not in norms:
-            cfg = DiffLossConfig(t_max=_t_max(arm, {"num_timesteps": prior.num_timesteps}))
+        key = arm.dose_key
+        if arm.uses_prior and arm.weights is None and key not in norms:
+            cfg = arm_dose(arm, prior.num_timesteps)
             norms[key] = measure_norms(prior, restorer, task, images, crop=rr.arm_crop_for(task), config=cfg)
-    return {"norms": norms, "images": len(images), "data": "clean/train (evenly spread photos)",
+            ranges[key] = list(cfg.validate(prior.num_timesteps, prior.t_band()))
+    return {"norms": norms, "t_ranges": ranges, "images": len(images), "data": "clean/train (evenly spread photos)",
             "num_timesteps": prior.num_timesteps,
             "crop": rr.arm_crop_for(task),
             "note": "unit-weight gradient norms of fidelity, L_nat and L_sem on training photos restored by the L2 "
@@ -477,8 +483,9 @@ def run_calibration(task: str, base_model: Path, paths: ZooPaths, rr: RestorerRe
 
 def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] = print) -> None:
     """Copy the trained prior into pretrained/prior in ``SHIPPED_DTYPE`` (as every shipped weight), add the
-    validation numbers and samples.png to its card."""
-    from diffloss import prior_check
+    validation numbers and samples.png to its card, and its band (``diffloss.prior_band``) measured on the training
+    photos its run held out (never the validation photos: the band is a choice, the validation numbers a report)."""
+    from diffloss import prior_band, prior_check
     from diffloss.data import load_clean_images
     from diffloss.prior import DiffusionPrior
     from PIL import Image
@@ -494,6 +501,15 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     Image.fromarray(prior_check.sample_sheet(prior, crops[:4])).save(tmp / "samples.png")
     card = json.loads((tmp / checkpoint.CARD_FILE).read_text())
     card["storage"] = SHIPPED_STORAGE
+    band = measure_band(prior, card, paths)
+    if band is not None:
+        prior.band = band["band"]
+        prior_band.write_band(tmp, band["band"], band["curve"], band["data"])
+        card["band"] = {"t_min": band["band"].t_min, "t_max": band["band"].t_max, "why": band["band"].why,
+                        "data": band["data"]}
+    else:
+        (tmp / prior_band.BAND_FILE).unlink(missing_ok=True)
+        log("[prior] its run held out no training photos: no band measured, doses draw t over the whole schedule")
     card["validation"] = {"data": str(paths.clean_val), "crops": len(crops), "crop": 64,
                           "eps_mse": {str(k): v for k, v in errors.items()},
                           "note": "mean squared error of the predicted noise; 1.0 = predicting zero"}
@@ -501,6 +517,22 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     log(f"[prior] installed in {dest}: eps MSE {errors}")
+
+
+def measure_band(prior, card: dict, paths: ZooPaths, per_image: int = 4) -> dict | None:
+    """The prior's band and the curve it was read from, on the training photos its run held out (``holdout_every``
+    in its card's config; None when it held out none)."""
+    from diffloss import prior_band, prior_check
+    from diffloss.data import holdout_split, load_clean_images
+
+    every = int((card.get("config") or {}).get("holdout_every") or 0)
+    if every < 2:
+        return None
+    held = holdout_split(load_clean_images(paths.clean_train), every)[1]
+    crops = prior_check.validation_crops(held, crop=64, per_image=per_image)
+    curve = prior_band.measure_curve(prior, crops, prior_band.curve_timesteps(prior.num_timesteps))
+    return {"band": prior_band.band_from_curve(curve), "curve": curve,
+            "data": f"clean/train, every {every}th photo (held out of the prior's training): {len(crops)} crops of 64 px"}
 
 
 def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Recipe,
@@ -521,7 +553,8 @@ def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Rec
     if arm is not None:
         gamma, lam = arm_weights(arm, calibration)
         card["arm"] = {"name": arm.name, "about": arm.about, "nat_share": arm.nat_share, "sem_share": arm.sem_share,
-                       "t_max": arm.t_max, "gamma": gamma, "lam": lam}
+                       "t_max": arm.t_max, "gamma": gamma, "lam": lam, "dose": arm.dose_words(),
+                       "t_range": (calibration.get("t_ranges") or {}).get(arm.dose_key)}
     if command:
         card["command"] = command
     if base is not None and (base / "model" / checkpoint.CARD_FILE).is_file():

@@ -46,9 +46,9 @@ def training_lines(card: dict[str, Any] | None, repo: Path | None = None) -> lis
         lines.append(f"- data: {photos} from {', '.join(f'`{_name(c, repo)}`' for c in clean)}, degraded on the fly")
     fidelity = loss.get("fidelity", "?")
     if data.get("diffloss") and loss:
-        t_max = loss.get("t_max")
+        lo, hi = data.get("t_range") or (loss.get("t_min") or 0, loss.get("t_max"))
         lines.append(f"- loss: {fidelity} + gamma {loss.get('gamma', 0):.4g} * (L_nat + lambda {loss.get('lam', 0):.4g}"
-                     f" * L_sem), t in [{loss.get('t_min', 0)}, {'T-1' if t_max is None else t_max}]")
+                     f" * L_sem), t in [{lo}, {'T-1' if hi is None else hi}]")
     else:
         lines.append(f"- loss: {fidelity} only (the L2 arm)")
     calibration = card.get("calibration")

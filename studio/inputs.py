@@ -37,6 +37,11 @@ def whole_number(value: object, what: str, low: int, high: int | None = None) ->
     return int(number)
 
 
+def optional_whole_number(value: object, what: str, low: int) -> int | None:
+    """An empty box is None (the default it names, such as the prior's band); anything else as ``whole_number``."""
+    return None if value is None or (isinstance(value, str) and not value.strip()) else whole_number(value, what, low)
+
+
 def seed(value: object, what: str = "Seed") -> int:
     return whole_number(value, what, 0, MAX_SEED)
 
@@ -71,6 +76,6 @@ def train_numbers(steps: object, batch: object, crop: object, lr: object, gamma:
         "steps": whole_number(steps, "steps", 1), "batch": whole_number(batch, "batch", 1),
         "crop": whole_number(crop, "crop", 1), "lr": learning_rate(lr),
         "gamma": finite_number(gamma, "gamma"), "lam": finite_number(lam, "lambda"),
-        "t_min": whole_number(t_min, "t min", 0), "t_max": whole_number(t_max, "t max", 0),
+        "t_min": optional_whole_number(t_min, "t min", 0), "t_max": optional_whole_number(t_max, "t max", 0),
         "seed": seed(seed_value), "prior_crop": whole_number(prior_crop or 0, "Prior sub-crop px", 0),
     }

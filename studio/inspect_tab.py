@@ -301,11 +301,13 @@ def inspect_curves(
 
 
 def dose_band(t_min: float | None, t_max: float | None, prior) -> tuple[int, int]:
-    """The dose's timestep band as integers within the prior's schedule (empty "to": the schedule's last; beyond
-    it: the last, with a note); a negative, empty or reversed band: a message."""
+    """The dose's timestep band as integers within the prior's schedule (an empty box: the prior's band there,
+    the whole schedule for a prior without one; beyond the schedule: its last, with a note); a negative or reversed
+    band: a message."""
     last = prior.num_timesteps - 1
-    lo = int(t_min or 0)
-    hi = last if t_max in (None, "") else int(t_max)
+    band_lo, band_hi = prior.t_band()
+    lo = band_lo if t_min in (None, "") else int(t_min)
+    hi = band_hi if t_max in (None, "") else int(t_max)
     if hi > last >= lo:
         warn(f"the t band ends at {hi}, beyond this prior's schedule [0, {last}]; using {last}.")
         hi = last

@@ -25,6 +25,13 @@ class Preset:
     note: str
 
 
+def _band_words(values: dict) -> str:
+    lo, hi = values["t_min"], values["t_max"]
+    if lo is None and hi is None:
+        return "in the prior's band"
+    return f"{'the band' if lo is None else lo}-{'the band' if hi is None else hi}"
+
+
 def preset_for(task: str, arm: str, registry: Registry, caps: dict[str, int]) -> Preset | None:
     """The recipe of the shipped ``arm`` of ``task`` (None when it is not shipped or its card has no recipe)."""
     entry = registry.find(f"shipped {task} {arm}", task)
@@ -34,11 +41,12 @@ def preset_for(task: str, arm: str, registry: Registry, caps: dict[str, int]) ->
     if not loss.get("gamma") or not loop:
         return None
     base = registry.find(f"shipped {task} l2", task)
-    t_max = loss.get("t_max")
+    whole = loss.get("band", "all") == "all"  # a card from before the prior's band drew t over the whole schedule
+    t_min, t_max = loss.get("t_min"), loss.get("t_max")
     values = {"start": base.label if base else None, "steps": loop["steps"], "batch": loop["batch_size"],
               "crop": config["crop"], "lr": loop["lr"], "gamma": float(f"{loss['gamma']:.4g}"),
-              "lam": float(f"{loss['lam']:.4g}"), "t_min": loss.get("t_min", 0),
-              "t_max": 999 if t_max is None else t_max, "seed": loop["seed"],
+              "lam": float(f"{loss['lam']:.4g}"), "t_min": 0 if t_min is None and whole else t_min,
+              "t_max": 999 if t_max is None and whole else t_max, "seed": loop["seed"],
               "prior_crop": loss.get("prior_crop") or 0}
     capped = [f"{key} {values[key]} -> {caps[key]}" for key in ("steps", "batch", "crop") if values[key] > caps[key]]
     for key in ("steps", "batch", "crop"):
@@ -46,8 +54,8 @@ def preset_for(task: str, arm: str, registry: Registry, caps: dict[str, int]) ->
     note = [f"**{weight_label(arm)}**: {family_arm(arm).about}.",
             f"Set from `{entry.label}`'s card: {values['steps']} steps, batch {values['batch']}, "
             f"crop {values['crop']} px, "
-            f"lr {values['lr']:g}, gamma {values['gamma']:g}, lambda {values['lam']:g}, t {values['t_min']}-"
-            f"{values['t_max']}, seed {values['seed']}, the prior on the whole crop (sub-crop 0).",
+            f"lr {values['lr']:g}, gamma {values['gamma']:g}, lambda {values['lam']:g}, t {_band_words(values)}, "
+            f"seed {values['seed']}, the prior on the whole crop (sub-crop 0).",
             "Both arms start from the shipped L2 arm (the zoo started from the L2 base, which is not shipped: the L2 "
             "arm is that base after the same 200 steps without the prior), on the photos chosen below; the zoo "
             "trained on the benchmark's clean/train."]

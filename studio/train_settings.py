@@ -23,8 +23,8 @@ class TrainSettings:
     lr: float = 1e-3
     gamma: float = 0.05
     lam: float = 0.1
-    t_min: float = 0
-    t_max: float = 999
+    t_min: float | None = None  # None: the prior's band (diffloss.prior_band)
+    t_max: float | None = None
     seed: float = 0
     prior_source: str | None = None
     clean_folder: str | None = None

@@ -70,10 +70,12 @@ def run_seconds() -> float | None:
     return float(HOSTED_RUN_SECONDS) if hosting.is_hosted() else None
 
 
-def _train_t_range(t_min: float, t_max: float, prior) -> dict[str, int]:
-    """The Train tab's t range as DiffLossConfig fields: t max is clipped to the prior's schedule (its box says so),
-    t min is taken as typed (DiffLossConfig.validate refuses one beyond it)."""
-    return {"t_min": int(t_min), "t_max": min(int(t_max), prior.num_timesteps - 1)}
+def _train_t_range(t_min: float | None, t_max: float | None, prior) -> dict[str, int | None]:
+    """The Train tab's t range as DiffLossConfig fields: an empty box is the prior's band there; t max is clipped
+    to the prior's schedule (its box says so), t min is taken as typed (DiffLossConfig.validate refuses one beyond
+    it)."""
+    return {"t_min": None if t_min in (None, "") else int(t_min),
+            "t_max": None if t_max in (None, "") else min(int(t_max), prior.num_timesteps - 1)}
 
 
 CALIBRATION_PHOTOS = 8  # clean validation photos per calibration: a second or two at 64 px on 2 CPU cores
@@ -116,7 +118,7 @@ def calibrate_weights(
     side = max(16, min(int(crop), train_caps()["crop"]))
     config = DiffLossConfig(**_train_t_range(t_min, t_max, prior))
     try:
-        lo, hi = config.validate(prior.num_timesteps)
+        lo, hi = config.validate(prior.num_timesteps, prior.t_band())
         model = load_restorer(entry, reg) if entry else nets.Restorer(new_restorer_config(task)).to(prior.device)
         result = calibrate(prior, model, task, images, float(nat_share),
                            float(sem_share), side, config=config)
@@ -342,7 +344,7 @@ def train_pair(settings: TrainSettings, request: gr.Request | None = None,
         if s.detach_prior:
             notes.append("the released code's no_grad mistake is on: the DiffLoss arm's prior terms send no gradient")
         try:
-            loss.validate(prior.num_timesteps)
+            loss.validate(prior.num_timesteps, prior.t_band())
         except ValueError as err:
             raise gr.Error(str(err)) from err
         name = s.name or new_run_name(task)

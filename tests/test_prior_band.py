@@ -1,0 +1,149 @@
+"""The prior's band (issue #26): read off the prior's error curve, stored beside its weights, and the t range every
+dose draws from unless told otherwise; the released code's range stays the whole schedule."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from diffloss import family, prior_band, zoo
+from diffloss.loss import DiffLoss, DiffLossConfig
+from diffloss.prior import DiffusionPrior, PriorLoadError
+from diffloss.prior_band import Band, band_from_curve
+from tests.helpers import tiny_prior
+
+
+def _curve(eps: dict[int, float], x0: dict[int, float]) -> dict[int, dict[str, float]]:
+    return {t: {"eps_mse": eps[t], "x0_psnr": x0[t]} for t in eps}
+
+
+def test_the_band_starts_where_the_noise_is_predicted_well_and_ends_where_the_photo_is_still_seen():
+    ts = [20, 40, 60, 80, 100, 200, 400, 600, 800]
+    eps = dict(zip(ts, [0.4, 0.2, 0.12, 0.09, 0.07, 0.03, 0.01, 0.005, 0.003]))
+    x0 = dict(zip(ts, [30.0, 27.0, 25.0, 24.0, 23.0, 20.0, 17.5, 15.0, 12.0]))
+    band = band_from_curve(_curve(eps, x0))
+    assert (band.t_min, band.t_max) == (80, 400)
+    assert "0.1" in band.why and "17 dB" in band.why and "every 20 steps" in band.why
+
+
+def test_a_noisy_curve_that_crosses_the_line_twice_starts_after_the_last_crossing():
+    ts = [20, 40, 60, 80, 100]
+    eps = dict(zip(ts, [0.3, 0.09, 0.11, 0.08, 0.05]))
+    x0 = dict(zip(ts, [25.0] * 5))
+    assert band_from_curve(_curve(eps, x0)).t_min == 80
+    assert band_from_curve(_curve(eps, x0), max_eps_mse=0.2).t_min == 40  # the thresholds are the rule's options
+
+
+def test_a_prior_that_is_good_nowhere_gets_no_band_but_a_reason():
+    ts = [100, 200, 300]
+    with pytest.raises(ValueError, match="cannot tell restored from clean anywhere"):
+        band_from_curve(_curve(dict(zip(ts, [0.5, 0.3, 0.2])), dict(zip(ts, [25.0, 20.0, 18.0]))))
+    with pytest.raises(ValueError, match="cannot tell"):  # predicts well only where the photo is gone
+        band_from_curve(_curve(dict(zip(ts, [0.5, 0.05, 0.01])), dict(zip(ts, [18.0, 16.0, 12.0]))))
+    with pytest.raises(ValueError, match="t_min <= t_max"):
+        Band(50, 10)
+
+
+def test_the_curve_is_measured_per_t_with_the_x0_estimates_psnr():
+    prior = tiny_prior()
+    crops = torch.rand(3, 3, 16, 16)
+    ts = prior_band.curve_timesteps(prior.num_timesteps)
+    assert ts == sorted(set(ts)) and ts[0] > 0 and ts[-1] <= prior.num_timesteps - 1
+    curve = prior_band.measure_curve(prior, crops, ts[:3], batch_size=2)
+    assert list(curve) == ts[:3]
+    for row in curve.values():
+        assert row["eps_mse"] > 0 and math.isfinite(row["x0_psnr"])
+    again = prior_band.measure_curve(prior, crops, ts[:3], batch_size=3)  # seeded, batch-independent
+    for t, row in curve.items():
+        assert again[t] == pytest.approx(row, rel=1e-5)
+
+
+@pytest.fixture
+def banded_prior_dir(tmp_path):
+    folder = tmp_path / "prior"
+    prior = tiny_prior()
+    prior.band = Band(10, 30, "a test band")
+    prior.save_pretrained(folder)
+    return folder
+
+
+def test_a_saved_band_travels_with_the_prior_and_becomes_the_doses_default_range(banded_prior_dir):
+    prior = DiffusionPrior.from_pretrained(banded_prior_dir)
+    assert prior.band == Band(10, 30, "a test band") and prior.t_band() == (10, 30)
+    lq, gt = torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16)
+    ts = torch.cat([DiffLoss(prior)(lq, gt, torch.Generator().manual_seed(s)).t for s in range(10)])
+    assert ts.min() >= 10 and ts.max() <= 30
+    assert DiffLoss(prior, DiffLossConfig(band="all")).t_range == (0, prior.num_timesteps - 1)
+    assert DiffLoss(prior, DiffLossConfig.released()).t_range == (0, prior.num_timesteps - 1)  # the released range
+    assert DiffLoss(prior, DiffLossConfig(t_min=5)).t_range == (5, 30)  # an end given overrides that end only
+    assert DiffLoss(prior, DiffLossConfig(band="all", t_max=20)).t_range == (0, 20)
+    with pytest.raises(ValueError, match="unknown band 'some'"):
+        DiffLoss(prior, DiffLossConfig(band="some"))
+
+
+def test_a_prior_without_a_band_draws_over_its_whole_schedule_as_before(tmp_path):
+    prior = tiny_prior()
+    prior.save_pretrained(tmp_path / "plain")
+    loaded = DiffusionPrior.from_pretrained(tmp_path / "plain")
+    assert loaded.band is None and not (tmp_path / "plain" / prior_band.BAND_FILE).exists()
+    assert DiffLoss(loaded).t_range == (0, loaded.num_timesteps - 1)
+
+
+def test_a_band_file_that_is_not_a_band_fails_the_load_with_its_name(banded_prior_dir):
+    (banded_prior_dir / prior_band.BAND_FILE).write_text(json.dumps({"t_min": 40, "t_max": 5}))
+    with pytest.raises(PriorLoadError, match="band.json in the prior folder is not a band"):
+        DiffusionPrior.from_pretrained(banded_prior_dir)
+
+
+def test_a_band_longer_than_a_short_schedule_ends_at_its_last_step():
+    assert Band(10, 900).clipped(50) == (10, 49)
+
+
+def test_a_run_saved_before_the_band_resumes_over_the_whole_schedule(tmp_path):
+    from diffloss import run_folder
+
+    saved = {"t_min": 0, "t_max": None, "gamma": 0.1}
+    assert "band" not in saved
+    loss = run_folder._settings(DiffLossConfig, {**saved, "band": "all"}, tmp_path)
+    assert loss.band_range(1000, (80, 500)) == (0, 999)
+    assert DiffLossConfig(t_min=0).band_range(1000, (80, 500)) == (0, 500)  # why the old runs are pinned to "all"
+
+
+def test_an_arms_dose_is_its_calibration_key_and_its_loss_config():
+    banded = family.ArmSpec("jf", 0.7, band="prior", t_weight="sigma2", gradient="sds")
+    assert banded.dose_key == "band/sigma2/sds" and banded.dose_words() == (
+        "the prior's band, sigma2 weights, Jacobian-free gradient")
+    assert family.family_arm("prior-led").dose_key == f"0-{family.SMALL_T}"  # the 2026-11 family keeps its keys
+    assert family.family_arm("strong").dose_key == "all"
+    calibration = {"num_timesteps": 1000, "norms": {"band/sigma2/sds": {"fidelity": 1e-3, "nat": 1e-2, "sem": 1.0}}}
+    cfg = zoo.arm_loss_config(banded, calibration)
+    assert (cfg.band, cfg.t_weight, cfg.gradient, cfg.t_min, cfg.t_max) == ("prior", "sigma2", "sds", None, None)
+    assert cfg.gamma == pytest.approx(0.7 * 1e-3 / 0.3 / 1e-2)
+    old = zoo.arm_loss_config(family.family_arm("prior-led"), {"num_timesteps": 100, "norms": {
+        f"0-{family.SMALL_T}": {"fidelity": 1e-3, "nat": 1e-2, "sem": 5e-3}}})
+    assert (old.band, old.t_max, old.t_weight, old.gradient) == ("all", 99, "uniform", "full")
+
+
+def test_the_calibration_measures_each_dose_once_through_the_priors_band(tmp_path, banded_prior_dir, monkeypatch):
+    from diffloss import nets
+    from diffloss.images import save_image
+
+    arms = (family.ArmSpec("l2"), family.ArmSpec("a", 0.3, 0.1, band="prior", t_weight="sigma2"),
+            family.ArmSpec("b", 0.6, 0.1, band="prior", t_weight="sigma2"),
+            family.ArmSpec("c", 0.7, band="prior", t_weight="sigma2", gradient="sds"))
+    monkeypatch.setattr(zoo, "FAMILY", arms)
+    paths = family.ZooPaths(datasets=tmp_path / "data", runs=tmp_path / "runs", pretrained=tmp_path / "pretrained")
+    paths.clean_train.mkdir(parents=True)
+    for i in range(2):
+        save_image(torch.rand(3, 32, 32), paths.clean_train / f"p{i}.png")
+    paths.prior_dir().parent.mkdir(parents=True)
+    banded_prior_dir.rename(paths.prior_dir())
+    torch.manual_seed(0)
+    nets.save_restorer(nets.Restorer(zoo.train.new_restorer_config("noise")), tmp_path / "base")
+    rr = zoo.RestorerRecipe(crop=16, calibration_images=2)
+    calibration = zoo.run_calibration("noise", tmp_path / "base", paths, rr)
+    assert set(calibration["norms"]) == {"band/sigma2", "band/sigma2/sds"}
+    assert calibration["t_ranges"] == {"band/sigma2": [10, 30], "band/sigma2/sds": [10, 30]}
+    full, sds = calibration["norms"]["band/sigma2"], calibration["norms"]["band/sigma2/sds"]
+    assert full["fidelity"] == pytest.approx(sds["fidelity"]) and sds["nat"] != pytest.approx(full["nat"])
