@@ -11,14 +11,13 @@ without one (a hub model, a converted ADM model) gets the whole schedule, as the
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
 
-from diffloss import checkpoint
+from diffloss import checkpoint, schedule
 
 BAND_FILE = "band.json"
 # The rule's two thresholds. eps MSE 0.1: the prior explains at least 90 % of the noise's power, so the gap between
@@ -26,6 +25,8 @@ BAND_FILE = "band.json"
 # estimate still shows the photo's shapes (below it, a blur of the mean colour: the images on the card's sheet).
 MAX_EPS_MSE = 0.1
 MIN_X0_PSNR = 17.0
+RULE = (f"t_min: the first measured t from which on the held-out eps MSE stays <= {MAX_EPS_MSE:g}; t_max: the last "
+        f"t whose one-step x0 estimate is >= {MIN_X0_PSNR:g} dB")
 CURVE_STEP = 20  # the curve's spacing in timesteps (1000-step schedule): the band's ends are multiples of it
 
 
@@ -76,24 +77,15 @@ def curve_timesteps(num_timesteps: int, step: int = CURVE_STEP) -> list[int]:
     return sorted({min(num_timesteps - 1, round(t * num_timesteps / 1000)) for t in range(step, 1000, step)})
 
 
-@torch.no_grad()
 def measure_curve(prior, crops: torch.Tensor, timesteps: Sequence[int], seed: int = 0,
                   batch_size: int = 32) -> dict[int, dict[str, float]]:
-    """Held-out eps MSE and the one-step x0 estimate's PSNR (on the pooled MSE, images in [0, 1]) at each t."""
-    curve: dict[int, dict[str, float]] = {}
-    for t in timesteps:
-        g = torch.Generator().manual_seed(seed + int(t))
-        eps_total, x0_total, count = 0.0, 0.0, 0
-        for start in range(0, len(crops), batch_size):
-            x = crops[start:start + batch_size].to(prior.device)
-            eps = torch.randn(x.shape, generator=g).to(x.device)
-            view = prior.view(x, int(t), eps)
-            eps_total += float((view.eps_hat.float() - eps).pow(2).mean()) * len(x)
-            x0_total += float((view.x0_hat.float().clamp(0, 1) - x).pow(2).mean()) * len(x)
-            count += len(x)
-        mse_x0 = max(x0_total / count, 1e-12)
-        curve[int(t)] = {"eps_mse": eps_total / count, "x0_psnr": -10 * math.log10(mse_x0)}
-    return curve
+    """Held-out eps MSE at each t and the PSNR of the one-step x0 estimate it implies (before clamping; the
+    bench's probes and the card quote the same number: ``schedule.x0_psnr_from_eps_mse``)."""
+    from diffloss.prior_check import noise_prediction_error
+
+    eps = noise_prediction_error(prior, crops, timesteps, seed=seed, batch_size=batch_size, on_1000_steps=False)
+    a = prior.alphas_cumprod
+    return {t: {"eps_mse": v, "x0_psnr": schedule.x0_psnr_from_eps_mse(v, float(a[t]))} for t, v in eps.items()}
 
 
 def read_band(folder: str | Path) -> Band | None:

@@ -36,10 +36,13 @@ def on_schedule(prior: DiffusionPrior, timesteps: Sequence[int]) -> list[int]:
 
 @torch.no_grad()
 def noise_prediction_error(prior: DiffusionPrior, crops: torch.Tensor, timesteps: Sequence[int] = (50, 200, 500),
-                           seed: int = 0, batch_size: int = 32) -> dict[int, float]:
-    """Mean squared error of eps_hat against the true eps at each t (lower is better; ~1.0 means untrained)."""
+                           seed: int = 0, batch_size: int = 32, on_1000_steps: bool = True) -> dict[int, float]:
+    """Mean squared error of eps_hat against the true eps at each t (lower is better; ~1.0 means untrained).
+
+    ``on_1000_steps``: the timesteps are quoted for a 1000-step schedule and mapped onto the prior's; False: they
+    are the prior's own."""
     out: dict[int, float] = {}
-    for t in on_schedule(prior, timesteps):
+    for t in (on_schedule(prior, timesteps) if on_1000_steps else timesteps):
         g = torch.Generator().manual_seed(seed + int(t))
         total, count = 0.0, 0
         for start in range(0, len(crops), batch_size):

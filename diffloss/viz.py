@@ -298,6 +298,35 @@ def loss_curve_figure(
     return figure_to_array(fig)
 
 
+def prior_curve_figure(curves: dict[str, dict[int, dict[str, float]]], band: tuple[int, int] | None = None,
+                       size: tuple[float, float] = (10.0, 3.6), dpi: int = 100) -> np.ndarray:
+    """A prior's held-out error per t (``diffloss.prior_band.measure_curve``), one line per prior: eps MSE (log
+    axis) and the x0 estimate's PSNR, with the band shaded and its rule's two thresholds drawn."""
+    from matplotlib.figure import Figure
+
+    from diffloss.prior_band import MAX_EPS_MSE, MIN_X0_PSNR
+
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    axes = fig.subplots(1, 2)
+    for i, (name, curve) in enumerate(curves.items()):
+        t = sorted(curve)
+        for ax, key in zip(axes, ("eps_mse", "x0_psnr")):
+            ax.plot(t, [curve[k][key] for k in t], color=f"C{i}", marker="o", markersize=2, label=name)
+    for ax, (key, line, title, ylabel) in zip(axes, (
+            ("eps_mse", MAX_EPS_MSE, "noise-prediction error", "eps MSE (held out; log)"),
+            ("x0_psnr", MIN_X0_PSNR, "one-step x0 estimate", "PSNR (dB)"))):
+        if band is not None:
+            ax.axvspan(band[0], band[1], color="0.85", zorder=0, label=f"band {band[0]}-{band[1]}")
+        ax.axhline(line, color="0.4", linestyle="--", linewidth=1)
+        ax.set_title(title)
+        ax.set_xlabel("timestep t")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=CURVE_TEXT_PT)
+    axes[0].set_yscale("log")
+    return figure_to_array(fig)
+
+
 def _dose_panel(ax, curves: LossCurves, weights: np.ndarray, name: str) -> None:
     """The weight each t gets (zero outside the band) and each pair's weighted L_nat(t), both scaled to max 1."""
     weights = np.asarray(weights, dtype=float)

@@ -147,3 +147,46 @@ def test_the_calibration_measures_each_dose_once_through_the_priors_band(tmp_pat
     assert calibration["t_ranges"] == {"band/sigma2": [10, 30], "band/sigma2/sds": [10, 30]}
     full, sds = calibration["norms"]["band/sigma2"], calibration["norms"]["band/sigma2/sds"]
     assert full["fidelity"] == pytest.approx(sds["fidelity"]) and sds["nat"] != pytest.approx(full["nat"])
+
+
+def test_the_curve_figure_draws_both_priors_and_the_band():
+    from diffloss import viz
+
+    ts = [20, 100, 300, 500, 800]
+    a = _curve(dict(zip(ts, [0.3, 0.09, 0.02, 0.006, 0.002])), dict(zip(ts, [33.0, 26.0, 20.0, 17.0, 5.0])))
+    b = {t: {k: v * 0.9 for k, v in row.items()} for t, row in a.items()}
+    with_band = viz.prior_curve_figure({"shipped": a, "new": b}, (100, 500))
+    without = viz.prior_curve_figure({"shipped": a, "new": b})
+    assert with_band.shape == (360, 1000, 3) and with_band.dtype.name == "uint8"
+    assert (with_band != without).any()  # the shaded band is drawn
+
+
+def test_the_long_runs_state_is_exported_measured_beside_the_shipped_prior_and_given_its_band(tmp_path):
+    from bench import prior_run
+    from diffloss.images import save_image
+    from diffloss.train import train_prior
+    from diffloss.train_config import LoopConfig, PriorTrainConfig
+
+    data = tmp_path / "data"
+    for split, n in (("train", 4), ("val", 2)):
+        (data / "clean" / split).mkdir(parents=True)
+        for i in range(n):
+            save_image(torch.rand(3, 64, 64), data / "clean" / split / f"p{i}.png")
+    shipped = tmp_path / "shipped"
+    tiny_prior().save_pretrained(shipped)
+    run = tmp_path / "run"
+    cfg = PriorTrainConfig(clean=[str(data / "clean" / "train")], preset="tiny", crop=16, holdout_every=2,
+                           loop=LoopConfig(out=str(run), steps=2, batch_size=2, save_every=2, log_every=1))
+    list(train_prior(cfg))
+    dest = tmp_path / "kept"
+    prior_run.main(["--run", str(run), "--to", str(dest), "--shipped", str(shipped), "--datasets", str(data),
+                    "--history", "a test run", "--curve-step", "250"])
+    card = json.loads((dest / "card.json").read_text())
+    assert card["history"] == "a test run" and card["storage"] == "float16" and card["steps"] == 2
+    evaluation = card["evaluation"]
+    assert "2 held-out training photos (8 crops)" in evaluation["data"]
+    for t, ratio in evaluation["ratio_val"].items():
+        assert ratio == pytest.approx(evaluation["eps_mse"]["val"][t] / evaluation["shipped_prior_eps_mse"]["val"][t])
+    # two untrained priors predict the noise nowhere: no band, the reason instead, and doses over the whole schedule
+    assert "cannot tell restored from clean" in card["band"]["this_run"] and card["band"]["rule"] == prior_band.RULE
+    assert DiffusionPrior.from_pretrained(dest).band is None and (dest / "curve.png").is_file()
