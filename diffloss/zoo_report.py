@@ -440,7 +440,8 @@ def task_section(task: str, arms: dict[str, Path], paths: ZooPaths, fig_dir: Pat
         summary = training_summary(run_log) or card.get("training_summary")
         share = summary.get("prior_share_last_fifth") if summary else None
         flat = summary.get("flat") if summary else None
-        t_range = f"0..{spec['t_max']}" if spec.get("t_max") is not None else "0..999"
+        drawn = spec.get("t_range") or [0, spec["t_max"] if spec.get("t_max") is not None else 999]
+        t_range = f"{drawn[0]}..{drawn[1]}" + (f" ({spec['dose']})" if spec.get("dose") else "")
         config = card.get("config") or {}
         lines.append(f"| {arm} | {spec.get('about', 'an older zoo arm')} | {_fmt(spec.get('gamma'), 4)} | "
                      f"{_fmt(spec.get('lam'), 4)} | {t_range} | {config.get('crop', '–')} px, "

@@ -38,7 +38,8 @@ def weight_label(arm: str) -> str:
         return f"0 % prior{', another seed' if spec.seed_offset else ''} ({arm})"
     t = f", t <= {spec.t_max}" if spec.t_max is not None else ""
     sem = f", {spec.sem_share * 100:.0f} % via h-space" if spec.sem_share > spec.nat_share else ""
-    return f"{spec.prior_share * 100:.0f} % prior{t}{sem} ({arm})"
+    form = ", Jacobian-free" if spec.gradient == "sds" else ""
+    return f"{spec.prior_share * 100:.0f} % prior{t}{sem}{form} ({arm})"
 
 
 def members(task: str, registry: Registry) -> list[Member]:
@@ -150,6 +151,15 @@ def arm_of_label(label: str | None) -> str | None:
     return arm if arm in FAMILY_ARMS else None
 
 
+def dose_of_card(spec: dict) -> str:
+    """An arm card's dose in words, with the timesteps it drew (cards from before the prior's band name t_max
+    only)."""
+    words = spec.get("dose") or (f"t <= {spec['t_max']}" if spec.get("t_max") is not None
+                                 else "t over the whole schedule")
+    t_range = spec.get("t_range")
+    return f"{words} (t {t_range[0]}-{t_range[1]})" if t_range and "the prior's band" in words else words
+
+
 def arm_lines(card: dict | None, report: dict | None, task: str, label: str) -> list[str]:
     """A few lines on one arm: what it is in the family, its weights, and what the report measured for it."""
     arm = arm_of_label(label)
@@ -158,8 +168,7 @@ def arm_lines(card: dict | None, report: dict | None, task: str, label: str) -> 
     if arm is not None:
         lines.append(f"- {family_arm(arm).about}")
     if spec.get("gamma"):
-        t = f"t <= {spec['t_max']}" if spec.get("t_max") is not None else "t over the whole schedule"
-        lines.append(f"- gamma {spec['gamma']:.4g}, lambda {spec.get('lam', 0):.4g}, {t}")
+        lines.append(f"- gamma {spec['gamma']:.4g}, lambda {spec.get('lam', 0):.4g}, {dose_of_card(spec)}")
     task_report = ((report or {}).get("tasks") or {}).get(task) or {}
     arm_report = (task_report.get("arms") or {}).get(arm or "")
     training = (arm_report.get("training") if isinstance(arm_report, dict) else None) or {}  # older reports: a path
