@@ -485,7 +485,7 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     """Copy the trained prior into pretrained/prior in ``SHIPPED_DTYPE`` (as every shipped weight), add the
     validation numbers and samples.png to its card, and its band (``diffloss.prior_band``) measured on the training
     photos its run held out (never the validation photos: the band is a choice, the validation numbers a report)."""
-    from diffloss import prior_band, prior_check
+    from diffloss import prior_band, prior_check, viz
     from diffloss.data import load_clean_images
     from diffloss.prior import DiffusionPrior
     from PIL import Image
@@ -501,15 +501,17 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     Image.fromarray(prior_check.sample_sheet(prior, crops[:4])).save(tmp / "samples.png")
     card = json.loads((tmp / checkpoint.CARD_FILE).read_text())
     card["storage"] = SHIPPED_STORAGE
+    (tmp / prior_band.BAND_FILE).unlink(missing_ok=True)
     band = measure_band(prior, card, paths)
-    if band is not None:
-        prior.band = band["band"]
+    if isinstance(band, dict):
         prior_band.write_band(tmp, band["band"], band["curve"], band["data"])
+        Image.fromarray(viz.prior_curve_figure({"this prior": band["curve"]},
+                                               (band["band"].t_min, band["band"].t_max))).save(tmp / "curve.png")
         card["band"] = {"t_min": band["band"].t_min, "t_max": band["band"].t_max, "why": band["band"].why,
-                        "data": band["data"]}
+                        "rule": prior_band.RULE, "data": band["data"], "figure": "curve.png"}
     else:
-        (tmp / prior_band.BAND_FILE).unlink(missing_ok=True)
-        log("[prior] its run held out no training photos: no band measured, doses draw t over the whole schedule")
+        card.pop("band", None)
+        log(f"[prior] no band ({band}): doses draw t over the whole schedule")
     card["validation"] = {"data": str(paths.clean_val), "crops": len(crops), "crop": 64,
                           "eps_mse": {str(k): v for k, v in errors.items()},
                           "note": "mean squared error of the predicted noise; 1.0 = predicting zero"}
@@ -519,19 +521,23 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     log(f"[prior] installed in {dest}: eps MSE {errors}")
 
 
-def measure_band(prior, card: dict, paths: ZooPaths, per_image: int = 4) -> dict | None:
+def measure_band(prior, card: dict, paths: ZooPaths, per_image: int = 4) -> dict | str:
     """The prior's band and the curve it was read from, on the training photos its run held out (``holdout_every``
-    in its card's config; None when it held out none)."""
+    in its card's config), or why there is none (no photo held out; a curve no t passes)."""
     from diffloss import prior_band, prior_check
     from diffloss.data import holdout_split, load_clean_images
 
     every = int((card.get("config") or {}).get("holdout_every") or 0)
     if every < 2:
-        return None
+        return "its run held out no training photos to measure the band on"
     held = holdout_split(load_clean_images(paths.clean_train), every)[1]
     crops = prior_check.validation_crops(held, crop=64, per_image=per_image)
     curve = prior_band.measure_curve(prior, crops, prior_band.curve_timesteps(prior.num_timesteps))
-    return {"band": prior_band.band_from_curve(curve), "curve": curve,
+    try:
+        band = prior_band.band_from_curve(curve)
+    except ValueError as err:
+        return str(err)
+    return {"band": band, "curve": curve,
             "data": f"clean/train, every {every}th photo (held out of the prior's training): {len(crops)} crops of 64 px"}
 
 
@@ -610,7 +616,10 @@ def main(argv: list[str] | None = None) -> int:
                         "(python -m diffloss.blind tally ... --save), every task's numbers kept from report.json")
     r.add_argument("--summary", action="store_true",
                    help="print the at-a-glance table of the existing report.json (for the README) and exit")
-    for q in (b, r):
+    i = sub.add_parser("install-prior", help="install a trained prior folder (a run's model or export) as "
+                       "pretrained/prior: float16, its validation numbers, sample sheet and band")
+    i.add_argument("folder")
+    for q in (b, r, i):
         q.add_argument("--datasets", default=str(ZooPaths().datasets))
         q.add_argument("--runs", default=str(ZooPaths().runs))
         q.add_argument("--pretrained", default=str(ZooPaths().pretrained))
@@ -629,6 +638,11 @@ def main(argv: list[str] | None = None) -> int:
             write_report(paths, tasks=() if args.blind_only else tuple(args.tasks) if args.tasks else None)
         except ReportError as err:
             p.exit(2, f"python -m diffloss.zoo report: {err}\n")
+        return 0
+    if args.cmd == "install-prior":
+        if not (Path(args.folder) / "config.json").is_file():
+            p.error(f"no prior in {args.folder} (looked for config.json)")
+        install_prior(Path(args.folder), paths)
         return 0
     recipe = RECIPES["quick" if args.quick else "full"]
     command = "python -m diffloss.zoo " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -4,6 +4,7 @@ dose draws from unless told otherwise; the released code's range stays the whole
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -161,12 +162,14 @@ def test_the_curve_figure_draws_both_priors_and_the_band():
     assert (with_band != without).any()  # the shaded band is drawn
 
 
-def test_the_long_runs_state_is_exported_measured_beside_the_shipped_prior_and_given_its_band(tmp_path):
-    from bench import prior_run
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny prior trained 2 steps with every 2nd training photo held out, beside its datasets and a 'shipped' one."""
     from diffloss.images import save_image
     from diffloss.train import train_prior
     from diffloss.train_config import LoopConfig, PriorTrainConfig
 
+    tmp_path = tmp_path_factory.mktemp("tiny-run")
     data = tmp_path / "data"
     for split, n in (("train", 4), ("val", 2)):
         (data / "clean" / split).mkdir(parents=True)
@@ -178,9 +181,15 @@ def test_the_long_runs_state_is_exported_measured_beside_the_shipped_prior_and_g
     cfg = PriorTrainConfig(clean=[str(data / "clean" / "train")], preset="tiny", crop=16, holdout_every=2,
                            loop=LoopConfig(out=str(run), steps=2, batch_size=2, save_every=2, log_every=1))
     list(train_prior(cfg))
+    return {"data": data, "shipped": shipped, "run": run}
+
+
+def test_the_long_runs_state_is_exported_measured_beside_the_shipped_prior_and_given_its_band(tiny_run, tmp_path):
+    from bench import prior_run
+
     dest = tmp_path / "kept"
-    prior_run.main(["--run", str(run), "--to", str(dest), "--shipped", str(shipped), "--datasets", str(data),
-                    "--history", "a test run", "--curve-step", "250"])
+    prior_run.main(["--run", str(tiny_run["run"]), "--to", str(dest), "--shipped", str(tiny_run["shipped"]),
+                    "--datasets", str(tiny_run["data"]), "--history", "a test run", "--curve-step", "250"])
     card = json.loads((dest / "card.json").read_text())
     assert card["history"] == "a test run" and card["storage"] == "float16" and card["steps"] == 2
     evaluation = card["evaluation"]
@@ -190,3 +199,38 @@ def test_the_long_runs_state_is_exported_measured_beside_the_shipped_prior_and_g
     # two untrained priors predict the noise nowhere: no band, the reason instead, and doses over the whole schedule
     assert "cannot tell restored from clean" in card["band"]["this_run"] and card["band"]["rule"] == prior_band.RULE
     assert DiffusionPrior.from_pretrained(dest).band is None and (dest / "curve.png").is_file()
+
+
+def test_installing_a_prior_measures_its_band_on_the_photos_its_run_held_out(tiny_run, tmp_path, monkeypatch):
+    from diffloss.run_folder import export_checkpoint
+
+    model = export_checkpoint(tiny_run["run"], tmp_path / "model")
+    args = ["install-prior", str(model), "--datasets", str(tiny_run["data"]), "--pretrained", str(tmp_path / "pre")]
+    strict = prior_band.band_from_curve
+    seen = []
+
+    def loose(curve, **_):  # an untrained prior passes no real rule: this one lets every t through
+        seen.append(sorted(curve))
+        return strict(curve, max_eps_mse=10.0, min_x0_psnr=-100.0)
+
+    monkeypatch.setattr(prior_band, "band_from_curve", loose)
+    # what this test does not check, made cheap: the sample sheet, and a curve every 250 steps instead of 20
+    from diffloss import prior_check
+
+    monkeypatch.setattr(prior_check, "sample_sheet", lambda *a, **k: np.zeros((8, 8, 3), np.uint8))
+    every_20 = prior_band.curve_timesteps
+    monkeypatch.setattr(prior_band, "curve_timesteps", lambda n: every_20(n, 250))
+    assert zoo.main(args) == 0
+    installed = tmp_path / "pre" / "prior"
+    card = json.loads((installed / "card.json").read_text())
+    prior = DiffusionPrior.from_pretrained(installed)
+    assert prior.band is not None and (prior.band.t_min, prior.band.t_max) == (card["band"]["t_min"],
+                                                                                card["band"]["t_max"])
+    assert seen == [every_20(prior.num_timesteps, 250)]  # the whole curve
+    assert card["band"]["data"].startswith("clean/train, every 2th photo") and (installed / "curve.png").is_file()
+    monkeypatch.setattr(prior_band, "band_from_curve", strict)
+    assert zoo.main(args) == 0  # the strict rule: no band, and no stale one left from the first install
+    assert DiffusionPrior.from_pretrained(installed).band is None
+    assert "band" not in json.loads((installed / "card.json").read_text())
+    with pytest.raises(SystemExit):
+        zoo.main(["install-prior", str(tmp_path / "nothing"), "--pretrained", str(tmp_path / "pre")])
