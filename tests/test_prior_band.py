@@ -234,3 +234,19 @@ def test_installing_a_prior_measures_its_band_on_the_photos_its_run_held_out(tin
     assert "band" not in json.loads((installed / "card.json").read_text())
     with pytest.raises(SystemExit):
         zoo.main(["install-prior", str(tmp_path / "nothing"), "--pretrained", str(tmp_path / "pre")])
+
+
+def test_empty_band_boxes_in_inspect_and_train_mean_the_priors_band(banded_prior_dir):
+    from studio import inputs, inspect_tab, train_tab
+
+    prior = DiffusionPrior.from_pretrained(banded_prior_dir)
+    assert inspect_tab.dose_band(None, None, prior) == (10, 30)
+    assert inspect_tab.dose_band(None, 20, prior) == (10, 20) and inspect_tab.dose_band(0, "", prior) == (0, 30)
+    fields = train_tab._train_t_range(None, None, prior)
+    assert DiffLoss(prior, DiffLossConfig(**fields)).t_range == (10, 30)
+    assert DiffLoss(prior, DiffLossConfig(**train_tab._train_t_range(0, 5000, prior))).t_range == (
+        0, prior.num_timesteps - 1)  # typed: as typed, t max clipped to the schedule
+    checked = inputs.train_numbers(10, 1, 32, 1e-3, 0.1, 0.1, None, "", 0, 0)
+    assert checked["t_min"] is None and checked["t_max"] is None
+    with pytest.raises(ValueError, match="t min must be a whole number"):
+        inputs.train_numbers(10, 1, 32, 1e-3, 0.1, 0.1, 2.5, None, 0, 0)
