@@ -487,10 +487,14 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     photos its run held out (never the validation photos: the band is a choice, the validation numbers a report)."""
     from diffloss import prior_band, prior_check, viz
     from diffloss.data import load_clean_images
-    from diffloss.prior import DiffusionPrior
+    from diffloss.prior import DiffusionPrior, PriorLoadError
     from PIL import Image
 
     dest = paths.prior_dir()
+    try:  # the prior this one replaces: its curve is drawn beside the new one's
+        replaced = DiffusionPrior.from_pretrained(dest) if (dest / "config.json").is_file() else None
+    except PriorLoadError:
+        replaced = None
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(model_dir, tmp)
@@ -502,13 +506,16 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     card = json.loads((tmp / checkpoint.CARD_FILE).read_text())
     card["storage"] = SHIPPED_STORAGE
     (tmp / prior_band.BAND_FILE).unlink(missing_ok=True)
-    band = measure_band(prior, card, paths)
+    band = measure_band(prior, card, paths, replaced)
     if isinstance(band, dict):
         prior_band.write_band(tmp, band["band"], band["curve"], band["data"])
-        Image.fromarray(viz.prior_curve_figure({"this prior": band["curve"]},
-                                               (band["band"].t_min, band["band"].t_max))).save(tmp / "curve.png")
+        curves = {"this prior": band["curve"], **({"the prior it replaced": band["replaced"]} if replaced else {})}
+        Image.fromarray(viz.prior_curve_figure(curves, (band["band"].t_min, band["band"].t_max))).save(
+            tmp / "curve.png")
         card["band"] = {"t_min": band["band"].t_min, "t_max": band["band"].t_max, "why": band["band"].why,
                         "rule": prior_band.RULE, "data": band["data"], "figure": "curve.png"}
+        if replaced is not None:
+            card["band"]["replaced_prior_curve"] = {str(t): row for t, row in band["replaced"].items()}
     else:
         card.pop("band", None)
         log(f"[prior] no band ({band}): doses draw t over the whole schedule")
@@ -521,9 +528,10 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     log(f"[prior] installed in {dest}: eps MSE {errors}")
 
 
-def measure_band(prior, card: dict, paths: ZooPaths, per_image: int = 4) -> dict | str:
+def measure_band(prior, card: dict, paths: ZooPaths, replaced=None, per_image: int = 4) -> dict | str:
     """The prior's band and the curve it was read from, on the training photos its run held out (``holdout_every``
-    in its card's config), or why there is none (no photo held out; a curve no t passes)."""
+    in its card's config), or why there is none (no photo held out; a curve no t passes). ``replaced``: another
+    prior measured on the same crops (its curve under "replaced")."""
     from diffloss import prior_band, prior_check
     from diffloss.data import holdout_split, load_clean_images
 
@@ -532,12 +540,14 @@ def measure_band(prior, card: dict, paths: ZooPaths, per_image: int = 4) -> dict
         return "its run held out no training photos to measure the band on"
     held = holdout_split(load_clean_images(paths.clean_train), every)[1]
     crops = prior_check.validation_crops(held, crop=64, per_image=per_image)
-    curve = prior_band.measure_curve(prior, crops, prior_band.curve_timesteps(prior.num_timesteps))
+    timesteps = prior_band.curve_timesteps(prior.num_timesteps)
+    curve = prior_band.measure_curve(prior, crops, timesteps)
     try:
         band = prior_band.band_from_curve(curve)
     except ValueError as err:
         return str(err)
-    return {"band": band, "curve": curve,
+    other = {"replaced": prior_band.measure_curve(replaced, crops, timesteps)} if replaced is not None else {}
+    return {"band": band, "curve": curve, **other,
             "data": f"clean/train, every {every}th photo (held out of the prior's training): {len(crops)} crops of 64 px"}
 
 

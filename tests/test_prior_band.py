@@ -228,6 +228,10 @@ def test_installing_a_prior_measures_its_band_on_the_photos_its_run_held_out(tin
                                                                                 card["band"]["t_max"])
     assert seen == [every_20(prior.num_timesteps, 250)]  # the whole curve
     assert card["band"]["data"].startswith("clean/train, every 2th photo") and (installed / "curve.png").is_file()
+    assert "replaced_prior_curve" not in card["band"]  # nothing was installed before
+    assert zoo.main(args) == 0  # installed again over the first: that one's curve is measured beside it
+    again = json.loads((installed / "card.json").read_text())["band"]["replaced_prior_curve"]
+    assert list(again) == [str(t) for t in seen[-1]]
     monkeypatch.setattr(prior_band, "band_from_curve", strict)
     assert zoo.main(args) == 0  # the strict rule: no band, and no stale one left from the first install
     assert DiffusionPrior.from_pretrained(installed).band is None
