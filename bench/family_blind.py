@@ -30,6 +30,19 @@ from diffloss.family import FAMILY, ZooPaths, shipped_restorers
 from diffloss.paths import TASK_ORDER
 
 SETS_FILE = "sets.json"
+BRIEF_FILE = "INSTRUCTIONS.md"
+# What a judge reads (written beside the sets): the task without a hint of which side is which or what was trained.
+JUDGE_BRIEF = """# Judging restored images blind
+
+Each folder `set-NN` holds panels (PNG) and a form, `judgements.csv`. A panel shows three crops of one photo, enlarged
+without smoothing and labelled above: "left" and "right" are two restorations of the same degraded photo, "ground
+truth" is the photo before it was degraded. Which restoration would a careful person prefer as a copy of the ground
+truth: closer to it, with fewer artefacts (grain, streaks left in, blotches, grids, colour casts, blur)?
+
+For every panel, fill in the form's `choice` column with `left` or `right`, or `tie` only when you truly cannot
+tell; put your name in `judge`. Write every choice down before looking at anything else;
+there is no key here, and nothing else in these folders tells which restoration is which.
+"""
 
 
 def arms_to_judge(pretrained: Path) -> list[tuple[str, str, Path, Path]]:
@@ -57,6 +70,7 @@ def make(work: Path, judges: Path, paths: ZooPaths, panels: int, seed: int, limi
         sets[name] = {"run": run.name, "task": task, "arm": arm}
         print(f"{name}: {panels} panels")
     atomic_write_json(work / SETS_FILE, sets)
+    (judges / BRIEF_FILE).write_text(JUDGE_BRIEF)
     return sets
 
 

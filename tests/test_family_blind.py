@@ -24,7 +24,7 @@ def test_sets_name_neither_task_nor_arm_and_their_tallies_land_where_the_report_
     work, judges = tmp_path / "work", tmp_path / "judges"
     assert family_blind.main(["make", "--work", str(work), "--judges", str(judges), "--panels", "2", "--seed", "5",
                               "--datasets", str(tmp_path / "data"), "--pretrained", str(pretrained)]) == 0
-    assert sorted(p.name for p in judges.iterdir()) == ["set-01"]  # the control has no prior: not judged
+    assert sorted(p.name for p in judges.iterdir()) == [family_blind.BRIEF_FILE, "set-01"]  # no control: no prior
     shown = sorted(p.name for p in (judges / "set-01").iterdir())
     assert not any("noise" in name or "strong" in name for name in shown) and blind.FORM_FILE in shown
     assert json.loads((work / family_blind.SETS_FILE).read_text()) == {
