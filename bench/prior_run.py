@@ -36,7 +36,7 @@ def measure(prior: DiffusionPrior, val_crops: torch.Tensor, held_crops: torch.Te
     curve_ts = prior_band.curve_timesteps(prior.num_timesteps, curve_step)
     return {"val": prior_check.noise_prediction_error(prior, val_crops, prior_check.CARD_TIMESTEPS),
             "holdout": prior_check.noise_prediction_error(prior, held_crops, prior_check.CARD_TIMESTEPS),
-            "curve": prior_band.measure_curve(prior, held_crops, curve_ts)}
+            "curve": prior_check.band_curve(prior, held_crops, curve_ts)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,9 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import torch
-
-from diffloss import checkpoint, schedule
+from diffloss import checkpoint
 
 BAND_FILE = "band.json"
 # The rule's two thresholds. eps MSE 0.1: the prior explains at least 90 % of the noise's power, so the gap between
@@ -75,17 +73,6 @@ def curve_timesteps(num_timesteps: int, step: int = CURVE_STEP) -> list[int]:
     """The timesteps a curve is measured at: every ``step`` from ``step`` (t = 0 is noise-free: nothing to predict),
     scaled to the schedule's length."""
     return sorted({min(num_timesteps - 1, round(t * num_timesteps / 1000)) for t in range(step, 1000, step)})
-
-
-def measure_curve(prior, crops: torch.Tensor, timesteps: Sequence[int], seed: int = 0,
-                  batch_size: int = 32) -> dict[int, dict[str, float]]:
-    """Held-out eps MSE at each t and the PSNR of the one-step x0 estimate it implies (before clamping; the
-    bench's probes and the card quote the same number: ``schedule.x0_psnr_from_eps_mse``)."""
-    from diffloss.prior_check import noise_prediction_error
-
-    eps = noise_prediction_error(prior, crops, timesteps, seed=seed, batch_size=batch_size, on_1000_steps=False)
-    a = prior.alphas_cumprod
-    return {t: {"eps_mse": v, "x0_psnr": schedule.x0_psnr_from_eps_mse(v, float(a[t]))} for t, v in eps.items()}
 
 
 def read_band(folder: str | Path) -> Band | None:

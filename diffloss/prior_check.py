@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from diffloss import viz
+from diffloss import schedule, viz
 from diffloss.data import random_crop_flip
 from diffloss.prior import DiffusionPrior
 
@@ -53,6 +53,16 @@ def noise_prediction_error(prior: DiffusionPrior, crops: torch.Tensor, timesteps
             count += len(x)
         out[int(t)] = total / count
     return out
+
+
+def band_curve(prior: DiffusionPrior, crops: torch.Tensor, timesteps: Sequence[int], seed: int = 0,
+               batch_size: int = 32) -> dict[int, dict[str, float]]:
+    """The curve a prior's band is read from (``diffloss.prior_band``): held-out eps MSE at each of the prior's own
+    timesteps and the PSNR of the one-step x0 estimate it implies (before clamping; the probes quote the same
+    number: ``schedule.x0_psnr_from_eps_mse``)."""
+    eps = noise_prediction_error(prior, crops, timesteps, seed=seed, batch_size=batch_size, on_1000_steps=False)
+    a = prior.alphas_cumprod
+    return {t: {"eps_mse": v, "x0_psnr": schedule.x0_psnr_from_eps_mse(v, float(a[t]))} for t, v in eps.items()}
 
 
 @torch.no_grad()

@@ -300,7 +300,7 @@ def loss_curve_figure(
 
 def prior_curve_figure(curves: dict[str, dict[int, dict[str, float]]], band: tuple[int, int] | None = None,
                        size: tuple[float, float] = (10.0, 3.6), dpi: int = 100) -> np.ndarray:
-    """A prior's held-out error per t (``diffloss.prior_band.measure_curve``), one line per prior: eps MSE (log
+    """A prior's held-out error per t (``diffloss.prior_check.band_curve``), one line per prior: eps MSE (log
     axis) and the x0 estimate's PSNR, with the band shaded and its rule's two thresholds drawn."""
     from matplotlib.figure import Figure
 

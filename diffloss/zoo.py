@@ -541,12 +541,12 @@ def measure_band(prior, card: dict, paths: ZooPaths, replaced=None, per_image: i
     held = holdout_split(load_clean_images(paths.clean_train), every)[1]
     crops = prior_check.validation_crops(held, crop=64, per_image=per_image)
     timesteps = prior_band.curve_timesteps(prior.num_timesteps)
-    curve = prior_band.measure_curve(prior, crops, timesteps)
+    curve = prior_check.band_curve(prior, crops, timesteps)
     try:
         band = prior_band.band_from_curve(curve)
     except ValueError as err:
         return str(err)
-    other = {"replaced": prior_band.measure_curve(replaced, crops, timesteps)} if replaced is not None else {}
+    other = {"replaced": prior_check.band_curve(replaced, crops, timesteps)} if replaced is not None else {}
     return {"band": band, "curve": curve, **other,
             "data": f"clean/train, every {every}th photo (held out of the prior's training): {len(crops)} crops of 64 px"}
 

@@ -80,8 +80,11 @@ def build(page: gr.Blocks, start: PageStart) -> InspectUI:
             with gr.Accordion("Dose: where and how hard the prior pushes", open=False):
                 gr.Markdown(explainers.DOSE)
                 with gr.Row():
-                    t_min = gr.Number(value=None, precision=0, minimum=0, label="t band: from (empty: the prior's)")
-                    t_max = gr.Number(value=None, precision=0, minimum=0, label="t band: to (empty: the prior's)")
+                    band_lo, band_hi = start.registry.shipped_band_boxes()
+                    t_min = gr.Number(value=band_lo, precision=0, minimum=0,
+                                      label="t band: from (empty: the prior's band)")
+                    t_max = gr.Number(value=band_hi, precision=0, minimum=0,
+                                      label="t band: to (empty: the prior's band)")
                 t_weight = gr.Dropdown(inspect_tab.T_WEIGHT_CHOICES, value="uniform", label="Weight of each t")
                 gradient = gr.Radio(inspect_tab.GRADIENT_CHOICES, value="full", label="Gradient")
                 per_sample_norm = gr.Checkbox(value=False, label="Normalise each sample's prior gradient")

@@ -146,6 +146,17 @@ class Registry:
     def has_shipped_prior(self) -> bool:
         return (self.shipped_prior_path / "config.json").is_file() or (self.shipped_prior_path / "unet").is_dir()
 
+    def shipped_band_boxes(self) -> tuple[int, int | None]:
+        """What the t band boxes start with: the shipped prior's band (``diffloss.prior_band``; read from its file,
+        no load), else 0 and None (the whole schedule). Numbers, not empty boxes: an HTTP caller may leave them out."""
+        from diffloss.prior_band import read_band
+
+        try:
+            band = read_band(self.shipped_prior_path) if self.has_shipped_prior() else None
+        except ValueError:
+            band = None  # the prior's load says why
+        return (band.t_min, band.t_max) if band else (0, None)
+
     def restorers(self, task: str | None = None, visible: visitors.RunFilter | None = None,
                   partial: bool = False) -> list[RestorerEntry]:
         """Shipped restorers first, then trained runs (newest first); only those for ``task`` when given.

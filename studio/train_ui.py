@@ -162,8 +162,9 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
                                       "photos in examples/train/, never Compare's examples)")
             with gr.Accordion("More settings: timesteps, seed, prior", open=False):
                 with gr.Row():
-                    t_min = gr.Number(value=None, precision=0, label="t min (empty: the prior's band)")
-                    t_max = gr.Number(value=None, precision=0,
+                    band_lo, band_hi = start.registry.shipped_band_boxes()
+                    t_min = gr.Number(value=band_lo, precision=0, label="t min (empty: the prior's band)")
+                    t_max = gr.Number(value=999 if band_hi is None else band_hi, precision=0,
                                       label="t max (empty: the prior's band; clipped to the prior)")
                 seed = gr.Number(value=0, precision=0, label="Seed")
                 prior_crop = gr.Number(value=train_tab.default_prior_crop(), precision=0,

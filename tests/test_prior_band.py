@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffloss import family, prior_band, zoo
+from diffloss import family, prior_band, prior_check, zoo
 from diffloss.loss import DiffLoss, DiffLossConfig
 from diffloss.prior import DiffusionPrior, PriorLoadError
 from diffloss.prior_band import Band, band_from_curve
@@ -51,11 +51,11 @@ def test_the_curve_is_measured_per_t_with_the_x0_estimates_psnr():
     crops = torch.rand(3, 3, 16, 16)
     ts = prior_band.curve_timesteps(prior.num_timesteps)
     assert ts == sorted(set(ts)) and ts[0] > 0 and ts[-1] <= prior.num_timesteps - 1
-    curve = prior_band.measure_curve(prior, crops, ts[:3], batch_size=2)
+    curve = prior_check.band_curve(prior, crops, ts[:3], batch_size=2)
     assert list(curve) == ts[:3]
     for row in curve.values():
         assert row["eps_mse"] > 0 and math.isfinite(row["x0_psnr"])
-    again = prior_band.measure_curve(prior, crops, ts[:3], batch_size=3)  # seeded, batch-independent
+    again = prior_check.band_curve(prior, crops, ts[:3], batch_size=3)  # seeded, batch-independent
     for t, row in curve.items():
         assert again[t] == pytest.approx(row, rel=1e-5)
 
@@ -215,7 +215,6 @@ def test_installing_a_prior_measures_its_band_on_the_photos_its_run_held_out(tin
 
     monkeypatch.setattr(prior_band, "band_from_curve", loose)
     # what this test does not check, made cheap: the sample sheet, and a curve every 250 steps instead of 20
-    from diffloss import prior_check
 
     monkeypatch.setattr(prior_check, "sample_sheet", lambda *a, **k: np.zeros((8, 8, 3), np.uint8))
     every_20 = prior_band.curve_timesteps
@@ -254,3 +253,15 @@ def test_empty_band_boxes_in_inspect_and_train_mean_the_priors_band(banded_prior
     assert checked["t_min"] is None and checked["t_max"] is None
     with pytest.raises(ValueError, match="t min must be a whole number"):
         inputs.train_numbers(10, 1, 32, 1e-3, 0.1, 0.1, 2.5, None, 0, 0)
+
+
+def test_the_band_boxes_start_with_the_shipped_priors_band_or_the_old_whole_schedule(tmp_path, banded_prior_dir):
+    from studio.models import Registry
+
+    (tmp_path / "pre").mkdir()
+    registry = Registry(pretrained=tmp_path / "pre", runs=tmp_path / "runs")
+    assert registry.shipped_band_boxes() == (0, None)  # no prior shipped
+    banded_prior_dir.rename(registry.shipped_prior_path)
+    assert registry.shipped_band_boxes() == (10, 30)
+    (registry.shipped_prior_path / prior_band.BAND_FILE).unlink()
+    assert registry.shipped_band_boxes() == (0, None)  # a prior without a band: the boxes as they always were
