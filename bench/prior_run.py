@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> None:
     held_crops = prior_check.validation_crops(held, crop=64, per_image=4)
     ours, theirs = (measure(prior, val_crops, held_crops, args.curve_step) for prior in (new, shipped))
     data = f"clean/train, every {every}th photo (held out of this run's training): {len(held_crops)} crops of 64 px"
-    band = _band_or_reason(ours["curve"])
-    if isinstance(band, list):
-        prior_band.write_band(dest, prior_band.band_from_curve(ours["curve"]), ours["curve"], data)
+    band = prior_band.band_or_reason(ours["curve"])
+    if isinstance(band, prior_band.Band):
+        prior_band.write_band(dest, band, ours["curve"], data)
     Image.fromarray(viz.prior_curve_figure({"shipped prior": theirs["curve"], "this run": ours["curve"]},
-                                           band if isinstance(band, list) else None)).save(dest / "curve.png")
+                                           _ends(band))).save(dest / "curve.png")
     card["evaluation"] = {
         "data": f"clean/val ({len(val_crops)} crops of 64 px, the shipped card's measure) and the {len(held)} "
                 f"held-out training photos ({len(held_crops)} crops)",
@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         "shipped_prior_eps_mse": {"val": theirs["val"], "holdout": theirs["holdout"]},
         "ratio_val": {t: ours["val"][t] / theirs["val"][t] for t in ours["val"]},
         "goal": GOAL}
-    card["band"] = {"this_run": band, "rule": prior_band.RULE, "data": data,
-                    "shipped_prior_would_get": _band_or_reason(theirs["curve"])}
+    card["band"] = {"this_run": _recorded(band), "rule": prior_band.RULE, "data": data,
+                    "shipped_prior_would_get": _recorded(prior_band.band_or_reason(theirs["curve"]))}
     card.update(storage="float16", history=args.history or card.get("history", ""),
                 what="NOT a shipped prior: the long run of issue #26 as far as it has gone, kept so the next session "
                      "can go on from it (python -m diffloss.train prior --init bench/results/prior-run ...; the "
@@ -86,16 +86,17 @@ def main(argv: list[str] | None = None) -> None:
                      "through it.")
     checkpoint.atomic_write_json(dest / checkpoint.CARD_FILE, card)
     print(json.dumps({"step": card["steps"], "ratio_val": card["evaluation"]["ratio_val"],
-                      "val": ours["val"], "band": band}, indent=1))
+                      "val": ours["val"], "band": _recorded(band)}, indent=1))
 
 
-def _band_or_reason(curve: dict) -> list[int] | str:
-    """[t_min, t_max], or why the curve allows none."""
-    try:
-        band = prior_band.band_from_curve(curve)
-    except ValueError as err:
-        return str(err)
-    return [band.t_min, band.t_max]
+def _ends(band: "prior_band.Band | str") -> list[int] | None:
+    """[t_min, t_max] of a band, None for the reason there is none."""
+    return [band.t_min, band.t_max] if isinstance(band, prior_band.Band) else None
+
+
+def _recorded(band: "prior_band.Band | str") -> list[int] | str:
+    """What the card records: [t_min, t_max], or the reason there is no band."""
+    return _ends(band) or str(band)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ class ArmSpec:
         return self.nat_share + self.sem_share
 
     @property
+    def paper_dose(self) -> bool:
+        """The 2026-11 family's dose: whole schedule (or 0..t_max), uniform weights, the full gradient."""
+        return (self.band, self.t_weight, self.gradient) == ("all", "uniform", "full")
+
+    @property
     def dose_key(self) -> str:
         """The calibration key of the arm's dose: the gradient norms differ with the timesteps, their weights and
         the gradient's form, so each dose is measured once per task and shared by the arms that have it."""

@@ -69,6 +69,14 @@ def band_from_curve(curve: Mapping[int, Mapping[str, float]], max_eps_mse: float
     return Band(lo, hi, why)
 
 
+def band_or_reason(curve: Mapping[int, Mapping[str, float]]) -> Band | str:
+    """The curve's band by the rule, or why it allows none (a report records either)."""
+    try:
+        return band_from_curve(curve)
+    except ValueError as err:
+        return str(err)
+
+
 def curve_timesteps(num_timesteps: int, step: int = CURVE_STEP) -> list[int]:
     """The timesteps a curve is measured at: every ``step`` from ``step`` (t = 0 is noise-free: nothing to predict),
     scaled to the schedule's length."""

@@ -384,7 +384,7 @@ def recipe_settings(recipe: Recipe, task: str) -> dict:
     rebuilds the task (base, calibration and all arms) rather than hanging a new arm on a different base.
     """
     family = [[a.name, a.nat_share, a.sem_share, a.t_max, a.weights, a.seed_offset]
-              + ([a.band, a.t_weight, a.gradient] if a.dose_key != _plain_dose_key(a) else [])
+              + ([] if a.paper_dose else [a.band, a.t_weight, a.gradient])  # the 2026-11 cards list no dose
               for a in FAMILY if not a.optional]
     restorer = dataclasses.asdict(recipe.restorer)
     del restorer["base_crop_tasks"], restorer["task_base_steps"], restorer["task_arm_batch"]
@@ -393,12 +393,6 @@ def recipe_settings(recipe: Recipe, task: str) -> dict:
     restorer["base_steps"] = recipe.restorer.continued_base_steps(task)
     settings = {"seed": recipe.seed, **restorer, "family": family}
     return json.loads(json.dumps(settings))  # as a card holds it (tuples become lists), so the two compare equal
-
-
-def _plain_dose_key(arm: ArmSpec) -> str:
-    """The key an arm of the 2026-11 family had (whole schedule or 0..t_max, uniform, full): its recipe settings
-    list no dose, so the cards shipped then still match the recipe."""
-    return "all" if arm.t_max is None else f"0-{arm.t_max}"
 
 
 def snapshot_base_init(task: str, rr: RestorerRecipe, paths: ZooPaths, snapshot: Path,
@@ -542,10 +536,9 @@ def measure_band(prior, card: dict, paths: ZooPaths, replaced=None, per_image: i
     crops = prior_check.validation_crops(held, crop=64, per_image=per_image)
     timesteps = prior_band.curve_timesteps(prior.num_timesteps)
     curve = prior_check.band_curve(prior, crops, timesteps)
-    try:
-        band = prior_band.band_from_curve(curve)
-    except ValueError as err:
-        return str(err)
+    band = prior_band.band_or_reason(curve)
+    if isinstance(band, str):
+        return band
     other = {"replaced": prior_check.band_curve(replaced, crops, timesteps)} if replaced is not None else {}
     return {"band": band, "curve": curve, **other,
             "data": f"clean/train, every {every}th photo (held out of the prior's training): {len(crops)} crops of 64 px"}

@@ -44,6 +44,10 @@ def test_a_prior_that_is_good_nowhere_gets_no_band_but_a_reason():
         band_from_curve(_curve(dict(zip(ts, [0.5, 0.05, 0.01])), dict(zip(ts, [18.0, 16.0, 12.0]))))
     with pytest.raises(ValueError, match="t_min <= t_max"):
         Band(50, 10)
+    assert "cannot tell" in prior_band.band_or_reason(_curve(dict(zip(ts, [0.5, 0.3, 0.2])),
+                                                              dict(zip(ts, [25.0, 20.0, 18.0]))))
+    assert prior_band.band_or_reason(_curve(dict(zip(ts, [0.05] * 3)), dict(zip(ts, [20.0] * 3)))) == Band(
+        100, 300, prior_band.band_or_reason(_curve(dict(zip(ts, [0.05] * 3)), dict(zip(ts, [20.0] * 3)))).why)
 
 
 def test_the_curve_is_measured_per_t_with_the_x0_estimates_psnr():
@@ -117,6 +121,7 @@ def test_an_arms_dose_is_its_calibration_key_and_its_loss_config():
         "the prior's band, sigma2 weights, Jacobian-free gradient")
     assert family.family_arm("prior-led").dose_key == f"0-{family.SMALL_T}"  # the 2026-11 family keeps its keys
     assert family.family_arm("strong").dose_key == "all"
+    assert family.family_arm("prior-led").paper_dose and not banded.paper_dose
     calibration = {"num_timesteps": 1000, "norms": {"band/sigma2/sds": {"fidelity": 1e-3, "nat": 1e-2, "sem": 1.0}}}
     cfg = zoo.arm_loss_config(banded, calibration)
     assert (cfg.band, cfg.t_weight, cfg.gradient, cfg.t_min, cfg.t_max) == ("prior", "sigma2", "sds", None, None)
