@@ -13,7 +13,6 @@ from diffloss import checkpoint
 from diffloss.paths import PRETRAINED, TASK_ORDER, datasets_folder
 
 SOTS_VAL_SCENES = ("1430", "1431", "1432", "1433", "1434")
-SMALL_T = 250  # the small-t arms' last timestep: where the L(t) curves tell restored from clean best
 CONTROL_ARM = "l2-reseeded"  # the L2 arm again with another seed: what "different from l2" means without a prior
 
 
@@ -75,32 +74,39 @@ class ArmSpec:
 
 
 # In the order Compare's prior-weight control lists them: lightest prior first, the control beside the L2 arm.
+# The prior arms take the prior's band (t where its noise prediction is right and x0 still recognisable,
+# ``diffloss.prior_band``) with sigma^2 weights: the 2026-11 family drew t over the whole schedule with uniform
+# weights, and its very small t (where the prior cannot tell grain from texture) rewarded grain and mosaic
+# (bench/results/dose-probes-noise.md).
+PRIOR_DOSE = {"band": "prior", "t_weight": "sigma2"}
 FAMILY: tuple[ArmSpec, ...] = (
     ArmSpec("l2", about="fidelity only (MSE): the arm every other arm is compared with"),
-    # Not shipped: pretrained/ has room for the arms a person compares (at most 120 MB), and the control is a
+    # Not shipped: pretrained/ has room for the arms a person compares (at most 130 MB), and the control is a
     # measurement, read by the report from the run folder.
     ArmSpec(CONTROL_ARM, seed_offset=1, shipped=False,
             about="fidelity only, like l2, with another seed (data order, crops, noise): how far training noise "
                   "alone moves the output, the floor under every other arm's distance from l2"),
-    ArmSpec("calibrated", 0.2, 0.1, about="the prior carries 30 % of the gradient (20 % L_nat, 10 % L_sem)"),
-    ArmSpec("strong", 0.5, 0.2, about="the prior carries 70 % of the gradient (50 % L_nat, 20 % L_sem)"),
-    ArmSpec("prior-led", 0.69, 0.30, t_max=SMALL_T,
-            about=f"the prior carries 99 % of the gradient (69 % L_nat, 30 % L_sem), t drawn from 0..{SMALL_T} only: "
-                  "the far end of the dose, where the prior all but replaces the fidelity loss"),
-    ArmSpec("semantic", 0.09, 0.90,
-            about="the prior carries 99 % of the gradient, nearly all of it through h-space (9 % L_nat, 90 % L_sem), "
-                  "t over the whole schedule: the prior's semantic features lead, the noise prediction barely counts"),
+    ArmSpec("moderate", 0.2, 0.1, **PRIOR_DOSE,
+            about="the prior carries 30 % of the gradient (20 % L_nat, 10 % L_sem), t in the prior's band"),
+    ArmSpec("strong", 0.5, 0.2, **PRIOR_DOSE,
+            about="the prior carries 70 % of the gradient (50 % L_nat, 20 % L_sem), t in the prior's band"),
+    ArmSpec("jacobian-free", 0.7, 0.0, **PRIOR_DOSE, gradient="sds",
+            about="the prior carries 70 % of the gradient, all of it L_nat with the Jacobian-free "
+                  "(score-distillation) gradient, t in the prior's band: half the cost of a step through the UNet"),
     ArmSpec("released", weights=(1e-3, 1e-3), optional=True,
-            about="the released code's weights (gamma 1e-3, lambda 1e-3), with a real gradient"),
+            about="the released code's weights (gamma 1e-3, lambda 1e-3) and dose (t over the whole schedule), "
+                  "with a real gradient"),
 )
 FAMILY_ARMS = tuple(arm.name for arm in FAMILY)
+# The prior arms a person compares (shipped, built by default), in family order: the report's at-a-glance columns.
+PRIOR_ARMS = tuple(a.name for a in FAMILY if a.uses_prior and a.shipped and not a.optional)
 # The arm Compare sets against the L2 arm first when the report does not say which arm differs most visibly
 # (studio.models.Registry.default_pair asks diffloss.zoo_report.most_visible_arm first).
-SHOWCASE_ARM = "prior-led"
-# The family joined in weight order (perception-distortion plot): the prior's share, then (at 99 %) L_sem's.
-DOSE_ORDER = ("l2", "calibrated", "strong", "prior-led", "semantic")
+SHOWCASE_ARM = "strong"
+# The family joined in weight order (perception-distortion plot): the prior's share, full gradient.
+DOSE_ORDER = ("l2", "moderate", "strong")
 # The most telling arms land first.
-BUILD_ORDER = ("l2", CONTROL_ARM, "semantic", "prior-led", "strong", "calibrated", "released")
+BUILD_ORDER = ("l2", CONTROL_ARM, "strong", "jacobian-free", "moderate", "released")
 
 
 def family_arm(name: str) -> ArmSpec:

@@ -122,12 +122,12 @@ RECIPES: dict[str, Recipe] = {
     # A task whose layout changed (sr4) starts its base over, for 8000 steps (bench/results/zoo-sr4-layout.md).
     # Haze's arms take batch 16: at 8, two L2 seeds landed further apart than any prior arm from l2
     # (bench/results/zoo-haze-arm-batch.md).
-    # Haze's and lowlight's bases continue for 3000: after 900 their curves had not stopped rising (haze's, noisy,
-    # read "flat" all the same: bench/results/zoo-haze-base-probe.md; lowlight's: pretrained/REPORT.md).
+    # The 2026-12 bases continue for 300 steps from the 2026-11 L2 arms, whose bases had trained 900 to 8000
+    # steps until their curves were flat (haze's and lowlight's 3000: bench/results/zoo-haze-base-probe.md):
+    # enough to give every arm of a task one fresh base on the new build's machine and seed.
     "quick": Recipe("quick", PriorRecipe(),
-                    RestorerRecipe(arm_crop=64, base_crop_tasks=("haze",), base_init="previous", base_steps=900,
-                                   fresh_base_steps=8000, task_base_steps=(("haze", 3000), ("lowlight", 3000)),
-                                   task_arm_batch=(("haze", 16),), arm_lr=3e-3)),
+                    RestorerRecipe(arm_crop=64, base_crop_tasks=("haze",), base_init="previous", base_steps=300,
+                                   fresh_base_steps=8000, task_arm_batch=(("haze", 16),), arm_lr=3e-3)),
     "full": Recipe(
         "full",
         PriorRecipe(preset="base", batch_size=128, steps=20000, lr=2e-4),

@@ -46,15 +46,17 @@ def preset_for(task: str, arm: str, registry: Registry, caps: dict[str, int]) ->
     values = {"start": base.label if base else None, "steps": loop["steps"], "batch": loop["batch_size"],
               "crop": config["crop"], "lr": loop["lr"], "gamma": float(f"{loss['gamma']:.4g}"),
               "lam": float(f"{loss['lam']:.4g}"), "t_min": 0 if t_min is None and whole else t_min,
-              "t_max": 999 if t_max is None and whole else t_max, "seed": loop["seed"],
+              "t_max": 999 if t_max is None and whole else t_max, "t_weight": loss.get("t_weight") or "uniform",
+              "gradient": loss.get("gradient") or "full", "seed": loop["seed"],
               "prior_crop": loss.get("prior_crop") or 0}
     capped = [f"{key} {values[key]} -> {caps[key]}" for key in ("steps", "batch", "crop") if values[key] > caps[key]]
     for key in ("steps", "batch", "crop"):
         values[key] = min(values[key], caps[key])
     note = [f"**{weight_label(arm)}**: {family_arm(arm).about}.",
             f"Set from `{entry.label}`'s card: {values['steps']} steps, batch {values['batch']}, "
-            f"crop {values['crop']} px, "
-            f"lr {values['lr']:g}, gamma {values['gamma']:g}, lambda {values['lam']:g}, t {_band_words(values)}, "
+            f"crop {values['crop']} px, lr {values['lr']:g}, gamma {values['gamma']:g}, lambda {values['lam']:g}, "
+            f"t {_band_words(values)} ({values['t_weight']} weights, "
+            f"{'Jacobian-free' if values['gradient'] == 'sds' else 'full'} gradient), "
             f"seed {values['seed']}, the prior on the whole crop (sub-crop 0).",
             "Both arms start from the shipped L2 arm (the zoo started from the L2 base, which is not shipped: the L2 "
             "arm is that base after the same 200 steps without the prior), on the photos chosen below; the zoo "

@@ -32,6 +32,9 @@ class TrainSettings:
     start: str | None = None  # a restorer label to fine-tune from, or restorers.FRESH_START / empty
     photos: list[str] | None = None  # uploaded clean photos (used instead of clean_folder)
     detach_prior: bool = False  # the released code's no_grad mistake, on purpose
+    # Added last (2026-12), so a caller that passes the form by position keeps every earlier field in its place.
+    t_weight: str = "uniform"  # the weight of each t (DiffLossConfig.t_weight; empty: uniform, the paper's)
+    gradient: str = "full"  # "sds": the Jacobian-free gradient (DiffLossConfig.gradient; empty: full)
     width: int | None = None  # not on the form: a fresh restorer's width (None: the default)
     name: str | None = None  # not on the form: the run's name (None: from the task and the time)
 

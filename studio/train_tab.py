@@ -78,13 +78,19 @@ def _train_t_range(t_min: float | None, t_max: float | None, prior) -> dict[str,
             "t_max": None if t_max in (None, "") else min(int(t_max), prior.num_timesteps - 1)}
 
 
+def _train_dose(t_weight: str | None, gradient: str | None) -> dict[str, str]:
+    """The Train form's weight of each t and gradient form as DiffLossConfig fields; an empty box is the paper's
+    (uniform, full). Unknown values are refused by ``DiffLossConfig.validate``, with the choices."""
+    return {"t_weight": t_weight or "uniform", "gradient": gradient or "full"}
+
+
 CALIBRATION_PHOTOS = 8  # clean validation photos per calibration: a second or two at 64 px on 2 CPU cores
 
 
 def calibrate_weights(
     task: str, crop: float, t_min: float, t_max: float, prior_source: str | None, gamma: float, lam: float,
-    nat_share: float = 0.2, sem_share: float = 0.1, start: str | None = None, photos: int = CALIBRATION_PHOTOS,
-    registry: Registry | None = None,
+    nat_share: float = 0.2, sem_share: float = 0.1, start: str | None = None, t_weight: str | None = "uniform",
+    gradient: str | None = "full", photos: int = CALIBRATION_PHOTOS, registry: Registry | None = None,
 ) -> tuple[float, float, str]:
     """(gamma, lambda, report): the weights that give L_nat and L_sem the requested shares of the gradient as a
     Train run starts, and the shares the weights typed so far would give (``diffloss.calibrate``).
@@ -116,7 +122,7 @@ def calibrate_weights(
         raise gr.Error("No clean validation photos to calibrate on: put the benchmark's clean/val beside the repo "
                        "(or point DIFFLOSS_DATASETS at it), or add clean_*.png photos to examples/.")
     side = max(16, min(int(crop), train_caps()["crop"]))
-    config = DiffLossConfig(**_train_t_range(t_min, t_max, prior))
+    config = DiffLossConfig(**_train_t_range(t_min, t_max, prior), **_train_dose(t_weight, gradient))
     try:
         lo, hi = config.validate(prior.num_timesteps, prior.t_band())
         model = load_restorer(entry, reg) if entry else nets.Restorer(new_restorer_config(task)).to(prior.device)
@@ -133,7 +139,8 @@ def calibrate_weights(
     n = result.norms
     report = "\n".join([
         f"Measured on {len(images)} clean photos from `{files[0].parent}`: {side} px centre crops degraded for "
-        f"{task}, t drawn in [{lo}, {hi}], one t and noise per photo, restored by "
+        f"{task}, t drawn in [{lo}, {hi}] ({config.t_weight} weights, "
+        f"{'Jacobian-free' if config.gradient == 'sds' else 'full'} gradient), one t and noise per photo, restored by "
         f"{f'`{entry.label}`' if entry else 'a fresh restorer (the identity)'}, where both arms start.",
         "",
         f"- gradient norm on the image per unit weight: fidelity {n['fidelity']:.3g}, L_nat {n['nat']:.3g}, "
@@ -340,7 +347,7 @@ def train_pair(settings: TrainSettings, request: gr.Request | None = None,
         prior = load_prior(s.prior_source, reg)  # fails early, with the reason, before any work
         sub = int(prior_crop or 0)
         loss = DiffLossConfig(gamma=float(gamma), lam=float(lam), **_train_t_range(t_min, t_max, prior),
-                              prior_crop=sub if 0 < sub < values["crop"] else None, detach_prior=bool(s.detach_prior))
+                              **_train_dose(s.t_weight, s.gradient), prior_crop=sub if 0 < sub < values["crop"] else None, detach_prior=bool(s.detach_prior))
         if s.detach_prior:
             notes.append("the released code's no_grad mistake is on: the DiffLoss arm's prior terms send no gradient")
         try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from diffloss import degrade
-from studio import explainers, hosting, restorers, train_gap, train_presets, train_tab
+from studio import explainers, hosting, inspect_tab, restorers, train_gap, train_presets, train_tab
 from studio.gpu import on_gpu
 from studio.models import SHIPPED_PRIOR, Registry, get_registry
 from studio.plots import training_figure
@@ -76,7 +76,8 @@ train_from_form.__signature__ = FORM_SIGNATURE
 train_from_form.__annotations__ = {"request": gr.Request}
 
 
-PRESET_FIELDS = ("start", "steps", "batch", "crop", "lr", "gamma", "lam", "t_min", "t_max", "seed", "prior_crop")
+PRESET_FIELDS = ("start", "steps", "batch", "crop", "lr", "gamma", "lam", "t_min", "t_max", "t_weight", "gradient",
+                 "seed", "prior_crop")
 
 
 def preset_choices(task: str):
@@ -166,6 +167,9 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
                     t_min = gr.Number(value=band_lo, precision=0, label="t min (empty: the prior's band)")
                     t_max = gr.Number(value=999 if band_hi is None else band_hi, precision=0,
                                       label="t max (empty: the prior's band; clipped to the prior)")
+                with gr.Row():
+                    t_weight = gr.Dropdown(inspect_tab.T_WEIGHT_CHOICES, value="uniform", label="Weight of each t")
+                    gradient = gr.Radio(inspect_tab.GRADIENT_CHOICES, value="full", label="Gradient")
                 seed = gr.Number(value=0, precision=0, label="Seed")
                 prior_crop = gr.Number(value=train_tab.default_prior_crop(), precision=0,
                                        label="Prior sub-crop px (0 = whole crop; on a CPU 32, 3x cheaper steps)")
@@ -196,7 +200,8 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
     outputs = [status, curves, archive, gap_curve, gap_picture, gap_note]  # TrainView's order
     form = {"task": task, "steps": steps, "batch": batch, "crop": crop, "lr": lr, "gamma": gamma, "lam": lam,
             "t_min": t_min, "t_max": t_max, "seed": seed, "prior_source": prior, "clean_folder": clean_folder,
-            "prior_crop": prior_crop, "start": start_from, "photos": photos, "detach_prior": bug}
+            "prior_crop": prior_crop, "start": start_from, "photos": photos, "detach_prior": bug,
+            "t_weight": t_weight, "gradient": gradient}
     assert tuple(form) == FORM_FIELDS  # the boxes in train_from_form's order
     # One queue for both buttons (concurrency_id): a second run waits its turn instead of being refused.
     # A press while another run holds the slot first says so, at once (outside the queue), with how long it may last.
@@ -209,13 +214,14 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
     ]
     task.change(preset_choices, task, [preset, preset_note], api_visibility="private")
     preset.input(apply_preset, [task, preset],
-                 [start_from, steps, batch, crop, lr, gamma, lam, t_min, t_max, seed, prior_crop, preset_note],
+                 [start_from, steps, batch, crop, lr, gamma, lam, t_min, t_max, t_weight, gradient, seed, prior_crop,
+                  preset_note],
                  api_visibility="private")
     page.load(stopped_runs, None, [resume_box, run], api_name="_stopped_runs")  # runs stopped since start-up
     task.change(start_dropdown, task, start_from)
     stop.click(train_tab.request_stop, None, status, api_name="stop")
     released.click(released_weights, None, [gamma, lam])
     calibrate.click(on_gpu("calibrate")(train_tab.calibrate_weights),
-                    [task, crop, t_min, t_max, prior, gamma, lam, nat_share, sem_share, start_from],
+                    [task, crop, t_min, t_max, prior, gamma, lam, nat_share, sem_share, start_from, t_weight, gradient],
                     [gamma, lam, calibration], api_name="calibrate")
     return TrainUI(task=task, start=start_from, resume_box=resume_box, run=run, runs=runs)

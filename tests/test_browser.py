@@ -234,33 +234,34 @@ def test_compare_steps_the_prior_weight_through_the_family_in_a_browser(tmp_path
     """The family view on a shipped noise example, where the report measures a prior arm further from the L2 arm
     than training noise moves it (REPORT.md): one step down the dose with the prior-weight control, then up to
     that arm, its difference from the L2 arm amplified, the family's perception-distortion plot with both ringed."""
-    from diffloss.family import SHOWCASE_ARM, shipped_restorers
+    from diffloss.family import PRIOR_ARMS, SHOWCASE_ARM, shipped_restorers
     from diffloss.zoo_report import most_visible_arm
     from studio.family_view import weight_label
     from studio.models import Registry
 
     task = "noise"
     showcase = most_visible_arm(Registry().report(), task) or SHOWCASE_ARM
+    step = next(a for a in PRIOR_ARMS if a != showcase)  # another prior arm first, then the most visible one
     arms = shipped_restorers().get(task, {})
-    if not {"l2", "calibrated", showcase} <= set(arms):
-        pytest.skip(f"the {task} family (l2, calibrated, {showcase}) is not shipped in pretrained/restorers yet")
+    if not {"l2", step, showcase} <= set(arms):
+        pytest.skip(f"the {task} family (l2, {step}, {showcase}) is not shipped in pretrained/restorers yet")
     FAMILY_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     with _shipped_studio(tmp_path, task) as url, _page(url, height=2200) as page:
         page.locator("tr").filter(has_text=task).first.click()  # a clean example, degraded with noise
         # the prior-weight control steps through the task's family (its choices' values name the arms)
-        page.locator(f"input[type=radio][value='shipped {task} calibrated']").wait_for(state="attached",
-                                                                                      timeout=90_000)
+        page.locator(f"input[type=radio][value='shipped {task} {step}']").wait_for(state="attached",
+                                                                                   timeout=90_000)
         _settled(page)
         shown_first = _difference_note(page)  # the example's run: the default pair
-        page.get_by_text("30 % prior (calibrated)", exact=False).first.click()  # one step down the dose
-        # the calibrated arm's caption, not the example's (a 500 ms pause raced a slower Compare run)
+        page.get_by_text(weight_label(step), exact=False).first.click()  # another arm of the dose
+        # that arm's caption, not the example's (a 500 ms pause raced a slower Compare run)
         page.wait_for_function("(old) => [...document.querySelectorAll('p, span, div')].some(e => "
                                "e.childElementCount === 0 && e.innerText.includes('largest difference') && "
                                "e.innerText !== old)", arg=shown_first, timeout=120_000)
         _settled(page)
         before = _difference_note(page)
         page.get_by_text(weight_label(showcase), exact=False).first.click()  # and up to the most visible arm
-        # the re-run's pictures, not the previous arm's: its difference caption replaces the calibrated arm's
+        # the re-run's pictures, not the previous arm's: its difference caption replaces the other arm's
         page.wait_for_function("(old) => [...document.querySelectorAll('p, span, div')].some(e => "
                                "e.childElementCount === 0 && e.innerText.includes('largest difference') && "
                                "e.innerText !== old)", arg=before, timeout=120_000)

@@ -36,7 +36,7 @@ def test_shipped_restorer_beats_its_input(task, arm, folder):
     assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     if psnr(out, clean) > psnr(pair.net_input[0, :3], clean):
         return
-    # A prior-led arm may trade PSNR for naturalness down below the input's PSNR (a result the issue asks to show,
+    # A prior arm may trade PSNR for naturalness down below the input's PSNR (a result the issue asks to show,
     # not hide): allowed only for a prior arm whose trade the shipped report measured on clean/val, PSNR under the
     # input's and NIQE better than the L2 arm's. The L2 arm always beats its input.
     assert family.family_arm(arm).uses_prior, f"{task}/{arm} does not beat its input"

@@ -1,6 +1,7 @@
 """The prior's band (issue #26): read off the prior's error curve, stored beside its weights, and the t range every
 dose draws from unless told otherwise; the released code's range stays the whole schedule."""
 
+import dataclasses
 import json
 import math
 
@@ -119,15 +120,17 @@ def test_an_arms_dose_is_its_calibration_key_and_its_loss_config():
     banded = family.ArmSpec("jf", 0.7, band="prior", t_weight="sigma2", gradient="sds")
     assert banded.dose_key == "band/sigma2/sds" and banded.dose_words() == (
         "the prior's band, sigma2 weights, Jacobian-free gradient")
-    assert family.family_arm("prior-led").dose_key == f"0-{family.SMALL_T}"  # the 2026-11 family keeps its keys
-    assert family.family_arm("strong").dose_key == "all"
-    assert family.family_arm("prior-led").paper_dose and not banded.paper_dose
+    prior_led = family.ArmSpec("prior-led", 0.69, 0.30, t_max=250)  # a 2026-11 arm keeps its calibration key
+    assert prior_led.dose_key == "0-250" and family.ArmSpec("strong", 0.5, 0.2).dose_key == "all"
+    assert family.family_arm("jacobian-free") == dataclasses.replace(banded, name="jacobian-free",
+                                                                     about=family.family_arm("jacobian-free").about)
+    assert prior_led.paper_dose and not banded.paper_dose
     calibration = {"num_timesteps": 1000, "norms": {"band/sigma2/sds": {"fidelity": 1e-3, "nat": 1e-2, "sem": 1.0}}}
     cfg = zoo.arm_loss_config(banded, calibration)
     assert (cfg.band, cfg.t_weight, cfg.gradient, cfg.t_min, cfg.t_max) == ("prior", "sigma2", "sds", None, None)
     assert cfg.gamma == pytest.approx(0.7 * 1e-3 / 0.3 / 1e-2)
-    old = zoo.arm_loss_config(family.family_arm("prior-led"), {"num_timesteps": 100, "norms": {
-        f"0-{family.SMALL_T}": {"fidelity": 1e-3, "nat": 1e-2, "sem": 5e-3}}})
+    old = zoo.arm_loss_config(prior_led, {"num_timesteps": 100, "norms": {
+        "0-250": {"fidelity": 1e-3, "nat": 1e-2, "sem": 5e-3}}})
     assert (old.band, old.t_max, old.t_weight, old.gradient) == ("all", 99, "uniform", "full")
 
 

@@ -19,7 +19,7 @@ def family_world(tmp_path):
     world = make_world(tmp_path)
     shipped = world.registry.pretrained / "restorers" / "noise"
     shutil.rmtree(shipped / "diffloss")
-    for i, arm in enumerate(("strong", "l2", "prior-led", "calibrated")):  # written out of order on purpose
+    for i, arm in enumerate(("strong", "l2", "jacobian-free", "moderate")):  # written out of order on purpose
         if arm == "l2":
             continue
         torch.manual_seed(10 + i)
@@ -32,24 +32,24 @@ def family_world(tmp_path):
 def test_members_come_in_weight_order_and_the_showcase_arm_is_preselected(family_world):
     reg = family_world.registry
     shown = [m.arm for m in family_view.members("noise", reg)]
-    assert shown == ["l2", "calibrated", "strong", "prior-led"]
+    assert shown == ["l2", "moderate", "strong", "jacobian-free"]
     assert [c[0] for c in family_view.weight_choices("noise", reg)] == [
-        "0 % prior (l2)", "30 % prior (calibrated)", "70 % prior (strong)", "99 % prior, t <= 250 (prior-led)"]
-    assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise prior-led")
+        "0 % prior (l2)", "30 % prior (moderate)", "70 % prior (strong)", "70 % prior, Jacobian-free (jacobian-free)"]
+    assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise strong")
 
 
 def test_the_preselected_arm_is_the_one_the_report_measured_furthest_from_l2(family_world):
     reg = family_world.registry
     means = {"l2": {"psnr": 27.0}, "input": {"psnr_vs_l2": 20.0},  # the input is not an arm to show
-             "calibrated": {"psnr_vs_l2": 39.0}, "strong": {"psnr_vs_l2": 31.5}, "prior-led": {"psnr_vs_l2": 34.0}}
+             "moderate": {"psnr_vs_l2": 39.0}, "strong": {"psnr_vs_l2": 34.0}, "jacobian-free": {"psnr_vs_l2": 31.5}}
     reg.report_file.write_text(json.dumps({"tasks": {"noise": {"sources": [
-        {"mode": "paired", "means": {"prior-led": {"psnr_vs_l2": 10.0}}},  # only clean/val (synthetic) decides
+        {"mode": "paired", "means": {"strong": {"psnr_vs_l2": 10.0}}},  # only clean/val (synthetic) decides
         {"mode": "synthetic", "means": means}]}}}))
-    assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise strong")
+    assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise jacobian-free")
     reg.report_file.write_text(json.dumps({"tasks": {"haze": {}}}))  # nothing measured for noise: the fallback
     stat = reg.report_file.stat()
     os.utime(reg.report_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise prior-led")
+    assert reg.default_pair("noise") == ("shipped noise l2", "shipped noise strong")  # SHOWCASE_ARM
 
 
 def test_the_reseeded_control_sits_beside_the_l2_arm(family_world):
@@ -57,11 +57,11 @@ def test_the_reseeded_control_sits_beside_the_l2_arm(family_world):
     model = nets.Restorer(nets.RestorerConfig(task="noise", width=8))
     nets.save_restorer(model, reg.pretrained / "restorers" / "noise" / "l2-reseeded",
                        card={"data": {"diffloss": False}})
-    assert [m.arm for m in family_view.members("noise", reg)][:3] == ["l2", "l2-reseeded", "calibrated"]
+    assert [m.arm for m in family_view.members("noise", reg)][:3] == ["l2", "l2-reseeded", "moderate"]
 
 
-def test_an_arm_led_by_h_space_says_so_in_the_weight_control():
-    assert family_view.weight_label("semantic") == "99 % prior, 90 % via h-space (semantic)"
+def test_the_weight_control_names_the_gradients_form_and_the_control():
+    assert family_view.weight_label("jacobian-free") == "70 % prior, Jacobian-free (jacobian-free)"
     assert family_view.weight_label("strong") == "70 % prior (strong)"  # L_nat leads: no note
     assert family_view.weight_label("l2-reseeded") == "0 % prior, another seed (l2-reseeded)"
 

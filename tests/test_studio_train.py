@@ -403,6 +403,17 @@ def test_both_arms_can_fine_tune_a_trained_restorer(tmp_path):
     assert not train_tab._TRAIN_LOCK.locked()
 
 
+def test_a_run_trains_with_the_forms_weight_of_each_t_and_gradient(world):
+    list(_run(world, "dosed", t_weight="sigma2", gradient="sds"))
+    loss = json.loads((world.registry.runs / "dosed" / "diffloss" / "model" / "card.json").read_text())["config"]["loss"]
+    assert (loss["t_weight"], loss["gradient"]) == ("sigma2", "sds")
+    list(_run(world, "plain", t_weight="", gradient=None))  # empty boxes (an HTTP caller leaving them out)
+    loss = json.loads((world.registry.runs / "plain" / "diffloss" / "model" / "card.json").read_text())["config"]["loss"]
+    assert (loss["t_weight"], loss["gradient"]) == ("uniform", "full")
+    with pytest.raises(gr.Error, match="unknown t weighting 'loud'"):
+        next(_run(world, "loud", t_weight="loud"))
+
+
 def test_calibration_measures_on_what_both_arms_start_from(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFLOSS_DATASETS", str(tmp_path / "no-datasets"))
     world = make_world(tmp_path, with_restorers=True)
@@ -427,6 +438,22 @@ def test_calibration_sets_weights_that_give_the_asked_shares_and_shows_what_type
     assert train_tab.calibrate_weights("noise", 32, 0, 99, "", 1e-3, 1e-3, 0.25, 0.05, registry=world.registry)[:2] == (gamma, lam)
     g2, _, _ = train_tab.calibrate_weights("noise", 32, 0, 99, "", 1e-3, 1e-3, 0.5, 0.05, registry=world.registry)
     assert g2 > gamma  # a larger share needs a larger weight
+
+
+def test_calibration_measures_through_the_forms_dose(world, monkeypatch):
+    """The weight of each t and the gradient's form change the gradient norms: the calibration measures through
+    the dose the run will train with, and a value the loss does not know is refused by name."""
+    monkeypatch.setenv("DIFFLOSS_DATASETS", str(world.root / "no-datasets"))
+    args = ("noise", 32, 0, 99, "", 1e-3, 1e-3, 0.25, 0.0, None)
+    plain = train_tab.calibrate_weights(*args, registry=world.registry)
+    weighted = train_tab.calibrate_weights(*args, "sigma2", "sds", registry=world.registry)
+    assert "(uniform weights, full gradient)" in plain[2]
+    assert "(sigma2 weights, Jacobian-free gradient)" in weighted[2]
+    assert weighted[0] != pytest.approx(plain[0], rel=1e-3)  # another dose, another gamma for the same share
+    with pytest.raises(gr.Error, match="unknown t weighting 'loud'"):
+        train_tab.calibrate_weights(*args, "loud", "full", registry=world.registry)
+    with pytest.raises(gr.Error, match="unknown gradient 'x'"):
+        train_tab.calibrate_weights(*args, "", "x", registry=world.registry)
 
 
 def test_calibration_refuses_what_it_cannot_do_with_a_message(world, tmp_path, monkeypatch):

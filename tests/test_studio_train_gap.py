@@ -59,7 +59,7 @@ def test_uploads_are_recognised_by_name_after_the_run_renames_them(world, tmp_pa
 def test_the_handler_takes_one_settings_object_whose_fields_are_the_forms_boxes():
     params = inspect.signature(train_tab.train_pair).parameters
     assert list(params) == ["settings", "request", "registry"]
-    assert FORM_FIELDS[:3] == ("task", "steps", "batch") and FORM_FIELDS[-1] == "detach_prior"  # the API's order
+    assert FORM_FIELDS[:3] == ("task", "steps", "batch") and FORM_FIELDS[-3:] == ("detach_prior", "t_weight", "gradient")  # the API's order
     assert "width" not in FORM_FIELDS and "name" not in FORM_FIELDS  # not on the form
 
 
@@ -75,36 +75,38 @@ def _shipped_registry(arms):
 def test_a_preset_reproduces_a_shipped_arms_recipe_from_its_card():
     import json
 
-    registry = _shipped_registry(["l2", "strong", "prior-led"])
+    registry = _shipped_registry(["l2", "strong", "jacobian-free"])
     card = json.loads((registry.pretrained / "restorers" / "noise" / "strong" / "card.json").read_text())
     caps = {"steps": 300, "batch": 8, "crop": 128}
     strong = train_presets.preset_for("noise", "strong", registry, caps)
     assert strong.values["gamma"] == pytest.approx(card["config"]["loss"]["gamma"], rel=1e-3)
     assert strong.values["lam"] == pytest.approx(card["config"]["loss"]["lam"], rel=1e-3)
-    assert {k: strong.values[k] for k in ("steps", "batch", "crop", "lr", "seed", "t_max", "prior_crop")} == {
+    keys = ("steps", "batch", "crop", "lr", "seed", "t_min", "t_max", "t_weight", "gradient", "prior_crop")
+    assert {k: strong.values[k] for k in keys} == {
         "steps": card["config"]["loop"]["steps"], "batch": card["config"]["loop"]["batch_size"],
         "crop": card["config"]["crop"], "lr": card["config"]["loop"]["lr"], "seed": card["config"]["loop"]["seed"],
-        "t_max": 999, "prior_crop": 0}
+        "t_min": None, "t_max": None, "t_weight": "sigma2", "gradient": "full", "prior_crop": 0}  # the prior's band
     assert strong.values["start"] == "shipped noise l2" and "not shipped" in strong.note
-    assert train_presets.preset_for("noise", "prior-led", registry, caps).values["t_max"] == 250
+    assert train_presets.preset_for("noise", "jacobian-free", registry, caps).values["gradient"] == "sds"
     hosted = train_presets.preset_for("noise", "strong", registry, {**caps, "steps": 150})
     assert hosted.values["steps"] == 150 and "Capped on this machine: steps 200 -> 150" in hosted.note
     assert train_presets.preset_for("noise", "l2", registry, caps) is None  # no prior: the plain form
     assert [p.label.split(" ")[0] for p in train_presets.presets("noise", registry, caps)] == [
-        a for a in ("calibrated", "strong", "prior-led", "semantic") if train_presets.preset_for(
+        a for a in ("moderate", "strong", "jacobian-free") if train_presets.preset_for(
             "noise", a, registry, caps)]
 
 
 def test_choosing_a_preset_fills_the_form_and_none_leaves_it(monkeypatch):
     from studio.models import set_registry
 
-    registry = _shipped_registry(["l2", "semantic"])
+    registry = _shipped_registry(["l2", "jacobian-free"])
     set_registry(registry)
     try:
         label = next(p.label for p in train_presets.presets("noise", registry, train_tab.train_caps())
-                     if p.label.startswith("semantic"))
+                     if p.label.startswith("jacobian-free"))
         *values, note = train_ui.apply_preset("noise", label)
-        assert dict(zip(train_ui.PRESET_FIELDS, values))["gamma"] > 0.5 and "h-space" in note
+        filled = dict(zip(train_ui.PRESET_FIELDS, values))
+        assert filled["gamma"] > 0 and filled["gradient"] == "sds" and "Jacobian-free gradient" in note
         *kept, note = train_ui.apply_preset("noise", train_presets.NONE)
         assert note == "" and len(kept) == len(train_ui.PRESET_FIELDS)
     finally:

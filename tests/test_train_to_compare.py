@@ -67,7 +67,7 @@ def test_clicking_an_example_keeps_the_arms_the_person_chose(world):
 
 
 REPORT = {"tasks": {"noise": {"pd_points": {a: {"psnr": 27 + i * 0.2, "niqe": 4.4 - i * 0.05}
-                                            for i, a in enumerate(("l2", "calibrated", "strong", "semantic"))}}}}
+                                            for i, a in enumerate(("l2", "moderate", "strong", "jacobian-free"))}}}}
 
 
 def test_the_family_plot_says_plainly_which_arm_on_show_it_cannot_place_and_why(world):

@@ -50,7 +50,7 @@ def test_tiny_build_installs_every_required_arm_with_its_card(built):
     assert card["storage"] == "float16" and prior.unet.dtype == torch.float32  # stored small, computed in float32
     assert set(card["validation"]["eps_mse"]) == {"50", "200", "500"} or prior.num_timesteps < 501
     calibration = json.loads((paths.runs / "tiny" / "noise" / "calibration.json").read_text())
-    assert set(calibration["norms"]) == {"all", f"0-{family.SMALL_T}"}
+    assert set(calibration["norms"]) == {"band/sigma2", "band/sigma2/sds"}  # one per dose, shared by its arms
     assert calibration["data"].startswith("clean/train")  # weights are never solved on the validation photos
     weights = {}
     assert family.CONTROL_ARM in REQUIRED and family.CONTROL_ARM not in SHIPPED  # the control stays in the run folder
@@ -72,12 +72,13 @@ def test_tiny_build_installs_every_required_arm_with_its_card(built):
         weights[arm] = (arm_card["arm"]["gamma"], arm_card["arm"]["lam"], arm_card["config"]["loss"]["t_max"])
     assert weights["l2"][0] == 0 and not json.loads(
         (paths.restorer_dir("noise", "l2") / "card.json").read_text())["data"]["diffloss"]
-    semantic = weights["semantic"]
-    assert semantic[2] is None and 0 < semantic[0] and semantic[1] > weights["strong"][1]  # all t, L_sem leads
-    assert 0 < weights["calibrated"][0] < weights["strong"][0]  # more share, more weight: the dose order
-    assert weights["strong"][2] is None and weights["calibrated"][2] is None  # the whole schedule
-    calibration = json.loads((paths.runs / "tiny" / "noise" / "calibration.json").read_text())
-    assert weights["prior-led"][2] == min(family.SMALL_T, calibration["num_timesteps"] - 1)  # small t only
+    assert 0 < weights["moderate"][0] < weights["strong"][0]  # more share, more weight: the dose order
+    assert weights["strong"][2] is None and weights["moderate"][2] is None  # the prior's band, not cut shorter
+    jf = json.loads((paths.restorer_dir("noise", "jacobian-free") / "card.json").read_text())
+    assert jf["config"]["loss"]["gradient"] == "sds" and jf["arm"]["lam"] == pytest.approx(0.0) or jf["arm"]["sem_share"] == 0
+    for arm in ("moderate", "strong", "jacobian-free"):  # the dose each card records
+        loss = json.loads((paths.restorer_dir("noise", arm) / "card.json").read_text())["config"]["loss"]
+        assert (loss["band"], loss["t_weight"]) == ("prior", "sigma2")
     assert not paths.restorer_dir("noise", "released").exists()  # optional: left out when asked
     assert list(family.shipped_restorers(paths.pretrained)["noise"]) == SHIPPED  # family order
 
@@ -85,14 +86,15 @@ def test_tiny_build_installs_every_required_arm_with_its_card(built):
 def test_the_arm_weights_give_the_target_shares_through_the_measured_norms():
     from diffloss.loss import shares_for_weights
 
-    calibration = {"norms": {"all": {"fidelity": 1e-3, "nat": 1e-2, "sem": 5e-3}}}
-    for arm in (family.family_arm("calibrated"), family.family_arm("strong")):
+    norms = {"fidelity": 1e-3, "nat": 1e-2, "sem": 5e-3}
+    calibration = {"norms": {"band/sigma2": norms}}
+    for arm in (family.family_arm("moderate"), family.family_arm("strong")):
         gamma, lam = zoo.arm_weights(arm, calibration)
-        shares = shares_for_weights(calibration["norms"]["all"], gamma, lam)
+        shares = shares_for_weights(norms, gamma, lam)
         assert shares["nat"] == pytest.approx(arm.nat_share) and shares["sem"] == pytest.approx(arm.sem_share)
     assert family.family_arm("strong").prior_share >= 0.6  # the strong arm: at least 60 % of the gradient
     assert zoo.arm_weights(family.family_arm("released"), calibration) == (1e-3, 1e-3)
-    with pytest.raises(ValueError, match="unknown arm 'x'.*l2, l2-reseeded, calibrated"):
+    with pytest.raises(ValueError, match="unknown arm 'x'.*l2, l2-reseeded, moderate"):
         family.family_arm("x")
 
 
@@ -108,7 +110,7 @@ def test_a_changed_recipe_rebuilds_the_arms_an_older_recipe_installed(built):
     paths, _ = built
     changed = zoo.Recipe(TINY.name, TINY.prior, zoo.dataclasses.replace(TINY.restorer, arm_lr=1e-4), tasks=TINY.tasks)
     names = {step.name: step.done() for step in zoo.plan(changed, paths)}
-    assert names["noise/base"] and not names["noise/l2"] and not names["noise/prior-led"]
+    assert names["noise/base"] and not names["noise/l2"] and not names["noise/strong"]
     assert all(step.done() for step in zoo.plan(TINY, paths) if step.name != "noise/released")
 
 
@@ -155,8 +157,8 @@ def test_the_report_compares_every_arm_with_l2_and_draws_the_family(built):
     assert f"| {crop} px, {TINY.seed + 1} |" in text and f"| {crop} px, {TINY.seed + 2} |" in text  # the control's seed
     glance = text.split("## At a glance")[1].split("## noise")[0]  # the summary opens the report
     row = next(line for line in glance.splitlines() if line.startswith("| noise |"))
-    vs = synthetic["means"]["prior-led"]["psnr_vs_l2"]
-    assert f"{vs:.1f} dB" in row and row.count("/") == 2 * (len(family.DOSE_ORDER) - 1)
+    vs = synthetic["means"]["jacobian-free"]["psnr_vs_l2"]
+    assert f"{vs:.1f} dB" in row and row.count("/") == 2 * len(family.PRIOR_ARMS) == 6
     assert "| haze |" not in glance  # nothing shipped there: no row
     floor = synthetic["means"][family.CONTROL_ARM]["psnr_vs_l2"]
     assert row.split(" | ")[4] == f"{floor:.1f} dB"  # training noise, beside the arms it is the floor of
@@ -173,16 +175,16 @@ def test_an_arm_is_visible_only_below_33_db_and_further_than_training_noise():
     means = {"input": {"psnr": 20.0, "niqe": 6.0}, "l2": {"psnr": 27.0, "niqe": 4.0, "psnr_vs_l2": None},
              family.CONTROL_ARM: {"psnr": 27.0, "niqe": 4.0, "psnr_vs_l2": 31.0},
              "strong": {"psnr": 26.5, "niqe": 3.9, "psnr_vs_l2": 32.0},  # under 33 dB, but nearer than noise
-             "semantic": {"psnr": 26.0, "niqe": 3.5, "psnr_vs_l2": 29.0}}
+             "jacobian-free": {"psnr": 26.0, "niqe": 3.5, "psnr_vs_l2": 29.0}}
     data = {"tasks": {"noise": {"sources": [{"mode": "synthetic", "means": means}]}}}
     row = summary_lines(data)[2]
     assert "| 31.0 dB |" in row and "| 32.0 dB / -0.50" in row and "**29.0 dB** / -1.00 / -0.50" in row
     assert row.startswith("| noise | 20.00 | – | 27.00 | 31.0 dB |")  # no base measured: a dash
     said = "\n".join(verdicts("noise", means, {}))
     assert "**strong**: visibly different from the L2 arm, and no further from it than training noise" in said
-    assert "**semantic**: visibly different from the L2 arm (median 29.0 dB" in said
-    assert most_visible_arm(data, "noise") == "semantic"  # the control has no prior: never the showcase
-    means["semantic"]["psnr_vs_l2"] = 40.0
+    assert "**jacobian-free**: visibly different from the L2 arm (median 29.0 dB" in said
+    assert most_visible_arm(data, "noise") == "jacobian-free"  # the control has no prior: never the showcase
+    means["jacobian-free"]["psnr_vs_l2"] = 40.0
     assert most_visible_arm(data, "noise") == "strong"
 
 
@@ -304,7 +306,7 @@ def test_a_report_refuses_to_drop_the_base_and_control_it_measured_when_their_ru
 def test_the_perception_distortion_view_is_the_arms_not_the_input():
     from diffloss.zoo_report import pd_view
 
-    points = {"input": (18.0, 9.0), "l2": (26.0, 5.0), "strong": (25.5, 4.6), "prior-led": (25.0, 4.2)}
+    points = {"input": (18.0, 9.0), "l2": (26.0, 5.0), "strong": (25.5, 4.6), "moderate": (25.0, 4.2)}
     (x0, x1), (y0, y1) = pd_view(points)
     assert x0 < 25.0 and x1 > 26.0 and x0 > 18.0  # every arm inside, the input outside
     assert y0 < 4.2 and y1 > 5.0 and y1 < 9.0
