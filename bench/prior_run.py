@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from diffloss import checkpoint, prior_band, prior_check, viz
-from diffloss.data import holdout_split, load_clean_images
+from diffloss.data import load_clean_images
 from diffloss.paths import PRETRAINED, datasets_folder
 from diffloss.prior import DiffusionPrior
 from diffloss.run_folder import export_checkpoint
@@ -60,19 +60,15 @@ def main(argv: list[str] | None = None) -> None:
     new, shipped = DiffusionPrior.from_pretrained(dest), DiffusionPrior.from_pretrained(args.shipped)
     root = Path(args.datasets)
     val_crops = prior_check.validation_crops(load_clean_images(root / "clean" / "val"), crop=64, per_image=2)
-    every = int(card["config"]["holdout_every"])
-    held = holdout_split(load_clean_images(root / "clean" / "train"), every)[1]
-    held_crops = prior_check.validation_crops(held, crop=64, per_image=4)
+    held_crops, data = prior_check.held_out_crops(root / "clean" / "train", int(card["config"]["holdout_every"]))
     ours, theirs = (measure(prior, val_crops, held_crops, args.curve_step) for prior in (new, shipped))
-    data = f"clean/train, every {every}th photo (held out of this run's training): {len(held_crops)} crops of 64 px"
     band = prior_band.band_or_reason(ours["curve"])
     if isinstance(band, prior_band.Band):
         prior_band.write_band(dest, band, ours["curve"], data)
     Image.fromarray(viz.prior_curve_figure({"shipped prior": theirs["curve"], "this run": ours["curve"]},
                                            _ends(band))).save(dest / "curve.png")
     card["evaluation"] = {
-        "data": f"clean/val ({len(val_crops)} crops of 64 px, the shipped card's measure) and the {len(held)} "
-                f"held-out training photos ({len(held_crops)} crops)",
+        "data": f"clean/val ({len(val_crops)} crops of 64 px, the shipped card's measure) and {data}",
         "eps_mse": {"val": ours["val"], "holdout": ours["holdout"]},
         "shipped_prior_eps_mse": {"val": theirs["val"], "holdout": theirs["holdout"]},
         "ratio_val": {t: ours["val"][t] / theirs["val"][t] for t in ours["val"]},

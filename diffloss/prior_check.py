@@ -7,6 +7,7 @@ few timesteps (1.0 would be "predicts zero"), and a picture of unconditional sam
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +28,20 @@ def validation_crops(images: Sequence[torch.Tensor], crop: int, per_image: int =
     g = torch.Generator().manual_seed(seed)
     crops = [random_crop_flip(img, crop, g, flip=False) for img in images for _ in range(per_image)]
     return torch.stack(crops)
+
+
+BAND_CROP, BAND_CROPS_PER_PHOTO = 64, 4  # the crops the band is read on
+
+
+def held_out_crops(clean_train: Path, every: int) -> tuple[torch.Tensor, str]:
+    """The crops a prior's band is measured on (every ``every``-th training photo, held out of its run by
+    ``holdout_every``) and what to call them on a card: one choice, shared by install-prior and bench/prior_run."""
+    from diffloss.data import holdout_split, load_clean_images
+
+    held = holdout_split(load_clean_images(clean_train), every)[1]
+    crops = validation_crops(held, crop=BAND_CROP, per_image=BAND_CROPS_PER_PHOTO)
+    return crops, (f"clean/train, every {every}th photo (held out of the prior's training): {len(crops)} crops of "
+                   f"{BAND_CROP} px")
 
 
 def on_schedule(prior: DiffusionPrior, timesteps: Sequence[int]) -> list[int]:

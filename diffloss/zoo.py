@@ -522,26 +522,23 @@ def install_prior(model_dir: Path, paths: ZooPaths, log: Callable[[str], None] =
     log(f"[prior] installed in {dest}: eps MSE {errors}")
 
 
-def measure_band(prior, card: dict, paths: ZooPaths, replaced=None, per_image: int = 4) -> dict | str:
+def measure_band(prior, card: dict, paths: ZooPaths, replaced=None) -> dict | str:
     """The prior's band and the curve it was read from, on the training photos its run held out (``holdout_every``
     in its card's config), or why there is none (no photo held out; a curve no t passes). ``replaced``: another
     prior measured on the same crops (its curve under "replaced")."""
     from diffloss import prior_band, prior_check
-    from diffloss.data import holdout_split, load_clean_images
 
     every = int((card.get("config") or {}).get("holdout_every") or 0)
     if every < 2:
         return "its run held out no training photos to measure the band on"
-    held = holdout_split(load_clean_images(paths.clean_train), every)[1]
-    crops = prior_check.validation_crops(held, crop=64, per_image=per_image)
+    crops, data = prior_check.held_out_crops(paths.clean_train, every)
     timesteps = prior_band.curve_timesteps(prior.num_timesteps)
     curve = prior_check.band_curve(prior, crops, timesteps)
     band = prior_band.band_or_reason(curve)
     if isinstance(band, str):
         return band
     other = {"replaced": prior_check.band_curve(replaced, crops, timesteps)} if replaced is not None else {}
-    return {"band": band, "curve": curve, **other,
-            "data": f"clean/train, every {every}th photo (held out of the prior's training): {len(crops)} crops of 64 px"}
+    return {"band": band, "curve": curve, **other, "data": data}
 
 
 def install_restorer(model_dir: Path, dest: Path, calibration: dict, recipe: Recipe,

@@ -201,7 +201,7 @@ def test_the_long_runs_state_is_exported_measured_beside_the_shipped_prior_and_g
     card = json.loads((dest / "card.json").read_text())
     assert card["history"] == "a test run" and card["storage"] == "float16" and card["steps"] == 2
     evaluation = card["evaluation"]
-    assert "2 held-out training photos (8 crops)" in evaluation["data"]
+    assert "every 2th photo (held out of the prior's training): 8 crops of 64 px" in evaluation["data"]
     for t, ratio in evaluation["ratio_val"].items():
         assert ratio == pytest.approx(evaluation["eps_mse"]["val"][t] / evaluation["shipped_prior_eps_mse"]["val"][t])
     # two untrained priors predict the noise nowhere: no band, the reason instead, and doses over the whole schedule
