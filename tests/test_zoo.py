@@ -334,3 +334,20 @@ def test_verdicts_never_call_an_arm_better_on_niqe_and_quote_the_perceptual_metr
     said = "\n".join(verdicts("noise", means, comparisons))
     assert "NIQE lower (no reference, not a verdict) by 0.4" in said and "NIQE better" not in said
     assert "HaarPSI worse by 0.02" in said and "MS-GMSDc worse by 0.01" in said
+
+
+def test_the_command_a_card_records_always_names_the_data_folder(monkeypatch, tmp_path):
+    """A card's command is shown with $DIFFLOSS_DATASETS for the data folder: a build on the default folder
+    must still name it, or the command would point a user's clone at a folder it lacks."""
+    (tmp_path / "data" / "clean" / "train").mkdir(parents=True)
+
+    def paths(datasets=tmp_path / "data", runs=tmp_path / "runs", pretrained=tmp_path / "pretrained"):
+        return family.ZooPaths(datasets, runs, pretrained)
+
+    seen = {}
+    monkeypatch.setattr(zoo, "ZooPaths", paths)
+    monkeypatch.setattr(zoo, "build", lambda *args, **kw: seen.update(kw))
+    assert zoo.main(["build", "--quick", "--threads", "2"]) == 0
+    assert seen["command"] == f"python -m diffloss.zoo build --quick --threads 2 --datasets {tmp_path / 'data'}"
+    zoo.main(["build", "--quick", "--datasets", str(tmp_path / "data")])
+    assert seen["command"].count("--datasets") == 1
