@@ -434,20 +434,22 @@ TRAIN_GAP_SHOT = REPO / "artifacts" / "browser" / "train-gap-{when}.png"
 
 
 def test_train_shows_live_how_far_a_family_presets_arms_move_apart(fresh_clone_url):
-    """Train with the shipped family's `semantic` preset (a short run of it): the form takes the arm's recipe, and
-    while both arms train the gap between their outputs on a photo they do not train on grows, drawn live."""
+    """Train with the shipped family's `jacobian-free` preset (a short run of it): the form takes the arm's recipe, its
+    gradient form included, and while both arms train the gap between their outputs on a photo they do not train on
+    grows, drawn live."""
     import re
 
     with _screen(fresh_clone_url) as page:
         page.get_by_role("tab", name="Train").click()
         panel = page.get_by_role("tabpanel").filter(has=page.get_by_role("button", name="Train both arms"))
         panel.get_by_label("Preset: the recipe of a shipped family arm", exact=False).click()
-        page.get_by_role("option", name=re.compile(r"^semantic")).click()
-        page.get_by_text(re.compile(r"Set from shipped noise semantic.s card")).first.wait_for(timeout=30_000)
+        page.get_by_role("option", name=re.compile(r"^jacobian-free")).click()
+        page.get_by_text(re.compile(r"Set from shipped noise jacobian-free.s card")).first.wait_for(timeout=30_000)
         assert float(panel.get_by_label("gamma", exact=True).input_value()) > 0.5
         steps = panel.get_by_label("Steps (at most", exact=False)
         steps.fill("12")  # a short run of the recipe: the test's time, not the arm's
         panel.get_by_role("button", name="More settings", exact=False).click()
+        assert panel.get_by_label("Jacobian-free (score distillation)").is_checked()  # the preset's gradient form
         panel.get_by_label("Prior sub-crop px", exact=False).fill("32")
         panel.get_by_role("button", name="Train both arms").click()
         page.get_by_text("dB apart", exact=False).first.wait_for(timeout=300_000)
