@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffloss import checkpoint
+from diffloss.loss import GRADIENT_NAMES
 from diffloss.paths import PRETRAINED, TASK_ORDER, datasets_folder
 
 SOTS_VAL_SCENES = ("1430", "1431", "1432", "1433", "1434")
@@ -69,7 +70,7 @@ class ArmSpec:
         if self.t_max is not None:
             where = f"t <= {self.t_max}" if self.band == "all" else f"the prior's band up to t = {self.t_max}"
         extra = [w for w, on in ((f"{self.t_weight} weights", self.t_weight != "uniform"),
-                                 ("Jacobian-free gradient", self.gradient == "sds")) if on]
+                                 (f"{GRADIENT_NAMES['sds']} gradient", self.gradient == "sds")) if on]
         return ", ".join([where] + extra)
 
 

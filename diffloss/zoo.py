@@ -647,8 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     recipe = RECIPES["quick" if args.quick else "full"]
     given = list(sys.argv[1:] if argv is None else argv)
     # The data folder is always named (a card shows it as $DIFFLOSS_DATASETS): the default one is this machine's.
-    command = "python -m diffloss.zoo " + " ".join(given + ([] if "--datasets" in given else
-                                                            ["--datasets", str(paths.datasets)]))
+    named = any(a == "--datasets" or a.startswith("--datasets=") for a in given)
+    command = "python -m diffloss.zoo " + " ".join(given + ([] if named else ["--datasets", str(paths.datasets)]))
     if not paths.clean_train.is_dir():
         p.error(f"clean training photos not found at {paths.clean_train} (use --datasets)")
     if args.plan:

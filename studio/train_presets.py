@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from diffloss.family import family_arm
+from diffloss.loss import dose_form_words
 from studio.family_view import weight_label
 from studio.models import Registry
 
@@ -55,8 +56,7 @@ def preset_for(task: str, arm: str, registry: Registry, caps: dict[str, int]) ->
     note = [f"**{weight_label(arm)}**: {family_arm(arm).about}.",
             f"Set from `{entry.label}`'s card: {values['steps']} steps, batch {values['batch']}, "
             f"crop {values['crop']} px, lr {values['lr']:g}, gamma {values['gamma']:g}, lambda {values['lam']:g}, "
-            f"t {_band_words(values)} ({values['t_weight']} weights, "
-            f"{'Jacobian-free' if values['gradient'] == 'sds' else 'full'} gradient), "
+            f"t {_band_words(values)} ({dose_form_words(values['t_weight'], values['gradient'])}), "
             f"seed {values['seed']}, the prior on the whole crop (sub-crop 0).",
             "Both arms start from the shipped L2 arm (the zoo started from the L2 base, which is not shipped: the L2 "
             "arm is that base after the same 200 steps without the prior), on the photos chosen below; the zoo "

@@ -18,7 +18,7 @@ import torch
 
 from diffloss import degrade, nets, pair
 from diffloss.images import ImageLoadError, image_size, load_image, save_image
-from diffloss.loss import DiffLossConfig
+from diffloss.loss import DiffLossConfig, dose_form_words
 from diffloss.paths import ARMS, PHOTOS_DIR
 from diffloss.arm_gap import ArmProbe
 from studio import hosting, inputs, run_budget, train_gap, visitors
@@ -139,8 +139,8 @@ def calibrate_weights(
     n = result.norms
     report = "\n".join([
         f"Measured on {len(images)} clean photos from `{files[0].parent}`: {side} px centre crops degraded for "
-        f"{task}, t drawn in [{lo}, {hi}] ({config.t_weight} weights, "
-        f"{'Jacobian-free' if config.gradient == 'sds' else 'full'} gradient), one t and noise per photo, restored by "
+        f"{task}, t drawn in [{lo}, {hi}] ({dose_form_words(config.t_weight, config.gradient)}), one t and noise "
+        f"per photo, restored by "
         f"{f'`{entry.label}`' if entry else 'a fresh restorer (the identity)'}, where both arms start.",
         "",
         f"- gradient norm on the image per unit weight: fidelity {n['fidelity']:.3g}, L_nat {n['nat']:.3g}, "
@@ -347,7 +347,8 @@ def train_pair(settings: TrainSettings, request: gr.Request | None = None,
         prior = load_prior(s.prior_source, reg)  # fails early, with the reason, before any work
         sub = int(prior_crop or 0)
         loss = DiffLossConfig(gamma=float(gamma), lam=float(lam), **_train_t_range(t_min, t_max, prior),
-                              **_train_dose(s.t_weight, s.gradient), prior_crop=sub if 0 < sub < values["crop"] else None, detach_prior=bool(s.detach_prior))
+                              **_train_dose(s.t_weight, s.gradient),
+                              prior_crop=sub if 0 < sub < values["crop"] else None, detach_prior=bool(s.detach_prior))
         if s.detach_prior:
             notes.append("the released code's no_grad mistake is on: the DiffLoss arm's prior terms send no gradient")
         try:

@@ -351,3 +351,5 @@ def test_the_command_a_card_records_always_names_the_data_folder(monkeypatch, tm
     assert seen["command"] == f"python -m diffloss.zoo build --quick --threads 2 --datasets {tmp_path / 'data'}"
     zoo.main(["build", "--quick", "--datasets", str(tmp_path / "data")])
     assert seen["command"].count("--datasets") == 1
+    zoo.main(["build", "--quick", f"--datasets={tmp_path / 'data'}"])
+    assert seen["command"].count("--datasets") == 1
