@@ -79,7 +79,8 @@ def _add_restorer_args(r: argparse.ArgumentParser) -> None:
                    help="compute the prior terms on one random square sub-crop of this side (cheaper steps; default: "
                    f"{CPU_DEFAULTS.prior_crop} on a CPU, as the Train tab; 0 or with CUDA: the whole crop)")
     r.add_argument("--prior-samples", type=int, default=None,
-                   help="compute the prior terms on a random subset of this many batch items (cheaper steps)")
+                   help="compute the prior terms on a random subset of this many batch items (cheaper steps; "
+                   f"default: {CPU_DEFAULTS.prior_samples} on a CPU, as the Train tab; 0 or with CUDA: every item)")
     r.add_argument("--t-weight", choices=["uniform", "sigma2", "x0"], default=d.t_weight,
                    help="weight of each t: uniform (the paper), sigma2 = 1 - alpha_bar, x0 = (1 - alpha_bar)/alpha_bar")
     r.add_argument("--gradient", choices=["full", "sds"], default=d.gradient,
@@ -188,13 +189,16 @@ def on_cpu(device: str | None) -> bool:
 
 def cpu_or_given(args: argparse.Namespace) -> argparse.Namespace:
     """The restorer settings left out filled in for the machine: on a CPU the Train tab's (``CPU_DEFAULTS``: batch,
-    crop and the prior's sub-crop), so the README's commands run as fast as the tab; with CUDA the full crop."""
+    crop, the prior's sub-crop and how many photos it sees), so the README's commands run as fast as the tab; with
+    CUDA the full crop of every photo."""
     cpu = on_cpu(args.device)
     full = RestorerTrainConfig()
     filled = {"batch": args.batch or (CPU_DEFAULTS.batch if cpu else full.loop.batch_size),
               "crop": args.crop or (CPU_DEFAULTS.crop if cpu else full.crop)}
     sub = args.prior_crop if args.prior_crop is not None else (CPU_DEFAULTS.prior_crop if cpu else 0)
     filled["prior_crop"] = sub if 0 < sub < filled["crop"] else None
+    few = args.prior_samples if args.prior_samples is not None else (CPU_DEFAULTS.prior_samples if cpu else 0)
+    filled["prior_samples"] = few if 0 < few < filled["batch"] else None
     return argparse.Namespace(**{**vars(args), **filled})
 
 
@@ -297,6 +301,7 @@ def _train_pair(args: argparse.Namespace) -> int:
     first = next(iter(plans.values()))[1]
     print(f"{len(plans)} arm(s), batch {first.loop.batch_size}, crop {first.crop}, prior terms on "
           + (f"a {first.loss.prior_crop} px sub-crop" if first.loss.prior_crop else "the whole crop")
+          + (f" of {first.loss.prior_samples} photos" if first.loss.prior_samples else "")
           + f", {first.loop.steps} steps; a line per arm at step 1 and every {first.loop.log_every} steps", flush=True)
     try:
         for arm, (_, cfg) in plans.items():

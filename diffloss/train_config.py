@@ -81,12 +81,16 @@ class RestorerTrainConfig:
 class CpuDefaults:
     """What a restorer run starts with on a CPU unless told otherwise: the Train tab's boxes there, and the command
     line's defaults there (``python -m diffloss.train pair|restorer``). Why: a DiffLoss step on the whole 96 px crop
-    of 8 photos costs minutes per 20 steps on a small CPU; 4 photos at 64 px with the prior terms on a 32 px square
-    of each is 3x cheaper per step and trained as well (bench/results/subcrop-quality.json)."""
+    of 8 photos costs minutes per 20 steps on a small CPU. At 4 photos of 64 px a DiffLoss step costs 10-11x a
+    fidelity step with the prior on the whole crop, 3.3-3.8x with it on a 32 px square of each photo, 2.5-2.6x on
+    that square of 2 of the 4 photos (bench P1; bench/results/p1-jacobian-free.md): both terms, the full gradient,
+    under the 3x budget. A sub-crop on a subset of the batch trained as well as the whole crop
+    (bench/results/subcrop-quality.json: 48 px on 2 of 8 photos)."""
 
     batch: int = 4
     crop: int = 64
     prior_crop: int = 32
+    prior_samples: int = 2  # the prior terms on this many photos of each batch (the fidelity term sees them all)
 
 
 CPU_DEFAULTS = CpuDefaults()

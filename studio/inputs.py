@@ -70,7 +70,8 @@ def file_stem(stem: str, limit: int = MAX_STEM) -> str:
 
 
 def train_numbers(steps: object, batch: object, crop: object, lr: object, gamma: object, lam: object,
-                  t_min: object, t_max: object, seed_value: object, prior_crop: object) -> dict[str, float | int]:
+                  t_min: object, t_max: object, seed_value: object, prior_crop: object,
+                  prior_samples: object = 0) -> dict[str, float | int]:
     """The Train tab's number boxes checked, by their names in the page; ValueError for the first bad one."""
     return {
         "steps": whole_number(steps, "steps", 1), "batch": whole_number(batch, "batch", 1),
@@ -78,4 +79,5 @@ def train_numbers(steps: object, batch: object, crop: object, lr: object, gamma:
         "gamma": finite_number(gamma, "gamma"), "lam": finite_number(lam, "lambda"),
         "t_min": optional_whole_number(t_min, "t min", 0), "t_max": optional_whole_number(t_max, "t max", 0),
         "seed": seed(seed_value), "prior_crop": whole_number(prior_crop or 0, "Prior sub-crop px", 0),
+        "prior_samples": whole_number(prior_samples or 0, "Prior on photos per batch", 0),
     }

@@ -49,7 +49,7 @@ def preset_for(task: str, arm: str, registry: Registry, caps: dict[str, int]) ->
               "lam": float(f"{loss['lam']:.4g}"), "t_min": 0 if t_min is None and whole else t_min,
               "t_max": 999 if t_max is None and whole else t_max, "t_weight": loss.get("t_weight") or "uniform",
               "gradient": loss.get("gradient") or "full", "seed": loop["seed"],
-              "prior_crop": loss.get("prior_crop") or 0}
+              "prior_crop": loss.get("prior_crop") or 0, "prior_samples": loss.get("prior_samples") or 0}
     capped = [f"{key} {values[key]} -> {caps[key]}" for key in ("steps", "batch", "crop") if values[key] > caps[key]]
     for key in ("steps", "batch", "crop"):
         values[key] = min(values[key], caps[key])
@@ -57,14 +57,14 @@ def preset_for(task: str, arm: str, registry: Registry, caps: dict[str, int]) ->
             f"Set from `{entry.label}`'s card: {values['steps']} steps, batch {values['batch']}, "
             f"crop {values['crop']} px, lr {values['lr']:g}, gamma {values['gamma']:g}, lambda {values['lam']:g}, "
             f"t {_band_words(values)} ({dose_form_words(values['t_weight'], values['gradient'])}), "
-            f"seed {values['seed']}, the prior on the whole crop (sub-crop 0).",
+            f"seed {values['seed']}, the prior on the whole crop of every photo (sub-crop 0, photos 0).",
             "Both arms start from the shipped L2 arm (the zoo started from the L2 base, which is not shipped: the L2 "
             "arm is that base after the same 200 steps without the prior), on the photos chosen below; the zoo "
             "trained on the benchmark's clean/train."]
     if capped:
         note.append(f"Capped on this machine: {', '.join(capped)}.")
-    note.append("On a CPU the whole-crop prior makes each step several times dearer: a sub-crop of 32 (More "
-                "settings) is 3x cheaper, though not the recipe.")
+    note.append("On a CPU the whole-crop prior makes each step several times dearer: a 32 px sub-crop on 2 photos "
+                "of a batch of 4 (More settings) is 4x cheaper, though not the recipe.")
     return Preset(f"{arm} ({weight_label(arm)})", values, " ".join(note))
 
 

@@ -35,6 +35,7 @@ class TrainSettings:
     # Added last (2026-12), so a caller that passes the form by position keeps every earlier field in its place.
     t_weight: str = "uniform"  # the weight of each t (DiffLossConfig.t_weight; empty: uniform, the paper's)
     gradient: str = "full"  # "sds": the Jacobian-free gradient (DiffLossConfig.gradient; empty: full)
+    prior_samples: float = 0  # the prior terms on this many photos of each batch (0: all; DiffLossConfig.prior_samples)
     width: int | None = None  # not on the form: a fresh restorer's width (None: the default)
     name: str | None = None  # not on the form: the run's name (None: from the task and the time)
 

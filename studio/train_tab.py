@@ -20,6 +20,7 @@ from diffloss import degrade, nets, pair
 from diffloss.images import ImageLoadError, image_size, load_image, save_image
 from diffloss.loss import DiffLossConfig, dose_form_words
 from diffloss.paths import ARMS, PHOTOS_DIR
+from diffloss.train_config import CPU_DEFAULTS
 from diffloss.arm_gap import ArmProbe
 from studio import hosting, inputs, run_budget, train_gap, visitors
 from studio.models import Registry, get_registry
@@ -52,16 +53,16 @@ def train_caps() -> dict[str, int]:
     return HOSTED_CPU_CAPS if hosting.is_hosted() else CPU_CAPS
 
 
-# The prior sub-crop the Train tab starts with on a CPU. At its default batch and crop (4 at 64 px) a DiffLoss
-# step on the whole crop costs 8.5x a fidelity step, on a 32 px square 2.9x (python -m bench --only P1 --batch 4
-# --crop 64 --prior-crop 32; bench/results/history.md), and a quarter-area sub-crop trained as well as the whole
-# crop (bench/results/subcrop-quality.json). A GPU runs the whole crop.
-CPU_PRIOR_CROP = 32
-
-
 def default_prior_crop() -> int:
-    """The Train tab's prior sub-crop box: 0 (the whole crop) on a GPU, ``CPU_PRIOR_CROP`` on a CPU."""
-    return 0 if torch.cuda.is_available() else CPU_PRIOR_CROP
+    """The Train tab's prior sub-crop box: 0 (the whole crop) on a GPU, the CPU default there
+    (``diffloss.train_config.CPU_DEFAULTS``: why and what it costs)."""
+    return 0 if torch.cuda.is_available() else CPU_DEFAULTS.prior_crop
+
+
+def default_prior_samples() -> int:
+    """The Train tab's "prior on how many photos" box: 0 (every photo of the batch) on a GPU, the CPU default
+    there (``CPU_DEFAULTS``)."""
+    return 0 if torch.cuda.is_available() else CPU_DEFAULTS.prior_samples
 
 
 def run_seconds() -> float | None:
@@ -295,8 +296,8 @@ def train_pair(settings: TrainSettings, request: gr.Request | None = None,
     (status, curves, the zip once done, and how far the arms' outputs have moved apart on a photo they do not
     train on). ``settings``: the form (``studio.train_settings``); below, its fields by name.
 
-    ``prior_crop`` > 0 computes the prior terms on one random square of that side per batch (cheaper steps on a
-    CPU; 0 = the whole crop). ``start``: a restorer label of the task to fine-tune from (both arms), or
+    ``prior_crop`` > 0 computes the prior terms on one random square of that side per batch, ``prior_samples`` > 0
+    on that many random photos of each batch (cheaper steps on a CPU; 0 = the whole crop, every photo). ``start``: a restorer label of the task to fine-tune from (both arms), or
     ``FRESH_START``/empty for a fresh restorer of ``width``. ``photos``: uploaded clean photos, used instead of
     ``clean_folder`` (a hosted Space has no folder of its visitors' photos). ``detach_prior`` computes the DiffLoss
     arm's prior terms under no_grad, as the released code did: they are logged, but the arm ends bit for bit equal
@@ -317,11 +318,10 @@ def train_pair(settings: TrainSettings, request: gr.Request | None = None,
         caps, notes = train_caps(), []
         try:  # NaN, inf, a seed past 2**63, a learning rate <= 0: said here, by the box's name
             checked = inputs.train_numbers(s.steps, s.batch, s.crop, s.lr, s.gamma, s.lam, s.t_min, s.t_max, s.seed,
-                                           s.prior_crop)
+                                           s.prior_crop, s.prior_samples)
         except ValueError as err:
             raise gr.Error(str(err)) from err
-        lr, gamma, lam, t_min, t_max, seed, prior_crop = (checked[k] for k in ("lr", "gamma", "lam", "t_min", "t_max",
-                                                                               "seed", "prior_crop"))
+        lr, gamma, lam, t_min, t_max, seed = (checked[k] for k in ("lr", "gamma", "lam", "t_min", "t_max", "seed"))
         values = {"steps": checked["steps"], "batch": checked["batch"], "crop": checked["crop"]}
         for key, value in values.items():
             if value < 1:
@@ -345,10 +345,12 @@ def train_pair(settings: TrainSettings, request: gr.Request | None = None,
         entry = start_entry(s.start, task, reg)
         notes.append(f"both arms start from {f'`{entry.label}`' if entry else 'a fresh restorer'}")
         prior = load_prior(s.prior_source, reg)  # fails early, with the reason, before any work
-        sub = int(prior_crop or 0)
+        sub, few = checked["prior_crop"], checked["prior_samples"]
         loss = DiffLossConfig(gamma=float(gamma), lam=float(lam), **_train_t_range(t_min, t_max, prior),
                               **_train_dose(s.t_weight, s.gradient),
-                              prior_crop=sub if 0 < sub < values["crop"] else None, detach_prior=bool(s.detach_prior))
+                              prior_crop=sub if 0 < sub < values["crop"] else None,
+                              prior_samples=few if 0 < few < values["batch"] else None,
+                              detach_prior=bool(s.detach_prior))
         if s.detach_prior:
             notes.append("the released code's no_grad mistake is on: the DiffLoss arm's prior terms send no gradient")
         try:

@@ -77,7 +77,7 @@ train_from_form.__annotations__ = {"request": gr.Request}
 
 
 PRESET_FIELDS = ("start", "steps", "batch", "crop", "lr", "gamma", "lam", "t_min", "t_max", "t_weight", "gradient",
-                 "seed", "prior_crop")
+                 "seed", "prior_crop", "prior_samples")
 
 
 def preset_choices(task: str):
@@ -95,6 +95,10 @@ def apply_preset(task: str, label: str | None):
     return (*(preset.values[f] for f in PRESET_FIELDS), preset.note)
 
 
+PRIOR_COST_NOTE = ("What the prior costs on a CPU, at batch 4 of 64 px: on the whole crop of every photo a step "
+                   "takes about 10x a fidelity-only step; on a 32 px square of each photo 3.5x; on that square of 2 "
+                   "of the 4 photos 2.5x (this tab's CPU default; both terms keep their gradient). A GPU runs the "
+                   "whole crop of every photo.")
 GAP_CAPTION = ("both arms restore one photo they do not train on at each measured step; the PSNR between their "
                "outputs falls as they part (below about 33 dB a person can see it), and their difference is shown "
                "amplified by the factor written on it")
@@ -171,8 +175,12 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
                     t_weight = gr.Dropdown(inspect_tab.T_WEIGHT_CHOICES, value="uniform", label="Weight of each t")
                     gradient = gr.Radio(inspect_tab.GRADIENT_CHOICES, value="full", label="Gradient")
                 seed = gr.Number(value=0, precision=0, label="Seed")
-                prior_crop = gr.Number(value=train_tab.default_prior_crop(), precision=0,
-                                       label="Prior sub-crop px (0 = whole crop; on a CPU 32, 3x cheaper steps)")
+                with gr.Row():
+                    prior_crop = gr.Number(value=train_tab.default_prior_crop(), precision=0,
+                                           label="Prior sub-crop px (0 = whole crop)")
+                    prior_samples = gr.Number(value=train_tab.default_prior_samples(), precision=0,
+                                              label="Prior on how many photos of a batch (0 = all)")
+                gr.Markdown(PRIOR_COST_NOTE)
                 prior = gr.Textbox(value=prior_default, label="Prior")
             # Filled (and opened when there are stopped runs) by each page load, below: no scan of
             # runs/ at start-up, and a reload lists runs stopped since.
@@ -201,7 +209,7 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
     form = {"task": task, "steps": steps, "batch": batch, "crop": crop, "lr": lr, "gamma": gamma, "lam": lam,
             "t_min": t_min, "t_max": t_max, "seed": seed, "prior_source": prior, "clean_folder": clean_folder,
             "prior_crop": prior_crop, "start": start_from, "photos": photos, "detach_prior": bug,
-            "t_weight": t_weight, "gradient": gradient}
+            "t_weight": t_weight, "gradient": gradient, "prior_samples": prior_samples}
     assert tuple(form) == FORM_FIELDS  # the boxes in train_from_form's order
     # One queue for both buttons (concurrency_id): a second run waits its turn instead of being refused.
     # A press while another run holds the slot first says so, at once (outside the queue), with how long it may last.
@@ -215,7 +223,7 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
     task.change(preset_choices, task, [preset, preset_note], api_visibility="private")
     preset.input(apply_preset, [task, preset],
                  [start_from, steps, batch, crop, lr, gamma, lam, t_min, t_max, t_weight, gradient, seed, prior_crop,
-                  preset_note],
+                  prior_samples, preset_note],
                  api_visibility="private")
     page.load(stopped_runs, None, [resume_box, run], api_name="_stopped_runs")  # runs stopped since start-up
     task.change(start_dropdown, task, start_from)

@@ -31,7 +31,7 @@ def cpu_only(monkeypatch):
 
 
 def _train_tab_boxes(tmp_path) -> dict[str, float]:
-    """What the Train tab's batch, crop and prior sub-crop boxes hold on this machine."""
+    """What the Train tab's batch, crop, prior sub-crop and prior-photos boxes hold on this machine."""
     from studio import train_ui
     from studio.widgets import PageStart
 
@@ -39,19 +39,22 @@ def _train_tab_boxes(tmp_path) -> dict[str, float]:
     with gr.Blocks() as page:
         train_ui.build(page, PageStart(registry=world.registry, photo=world.photo))
     numbers = {b.label.split(" (")[0]: b.value for b in page.blocks.values() if isinstance(b, gr.Number)}
-    return {"batch": numbers["Batch"], "crop": numbers["Crop px"], "prior_crop": numbers["Prior sub-crop px"]}
+    return {"batch": numbers["Batch"], "crop": numbers["Crop px"], "prior_crop": numbers["Prior sub-crop px"],
+            "prior_samples": numbers["Prior on how many photos of a batch"]}
 
 
 def test_the_readme_pair_command_on_a_cpu_trains_with_the_train_tabs_settings(tmp_path, cpu_only):
     tab = _train_tab_boxes(tmp_path)
-    assert tab == {"batch": CPU_DEFAULTS.batch, "crop": CPU_DEFAULTS.crop, "prior_crop": CPU_DEFAULTS.prior_crop}
+    assert tab == {"batch": CPU_DEFAULTS.batch, "crop": CPU_DEFAULTS.crop, "prior_crop": CPU_DEFAULTS.prior_crop,
+                   "prior_samples": CPU_DEFAULTS.prior_samples}
     args = train_cli.build_parser().parse_args(_readme_command("pair"))
     cfg = train_cli.config_from_args(args)
-    assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop) == (tab["batch"], tab["crop"], tab["prior_crop"])
+    assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop, cfg.loss.prior_samples) == tuple(tab.values())
     arms = pair.arm_configs(cfg, tmp_path / "run", "cmd")
-    assert {(c.loop.batch_size, c.crop, c.loss.prior_crop) for c in arms.values()} == {(4, 64, 32)}
+    assert {(c.loop.batch_size, c.crop, c.loss.prior_crop, c.loss.prior_samples) for c in arms.values()} == {
+        (4, 64, 32, 2)}
     one = train_cli.config_from_args(train_cli.build_parser().parse_args(_readme_command("restorer")))
-    assert (one.loop.batch_size, one.crop, one.loss.prior_crop) == (4, 64, 32)
+    assert (one.loop.batch_size, one.crop, one.loss.prior_crop, one.loss.prior_samples) == (4, 64, 32, 2)
 
 
 def test_settings_given_on_the_command_line_win_and_0_means_the_whole_crop(cpu_only):
@@ -59,18 +62,25 @@ def test_settings_given_on_the_command_line_win_and_0_means_the_whole_crop(cpu_o
     cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(argv + ["--batch", "8", "--crop", "96",
                                                                                  "--prior-crop", "0"]))
     assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop) == (8, 96, None)
+    assert cfg.loss.prior_samples == CPU_DEFAULTS.prior_samples  # not given: the CPU default, of a larger batch
     cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(argv + ["--crop", "32"]))
     assert cfg.loss.prior_crop is None  # a sub-crop as large as the crop is the whole crop
+    cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(argv + ["--prior-samples", "0"]))
+    assert (cfg.loss.prior_crop, cfg.loss.prior_samples) == (32, None)  # 0: every photo of the batch
+    cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(argv + ["--batch", "2"]))
+    assert cfg.loss.prior_samples is None  # as many as the batch holds: every photo
+    cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(argv + ["--prior-samples", "3"]))
+    assert cfg.loss.prior_samples == 3
 
 
 def test_with_cuda_the_defaults_stay_the_full_crop(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(
         ["pair", "--task", "noise", "--clean", "x", "--out", "o"]))
-    assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop) == (8, 96, None)
+    assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop, cfg.loss.prior_samples) == (8, 96, None, None)
     cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(
         ["pair", "--task", "noise", "--clean", "x", "--out", "o", "--device", "cpu"]))
-    assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop) == (4, 64, 32)
+    assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop, cfg.loss.prior_samples) == (4, 64, 32, 2)
 
 
 def test_a_progress_line_says_the_pace_and_the_time_left():

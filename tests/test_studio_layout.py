@@ -78,3 +78,6 @@ def test_train_starts_with_the_cheap_prior_sub_crop_on_a_cpu_and_the_whole_crop_
     assert box.value == expected == train_tab.default_prior_crop()
     assert expected == 0 or expected < next(b.value for b in page.blocks.values()
                                             if isinstance(b, gr.Number) and (b.label or "").startswith("Crop px"))
+    photos = next(b for b in page.blocks.values() if isinstance(b, gr.Number) and "how many photos" in (b.label or ""))
+    batch = next(b.value for b in page.blocks.values() if isinstance(b, gr.Number) and (b.label or "").startswith("Batch"))
+    assert photos.value == train_tab.default_prior_samples() == (0 if cuda else 2) and (cuda or photos.value < batch)

@@ -305,7 +305,11 @@ def test_bad_settings_are_refused_before_any_work(world, tmp_path):
         next(_run(world, "noprior", prior_source=str(tmp_path / "missing")))
     with pytest.raises(gr.Error, match="No clean photos to train on: upload a few clean photos, or give a folder"):
         next(_run(world, "nodata", clean_folder=str(tmp_path / "empty")))
-    assert not train_tab._TRAIN_LOCK.locked()
+    with pytest.raises(gr.Error, match="Prior on photos per batch must be a whole number, got 1.5"):
+        next(_run(world, "half", prior_samples=1.5))
+    with pytest.raises(gr.Error, match="Prior on photos per batch must be at least 0, got -1"):
+        next(_run(world, "minus", prior_samples=-1))
+    assert not train_tab._TRAIN_LOCK.locked() and not (world.registry.runs / "half").exists()
 
 
 def test_uploaded_photos_are_trained_on_and_kept_with_the_run(world, tmp_path):
@@ -377,6 +381,20 @@ def test_the_prior_sub_crop_reaches_the_diffloss_arm_only(world):
     list(_run(world, "whole", prior_crop=64))  # not smaller than the 32 px crop: the whole crop, no error
     card = json.loads((world.registry.runs / "whole" / "diffloss" / "model" / "card.json").read_text())
     assert card["config"]["loss"]["prior_crop"] is None
+
+
+def test_the_prior_on_fewer_photos_of_the_batch_reaches_the_diffloss_arm_and_0_or_the_batch_means_all(world):
+    import json
+
+    def loss_of(name: str) -> dict:
+        return json.loads((world.registry.runs / name / "diffloss" / "model" / "card.json").read_text())[
+            "config"]["loss"]
+
+    list(_run(world, "few", batch=3, prior_samples=2, prior_crop=16))
+    assert (loss_of("few")["prior_samples"], loss_of("few")["prior_crop"]) == (2, 16)
+    list(_run(world, "all", batch=2, prior_samples=2))  # not fewer than the batch: every photo, no error
+    list(_run(world, "zero", batch=2, prior_samples=0))
+    assert loss_of("all")["prior_samples"] is None and loss_of("zero")["prior_samples"] is None
 
 
 def test_both_arms_can_fine_tune_a_trained_restorer(tmp_path):

@@ -59,7 +59,8 @@ def test_uploads_are_recognised_by_name_after_the_run_renames_them(world, tmp_pa
 def test_the_handler_takes_one_settings_object_whose_fields_are_the_forms_boxes():
     params = inspect.signature(train_tab.train_pair).parameters
     assert list(params) == ["settings", "request", "registry"]
-    assert FORM_FIELDS[:3] == ("task", "steps", "batch") and FORM_FIELDS[-3:] == ("detach_prior", "t_weight", "gradient")  # the API's order
+    assert FORM_FIELDS[:3] == ("task", "steps", "batch")  # the API's order: fields added later come last
+    assert FORM_FIELDS[-4:] == ("detach_prior", "t_weight", "gradient", "prior_samples")
     assert "width" not in FORM_FIELDS and "name" not in FORM_FIELDS  # not on the form
 
 
@@ -81,11 +82,13 @@ def test_a_preset_reproduces_a_shipped_arms_recipe_from_its_card():
     strong = train_presets.preset_for("noise", "strong", registry, caps)
     assert strong.values["gamma"] == pytest.approx(card["config"]["loss"]["gamma"], rel=1e-3)
     assert strong.values["lam"] == pytest.approx(card["config"]["loss"]["lam"], rel=1e-3)
-    keys = ("steps", "batch", "crop", "lr", "seed", "t_min", "t_max", "t_weight", "gradient", "prior_crop")
+    keys = ("steps", "batch", "crop", "lr", "seed", "t_min", "t_max", "t_weight", "gradient", "prior_crop",
+            "prior_samples")
     assert {k: strong.values[k] for k in keys} == {
         "steps": card["config"]["loop"]["steps"], "batch": card["config"]["loop"]["batch_size"],
         "crop": card["config"]["crop"], "lr": card["config"]["loop"]["lr"], "seed": card["config"]["loop"]["seed"],
-        "t_min": None, "t_max": None, "t_weight": "sigma2", "gradient": "full", "prior_crop": 0}  # the prior's band
+        "t_min": None, "t_max": None, "t_weight": "sigma2", "gradient": "full", "prior_crop": 0,
+        "prior_samples": 0}  # the prior's band, on the whole crop of every photo
     assert strong.values["start"] == "shipped noise l2" and "not shipped" in strong.note
     assert train_presets.preset_for("noise", "jacobian-free", registry, caps).values["gradient"] == "sds"
     hosted = train_presets.preset_for("noise", "strong", registry, {**caps, "steps": 150})
