@@ -2,7 +2,8 @@
 
     python bench/subcrop_quality.py --base runs/zoo/quick/noise/base/model \
         --calibration runs/zoo/quick/noise/calibration.json --datasets ../shared/datasets \
-        [--task noise] [--crop 96] [--prior-crop 48] [--prior-samples 2] [--steps 300] [--out runs/subcrop] \
+        [--task noise] [--crop 96] [--prior-crop 48] [--prior-samples 2] [--steps 300] [--t-weight sigma2] \
+        [--out runs/subcrop] \
         [--json bench/results/subcrop-quality.json]
 
 Why: ``DiffLossConfig.prior_crop`` and ``prior_samples`` make a DiffLoss step several times cheaper (at half the
@@ -39,6 +40,7 @@ ARMS = ("l2", "diffloss", "diffloss-sub", "diffloss-sub-few")
 def arm_config(arm: str, args: argparse.Namespace, calibration: dict) -> train.RestorerTrainConfig:
     """One arm's training run: only ``diffloss``, ``prior_crop`` and ``prior_samples`` differ between arms."""
     loss = DiffLossConfig(gamma=calibration["gamma"], lam=calibration["lam"], track_when_off=False,
+                          t_weight=args.t_weight,
                           prior_crop=args.prior_crop if arm.startswith("diffloss-sub") else None,
                           prior_samples=args.prior_samples if arm == "diffloss-sub-few" else None)
     out = Path(args.out) / arm
@@ -73,6 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--t-weight", default="uniform", help="the weight of each t (DiffLossConfig.t_weight; the "
+                   "family's prior arms: sigma2)")
     p.add_argument("--val-images", type=int, default=24)
     p.add_argument("--out", default="runs/subcrop")
     p.add_argument("--json", default=str(REPO / "bench" / "results" / "subcrop-quality.json"))
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         arms[arm] = {"means": row.means(), "wins_vs_l2": wins, "train_s_per_step": seconds_per_step(Path(args.out) / arm)}
     result = {
         "task": args.task, "crop": args.crop, "prior_crop": args.prior_crop, "prior_samples": args.prior_samples,
-        "steps": args.steps,
+        "steps": args.steps, "t_weight": args.t_weight,
         "batch": args.batch, "lr": args.lr, "calibration": {k: calibration[k] for k in ("gamma", "lam")},
         "base": args.base, "prior": args.prior, "validation": source.describe(), "images": len(l2_images),
         "input_means": report.rows[0].means(), "arms": arms,
