@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[{arm}] {time.perf_counter() - started:.0f} s", flush=True)
 
     source = EvalSource("synthetic", Path(args.datasets) / "clean" / "val", task=args.task, limit=args.val_images)
-    report = evaluate({arm: Path(args.out) / arm / "model" for arm in ARMS}, source, lpips=False)
+    report = evaluate({arm: Path(args.out) / arm / "model" for arm in ARMS}, source, lpips=False, reference="l2")
     l2_images = report.row("l2").images
     arms = {}
     for arm in ARMS:
@@ -107,10 +107,11 @@ def main(argv: list[str] | None = None) -> dict:
         "input_means": report.rows[0].means(), "arms": arms,
         "command": "python bench/subcrop_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    print(f"{'arm':<18}{'PSNR':>8}{'SSIM':>8}{'NIQE':>8}  wins vs L2 (psnr/ssim/niqe)  s/step")
+    print(f"{'arm':<18}{'PSNR':>8}{'SSIM':>8}{'NIQE':>8}{'vs L2':>8}  wins vs L2 (psnr/ssim/niqe)  s/step")
     for arm, r in arms.items():
         m, w = r["means"], r["wins_vs_l2"]
-        cells = "".join(f"{'n/a' if m[k] is None else f'{m[k]:.{d}f}':>8}" for k, d in (("psnr", 2), ("ssim", 4), ("niqe", 2)))
+        columns = (("psnr", 2), ("ssim", 4), ("niqe", 2), ("psnr_vs_reference", 1))
+        cells = "".join(f"{'n/a' if m.get(k) is None else f'{m[k]:.{d}f}':>8}" for k, d in columns)
         print(f"{arm:<18}{cells}  {w['psnr']}/{w['ssim']}/{w['niqe']} of {len(l2_images)}   "
               f"{r['train_s_per_step'] or float('nan'):.2f}")
     write_json(args.json, result)

@@ -111,7 +111,7 @@ def test_subcrop_quality_study_trains_four_arms_from_one_base_and_scores_them(tm
         "--base", str(tmp_path / "base"), "--calibration", str(tmp_path / "calibration.json"),
         "--datasets", str(tmp_path / "datasets"), "--prior", str(tmp_path / "prior"), "--crop", "32",
         "--prior-crop", "16", "--prior-samples", "1", "--steps", "2", "--batch", "2", "--val-images", "2",
-        "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "study.json")])
+        "--t-weight", "sigma2", "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "study.json")])
     assert set(result["arms"]) == {"l2", "diffloss", "diffloss-sub", "diffloss-sub-few"}
     assert _json.loads((tmp_path / "study.json").read_text())["arms"].keys() == result["arms"].keys()
     for arm in result["arms"].values():
@@ -120,6 +120,9 @@ def test_subcrop_quality_study_trains_four_arms_from_one_base_and_scores_them(tm
     cards = {arm: _json.loads((tmp_path / "runs" / arm / "model" / "card.json").read_text()) for arm in result["arms"]}
     assert cards["diffloss-sub-few"]["config"]["loss"]["prior_samples"] == 1
     assert cards["diffloss-sub"]["config"]["loss"]["prior_crop"] == 16 and cards["l2"]["config"]["diffloss"] is False
+    assert {c["config"]["loss"]["t_weight"] for c in cards.values()} == {"sigma2"} == {result["t_weight"]}
+    distances = {arm: r["means"].get("psnr_vs_reference") for arm, r in result["arms"].items()}
+    assert distances.pop("l2") is None and all(math.isfinite(d) and d > 20 for d in distances.values())
 
 
 def test_overlap_study_times_each_wrapper_against_the_plain_call_and_leaves_the_flag_as_it_was(tmp_path) -> None:
