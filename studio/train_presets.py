@@ -64,7 +64,7 @@ def preset_for(task: str, arm: str, registry: Registry, caps: dict[str, int]) ->
     if capped:
         note.append(f"Capped on this machine: {', '.join(capped)}.")
     note.append("On a CPU the whole-crop prior makes each step several times dearer: a 32 px sub-crop on 2 photos "
-                "of a batch of 4 (More settings) is 4x cheaper, though not the recipe.")
+                "of each batch (More settings) is 4x cheaper or more, though not the recipe.")
     return Preset(f"{arm} ({weight_label(arm)})", values, " ".join(note))
 
 
