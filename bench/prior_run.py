@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     card.update(storage="float16", history=args.history or card.get("history", ""),
                 what="NOT a shipped prior: the long run of issue #26 as far as it has gone, kept so the next session "
                      "can go on from it (python -m diffloss.train prior --init bench/results/prior-run ...; the "
-                     "optimiser's state is not kept). Installed into pretrained/prior with the family rebuilt "
-                     "through it.")
+                     "optimiser's state is not kept). It goes into pretrained/prior only together with a family "
+                     "rebuilt through it (python -m diffloss.zoo install-prior).")
     checkpoint.atomic_write_json(dest / checkpoint.CARD_FILE, card)
     print(json.dumps({"step": card["steps"], "ratio_val": card["evaluation"]["ratio_val"],
                       "val": ours["val"], "band": _recorded(band)}, indent=1))
