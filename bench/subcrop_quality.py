@@ -45,7 +45,7 @@ def arm_config(arm: str, args: argparse.Namespace, calibration: dict) -> train.R
                           prior_samples=args.prior_samples if arm == "diffloss-sub-few" else None)
     out = Path(args.out) / arm
     loop = train.LoopConfig(out=str(out), steps=args.steps, batch_size=args.batch, lr=args.lr,
-                            warmup=min(200, args.steps // 10 + 1), seed=1, log_every=25,
+                            warmup=min(200, args.steps // 10 + 1), seed=args.seed, log_every=25,
                             save_every=max(50, args.steps // 10), device="auto",
                             command="python " + " ".join(sys.argv))
     return train.RestorerTrainConfig(task=args.task, clean=[str(Path(args.datasets) / "clean" / "train")],
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--seed", type=int, default=1, help="the arms' shared seed (batches, t, eps)")
     p.add_argument("--t-weight", default="uniform", help="the weight of each t (DiffLossConfig.t_weight; the "
                    "family's prior arms: sigma2)")
     p.add_argument("--val-images", type=int, default=24)
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
         arms[arm] = {"means": row.means(), "wins_vs_l2": wins, "train_s_per_step": seconds_per_step(Path(args.out) / arm)}
     result = {
         "task": args.task, "crop": args.crop, "prior_crop": args.prior_crop, "prior_samples": args.prior_samples,
-        "steps": args.steps, "t_weight": args.t_weight,
+        "steps": args.steps, "t_weight": args.t_weight, "seed": args.seed,
         "batch": args.batch, "lr": args.lr, "calibration": {k: calibration[k] for k in ("gamma", "lam")},
         "base": args.base, "prior": args.prior, "validation": source.describe(), "images": len(l2_images),
         "input_means": report.rows[0].means(), "arms": arms,

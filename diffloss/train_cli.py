@@ -76,11 +76,11 @@ def _add_restorer_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--detach-prior", action="store_true", help="reproduce the released code's no_grad bug")
     r.add_argument("--no-track", action="store_true", help="off arm: do not compute L_nat/L_sem for the log")
     r.add_argument("--prior-crop", type=int, default=None,
-                   help="compute the prior terms on one random square sub-crop of this side (cheaper steps; default: "
-                   f"{CPU_DEFAULTS.prior_crop} on a CPU, as the Train tab; 0 or with CUDA: the whole crop)")
+                   help="compute the prior terms on one random square sub-crop of this side (cheaper, noisier steps; "
+                   "default and 0: the whole crop)")
     r.add_argument("--prior-samples", type=int, default=None,
-                   help="compute the prior terms on a random subset of this many batch items (cheaper steps; "
-                   f"default: {CPU_DEFAULTS.prior_samples} on a CPU, as the Train tab; 0 or with CUDA: every item)")
+                   help="compute the prior terms on a random subset of this many batch items (cheaper, noisier "
+                   "steps; default and 0: every item)")
     r.add_argument("--t-weight", choices=["uniform", "sigma2", "x0"], default=d.t_weight,
                    help="weight of each t: uniform (the paper), sigma2 = 1 - alpha_bar, x0 = (1 - alpha_bar)/alpha_bar")
     r.add_argument("--gradient", choices=["full", "sds"], default=d.gradient,
@@ -189,15 +189,14 @@ def on_cpu(device: str | None) -> bool:
 
 def cpu_or_given(args: argparse.Namespace) -> argparse.Namespace:
     """The restorer settings left out filled in for the machine: on a CPU the Train tab's (``CPU_DEFAULTS``: batch,
-    crop, the prior's sub-crop and how many photos it sees), so the README's commands run as fast as the tab; with
-    CUDA the full crop of every photo."""
+    crop), so the README's commands run as the tab does; with CUDA the full crop. A prior sub-crop or subset at
+    least as large as the crop or batch is the whole of it."""
     cpu = on_cpu(args.device)
     full = RestorerTrainConfig()
     filled = {"batch": args.batch or (CPU_DEFAULTS.batch if cpu else full.loop.batch_size),
               "crop": args.crop or (CPU_DEFAULTS.crop if cpu else full.crop)}
-    sub = args.prior_crop if args.prior_crop is not None else (CPU_DEFAULTS.prior_crop if cpu else 0)
-    filled["prior_crop"] = sub if 0 < sub < filled["crop"] else None
-    few = args.prior_samples if args.prior_samples is not None else (CPU_DEFAULTS.prior_samples if cpu else 0)
+    sub, few = args.prior_crop or 0, args.prior_samples or 0
+    filled["prior_crop"] = sub if 0 < sub < filled["crop"] else None  # as large as the crop: the whole crop
     filled["prior_samples"] = few if 0 < few < filled["batch"] else None
     return argparse.Namespace(**{**vars(args), **filled})
 

@@ -81,16 +81,15 @@ class RestorerTrainConfig:
 class CpuDefaults:
     """What a restorer run starts with on a CPU unless told otherwise: the Train tab's boxes there, and the command
     line's defaults there (``python -m diffloss.train pair|restorer``). Why: a DiffLoss step on the whole 96 px crop
-    of 8 photos costs minutes per 20 steps on a small CPU. At 4 photos of 64 px a DiffLoss step costs 10-11x a
-    fidelity step with the prior on the whole crop, 3.3-3.8x with it on a 32 px square of each photo, 2.5-2.6x on
-    that square of 2 of the 4 photos (bench P1; bench/results/p1-jacobian-free.md): both terms, the full gradient,
-    under the 3x budget. A sub-crop on a subset of the batch trained as well as the whole crop
-    (bench/results/subcrop-quality.json: 48 px on 2 of 8 photos)."""
+    of 8 photos costs minutes per 20 steps on a small CPU; at 4 photos of 64 px it costs about 0.6 s on one core.
+
+    The prior sees the whole crop of every photo, although that step costs 10-11x a fidelity step (bench P1): the
+    cheaper settings (``prior_crop``, ``prior_samples``: 2.2-3.8x) trained worse than the whole crop in every seed
+    measured, at the Train tab's default weights and at the family's strong dose, and moved the arm further from
+    L2 in a direction that did not help (bench/results/subcrop-quality-tab-default.md)."""
 
     batch: int = 4
     crop: int = 64
-    prior_crop: int = 32
-    prior_samples: int = 2  # the prior terms on this many photos of each batch (the fidelity term sees them all)
 
 
 CPU_DEFAULTS = CpuDefaults()

@@ -63,8 +63,8 @@ def preset_for(task: str, arm: str, registry: Registry, caps: dict[str, int]) ->
             "trained on the benchmark's clean/train."]
     if capped:
         note.append(f"Capped on this machine: {', '.join(capped)}.")
-    note.append("On a CPU the whole-crop prior makes each step several times dearer: a 32 px sub-crop on 2 photos "
-                "of each batch (More settings) is 4x cheaper or more, though not the recipe.")
+    note.append("On a CPU the whole-crop prior makes each step several times dearer than a fidelity step; the "
+                "cheaper sub-crop settings (More settings) trained worse in our checks.")
     return Preset(f"{arm} ({weight_label(arm)})", values, " ".join(note))
 
 

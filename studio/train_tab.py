@@ -20,7 +20,6 @@ from diffloss import degrade, nets, pair
 from diffloss.images import ImageLoadError, image_size, load_image, save_image
 from diffloss.loss import DiffLossConfig, dose_form_words
 from diffloss.paths import ARMS, PHOTOS_DIR
-from diffloss.train_config import CPU_DEFAULTS
 from diffloss.arm_gap import ArmProbe
 from studio import hosting, inputs, run_budget, train_gap, visitors
 from studio.models import Registry, get_registry
@@ -51,18 +50,6 @@ def train_caps() -> dict[str, int]:
     if torch.cuda.is_available():
         return GPU_CAPS
     return HOSTED_CPU_CAPS if hosting.is_hosted() else CPU_CAPS
-
-
-def default_prior_crop() -> int:
-    """The Train tab's prior sub-crop box: 0 (the whole crop) on a GPU, the CPU default there
-    (``diffloss.train_config.CPU_DEFAULTS``: why and what it costs)."""
-    return 0 if torch.cuda.is_available() else CPU_DEFAULTS.prior_crop
-
-
-def default_prior_samples() -> int:
-    """The Train tab's "prior on how many photos" box: 0 (every photo of the batch) on a GPU, the CPU default
-    there (``CPU_DEFAULTS``)."""
-    return 0 if torch.cuda.is_available() else CPU_DEFAULTS.prior_samples
 
 
 def run_seconds() -> float | None:

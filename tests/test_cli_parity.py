@@ -45,32 +45,31 @@ def _train_tab_boxes(tmp_path) -> dict[str, float]:
 
 def test_the_readme_pair_command_on_a_cpu_trains_with_the_train_tabs_settings(tmp_path, cpu_only):
     tab = _train_tab_boxes(tmp_path)
-    assert tab == {"batch": CPU_DEFAULTS.batch, "crop": CPU_DEFAULTS.crop, "prior_crop": CPU_DEFAULTS.prior_crop,
-                   "prior_samples": CPU_DEFAULTS.prior_samples}
+    # the prior on the whole crop of every photo: the sub-crop settings trained worse (CpuDefaults' docstring)
+    assert tab == {"batch": CPU_DEFAULTS.batch, "crop": CPU_DEFAULTS.crop, "prior_crop": 0, "prior_samples": 0}
     args = train_cli.build_parser().parse_args(_readme_command("pair"))
     cfg = train_cli.config_from_args(args)
-    assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop, cfg.loss.prior_samples) == tuple(tab.values())
+    assert (cfg.loop.batch_size, cfg.crop) == (tab["batch"], tab["crop"])
+    assert cfg.loss.prior_crop is None and cfg.loss.prior_samples is None  # the tab's 0: the whole of it
     arms = pair.arm_configs(cfg, tmp_path / "run", "cmd")
     assert {(c.loop.batch_size, c.crop, c.loss.prior_crop, c.loss.prior_samples) for c in arms.values()} == {
-        (4, 64, 32, 2)}
+        (4, 64, None, None)}
     one = train_cli.config_from_args(train_cli.build_parser().parse_args(_readme_command("restorer")))
-    assert (one.loop.batch_size, one.crop, one.loss.prior_crop, one.loss.prior_samples) == (4, 64, 32, 2)
+    assert (one.loop.batch_size, one.crop, one.loss.prior_crop, one.loss.prior_samples) == (4, 64, None, None)
 
 
 def test_settings_given_on_the_command_line_win_and_0_means_the_whole_crop(cpu_only):
     argv = ["pair", "--task", "noise", "--clean", "x", "--out", "o"]
-    cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(argv + ["--batch", "8", "--crop", "96",
-                                                                                 "--prior-crop", "0"]))
-    assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop) == (8, 96, None)
-    assert cfg.loss.prior_samples == CPU_DEFAULTS.prior_samples  # not given: the CPU default, of a larger batch
-    cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(argv + ["--crop", "32"]))
-    assert cfg.loss.prior_crop is None  # a sub-crop as large as the crop is the whole crop
-    cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(argv + ["--prior-samples", "0"]))
-    assert (cfg.loss.prior_crop, cfg.loss.prior_samples) == (32, None)  # 0: every photo of the batch
-    cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(argv + ["--batch", "2"]))
-    assert cfg.loss.prior_samples is None  # as many as the batch holds: every photo
-    cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(argv + ["--prior-samples", "3"]))
-    assert cfg.loss.prior_samples == 3
+
+    def config(*more: str):
+        return train_cli.config_from_args(train_cli.build_parser().parse_args(argv + list(more)))
+
+    cfg = config("--batch", "8", "--crop", "96", "--prior-crop", "48", "--prior-samples", "3")
+    assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop, cfg.loss.prior_samples) == (8, 96, 48, 3)
+    assert (config("--prior-crop", "0").loss.prior_crop, config("--prior-samples", "0").loss.prior_samples) == (
+        None, None)  # 0: the whole crop, every photo
+    assert config("--crop", "32", "--prior-crop", "32").loss.prior_crop is None  # as large as the crop: all of it
+    assert config("--batch", "2", "--prior-samples", "2").loss.prior_samples is None  # the whole batch
 
 
 def test_with_cuda_the_defaults_stay_the_full_crop(monkeypatch):
@@ -80,7 +79,7 @@ def test_with_cuda_the_defaults_stay_the_full_crop(monkeypatch):
     assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop, cfg.loss.prior_samples) == (8, 96, None, None)
     cfg = train_cli.config_from_args(train_cli.build_parser().parse_args(
         ["pair", "--task", "noise", "--clean", "x", "--out", "o", "--device", "cpu"]))
-    assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop, cfg.loss.prior_samples) == (4, 64, 32, 2)
+    assert (cfg.loop.batch_size, cfg.crop, cfg.loss.prior_crop, cfg.loss.prior_samples) == (4, 64, None, None)
 
 
 def test_a_progress_line_says_the_pace_and_the_time_left():
