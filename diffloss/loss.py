@@ -181,6 +181,13 @@ def sample_timesteps(n: int, lo: int, hi: int, generator: torch.Generator | None
     return torch.randint(lo, hi + 1, (n,), generator=generator)
 
 
+def part_or_all(part: int | None, whole: int) -> int | None:
+    """A sub-crop side or batch subset as ``DiffLossConfig.prior_crop``/``prior_samples`` take it: ``part`` when
+    it is a real part (0 < part < whole), else None (all of it), so a form's 0 or a size as large as the crop or the
+    batch means the whole."""
+    return part if part is not None and 0 < part < whole else None
+
+
 def sub_batch(
     restored: torch.Tensor, gt: torch.Tensor, t: torch.Tensor, count: int | None,
     generator: torch.Generator | None = None,

@@ -23,7 +23,7 @@ from typing import Iterator
 import torch.distributed as dist
 
 from diffloss.checkpoint import CheckpointError
-from diffloss.loss import DiffLossConfig
+from diffloss.loss import DiffLossConfig, part_or_all
 from diffloss.paths import RunFolder
 from diffloss.provenance import make_card_portable
 from diffloss.run_folder import checkpoint_settings, export_checkpoint, how_to_resume
@@ -195,9 +195,8 @@ def cpu_or_given(args: argparse.Namespace) -> argparse.Namespace:
     full = RestorerTrainConfig()
     filled = {"batch": args.batch or (CPU_DEFAULTS.batch if cpu else full.loop.batch_size),
               "crop": args.crop or (CPU_DEFAULTS.crop if cpu else full.crop)}
-    sub, few = args.prior_crop or 0, args.prior_samples or 0
-    filled["prior_crop"] = sub if 0 < sub < filled["crop"] else None  # as large as the crop: the whole crop
-    filled["prior_samples"] = few if 0 < few < filled["batch"] else None
+    filled["prior_crop"] = part_or_all(args.prior_crop, filled["crop"])
+    filled["prior_samples"] = part_or_all(args.prior_samples, filled["batch"])
     return argparse.Namespace(**{**vars(args), **filled})
 
 

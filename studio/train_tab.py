@@ -18,7 +18,7 @@ import torch
 
 from diffloss import degrade, nets, pair
 from diffloss.images import ImageLoadError, image_size, load_image, save_image
-from diffloss.loss import DiffLossConfig, dose_form_words
+from diffloss.loss import DiffLossConfig, dose_form_words, part_or_all
 from diffloss.paths import ARMS, PHOTOS_DIR
 from diffloss.arm_gap import ArmProbe
 from studio import hosting, inputs, run_budget, train_gap, visitors
@@ -284,7 +284,8 @@ def train_pair(settings: TrainSettings, request: gr.Request | None = None,
     train on). ``settings``: the form (``studio.train_settings``); below, its fields by name.
 
     ``prior_crop`` > 0 computes the prior terms on one random square of that side per batch, ``prior_samples`` > 0
-    on that many random photos of each batch (cheaper steps on a CPU; 0 = the whole crop, every photo). ``start``: a restorer label of the task to fine-tune from (both arms), or
+    on that many random photos of each batch (cheaper, noisier steps: ``train_ui.PRIOR_COST_NOTE``; 0 = the whole
+    crop, every photo). ``start``: a restorer label of the task to fine-tune from (both arms), or
     ``FRESH_START``/empty for a fresh restorer of ``width``. ``photos``: uploaded clean photos, used instead of
     ``clean_folder`` (a hosted Space has no folder of its visitors' photos). ``detach_prior`` computes the DiffLoss
     arm's prior terms under no_grad, as the released code did: they are logged, but the arm ends bit for bit equal
@@ -332,11 +333,10 @@ def train_pair(settings: TrainSettings, request: gr.Request | None = None,
         entry = start_entry(s.start, task, reg)
         notes.append(f"both arms start from {f'`{entry.label}`' if entry else 'a fresh restorer'}")
         prior = load_prior(s.prior_source, reg)  # fails early, with the reason, before any work
-        sub, few = checked["prior_crop"], checked["prior_samples"]
         loss = DiffLossConfig(gamma=float(gamma), lam=float(lam), **_train_t_range(t_min, t_max, prior),
                               **_train_dose(s.t_weight, s.gradient),
-                              prior_crop=sub if 0 < sub < values["crop"] else None,
-                              prior_samples=few if 0 < few < values["batch"] else None,
+                              prior_crop=part_or_all(checked["prior_crop"], values["crop"]),
+                              prior_samples=part_or_all(checked["prior_samples"], values["batch"]),
                               detach_prior=bool(s.detach_prior))
         if s.detach_prior:
             notes.append("the released code's no_grad mistake is on: the DiffLoss arm's prior terms send no gradient")

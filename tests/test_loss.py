@@ -237,3 +237,9 @@ def test_prior_samples_sends_the_prior_a_seeded_subset_and_only_it_gets_a_prior_
     assert float(again.nat) == float(terms.nat)  # the subset is seeded
     with pytest.raises(ValueError, match="prior_samples must be at least 1"):
         DiffLoss(prior, DiffLossConfig(prior_samples=0))
+
+
+def test_a_sub_crop_or_subset_is_a_part_only_when_smaller_than_the_whole():
+    from diffloss.loss import part_or_all
+
+    assert [part_or_all(n, 64) for n in (None, 0, 8, 32, 63, 64, 96)] == [None, None, 8, 32, 63, None, None]
