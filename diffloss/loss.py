@@ -41,13 +41,13 @@ BANDS = ("prior", "all")
 TERMS = ("fidelity", "nat", "sem")
 GRADIENTS = ("full", "sds")
 GRADIENT_NAMES = {"full": "full", "sds": "Jacobian-free"}  # what labels and cards call each gradient form
+# The largest gamma or lambda: calibrated doses here stay under 10; 1e30 overflowed the gradient shares to "nan%".
+MAX_WEIGHT = 1e6
 
 
 def dose_form_words(t_weight: str, gradient: str) -> str:
     """The weight of each t and the gradient's form in words, as the Train tab and its presets say them."""
     return f"{t_weight} weights, {GRADIENT_NAMES.get(gradient, gradient)} gradient"
-# The largest gamma or lambda: calibrated doses here stay under 10; 1e30 overflowed the gradient shares to "nan%".
-MAX_WEIGHT = 1e6
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from diffloss import degrade
+from diffloss.train_config import CPU_DEFAULTS
 from studio import explainers, hosting, inspect_tab, restorers, train_gap, train_presets, train_tab
 from studio.gpu import on_gpu
 from studio.models import SHIPPED_PRIOR, Registry, get_registry
@@ -145,8 +146,9 @@ def build(page: gr.Blocks, start: PageStart) -> TrainUI:
                                      label="Start from (both arms; a trained restorer fine-tunes)")
             steps = gr.Number(value=min(100, caps["steps"]), precision=0,
                               label=f"Steps (at most {caps['steps']} here)")
-            batch = gr.Number(value=4, precision=0, label=f"Batch (at most {caps['batch']})")
-            crop = gr.Number(value=64, precision=0, label=f"Crop px (at most {caps['crop']})")
+            # The command line's CPU defaults are these boxes (tests/test_cli_parity.py), on any machine
+            batch = gr.Number(value=CPU_DEFAULTS.batch, precision=0, label=f"Batch (at most {caps['batch']})")
+            crop = gr.Number(value=CPU_DEFAULTS.crop, precision=0, label=f"Crop px (at most {caps['crop']})")
             lr = gr.Number(value=1e-3, label="Learning rate")
             with gr.Row():
                 gamma = gr.Number(value=0.05, label="gamma")
